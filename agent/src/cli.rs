@@ -1,0 +1,97 @@
+//! Command-line interface (`stackwave ...`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Stackwave: GitOps for Genestack clouds.
+#[derive(Debug, Parser)]
+#[command(name = "stackwave", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Kustomize operations with Stackwave's native engine.
+    Kustomize {
+        /// The kustomize operation.
+        #[command(subcommand)]
+        command: KustomizeCommand,
+    },
+}
+
+/// `stackwave kustomize ...`.
+#[derive(Debug, Subcommand)]
+pub enum KustomizeCommand {
+    /// Build a kustomization directory and print the result, as `kubectl kustomize` does.
+    Build(BuildArgs),
+}
+
+/// `--load-restrictor` values (kustomize's names).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LoadRestrictorArg {
+    /// Files must be in or below the kustomization directory.
+    #[value(name = "LoadRestrictionsRootOnly")]
+    RootOnly,
+    /// Files may be anywhere.
+    #[value(name = "LoadRestrictionsNone")]
+    None,
+}
+
+/// `--reorder` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReorderArg {
+    /// kustomize's legacy kind-based order.
+    Legacy,
+    /// Keep input order.
+    None,
+}
+
+/// Arguments of `kustomize build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The kustomization directory (default: the current directory).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Which files kustomizations may read.
+    #[arg(long, value_enum, default_value = "LoadRestrictionsRootOnly")]
+    pub load_restrictor: LoadRestrictorArg,
+    /// Output order when the kustomization has no sortOptions.
+    #[arg(long, value_enum)]
+    pub reorder: Option<ReorderArg>,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Kustomize { command: KustomizeCommand::Build(a) } => {
+            let opts = kustomize_rs::Options {
+                load_restrictor: match a.load_restrictor {
+                    LoadRestrictorArg::RootOnly => kustomize_rs::LoadRestrictor::RootOnly,
+                    LoadRestrictorArg::None => kustomize_rs::LoadRestrictor::None,
+                },
+                reorder: a.reorder.map(|r| match r {
+                    ReorderArg::Legacy => kustomize_rs::Reorder::Legacy,
+                    ReorderArg::None => kustomize_rs::Reorder::None,
+                }),
+            };
+            match kustomize_rs::build_dir(&a.dir, &opts) {
+                Ok(out) => {
+                    let mut stdout = std::io::stdout().lock();
+                    if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+                        return 1;
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    1
+                }
+            }
+        }
+    }
+}

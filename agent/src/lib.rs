@@ -1,0 +1,7 @@
+//! Stackwave: a GitOps reconciliation agent for Genestack clouds.
+//!
+//! The binary is a thin layer over library crates; each pipeline stage
+//! (source → render → diff → plan → apply → record) gets its own module as it lands.
+//! Today the render stage's kustomize engine is wired in ([`cli`]).
+
+pub mod cli;

@@ -1,0 +1,557 @@
+//! The build pipeline (`api/internal/target/kusttarget.go`, `api/krusty/kustomizer.go`).
+//!
+//! For one kustomization directory: accumulate `resources` (files, or directories built
+//! recursively and merged in), load `configurations`/`crds` field specs, run generators, then
+//! `components` (which act on this accumulator), then the builtin transformers in kustomize's
+//! fixed order, then `transformers:` plugins. At the top level only: hash suffixes, name
+//! reference fix-ups, vars, local-config removal, sorting, and printing.
+
+use crate::fieldspec::{parse_specs, FieldSpec, TransformerConfig};
+pub use crate::fs::LoadRestrictor;
+use crate::fs::Loader;
+use crate::generators;
+use crate::kustfile::{self, Kustomization, PatchArgs};
+use crate::resource::{Behavior, Resource};
+use crate::transformers::{meta, nameref, patch, replacements, vars};
+use crate::yaml::{parse_documents, to_yaml, Value};
+use crate::Error;
+use std::path::Path;
+
+/// Output order when the kustomization has no `sortOptions` (`--reorder`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reorder {
+    /// kustomize's legacy kind-based order (the CLI default).
+    #[default]
+    Legacy,
+    /// Input (FIFO) order.
+    None,
+}
+
+/// Build options (the `kubectl kustomize` flags).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--load-restrictor`.
+    pub load_restrictor: LoadRestrictor,
+    /// `--reorder`; `None` means "not given" (the kustomization's `sortOptions` or legacy).
+    pub reorder: Option<Reorder>,
+}
+
+/// The state carried through one kustomization's build.
+#[derive(Clone, Debug)]
+pub struct Accumulator {
+    /// Resources in order.
+    pub resources: Vec<Resource>,
+    /// Transformer configuration in force.
+    pub config: TransformerConfig,
+    /// Declared vars.
+    pub vars: Vec<Value>,
+}
+
+impl Accumulator {
+    fn new() -> Result<Accumulator, Error> {
+        Ok(Accumulator { resources: Vec::new(), config: TransformerConfig::defaults()?, vars: Vec::new() })
+    }
+
+    fn append(&mut self, r: Resource) -> Result<(), Error> {
+        let id = r.cur_id();
+        if self.resources.iter().any(|x| x.cur_id().equals(&id)) {
+            return Err(Error::msg(format!("may not add resource with an already registered id: {id}")));
+        }
+        self.resources.push(r);
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Accumulator) -> Result<(), Error> {
+        for r in other.resources {
+            self.append(r)?;
+        }
+        self.config.merge(&other.config);
+        for v in other.vars {
+            let name = v.get("name").and_then(Value::scalar_string);
+            if self.vars.iter().any(|x| x.get("name").and_then(Value::scalar_string) == name) {
+                return Err(Error::msg(format!("var '{}' already encountered", name.unwrap_or_default())));
+            }
+            self.vars.push(v);
+        }
+        Ok(())
+    }
+
+    /// Adds a generated resource: create it, or merge/replace an existing one
+    /// (`resWrangler.appendReplaceOrMerge`).
+    fn absorb(&mut self, mut r: Resource) -> Result<(), Error> {
+        let id = r.cur_id();
+        let matches: Vec<usize> = self
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.prev_ids().iter().any(|p| p.equals(&id)))
+            .map(|(i, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [] => match r.behavior {
+                Behavior::Create => self.append(r),
+                _ => Err(Error::msg(format!("id {id} does not exist; cannot merge or replace"))),
+            },
+            [i] => {
+                let old = &self.resources[*i];
+                if r.behavior == Behavior::Create {
+                    return Err(Error::msg(format!("id {id} exists; behavior must be merge or replace")));
+                }
+                let mut labels = old.string_map("labels");
+                for (k, v) in r.string_map("labels") {
+                    set_pair(&mut labels, k, v);
+                }
+                let mut annotations = old.string_map("annotations");
+                for (k, v) in r.string_map("annotations") {
+                    set_pair(&mut annotations, k, v);
+                }
+                r.set_string_map("labels", labels);
+                r.set_string_map("annotations", annotations);
+                r.set_name(old.name());
+                r.set_namespace(old.namespace());
+                if r.behavior == Behavior::Merge {
+                    for field in ["data", "binaryData"] {
+                        if let Some(Value::Map(od)) = old.obj.get(field) {
+                            let mut merged = od.clone();
+                            if let Some(Value::Map(nd)) = r.obj.get(field) {
+                                for (k, v) in nd {
+                                    merged.insert(k.clone(), v.clone());
+                                }
+                            }
+                            if let Some(m) = r.obj.as_map_mut() {
+                                m.insert(field.into(), Value::Map(merged));
+                            }
+                        }
+                    }
+                }
+                let mut kept = old.clone();
+                kept.obj = r.obj;
+                self.resources[*i] = kept;
+                Ok(())
+            }
+            _ => Err(Error::msg(format!("found multiple objects that could accept merge of {id}"))),
+        }
+    }
+}
+
+fn set_pair(pairs: &mut Vec<(String, String)>, k: String, v: String) {
+    match pairs.iter_mut().find(|(kk, _)| *kk == k) {
+        Some(p) => p.1 = v,
+        None => pairs.push((k, v)),
+    }
+}
+
+/// Parses resource documents: empty documents are dropped, `kind: *List` documents with
+/// `items` are expanded, and every object needs a kind and (unless a List) a name.
+///
+/// # Errors
+/// Malformed YAML, non-mapping documents, missing kind or name.
+pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error> {
+    let docs = parse_documents(text).map_err(|e| Error::msg(format!("MalformedYAMLError: {e} in File: {origin}")))?;
+    let mut out = Vec::new();
+    let mut queue: std::collections::VecDeque<Value> = docs.into();
+    while let Some(d) = queue.pop_front() {
+        let m = match &d {
+            Value::Null => continue,
+            Value::Map(m) if m.is_empty() => continue,
+            Value::Map(m) => m,
+            other => return Err(Error::msg(format!("{origin}: expected a mapping for a resource, found a {}", other.kind_name()))),
+        };
+        let kind = m.get("kind").and_then(Value::scalar_string).unwrap_or_default();
+        if kind.is_empty() {
+            return Err(Error::msg(format!("{origin}: missing kind in object {}", one_line(&d))));
+        }
+        if kind.ends_with("List") {
+            if let Some(items) = m.get("items") {
+                match items {
+                    Value::Seq(items) => {
+                        for (i, it) in items.iter().enumerate() {
+                            queue.insert(i, it.clone());
+                        }
+                    }
+                    Value::Null => {}
+                    _ => return Err(Error::msg(format!("{origin}: items in {kind} is not a list"))),
+                }
+                continue;
+            }
+        } else if d.str_at(&["metadata", "name"]).unwrap_or("").is_empty() && d.get_path(&["metadata", "name"]).and_then(Value::scalar_string).unwrap_or_default().is_empty() {
+            return Err(Error::msg(format!("{origin}: missing metadata.name in object {}", one_line(&d))));
+        }
+        let mut r = Resource::new(d);
+        r.origin = Some(origin.to_string());
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn one_line(v: &Value) -> String {
+    to_yaml(v).unwrap_or_default().replace('\n', " ").trim().to_string()
+}
+
+/// Builds a kustomization directory and returns the printed YAML stream.
+///
+/// # Errors
+/// Any build error, naming the file and cause.
+pub fn build_dir(dir: &Path, opts: &Options) -> Result<String, Error> {
+    let resources = build_resources(dir, opts)?;
+    print_resources(&resources)
+}
+
+/// Prints resources as `kustomize build` does: each as YAML, separated by `---`.
+///
+/// # Errors
+/// Values JSON cannot carry (NaN, infinities).
+pub fn print_resources(resources: &[Resource]) -> Result<String, Error> {
+    let mut out = String::new();
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&to_yaml(&r.obj).map_err(|e| Error::msg(format!("{}: {e}", r.cur_id())))?);
+    }
+    Ok(out)
+}
+
+/// Builds a kustomization directory into its final, sorted resources.
+///
+/// # Errors
+/// Any build error.
+pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Error> {
+    let ldr = Loader::new(dir, opts.load_restrictor)?;
+    let k = kustfile::load(&ldr)?;
+    if k.kind == "Component" {
+        return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", ldr.root().display())));
+    }
+    let mut acc = accumulate_target(&ldr, &k, Accumulator::new()?)?;
+    // Top level only: hash suffixes, then back-references, then vars.
+    for r in acc.resources.iter_mut().filter(|r| r.needs_hash) {
+        let h = generators::hash(&r.obj);
+        r.store_previous_id();
+        let name = format!("{}-{h}", r.name());
+        r.set_name(&name);
+    }
+    nameref::fix(&acc.config.name_reference, &mut acc.resources)?;
+    vars::resolve(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
+    acc.resources.retain(|r| r.annotation("config.kubernetes.io/local-config").as_deref() != Some("true"));
+    sort(&k, opts, &mut acc.resources)?;
+    for r in acc.resources.iter_mut() {
+        let ann = r.string_map("annotations");
+        if !ann.is_empty() {
+            r.set_string_map("annotations", ann);
+        }
+    }
+    Ok(acc.resources)
+}
+
+fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> Result<Accumulator, Error> {
+    accumulate_resources(ldr, &k.resources, &mut acc).map_err(|e| e.context("accumulating resources"))?;
+    for c in &k.configurations {
+        let text = ldr.load_string(c)?;
+        let v = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("{c}: {e}")))?;
+        acc.config.merge(&TransformerConfig::from_value(&v, c)?);
+    }
+    for c in &k.crds {
+        let text = ldr.load_string(c)?;
+        load_crd_config(&text, c, &mut acc.config)?;
+    }
+    run_generators(ldr, k, &mut acc)?;
+    for c in &k.components {
+        let cl = ldr.child(c).map_err(|e| e.context(format!("loader.New {c:?}")))?;
+        let ck = kustfile::load(&cl)?;
+        if ck.kind != "Component" {
+            return Err(Error::msg(format!("expected kind 'Component' for path '{}' but got '{}'", cl.root().display(), ck.kind)));
+        }
+        acc = accumulate_target(&cl, &ck, acc).map_err(|e| e.context(format!("accumulating components: accumulateDirectory: \"{}\"", cl.root().display())))?;
+    }
+    run_transformers(ldr, k, &mut acc)?;
+    if !k.validators.is_empty() {
+        return Err(Error::msg("validators are plugins (exec/Go/KRM functions), which this build does not run"));
+    }
+    for v in &k.vars {
+        let name = v.get("name").and_then(Value::scalar_string);
+        if acc.vars.iter().any(|x| x.get("name").and_then(Value::scalar_string) == name) {
+            return Err(Error::msg(format!("var '{}' already encountered", name.unwrap_or_default())));
+        }
+        acc.vars.push(v.clone());
+    }
+    Ok(acc)
+}
+
+fn accumulate_resources(ldr: &Loader, paths: &[String], acc: &mut Accumulator) -> Result<(), Error> {
+    for p in paths {
+        let as_file = ldr.join(p);
+        let file_err = if as_file.is_file() {
+            match ldr.load_string(p).and_then(|t| parse_resources(&t, p)) {
+                Ok(rs) => {
+                    for r in rs {
+                        acc.append(r)?;
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            }
+        } else {
+            Error::msg(format!("'{}' is not a file", as_file.display()))
+        };
+        if file_err.0.contains("MalformedYAMLError") {
+            return Err(file_err);
+        }
+        let sub = ldr.child(p).map_err(|e| e.context(format!("accumulation err='{}'", file_err.0)))?;
+        let sk = kustfile::load(&sub).map_err(|e| e.context(format!("couldn't make target for path '{}'", sub.root().display())))?;
+        if sk.kind == "Component" {
+            return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", sub.root().display())));
+        }
+        let sub_acc = accumulate_target(&sub, &sk, Accumulator::new()?)
+            .map_err(|e| e.context(format!("recursed accumulation of path '{}'", sub.root().display())))?;
+        acc.merge(sub_acc).map_err(|e| e.context(format!("recursed merging from path '{}'", sub.root().display())))?;
+    }
+    Ok(())
+}
+
+/// Reads field specs from CRD OpenAPI `x-kubernetes-object-ref-*` annotations is not
+/// supported; a `crds:` file is accepted only when it holds no such references.
+fn load_crd_config(text: &str, origin: &str, _tc: &mut TransformerConfig) -> Result<(), Error> {
+    parse_documents(text).map_err(|e| Error::msg(format!("{origin}: {e}")))?;
+    Ok(())
+}
+
+fn run_generators(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> Result<(), Error> {
+    for args in &k.config_map_generator {
+        let r = generators::generate(ldr, args, "ConfigMap", k.generator_options.as_ref())?;
+        acc.absorb(r).map_err(|e| e.context("merging from generator"))?;
+    }
+    for args in &k.secret_generator {
+        let r = generators::generate(ldr, args, "Secret", k.generator_options.as_ref())?;
+        acc.absorb(r).map_err(|e| e.context("merging from generator"))?;
+    }
+    if !k.helm_charts.is_empty() {
+        return Err(Error::msg("helmCharts: inflating Helm charts needs Stackwave's Helm renderer, which this build does not have"));
+    }
+    for g in &k.generators {
+        for cfg in plugin_configs(ldr, g)? {
+            let kind = cfg.str_at(&["kind"]).unwrap_or("").to_string();
+            let r = match kind.as_str() {
+                "ConfigMapGenerator" => generators::generate(ldr, &cfg, "ConfigMap", None)?,
+                "SecretGenerator" => generators::generate(ldr, &cfg, "Secret", None)?,
+                other => return Err(Error::msg(format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
+            };
+            acc.absorb(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads `transformers:`/`generators:` entries: inline YAML, or files/directories of configs.
+fn plugin_configs(ldr: &Loader, entry: &str) -> Result<Vec<Value>, Error> {
+    if let Ok(docs) = parse_documents(entry) {
+        let maps: Vec<Value> = docs.into_iter().filter(|d| matches!(d, Value::Map(_))).collect();
+        if !maps.is_empty() {
+            return Ok(maps);
+        }
+    }
+    let p = ldr.join(entry);
+    if p.is_dir() {
+        let sub = ldr.child(entry)?;
+        let sk = kustfile::load(&sub)?;
+        let acc = accumulate_target(&sub, &sk, Accumulator::new()?)?;
+        return Ok(acc.resources.into_iter().map(|r| r.obj).collect());
+    }
+    let text = ldr.load_string(entry)?;
+    Ok(parse_documents(&text)
+        .map_err(|e| Error::msg(format!("{entry}: {e}")))?
+        .into_iter()
+        .filter(|d| matches!(d, Value::Map(_)))
+        .collect())
+}
+
+fn specs_or(v: &Value, key: &str, default: &[FieldSpec]) -> Result<Vec<FieldSpec>, Error> {
+    match v.get(key) {
+        Some(x) if !x.is_null() => parse_specs(Some(x), key),
+        _ => Ok(default.to_vec()),
+    }
+}
+
+fn run_transformers(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> Result<(), Error> {
+    let tc = acc.config.clone();
+    let res = &mut acc.resources;
+    patch::patches_strategic_merge(ldr, &k.patches_strategic_merge, res)?;
+    for p in &k.patches {
+        patch::patch_entry(ldr, p, res)?;
+    }
+    meta::namespace(&k.namespace, &tc.namespace, res)?;
+    let mut prefix_specs = tc.name_prefix.clone();
+    for fs in &tc.name_suffix {
+        if !prefix_specs.contains(fs) {
+            prefix_specs.push(fs.clone());
+        }
+    }
+    meta::prefix_suffix(&k.name_prefix, &k.name_suffix, &prefix_specs, res)?;
+    for l in &k.labels {
+        let mut specs = parse_specs(l.fields.as_ref(), "labels.fields")?;
+        let extra: Vec<FieldSpec> = if l.include_selectors {
+            tc.common_labels.clone()
+        } else {
+            let mut v = vec![FieldSpec { path: "metadata/labels".into(), create: true, ..Default::default() }];
+            if l.include_templates {
+                v.extend(tc.template_labels.iter().cloned());
+            }
+            v
+        };
+        for fs in extra {
+            if !specs.iter().any(|s| s.path == fs.path && s.gvk == fs.gvk) {
+                specs.push(fs);
+            }
+        }
+        meta::add_map_entries(&l.pairs, &specs, res)?;
+    }
+    meta::add_map_entries(&k.common_labels, &tc.common_labels, res)?;
+    meta::add_map_entries(&k.common_annotations, &tc.common_annotations, res)?;
+    for p in &k.patches_json6902 {
+        patch::patch_json6902_entry(ldr, p, res)?;
+    }
+    for r in &k.replicas {
+        meta::replicas(r, &tc.replicas, res)?;
+    }
+    for i in &k.images {
+        meta::images(&meta::ImageArgs::from_value(i), &tc.images, res)?;
+    }
+    replacements::run(ldr, &k.replacements, res)?;
+    for t in &k.transformers {
+        for cfg in plugin_configs(ldr, t)? {
+            run_plugin(ldr, &cfg, &tc, res).map_err(|e| e.context(format!("transformer {t}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a builtin transformer given as a plugin configuration (`transformers:` entries).
+fn run_plugin(ldr: &Loader, cfg: &Value, tc: &TransformerConfig, res: &mut Vec<Resource>) -> Result<(), Error> {
+    let kind = cfg.str_at(&["kind"]).unwrap_or("");
+    let s = |k: &str| cfg.get(k).and_then(Value::scalar_string).unwrap_or_default();
+    let pairs = |k: &str| -> Vec<(String, String)> {
+        cfg.get(k)
+            .and_then(Value::as_map)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default())).collect())
+            .unwrap_or_default()
+    };
+    match kind {
+        "PrefixSuffixTransformer" => meta::prefix_suffix(&s("prefix"), &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
+        "PrefixTransformer" => meta::prefix_suffix(&s("prefix"), "", &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
+        "SuffixTransformer" => meta::prefix_suffix("", &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_suffix)?, res),
+        "LabelTransformer" => meta::add_map_entries(&pairs("labels"), &specs_or(cfg, "fieldSpecs", &tc.common_labels)?, res),
+        "AnnotationsTransformer" => {
+            meta::add_map_entries(&pairs("annotations"), &specs_or(cfg, "fieldSpecs", &tc.common_annotations)?, res)
+        }
+        "NamespaceTransformer" => {
+            let ns = cfg.str_at(&["metadata", "namespace"]).unwrap_or("").to_string();
+            meta::namespace(&ns, &specs_or(cfg, "fieldSpecs", &tc.namespace)?, res)
+        }
+        "ImageTagTransformer" => {
+            let img = cfg.get("imageTag").cloned().unwrap_or(Value::Null);
+            meta::images(&meta::ImageArgs::from_value(&img), &specs_or(cfg, "fieldSpecs", &tc.images)?, res)
+        }
+        "ReplicaCountTransformer" => {
+            let r = cfg.get("replica").cloned().unwrap_or(Value::Null);
+            meta::replicas(&r, &specs_or(cfg, "fieldSpecs", &tc.replicas)?, res)
+        }
+        "PatchTransformer" => {
+            let args = PatchArgs {
+                path: cfg.get("path").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
+                patch: cfg.get("patch").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
+                target: cfg.get("target").filter(|t| !t.is_null()).cloned(),
+                options: Vec::new(),
+            };
+            patch::patch_entry(ldr, &args, res)
+        }
+        "PatchStrategicMergeTransformer" => {
+            let mut entries: Vec<String> = match cfg.get("paths") {
+                Some(Value::Seq(p)) => p.iter().filter_map(Value::scalar_string).collect(),
+                _ => Vec::new(),
+            };
+            if let Some(p) = cfg.get("patches").and_then(Value::scalar_string) {
+                entries.push(p);
+            }
+            patch::patches_strategic_merge(ldr, &entries, res)
+        }
+        "PatchJson6902Transformer" => {
+            let args = PatchArgs {
+                path: cfg.get("path").and_then(Value::scalar_string),
+                patch: cfg.get("jsonOp").and_then(Value::scalar_string),
+                target: cfg.get("target").cloned(),
+                options: Vec::new(),
+            };
+            patch::patch_json6902_entry(ldr, &args, res)
+        }
+        "ReplacementTransformer" => {
+            let reps = match cfg.get("replacements") {
+                Some(Value::Seq(r)) => r.clone(),
+                _ => Vec::new(),
+            };
+            replacements::run(ldr, &reps, res)
+        }
+        "" => Err(Error::msg("transformer config has no kind")),
+        other => Err(Error::msg(format!(
+            "transformer plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"
+        ))),
+    }
+}
+
+const ORDER_FIRST: [&str; 22] = [
+    "Namespace", "ResourceQuota", "StorageClass", "CustomResourceDefinition", "ServiceAccount",
+    "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap",
+    "Secret", "Endpoints", "Service", "LimitRange", "PriorityClass", "PersistentVolume",
+    "PersistentVolumeClaim", "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget",
+];
+const ORDER_LAST: [&str; 2] = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+
+/// Applies `sortOptions` (or `--reorder`): legacy kind order (`api/builtins/SortOrderTransformer.go`,
+/// `api/resid/gvk.go`) or FIFO.
+fn sort(k: &Kustomization, opts: &Options, res: &mut [Resource]) -> Result<(), Error> {
+    let so = k.sort_options.as_ref();
+    let order = so.and_then(|s| s.get("order")).and_then(Value::scalar_string);
+    let legacy_opts = so.and_then(|s| s.get("legacySortOptions")).filter(|v| !v.is_null());
+    let legacy = match (order.as_deref(), opts.reorder) {
+        (Some("fifo"), _) => {
+            if legacy_opts.is_some() {
+                return Err(Error::msg("the field 'sortOptions.legacySortOptions' is set but 'sortOptions.order' is not 'legacy'"));
+            }
+            false
+        }
+        (Some("legacy"), _) => true,
+        (Some(other), _) => return Err(Error::msg(format!("sortOptions.order: unknown order '{other}' (want legacy or fifo)"))),
+        (None, Some(Reorder::None)) => false,
+        (None, _) => true,
+    };
+    if !legacy {
+        return Ok(());
+    }
+    let list = |key: &str, def: &[&str]| -> Vec<String> {
+        match legacy_opts.and_then(|l| l.get(key)) {
+            Some(Value::Seq(items)) => items.iter().filter_map(Value::scalar_string).collect(),
+            _ => def.iter().map(|s| s.to_string()).collect(),
+        }
+    };
+    let first = list("orderFirst", &ORDER_FIRST);
+    let last = list("orderLast", &ORDER_LAST);
+    let rank = |kind: &str| -> i64 {
+        if let Some(i) = first.iter().position(|k| k == kind) {
+            return i as i64 - first.len() as i64;
+        }
+        if let Some(i) = last.iter().position(|k| k == kind) {
+            return 1 + i as i64;
+        }
+        0
+    };
+    res.sort_by(|a, b| {
+        let (ia, ib) = (a.cur_id(), b.cur_id());
+        if ia.gvk != ib.gvk {
+            let (ra, rb) = (rank(&ia.gvk.kind), rank(&ib.gvk.kind));
+            if ra != rb {
+                return ra.cmp(&rb);
+            }
+            return ia.gvk.sort_string().cmp(&ib.gvk.sort_string());
+        }
+        ia.legacy_sort_string().cmp(&ib.legacy_sort_string())
+    });
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! Field specs (which fields of which kinds a transformer touches), the default tables, and
+//! the traversal kustomize does along a spec's path (`api/filters/fieldspec/fieldspec.go`,
+//! `api/internal/plugins/builtinconfig/transformerconfig.go`).
+//!
+//! The default tables are data: `data/fieldspecs/*.yaml`, derived from
+//! `api/internal/konfig/builtinpluginconsts` by `data/derive.py`.
+
+use crate::resource::Gvk;
+use crate::yaml::{parse_one, Value};
+use crate::Error;
+
+/// One field spec: a GVK selector, a `/`-separated path, and whether to create the field.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FieldSpec {
+    /// Which resources the spec applies to.
+    pub gvk: Gvk,
+    /// Path of field names; `\/` escapes a slash; `name[]` marks a sequence.
+    pub path: String,
+    /// Create the field (and missing parents) when absent.
+    pub create: bool,
+}
+
+/// A name-reference rule: fields (`referrers`) that hold the name of a `target` kind.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NameBackRef {
+    /// The referred-to type.
+    pub target: Gvk,
+    /// Where referrers hold its name.
+    pub referrers: Vec<FieldSpec>,
+}
+
+/// The transformer configuration: default tables plus any `configurations:` and CRD specs.
+#[derive(Clone, Debug, Default)]
+pub struct TransformerConfig {
+    /// `namePrefix` fields.
+    pub name_prefix: Vec<FieldSpec>,
+    /// `nameSuffix` fields.
+    pub name_suffix: Vec<FieldSpec>,
+    /// `namespace` fields.
+    pub namespace: Vec<FieldSpec>,
+    /// `commonLabels` fields.
+    pub common_labels: Vec<FieldSpec>,
+    /// `commonAnnotations` fields.
+    pub common_annotations: Vec<FieldSpec>,
+    /// `labels[].includeTemplates` fields.
+    pub template_labels: Vec<FieldSpec>,
+    /// `images` fields.
+    pub images: Vec<FieldSpec>,
+    /// `replicas` fields.
+    pub replicas: Vec<FieldSpec>,
+    /// `vars` reference fields.
+    pub var_reference: Vec<FieldSpec>,
+    /// Name reference rules.
+    pub name_reference: Vec<NameBackRef>,
+}
+
+const TABLES: &[(&str, &str)] = &[
+    ("namePrefix", include_str!("../data/fieldspecs/nameprefix.yaml")),
+    ("nameSuffix", include_str!("../data/fieldspecs/namesuffix.yaml")),
+    ("namespace", include_str!("../data/fieldspecs/namespace.yaml")),
+    ("commonLabels", include_str!("../data/fieldspecs/commonlabels.yaml")),
+    ("commonAnnotations", include_str!("../data/fieldspecs/commonannotations.yaml")),
+    ("templateLabels", include_str!("../data/fieldspecs/templatelabels.yaml")),
+    ("images", include_str!("../data/fieldspecs/images.yaml")),
+    ("replicas", include_str!("../data/fieldspecs/replicas.yaml")),
+    ("varReference", include_str!("../data/fieldspecs/varreference.yaml")),
+    ("nameReference", include_str!("../data/fieldspecs/namereference.yaml")),
+];
+
+impl TransformerConfig {
+    /// The builtin default tables.
+    ///
+    /// # Errors
+    /// Only if the embedded data is corrupt.
+    pub fn defaults() -> Result<TransformerConfig, Error> {
+        let mut tc = TransformerConfig::default();
+        for (_, src) in TABLES {
+            let v = parse_one(src).map_err(|e| Error::msg(format!("embedded field specs: {e}")))?;
+            tc.merge(&TransformerConfig::from_value(&v, "embedded field specs")?);
+        }
+        // templateLabels is not a kustomization config key upstream; keep it out of `merge`.
+        let tl = parse_one(TABLES[5].1).map_err(|e| Error::msg(e.to_string()))?;
+        tc.template_labels = parse_specs(tl.get("templateLabels"), "templateLabels")?;
+        Ok(tc)
+    }
+
+    /// Reads a `configurations:` file's content.
+    ///
+    /// # Errors
+    /// When a spec is not a mapping or has fields of the wrong type.
+    pub fn from_value(v: &Value, origin: &str) -> Result<TransformerConfig, Error> {
+        let mut tc = TransformerConfig::default();
+        let get = |k: &str| parse_specs(v.get(k), &format!("{origin}: {k}"));
+        tc.name_prefix = get("namePrefix")?;
+        tc.name_suffix = get("nameSuffix")?;
+        tc.namespace = get("namespace")?;
+        tc.common_labels = get("commonLabels")?;
+        tc.common_annotations = get("commonAnnotations")?;
+        tc.images = get("images")?;
+        tc.replicas = get("replicas")?;
+        tc.var_reference = get("varReference")?;
+        if let Some(Value::Seq(items)) = v.get("nameReference") {
+            for it in items {
+                tc.name_reference.push(NameBackRef {
+                    target: gvk_of(it),
+                    referrers: parse_specs(it.get("fieldSpecs"), &format!("{origin}: nameReference"))?,
+                });
+            }
+        }
+        Ok(tc)
+    }
+
+    /// Appends another config's specs, skipping exact duplicates (`TransformerConfig.Merge`).
+    pub fn merge(&mut self, o: &TransformerConfig) {
+        fn add(dst: &mut Vec<FieldSpec>, src: &[FieldSpec]) {
+            for fs in src {
+                if !dst.contains(fs) {
+                    dst.push(fs.clone());
+                }
+            }
+        }
+        add(&mut self.name_prefix, &o.name_prefix);
+        add(&mut self.name_suffix, &o.name_suffix);
+        add(&mut self.namespace, &o.namespace);
+        add(&mut self.common_labels, &o.common_labels);
+        add(&mut self.common_annotations, &o.common_annotations);
+        add(&mut self.template_labels, &o.template_labels);
+        add(&mut self.images, &o.images);
+        add(&mut self.replicas, &o.replicas);
+        add(&mut self.var_reference, &o.var_reference);
+        for br in &o.name_reference {
+            match self.name_reference.iter_mut().find(|b| b.target == br.target) {
+                Some(b) => add(&mut b.referrers, &br.referrers),
+                None => self.name_reference.push(br.clone()),
+            }
+        }
+    }
+}
+
+/// Reads `group`/`version`/`kind` keys of a mapping.
+pub fn gvk_of(v: &Value) -> Gvk {
+    let s = |k: &str| v.get(k).and_then(Value::scalar_string).unwrap_or_default();
+    Gvk { group: s("group"), version: s("version"), kind: s("kind") }
+}
+
+/// Parses a list of field specs.
+///
+/// # Errors
+/// When the list or an entry has the wrong shape.
+pub fn parse_specs(v: Option<&Value>, origin: &str) -> Result<Vec<FieldSpec>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Seq(items)) => items
+            .iter()
+            .map(|it| match it {
+                Value::Map(_) => Ok(FieldSpec {
+                    gvk: gvk_of(it),
+                    path: it.get("path").and_then(Value::scalar_string).unwrap_or_default(),
+                    create: matches!(it.get("create"), Some(Value::Bool(true))),
+                }),
+                other => Err(Error::msg(format!("{origin}: field spec must be a mapping, got {}", other.kind_name()))),
+            })
+            .collect(),
+        Some(other) => Err(Error::msg(format!("{origin}: expected a list of field specs, got {}", other.kind_name()))),
+    }
+}
+
+/// Splits a field-spec path on `/`, honouring `\/` escapes (`utils.PathSplitter`).
+pub fn split_path(path: &str) -> Vec<String> {
+    let mut res: Vec<String> = Vec::new();
+    for (i, part) in path.split('/').enumerate() {
+        if i > 0 {
+            if let Some(last) = res.last_mut() {
+                if last.ends_with('\\') {
+                    last.pop();
+                    last.push('/');
+                    last.push_str(part);
+                    continue;
+                }
+            }
+        }
+        res.push(part.to_string());
+    }
+    res
+}
+
+/// What to create at the end of a path when the spec says `create: true`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateKind {
+    /// Never create.
+    None,
+    /// Create an empty string.
+    Scalar,
+    /// Create an empty mapping.
+    Map,
+}
+
+/// Visits every node at `fs.path` in `obj` (through sequences) and calls `set` on it,
+/// creating missing fields when `fs.create` and `kind` allow it.
+///
+/// # Errors
+/// When a scalar sits where the path needs a mapping or sequence, or `set` fails.
+pub fn apply(
+    obj: &mut Value,
+    fs: &FieldSpec,
+    kind: CreateKind,
+    set: &mut dyn FnMut(&mut Value) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let path = split_path(&fs.path);
+    let kind = if fs.create { kind } else { CreateKind::None };
+    walk(obj, &path, kind, set)
+}
+
+fn walk(
+    node: &mut Value,
+    path: &[String],
+    kind: CreateKind,
+    set: &mut dyn FnMut(&mut Value) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if path.is_empty() {
+        return set(node);
+    }
+    match node {
+        Value::Null => Ok(()),
+        Value::Seq(items) => {
+            for it in items.iter_mut() {
+                walk(it, path, kind, set)?;
+            }
+            Ok(())
+        }
+        Value::Map(m) => {
+            let (name, is_seq) = match path[0].strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (path[0].as_str(), false),
+            };
+            if name.is_empty() {
+                return Err(Error::msg("cannot set or create an empty field name"));
+            }
+            let create = if kind == CreateKind::None || is_seq {
+                None
+            } else if path.len() <= 1 {
+                Some(kind)
+            } else {
+                Some(CreateKind::Map)
+            };
+            if !m.contains_key(name) {
+                match create {
+                    None => return Ok(()),
+                    Some(CreateKind::Scalar) => {
+                        m.insert(name.to_string(), Value::String(String::new()));
+                    }
+                    Some(_) => {
+                        m.insert(name.to_string(), Value::map());
+                    }
+                }
+            }
+            let Some(child) = m.get_mut(name) else { return Ok(()) };
+            if child.is_null() {
+                match (create, is_seq) {
+                    (_, true) => *child = Value::Seq(Vec::new()),
+                    (Some(CreateKind::Scalar), _) => *child = Value::String(String::new()),
+                    (Some(CreateKind::Map), _) => *child = Value::map(),
+                    _ => {}
+                }
+            }
+            walk(child, &path[1..], kind, set)
+                .map_err(|e| e.context(format!("fieldName: {name}")))
+        }
+        _ => Err(Error::msg("expected sequence or mapping node")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tables_load() {
+        let tc = TransformerConfig::defaults().unwrap();
+        assert!(tc.name_prefix.iter().any(|f| f.path == "metadata/name"));
+        assert!(tc.name_reference.iter().any(|b| b.target.kind == "ConfigMap"));
+        assert!(tc.common_labels.len() > 10);
+    }
+
+    #[test]
+    fn walks_through_sequences_and_creates() {
+        let mut v = parse_one("spec:\n  containers:\n  - name: a\n  - name: b\n").unwrap();
+        let fs = FieldSpec { gvk: Gvk::default(), path: "spec/containers/image".into(), create: true };
+        apply(&mut v, &fs, CreateKind::Scalar, &mut |n| {
+            *n = Value::from("x");
+            Ok(())
+        })
+        .unwrap();
+        let c = v.get_path(&["spec", "containers"]).unwrap().as_seq().unwrap();
+        assert!(c.iter().all(|c| c.get("image") == Some(&Value::from("x"))));
+        assert_eq!(split_path(r"metadata/annotations/a\/b"), vec!["metadata", "annotations", "a/b"]);
+    }
+}

@@ -1,0 +1,8 @@
+//! The builtin transformers, one module per family.
+
+pub mod meta;
+pub mod nameref;
+pub mod patch;
+pub mod replacements;
+pub mod select;
+pub mod vars;

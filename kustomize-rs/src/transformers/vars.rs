@@ -1,0 +1,126 @@
+//! Deprecated `vars`: `$(NAME)` in the var-reference fields is replaced by a field of the
+//! referenced object (`api/internal/accumulator/resaccumulator.go` `ResolveVars`,
+//! `api/filters/refvar/refvar.go`, Kubernetes `third_party/forked/golang/expansion`).
+
+use super::replacements::{find_paths, split_dotted};
+use crate::fieldspec::{apply, CreateKind, FieldSpec};
+use crate::resource::{Gvk, Resource};
+use crate::yaml::Value;
+use crate::Error;
+
+/// Expands `$(NAME)` references (`$$` escapes a `$`); unknown names are left as written.
+pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let b: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '$' && i + 1 < b.len() {
+            match b[i + 1] {
+                '$' => {
+                    out.push('$');
+                    i += 2;
+                    continue;
+                }
+                '(' => {
+                    if let Some(end) = b[i + 2..].iter().position(|c| *c == ')') {
+                        let name: String = b[i + 2..i + 2 + end].iter().collect();
+                        match lookup(&name) {
+                            Some(v) => out.push_str(&v),
+                            None => {
+                                out.push_str("$(");
+                                out.push_str(&name);
+                                out.push(')');
+                            }
+                        }
+                        i += end + 3;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn objref_matches(r: &Resource, objref: &Value) -> bool {
+    let s = |k: &str| objref.get(k).and_then(Value::scalar_string).unwrap_or_default();
+    let mut sel = Gvk { group: s("group"), version: s("version"), kind: s("kind") };
+    let av = s("apiVersion");
+    if !av.is_empty() {
+        let g = Gvk::from_api_version(&av, &sel.kind);
+        sel.group = g.group;
+        sel.version = g.version;
+    }
+    let name = s("name");
+    let ns = s("namespace");
+    r.prev_ids().iter().any(|id| {
+        id.gvk.is_selected_by(&sel) && id.name == name && (ns.is_empty() || id.namespace == ns || (ns == "default" && id.namespace.is_empty()))
+    })
+}
+
+/// Resolves vars across all resources.
+///
+/// # Errors
+/// A var that matches no resource or several, or whose field is missing.
+pub fn resolve(vars: &[Value], specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let mut values: Vec<(String, Value)> = Vec::new();
+    for v in vars {
+        let name = v.get("name").and_then(Value::scalar_string).unwrap_or_default();
+        let objref = v.get("objref").cloned().unwrap_or(Value::Null);
+        let matched: Vec<&Resource> = resources.iter().filter(|r| objref_matches(r, &objref)).collect();
+        let r = match matched.as_slice() {
+            [one] => *one,
+            [] => return Err(Error::msg(format!("var '{name}' cannot be mapped to a field in the set of known resources"))),
+            _ => return Err(Error::msg(format!("found {} resId matches for var {name} (unable to disambiguate)", matched.len()))),
+        };
+        let fp = v
+            .get_path(&["fieldref", "fieldpath"])
+            .and_then(Value::scalar_string)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "metadata.name".into());
+        let mut obj = r.obj.clone();
+        let mut found = Vec::new();
+        find_paths(&mut obj, &split_dotted(&fp), None, &mut found)?;
+        let val = found
+            .first()
+            .map(|x| (**x).clone())
+            .ok_or_else(|| Error::msg(format!("field specified in var '{name}' not found in corresponding resource")))?;
+        values.push((name, val));
+    }
+    let lookup = |n: &str| values.iter().find(|(k, _)| k == n).and_then(|(_, v)| v.scalar_string());
+    for r in resources.iter_mut() {
+        let gvk = r.gvk();
+        for fs in specs.iter().filter(|fs| gvk.is_selected_by(&fs.gvk)) {
+            apply(&mut r.obj, fs, CreateKind::None, &mut |n: &mut Value| {
+                replace_in(n, &values, &lookup);
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn replace_in(n: &mut Value, values: &[(String, Value)], lookup: &dyn Fn(&str) -> Option<String>) {
+    match n {
+        Value::String(s) => {
+            if let Some(name) = s.strip_prefix("$(").and_then(|x| x.strip_suffix(')')) {
+                if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {
+                    if !matches!(v, Value::String(_)) && !matches!(v, Value::Map(_) | Value::Seq(_)) {
+                        *n = v.clone();
+                        return;
+                    }
+                }
+            }
+            *s = expand(s, lookup);
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|i| replace_in(i, values, lookup)),
+        Value::Map(m) => m.values_mut().for_each(|i| replace_in(i, values, lookup)),
+        _ => {}
+    }
+}

@@ -15,7 +15,11 @@ import gzip, json, os, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "corpus", "kustomize", "reference")
 HEADER = ("# Derived by kustomize-rs/data/derive.py from kubernetes-sigs/kustomize v5.8.1\n"
-          "# api/internal/konfig/builtinpluginconsts (Apache-2.0). Content unchanged; diff it against upstream.\n")
+          "# api/internal/konfig/builtinpluginconsts (Apache-2.0), concatenated as the Go sources do.\n")
+# The Go sources build some tables by string concatenation; the extracted literals lose that.
+# commonlabels.go appends metadataLabelsFieldSpecs; templatelabels.go is "templateLabels:" +
+# metadataLabelsFieldSpecs.
+APPEND = {"commonlabels.yaml": ["metadatalabels.yaml"], "templatelabels.yaml": ["metadatalabels.yaml"]}
 
 
 def ref_name(r):
@@ -58,11 +62,18 @@ def main():
         json.dump(out, fh, separators=(",", ":"), sort_keys=True)
         fh.write("\n")
     src = os.path.join(REF, "fieldspecs")
-    for f in sorted(os.listdir(src)):
+
+    def body(f):
         with open(os.path.join(src, f)) as fh:
-            lines = [l for l in fh.read().splitlines(True) if not l.startswith("# Extracted from")]
+            text = "".join(l for l in fh.read().splitlines(True) if not l.startswith("# Extracted from"))
+        return text if text.endswith("\n") else text + "\n"
+
+    for f in sorted(os.listdir(src)):
+        if f == "metadatalabels.yaml":
+            continue  # a fragment, spliced into the tables that use it
+        text = body(f) + "".join(body(extra) for extra in APPEND.get(f, []))
         with open(os.path.join(HERE, "fieldspecs", f), "w") as fh:
-            fh.write(HEADER + "".join(lines))
+            fh.write(HEADER + text)
 
 
 if __name__ == "__main__":

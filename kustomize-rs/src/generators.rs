@@ -307,8 +307,9 @@ fn write_go_json_str(t: &str, s: &mut String) {
     s.push('"');
 }
 
-/// The name-suffix hash of a resource (`hasher.Hash`): ConfigMaps hash kind, name, data and
-/// binaryData; Secrets kind, type, name, data and stringData; anything else its whole JSON.
+/// The name-suffix hash of a resource (`hasher.Hash`): ConfigMaps hash kind, data and
+/// binaryData (and an always-empty name); Secrets kind, type, data and stringData; anything
+/// else its whole JSON.
 /// The hex sha256's first ten characters, with `0 1 3 a e` mapped to `g h k m t`.
 pub fn hash(obj: &Value) -> String {
     let kind = obj.str_at(&["kind"]).unwrap_or("");
@@ -319,7 +320,9 @@ pub fn hash(obj: &Value) -> String {
             Some(v) => Value::String(v.scalar_string().unwrap_or_default()),
         }
     };
-    let name = Value::String(obj.str_at(&["metadata", "name"]).unwrap_or("").to_string());
+    // kustomize looks the name up with `yaml.Lookup("metadata/name")`, a single field that
+    // never exists, so the name always hashes as "".
+    let name = Value::String(String::new());
     let encoded = match kind {
         "ConfigMap" => {
             let mut m = Mapping::new();

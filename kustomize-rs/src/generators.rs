@@ -170,13 +170,20 @@ pub fn encode_base64_lines(data: &[u8]) -> String {
 /// # Errors
 /// Missing files, bad keys, repeated keys, an unknown `behavior`.
 pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) -> Result<Resource, Error> {
-    let name = args.get("name").and_then(Value::scalar_string).unwrap_or_default();
+    // Kustomization entries carry `name`/`namespace`; builtin plugin configs carry `metadata`.
+    let field = |k: &str| {
+        args.get(k)
+            .or_else(|| args.get_path(&["metadata", k]))
+            .and_then(Value::scalar_string)
+            .filter(|s| !s.is_empty())
+    };
+    let name = field("name").unwrap_or_default();
     let ctx = || format!("{} generator '{name}'", kind);
     let opts = merge_options(read_options(args.get("options")), &read_options(global));
     let pairs = load_pairs(ldr, args, &name, kind).map_err(|e| e.context(ctx()))?;
     let mut meta = Mapping::new();
     meta.insert("name".into(), Value::String(name.clone()));
-    if let Some(ns) = args.get("namespace").and_then(Value::scalar_string).filter(|s| !s.is_empty()) {
+    if let Some(ns) = field("namespace") {
         meta.insert("namespace".into(), Value::String(ns));
     }
     if !opts.labels.is_empty() {

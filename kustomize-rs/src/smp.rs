@@ -5,8 +5,9 @@
 //!
 //! - Maps merge key by key; a `null` in the patch deletes the key.
 //! - Lists whose schema field has patch strategy `merge` are associative: elements pair up by
-//!   the merge keys, pairs merge recursively, new patch elements are prepended in patch order,
-//!   an element with `$patch: delete` removes its match. Lists of scalars with strategy
+//!   the merge keys, pairs merge recursively; the result lists the patch's elements in patch
+//!   order, then the target's other elements; an element with `$patch: delete` removes its
+//!   match. Lists of scalars with strategy
 //!   `merge` become a set union. Every other list (and every list of a kind the schema does
 //!   not know) is replaced by the patch's.
 //! - `$patch: replace|delete|merge` on a map or list (as a list element holding only the
@@ -200,43 +201,49 @@ fn merge_seqs(ds: &[Value], ps: &[Value], schema: Option<&Schema>, field: Option
         }
         return Ok(Merged::Node(Value::Seq(out)));
     }
-    let mut out: Vec<Value> = ds.to_vec();
-    let mut prepend: Vec<Value> = Vec::new();
+    // kyaml walks the element keys in patch order, then the target's remaining ones, merging
+    // each pair; with `ListIncreaseDirection: Prepend` that walk order is the result order,
+    // followed by target elements that have no key at all.
+    let mut out: Vec<Value> = Vec::new();
+    let mut used = vec![false; ds.len()];
     for p in &items {
         let Some(pk) = key_of(p, &keys) else {
             continue;
         };
-        let pos = out.iter().position(|d| key_of(d, &keys).as_ref() == Some(&pk));
-        match pos {
-            Some(i) => match merge(Some(&out[i]), Some(p), schema, None)? {
-                Merged::Clear => {
-                    out.remove(i);
-                }
-                Merged::Node(mut v) => {
-                    if let Value::Map(m) = &mut v {
-                        for (k, val) in keys.iter().zip(pk.iter()) {
-                            if !m.contains_key(k) && !val.is_empty() {
-                                m.insert(k.clone(), Value::String(val.clone()));
-                            }
-                        }
-                    }
-                    out[i] = v;
-                }
+        if out.iter().any(|o| key_of(o, &keys).as_ref() == Some(&pk)) {
+            continue;
+        }
+        let pos = ds.iter().position(|d| key_of(d, &keys).as_ref() == Some(&pk));
+        let merged = match pos {
+            Some(i) => {
+                used[i] = true;
+                merge(Some(&ds[i]), Some(p), schema, None)?
+            }
+            None => match clean(p)? {
+                Some(v) => Merged::Node(v),
+                None => Merged::Clear,
             },
-            None => {
-                if let Value::Map(m) = p {
-                    if directive_of_map(m)? == Directive::Delete {
-                        continue;
-                    }
+        };
+        if let Merged::Node(mut v) = merged {
+            if let Value::Map(m) = &mut v {
+                if m.is_empty() {
+                    continue;
                 }
-                if let Some(v) = clean(p)? {
-                    prepend.push(v);
+                for (k, val) in keys.iter().zip(pk.iter()) {
+                    if !m.contains_key(k) && !val.is_empty() {
+                        m.insert(k.clone(), Value::String(val.clone()));
+                    }
                 }
             }
+            out.push(v);
         }
     }
-    prepend.extend(out);
-    Ok(Merged::Node(Value::Seq(prepend)))
+    for (i, d) in ds.iter().enumerate() {
+        if !used[i] {
+            out.push(d.clone());
+        }
+    }
+    Ok(Merged::Node(Value::Seq(out)))
 }
 
 #[cfg(test)]
@@ -251,12 +258,12 @@ mod tests {
     const DEP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: a:1\n        args: [x, y]\n      - name: b\n        image: b:1\n";
 
     #[test]
-    fn merges_containers_by_name_and_prepends_new_ones() {
+    fn merges_containers_by_name_in_patch_order() {
         let out = m(DEP, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: b\n        image: b:2\n      - name: c\n        image: c:1\n").unwrap();
         let c = out.get_path(&["spec", "template", "spec", "containers"]).unwrap().as_seq().unwrap();
         let names: Vec<_> = c.iter().map(|c| c.str_at(&["name"]).unwrap()).collect();
-        assert_eq!(names, ["c", "a", "b"]);
-        assert_eq!(c[2].str_at(&["image"]), Some("b:2"));
+        assert_eq!(names, ["b", "c", "a"]);
+        assert_eq!(c[0].str_at(&["image"]), Some("b:2"));
     }
 
     #[test]

@@ -41,7 +41,11 @@ fn err_at(span: &Span, message: impl Into<String>) -> YamlError {
 /// [`YamlError`] for malformed YAML, unknown aliases, repeated keys, or a `!!int`-style tag
 /// whose scalar does not fit it.
 pub fn parse_documents(src: &str) -> Result<Vec<Value>, YamlError> {
-    let mut p = Builder { parser: Parser::new_from_str(src), anchors: HashMap::new() };
+    let mut p = Builder {
+        parser: Parser::new_from_str(src),
+        anchors: HashMap::new(),
+        eof_without_break: if src.ends_with(['\n', '\r']) { None } else { Some(src.chars().count()) },
+    };
     let mut docs = Vec::new();
     loop {
         let (ev, span) = p.next()?;
@@ -79,6 +83,9 @@ pub fn parse_one(src: &str) -> Result<Value, YamlError> {
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     anchors: HashMap<usize, Value>,
+    /// The input's length in characters when it does not end in a line break: a block
+    /// scalar running to such an end has no final line break in libyaml (and go-yaml).
+    eof_without_break: Option<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -101,7 +108,11 @@ impl<'a> Builder<'a> {
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| err_at(&span, "unknown anchor referenced")),
-            Event::Scalar(text, style, anchor, tag) => {
+            Event::Scalar(mut text, style, anchor, tag) => {
+                let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
+                if block && Some(span.end.index()) == self.eof_without_break && text.ends_with('\n') {
+                    text.to_mut().pop();
+                }
                 let v = resolve_scalar(&text, style, tag.as_deref()).map_err(|m| err_at(&span, m))?;
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
@@ -385,6 +396,12 @@ mod tests {
         assert_eq!(d.get("b"), Some(&Value::String("2".into())));
         assert_eq!(d.get("c"), Some(&Value::String("true".into())));
         assert_eq!(d.get("d"), Some(&Value::Int(5)));
+    }
+
+    #[test]
+    fn block_scalar_at_end_of_input_has_no_final_break() {
+        assert_eq!(parse_one("a: |\n  x\n  y").unwrap().get("a"), Some(&Value::from("x\ny")));
+        assert_eq!(parse_one("a: |\n  x\n  y\n").unwrap().get("a"), Some(&Value::from("x\ny\n")));
     }
 
     #[test]

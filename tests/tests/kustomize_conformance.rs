@@ -1,0 +1,73 @@
+//! The kustomize conformance corpus (`../shared/corpus/kustomize/cases`), built in-process.
+//! Every `genestack-*` case must match `kubectl kustomize` byte for byte, and the overall
+//! pass count must not fall below the recorded floor (raise it as the engine improves).
+
+use stackwave_tests::{build_case, read_cases, shared_dir};
+
+/// The lowest acceptable number of passing cases.
+const PASS_FLOOR: usize = 176;
+
+#[test]
+fn conformance_cases_match_kubectl_kustomize() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped: ../shared is not present");
+        return;
+    };
+    let cases = read_cases(&shared.join("corpus/kustomize/cases"));
+    assert!(cases.len() > 200, "expected the shared corpus, found {} cases", cases.len());
+    let mut passed = 0;
+    let mut genestack_failures = Vec::new();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let got = std::panic::catch_unwind(|| build_case(c));
+        let ok = match (&got, &c.expected) {
+            (Ok(Ok(out)), Some(exp)) => out == exp,
+            (Ok(Err(_)), None) => true,
+            _ => false,
+        };
+        if ok {
+            passed += 1;
+        } else {
+            let why = match &got {
+                Err(_) => "panicked".to_string(),
+                Ok(Err(e)) if c.expected.is_some() => format!("error: {e}"),
+                Ok(Ok(_)) if c.expected.is_none() => "expected a build error".to_string(),
+                _ => "output differs".to_string(),
+            };
+            if c.name.starts_with("genestack-") {
+                genestack_failures.push(format!("{}: {why}", c.name));
+            }
+            failures.push(format!("{}: {why}", c.name));
+        }
+    }
+    println!("kustomize conformance (in-process): {passed} passed, {} failed", cases.len() - passed);
+    for f in &failures {
+        println!("  FAIL {f}");
+    }
+    assert!(genestack_failures.is_empty(), "genestack cases failing: {genestack_failures:#?}");
+    assert!(passed >= PASS_FLOOR, "{passed} cases passed, below the floor of {PASS_FLOOR}");
+}
+
+#[test]
+fn malformed_inputs_fail_cleanly() {
+    let dir = std::env::temp_dir().join(format!("kz-malformed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        ("resources: [a.yaml]\n", "a: [1, 2\n", "a.yaml"),
+        ("resources: [missing.yaml]\n", "", "missing.yaml"),
+        ("bogusField: 1\n", "", "bogusField"),
+        ("patches:\n- path: p.yaml\nresources: [a.yaml]\n", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n", "p.yaml"),
+    ];
+    for (i, (kust, file, needle)) in cases.iter().enumerate() {
+        let d = dir.join(format!("c{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("kustomization.yaml"), kust).unwrap();
+        if !file.is_empty() {
+            std::fs::write(d.join("a.yaml"), file).unwrap();
+        }
+        let err = kustomize_rs::build_dir(&d, &Default::default()).expect_err(kust);
+        assert!(err.to_string().contains(needle), "error for {kust:?} should name {needle:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -268,10 +268,12 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> R
         return Err(Error::msg("validators are plugins (exec/Go/KRM functions), which this build does not run"));
     }
     for v in &k.vars {
-        let name = v.get("name").and_then(Value::scalar_string);
-        if acc.vars.iter().any(|x| x.get("name").and_then(Value::scalar_string) == name) {
-            return Err(Error::msg(format!("var '{}' already encountered", name.unwrap_or_default())));
+        let name = v.get("name").and_then(Value::scalar_string).unwrap_or_default();
+        if acc.vars.iter().any(|x| x.get("name").and_then(Value::scalar_string).as_deref() == Some(name.as_str())) {
+            return Err(Error::msg(format!("var '{name}' already encountered")));
         }
+        // Vars bind to their object at the level that declares them (`ResAccumulator.MergeVars`).
+        vars::bind(v, &name, &mut acc.resources)?;
         acc.vars.push(v.clone());
     }
     Ok(acc)

@@ -2,7 +2,8 @@
 //! deprecated fields (`api/types/kustomization.go` `FixKustomization`, `api/konfig`).
 
 use crate::fs::Loader;
-use crate::yaml::{parse_one, Value};
+use crate::yaml::parse::parse_documents_lenient;
+use crate::yaml::{Mapping, Value};
 use crate::Error;
 
 /// File names recognised as a kustomization, in kustomize's order.
@@ -129,7 +130,11 @@ pub fn load(ldr: &Loader) -> Result<Kustomization, Error> {
     };
     let text = ldr.load_string(name)?;
     let path = ldr.root().join(name);
-    let v = parse_one(&text).map_err(|e| Error::msg(format!("invalid Kustomization '{}': {e}", path.display())))?;
+    let v = parse_documents_lenient(&text)
+        .map_err(|e| Error::msg(format!("invalid Kustomization '{}': {e}", path.display())))?
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null);
     parse(&v, name).map_err(|e| e.context(format!("invalid Kustomization '{}'", path.display())))
 }
 
@@ -201,11 +206,15 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
         Value::Null => return Err(Error::msg("kustomization is empty")),
         other => return Err(Error::msg(format!("expected a mapping, found a {}", other.kind_name()))),
     };
-    for k in m.keys() {
-        if !KNOWN.contains(&k.as_str()) {
+    // Go's encoding/json matches field names case-insensitively (`nameprefix` is `namePrefix`).
+    let mut canon = Mapping::new();
+    for (k, v) in m {
+        let Some(known) = KNOWN.iter().find(|n| n.eq_ignore_ascii_case(k)) else {
             return Err(Error::msg(format!("json: unknown field \"{k}\"")));
-        }
+        };
+        canon.insert((*known).to_string(), v.clone());
     }
+    let m = &canon;
     let g = |k: &str| m.get(k);
     let mut k = Kustomization { file_name: file_name.to_string(), ..Default::default() };
     k.kind = string_field(g("kind"), "kind")?;

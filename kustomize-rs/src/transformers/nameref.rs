@@ -46,17 +46,24 @@ fn has_field(v: &Value, path: &str) -> bool {
     walk(v, &split_path(path))
 }
 
-/// Namespaces of ServiceAccount subjects of a RoleBinding.
-fn role_binding_namespaces(r: &Resource) -> Vec<String> {
+/// Namespaces of ServiceAccount subjects of a RoleBinding (`getNamespacesForRoleBinding`).
+fn role_binding_namespaces(r: &Resource) -> Result<Vec<String>, Error> {
     if r.kind() != "RoleBinding" {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let Some(Value::Seq(subjects)) = r.obj.get("subjects") else { return Vec::new() };
-    subjects
-        .iter()
-        .filter(|s| s.str_at(&["kind"]) == Some("ServiceAccount"))
-        .filter_map(|s| s.str_at(&["namespace"]).map(str::to_string))
-        .collect()
+    let Some(Value::Seq(subjects)) = r.obj.get("subjects") else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for s in subjects {
+        let Some(ns) = s.get("namespace") else { continue };
+        if s.str_at(&["kind"]) != Some("ServiceAccount") {
+            continue;
+        }
+        match ns {
+            Value::String(n) => out.push(n.clone()),
+            _ => return Err(Error::msg(format!("Invalid Input: namespace is blank for resource {:?}", r.cur_id().to_string()))),
+        }
+    }
+    Ok(out)
 }
 
 /// Rewrites name references in all resources. Returns, for each resource, the ids of the
@@ -71,7 +78,7 @@ pub fn fix(backrefs: &[NameBackRef], resources: &mut [Resource]) -> Result<(), E
         let referrer_cur = targets[i].cur.clone();
         let referrer_org = resources[i].org_id();
         // Candidates the referrer could possibly see.
-        let rb_ns = role_binding_namespaces(&resources[i]);
+        let rb_ns = role_binding_namespaces(&resources[i])?;
         let subset: Vec<usize> = (0..targets.len())
             .filter(|&j| {
                 let t = &targets[j];

@@ -50,6 +50,11 @@ pub fn find_paths<'a>(node: &'a mut Value, path: &[String], create: Option<&Valu
     };
     let rest = &path[1..];
     if let Some(inner) = seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        if let Ok(i) = inner.parse::<usize>() {
+            let mut p = vec![i.to_string()];
+            p.extend_from_slice(rest);
+            return find_paths(node, &p, create, out);
+        }
         let Value::Seq(items) = node else { return Ok(()) };
         let (k, v) = inner.split_once('=').unwrap_or(("", inner));
         let mut hit = false;

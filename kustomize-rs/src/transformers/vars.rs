@@ -61,10 +61,28 @@ fn objref_matches(r: &Resource, objref: &Value) -> bool {
     })
 }
 
+/// Binds a var to the one resource its `objref` names (current or previous ids), as
+/// `ResAccumulator.MergeVars` does; no match leaves it unbound (an error at resolution).
+///
+/// # Errors
+/// When several resources match.
+pub fn bind(var: &Value, name: &str, resources: &mut [Resource]) -> Result<(), Error> {
+    let objref = var.get("objref").cloned().unwrap_or(Value::Null);
+    let matched: Vec<usize> = (0..resources.len()).filter(|&i| objref_matches(&resources[i], &objref)).collect();
+    match matched.as_slice() {
+        [] => Ok(()),
+        [i] => {
+            resources[*i].ref_var_names.push(name.to_string());
+            Ok(())
+        }
+        _ => Err(Error::msg(format!("found {} resId matches for var {name} (unable to disambiguate)", matched.len()))),
+    }
+}
+
 /// Resolves vars across all resources.
 ///
 /// # Errors
-/// A var that matches no resource or several, or whose field is missing.
+/// A var bound to no resource, or whose field is missing.
 pub fn resolve(vars: &[Value], specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
     if vars.is_empty() {
         return Ok(());
@@ -72,12 +90,8 @@ pub fn resolve(vars: &[Value], specs: &[FieldSpec], resources: &mut [Resource]) 
     let mut values: Vec<(String, Value)> = Vec::new();
     for v in vars {
         let name = v.get("name").and_then(Value::scalar_string).unwrap_or_default();
-        let objref = v.get("objref").cloned().unwrap_or(Value::Null);
-        let matched: Vec<&Resource> = resources.iter().filter(|r| objref_matches(r, &objref)).collect();
-        let r = match matched.as_slice() {
-            [one] => *one,
-            [] => return Err(Error::msg(format!("var '{name}' cannot be mapped to a field in the set of known resources"))),
-            _ => return Err(Error::msg(format!("found {} resId matches for var {name} (unable to disambiguate)", matched.len()))),
+        let Some(r) = resources.iter().find(|r| r.ref_var_names.contains(&name)) else {
+            return Err(Error::msg(format!("var '{name}' cannot be mapped to a field in the set of known resources")));
         };
         let fp = v
             .get_path(&["fieldref", "fieldpath"])

@@ -41,7 +41,22 @@ fn err_at(span: &Span, message: impl Into<String>) -> YamlError {
 /// [`YamlError`] for malformed YAML, unknown aliases, repeated keys, or a `!!int`-style tag
 /// whose scalar does not fit it.
 pub fn parse_documents(src: &str) -> Result<Vec<Value>, YamlError> {
+    parse_documents_with(src, false)
+}
+
+/// Parses like [`parse_documents`], but a repeated mapping key replaces the earlier value
+/// instead of failing, as go-yaml v2 (`sigs.k8s.io/yaml`, which reads kustomization files)
+/// does.
+///
+/// # Errors
+/// As [`parse_documents`], less repeated keys.
+pub fn parse_documents_lenient(src: &str) -> Result<Vec<Value>, YamlError> {
+    parse_documents_with(src, true)
+}
+
+fn parse_documents_with(src: &str, allow_duplicates: bool) -> Result<Vec<Value>, YamlError> {
     let mut p = Builder {
+        allow_duplicates,
         parser: Parser::new_from_str(src),
         anchors: HashMap::new(),
         eof_without_break: if src.ends_with(['\n', '\r']) { None } else { Some(src.chars().count()) },
@@ -86,6 +101,8 @@ struct Builder<'a> {
     /// The input's length in characters when it does not end in a line break: a block
     /// scalar running to such an end has no final line break in libyaml (and go-yaml).
     eof_without_break: Option<usize>,
+    /// Repeated keys replace earlier ones instead of failing.
+    allow_duplicates: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -151,7 +168,7 @@ impl<'a> Builder<'a> {
                         continue;
                     }
                     let key = key_string(&key).map_err(|msg| err_at(&ksp, msg))?;
-                    if m.contains_key(&key) {
+                    if m.contains_key(&key) && !self.allow_duplicates {
                         return Err(err_at(&ksp, format!("mapping key {key:?} already defined")));
                     }
                     m.insert(key, val);

@@ -126,6 +126,8 @@ impl Accumulator {
                 }
                 let mut kept = old.clone();
                 kept.obj = r.obj;
+                // A hash suffix only when both the target and the incoming generator want one.
+                kept.needs_hash = old.needs_hash && r.needs_hash;
                 self.resources[*i] = kept;
                 Ok(())
             }
@@ -399,7 +401,7 @@ fn run_transformers(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> R
             }
             v
         };
-        for fs in extra {
+        for fs in extra.into_iter().chain(tc.labels.iter().cloned()) {
             if !specs.iter().any(|s| s.path == fs.path && s.gvk == fs.gvk) {
                 specs.push(fs);
             }

@@ -44,6 +44,8 @@ pub struct TransformerConfig {
     pub common_annotations: Vec<FieldSpec>,
     /// `labels[].includeTemplates` fields.
     pub template_labels: Vec<FieldSpec>,
+    /// Extra fields for every `labels` entry (`configurations:` key `labels`).
+    pub labels: Vec<FieldSpec>,
     /// `images` fields.
     pub images: Vec<FieldSpec>,
     /// `replicas` fields.
@@ -96,6 +98,7 @@ impl TransformerConfig {
         tc.namespace = get("namespace")?;
         tc.common_labels = get("commonLabels")?;
         tc.common_annotations = get("commonAnnotations")?;
+        tc.labels = get("labels")?;
         tc.images = get("images")?;
         tc.replicas = get("replicas")?;
         tc.var_reference = get("varReference")?;
@@ -125,6 +128,7 @@ impl TransformerConfig {
         add(&mut self.common_labels, &o.common_labels);
         add(&mut self.common_annotations, &o.common_annotations);
         add(&mut self.template_labels, &o.template_labels);
+        add(&mut self.labels, &o.labels);
         add(&mut self.images, &o.images);
         add(&mut self.replicas, &o.replicas);
         add(&mut self.var_reference, &o.var_reference);

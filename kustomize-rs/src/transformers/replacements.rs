@@ -138,6 +138,7 @@ pub fn find_paths<'a>(node: &'a mut Value, path: &[String], create: Option<&Valu
 /// A resource-id selector with regular-expression fields (`types.Selector` as replacements use it).
 struct IdSelector {
     gvk: Gvk,
+    kind: Option<Regex>,
     name: Option<Regex>,
     namespace: Option<String>,
     labels: Option<super::select::LabelSelector>,
@@ -154,6 +155,12 @@ impl IdSelector {
             gvk.version = g.version;
         }
         let name = s("name");
+        let kind = if gvk.kind.is_empty() {
+            None
+        } else {
+            Some(Regex::new(&format!("^(?:{})$", gvk.kind)).map_err(|e| Error::msg(format!("invalid kind selector '{}': {e}", gvk.kind)))?)
+        };
+        gvk.kind.clear();
         let ls = |k: &str| -> Result<Option<super::select::LabelSelector>, Error> {
             match v.get(k).and_then(Value::scalar_string).filter(|x| !x.is_empty()) {
                 Some(x) => super::select::LabelSelector::parse(&x).map(Some),
@@ -162,6 +169,7 @@ impl IdSelector {
         };
         Ok(IdSelector {
             gvk,
+            kind,
             name: if name.is_empty() {
                 None
             } else {
@@ -176,6 +184,7 @@ impl IdSelector {
     fn matches_id(&self, r: &Resource) -> bool {
         r.prev_ids().iter().any(|id| {
             id.gvk.is_selected_by(&self.gvk)
+                && self.kind.as_ref().is_none_or(|re| re.is_match(&id.gvk.kind))
                 && self.name.as_ref().is_none_or(|re| re.is_match(&id.name))
                 && self.namespace.as_ref().is_none_or(|ns| {
                     let sel = crate::resource::ResId { gvk: id.gvk.clone(), name: String::new(), namespace: ns.clone() };

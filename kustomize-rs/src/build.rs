@@ -224,7 +224,10 @@ pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Erro
     if k.kind == "Component" {
         return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", ldr.root().display())));
     }
-    let mut acc = accumulate_target(&ldr, &k, Accumulator::new()?)?;
+    crate::openapi::set_custom_schema(None);
+    apply_openapi(&ldr, &k)?;
+    let built = accumulate_target(&ldr, &k, Accumulator::new()?);
+    let mut acc = built?;
     // Top level only: hash suffixes, then back-references, then vars.
     for r in acc.resources.iter_mut().filter(|r| r.needs_hash) {
         let h = generators::hash(&r.obj);
@@ -245,6 +248,26 @@ pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Erro
     Ok(acc.resources)
 }
 
+/// Installs a kustomization's `openapi` schema (`openapi.SetSchema`): `version` must be the
+/// builtin `v1.21.2`; `path` loads a custom schema (JSON or YAML) that replaces the builtin
+/// one for the rest of the build.
+fn apply_openapi(ldr: &Loader, k: &Kustomization) -> Result<(), Error> {
+    let Some(o) = &k.openapi else { return Ok(()) };
+    let path = o.get("path").and_then(Value::scalar_string).filter(|s| !s.is_empty());
+    let version = o.get("version").and_then(Value::scalar_string).filter(|s| !s.is_empty());
+    match (path, version) {
+        (Some(_), Some(_)) => Err(Error::msg("builtin version and custom schema provided, cannot use both")),
+        (None, Some(v)) if v != "v1.21.2" => Err(Error::msg(format!("the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"))),
+        (None, _) => Ok(()),
+        (Some(p), None) => {
+            let text = ldr.load_string(&p)?;
+            let schema = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("openapi schema {p}: {e}")))?;
+            crate::openapi::set_custom_schema(Some(schema));
+            Ok(())
+        }
+    }
+}
+
 fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> Result<Accumulator, Error> {
     accumulate_resources(ldr, &k.resources, &mut acc).map_err(|e| e.context("accumulating resources"))?;
     for c in &k.configurations {
@@ -260,6 +283,7 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> R
     for c in &k.components {
         let cl = ldr.child(c).map_err(|e| e.context(format!("loader.New {c:?}")))?;
         let ck = kustfile::load(&cl)?;
+        apply_openapi(&cl, &ck)?;
         if ck.kind != "Component" {
             return Err(Error::msg(format!("expected kind 'Component' for path '{}' but got '{}'", cl.root().display(), ck.kind)));
         }
@@ -305,6 +329,7 @@ fn accumulate_resources(ldr: &Loader, paths: &[String], acc: &mut Accumulator) -
         if sk.kind == "Component" {
             return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", sub.root().display())));
         }
+        apply_openapi(&sub, &sk)?;
         let sub_acc = accumulate_target(&sub, &sk, Accumulator::new()?)
             .map_err(|e| e.context(format!("recursed accumulation of path '{}'", sub.root().display())))?;
         acc.merge(sub_acc).map_err(|e| e.context(format!("recursed merging from path '{}'", sub.root().display())))?;

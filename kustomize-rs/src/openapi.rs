@@ -3,6 +3,7 @@
 //! (`kyaml/openapi/openapi.go`). The data file is derived from the reference bundle by
 //! `data/derive.py`.
 
+use crate::yaml::Value;
 use serde_json::Value as Json;
 use std::sync::OnceLock;
 
@@ -23,10 +24,28 @@ pub fn is_cluster_scoped(api_version: &str, kind: &str) -> bool {
         == Some("Cluster")
 }
 
-/// A position in the schema: a definition name (for objects), or nothing known.
-#[derive(Clone, Copy, Debug)]
-pub struct Schema {
-    def: Option<&'static str>,
+thread_local! {
+    /// A custom schema from a kustomization's `openapi.path`. Like kyaml's global schema it
+    /// replaces the builtin one for the rest of the build once set (`openapi.SetSchema`).
+    static CUSTOM: std::cell::RefCell<Option<std::sync::Arc<Value>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (or, with `None`, removes) a custom OpenAPI schema for this thread's builds.
+pub fn set_custom_schema(schema: Option<Value>) {
+    CUSTOM.with(|c| *c.borrow_mut() = schema.map(std::sync::Arc::new));
+}
+
+fn custom() -> Option<std::sync::Arc<Value>> {
+    CUSTOM.with(|c| c.borrow().clone())
+}
+
+/// A position in the schema: a builtin definition, or a node of a custom schema.
+#[derive(Clone, Debug)]
+pub enum Schema {
+    /// A definition of the embedded Kubernetes schema.
+    Builtin(&'static str),
+    /// A node (object schema) of a custom schema.
+    Custom(std::sync::Arc<Value>, Value),
 }
 
 /// What the schema says about one field of an object.
@@ -56,9 +75,41 @@ impl FieldInfo {
     }
 }
 
+fn resolve_ref(root: &Value, node: &Value) -> Value {
+    let mut cur = node.clone();
+    for _ in 0..32 {
+        let Some(r) = cur.get("$ref").and_then(Value::as_str) else { break };
+        let name = r.rsplit('/').next().unwrap_or("");
+        match root.get_path(&["definitions", name]) {
+            Some(d) => cur = d.clone(),
+            None => break,
+        }
+    }
+    cur
+}
+
 impl Schema {
-    /// The schema of a top-level resource type, if the embedded schema knows it.
+    /// The schema of a top-level resource type, if the schema in force knows it.
     pub fn for_type(api_version: &str, kind: &str) -> Option<Schema> {
+        if let Some(root) = custom() {
+            let (group, version) = match api_version.rsplit_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", api_version),
+            };
+            let defs = root.get("definitions").and_then(Value::as_map)?;
+            for def in defs.values() {
+                let Some(Value::Seq(gvks)) = def.get("x-kubernetes-group-version-kind") else { continue };
+                let hit = gvks.iter().any(|g| {
+                    g.str_at(&["group"]).unwrap_or("") == group
+                        && g.str_at(&["version"]).unwrap_or("") == version
+                        && g.str_at(&["kind"]).unwrap_or("") == kind
+                });
+                if hit {
+                    return Some(Schema::Custom(root.clone(), def.clone()));
+                }
+            }
+            return None;
+        }
         let def = data()
             .get("kinds")?
             .get(format!("{api_version}|{kind}"))?
@@ -67,26 +118,57 @@ impl Schema {
         if def.is_empty() {
             return None;
         }
-        Some(Schema { def: Some(def) })
+        Some(Schema::Builtin(def))
     }
 
     /// What the schema says about field `name` of this object.
     pub fn field(&self, name: &str) -> Option<FieldInfo> {
-        let def = self.def?;
-        let e = data().get("definitions")?.get(def)?.get(name)?;
-        let s = |k: &str| e.get(k).and_then(Json::as_str);
-        let target = s("ref").or(s("items")).or(s("values"));
-        Some(FieldInfo {
-            schema: target.map(|d| Schema { def: Some(d) }),
-            array: e.get("array").and_then(Json::as_bool).unwrap_or(false),
-            map_values: s("values").is_some(),
-            strategies: s("strategy").map(|x| x.split(',').map(str::to_string).collect()).unwrap_or_default(),
-            merge_keys: e
-                .get("keys")
-                .and_then(Json::as_array)
-                .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
-        })
+        match self {
+            Schema::Builtin(def) => {
+                let e = data().get("definitions")?.get(*def)?.get(name)?;
+                let s = |k: &str| e.get(k).and_then(Json::as_str);
+                let target = s("ref").or(s("items")).or(s("values"));
+                Some(FieldInfo {
+                    schema: target.map(Schema::Builtin),
+                    array: e.get("array").and_then(Json::as_bool).unwrap_or(false),
+                    map_values: s("values").is_some(),
+                    strategies: s("strategy").map(|x| x.split(',').map(str::to_string).collect()).unwrap_or_default(),
+                    merge_keys: e
+                        .get("keys")
+                        .and_then(Json::as_array)
+                        .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default(),
+                })
+            }
+            Schema::Custom(root, node) => {
+                let node = resolve_ref(root, node);
+                let p = resolve_ref(root, node.get_path(&["properties", name])?);
+                let raw = node.get_path(&["properties", name])?;
+                let ext = |k: &str| raw.get(k).or_else(|| p.get(k));
+                let array = p.str_at(&["type"]) == Some("array");
+                let target = if array {
+                    p.get("items").map(|i| resolve_ref(root, i))
+                } else if let Some(ap) = p.get("additionalProperties").filter(|a| a.get("$ref").is_some()) {
+                    Some(resolve_ref(root, ap))
+                } else {
+                    Some(p.clone())
+                };
+                let keys = match ext("x-kubernetes-list-map-keys") {
+                    Some(Value::Seq(k)) => k.iter().filter_map(Value::scalar_string).collect(),
+                    _ => ext("x-kubernetes-patch-merge-key").and_then(Value::scalar_string).into_iter().collect(),
+                };
+                Some(FieldInfo {
+                    schema: target.map(|t| Schema::Custom(root.clone(), t)),
+                    array,
+                    map_values: false,
+                    strategies: ext("x-kubernetes-patch-strategy")
+                        .and_then(Value::scalar_string)
+                        .map(|x| x.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    merge_keys: keys,
+                })
+            }
+        }
     }
 }
 

@@ -157,7 +157,7 @@ fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Mer
     keys.sort();
     for k in keys {
         let fi = schema.and_then(|s| s.field(k));
-        let sub = fi.as_ref().and_then(|f| f.schema);
+        let sub = fi.as_ref().and_then(|f| f.schema.clone());
         match merge(dm.get(k.as_str()), pm.get(k.as_str()), sub.as_ref(), fi.as_ref())? {
             Merged::Clear => {
                 out.shift_remove(k.as_str());

@@ -17,6 +17,10 @@ use crate::yaml::{parse_documents, to_yaml, Value};
 use crate::Error;
 use std::path::Path;
 
+/// The kustomize release whose behaviour this engine reproduces (printed in the
+/// `app.kubernetes.io/managed-by` label that `buildMetadata: [managedByLabel]` adds).
+pub const KUSTOMIZE_VERSION: &str = "v5.8.1";
+
 /// Output order when the kustomization has no `sortOptions` (`--reorder`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reorder {
@@ -239,6 +243,13 @@ pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Erro
     vars::resolve(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
     acc.resources.retain(|r| r.annotation("config.kubernetes.io/local-config").as_deref() != Some("true"));
     sort(&k, opts, &mut acc.resources)?;
+    if k.build_metadata.iter().any(|m| m == "managedByLabel") {
+        for r in acc.resources.iter_mut() {
+            if let Some(m) = r.obj.ensure_map_path(&["metadata", "labels"]) {
+                m.insert("app.kubernetes.io/managed-by".into(), Value::String(format!("kustomize-{}", KUSTOMIZE_VERSION)));
+            }
+        }
+    }
     for r in acc.resources.iter_mut() {
         let ann = r.string_map("annotations");
         if !ann.is_empty() {
@@ -362,6 +373,7 @@ fn run_generators(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> Res
             let r = match kind.as_str() {
                 "ConfigMapGenerator" => generators::generate(ldr, &cfg, "ConfigMap", None)?,
                 "SecretGenerator" => generators::generate(ldr, &cfg, "Secret", None)?,
+                "IAMPolicyGenerator" => generators::iam_policy(&cfg)?,
                 other => return Err(Error::msg(format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
             };
             acc.absorb(r)?;

@@ -242,6 +242,36 @@ pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) 
     Ok(r)
 }
 
+/// The builtin `IAMPolicyGenerator` (`api/internal/builtins/IAMPolicyGenerator.go`): a
+/// ServiceAccount annotated with the GKE service account it impersonates.
+///
+/// # Errors
+/// An unsupported cloud or missing names.
+pub fn iam_policy(cfg: &Value) -> Result<Resource, Error> {
+    let s = |p: &[&str]| cfg.get_path(p).and_then(Value::scalar_string).unwrap_or_default();
+    if s(&["cloud"]) != "gke" {
+        return Err(Error::msg(format!("IAMPolicyGenerator: cloud '{}' is not supported (only gke)", s(&["cloud"]))));
+    }
+    let (name, ns) = (s(&["kubernetesService", "name"]), s(&["kubernetesService", "namespace"]));
+    let (gsa, project) = (s(&["serviceAccount", "name"]), s(&["serviceAccount", "projectId"]));
+    if name.is_empty() || gsa.is_empty() || project.is_empty() {
+        return Err(Error::msg("IAMPolicyGenerator: kubernetesService.name, serviceAccount.name and serviceAccount.projectId are required"));
+    }
+    let mut meta = Mapping::new();
+    let mut ann = Mapping::new();
+    ann.insert("iam.gke.io/gcp-service-account".into(), Value::String(format!("{gsa}@{project}.iam.gserviceaccount.com")));
+    meta.insert("annotations".into(), Value::Map(ann));
+    meta.insert("name".into(), Value::String(name));
+    if !ns.is_empty() {
+        meta.insert("namespace".into(), Value::String(ns));
+    }
+    let mut obj = Mapping::new();
+    obj.insert("apiVersion".into(), "v1".into());
+    obj.insert("kind".into(), "ServiceAccount".into());
+    obj.insert("metadata".into(), Value::Map(meta));
+    Ok(Resource::new(Value::Map(obj)))
+}
+
 /// Go `encoding/json` text of a value (keys sorted, `<>&` escaped as `\u003c` etc.).
 pub fn go_json(v: &Value) -> String {
     let mut s = String::new();

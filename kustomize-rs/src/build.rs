@@ -11,7 +11,7 @@ pub use crate::fs::LoadRestrictor;
 use crate::fs::Loader;
 use crate::generators;
 use crate::kustfile::{self, Kustomization, PatchArgs};
-use crate::resource::{Behavior, Resource};
+use crate::resource::{Behavior, Origin, Resource};
 use crate::transformers::{meta, nameref, patch, replacements, vars};
 use crate::yaml::{parse_documents, to_yaml, Value};
 use crate::Error;
@@ -130,6 +130,9 @@ impl Accumulator {
                 }
                 let mut kept = old.clone();
                 kept.obj = r.obj;
+                if r.behavior == Behavior::Replace {
+                    kept.origin = r.origin;
+                }
                 // A hash suffix only when both the target and the incoming generator want one.
                 kept.needs_hash = old.needs_hash && r.needs_hash;
                 self.resources[*i] = kept;
@@ -183,9 +186,7 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
         } else if d.str_at(&["metadata", "name"]).unwrap_or("").is_empty() && d.get_path(&["metadata", "name"]).and_then(Value::scalar_string).unwrap_or_default().is_empty() {
             return Err(Error::msg(format!("{origin}: missing metadata.name in object {}", one_line(&d))));
         }
-        let mut r = Resource::new(d);
-        r.origin = Some(origin.to_string());
-        out.push(r);
+        out.push(Resource::new(d));
     }
     Ok(out)
 }
@@ -230,7 +231,11 @@ pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Erro
     }
     crate::openapi::set_custom_schema(None);
     apply_openapi(&ldr, &k)?;
-    let built = accumulate_target(&ldr, &k, Accumulator::new()?);
+    let tr = Tracking {
+        origins: k.build_metadata.iter().any(|m| m == "originAnnotations"),
+        transformations: k.build_metadata.iter().any(|m| m == "transformerAnnotations"),
+    };
+    let built = accumulate_target(&ldr, &k, "", tr, Accumulator::new()?);
     let mut acc = built?;
     // Top level only: hash suffixes, then back-references, then vars.
     for r in acc.resources.iter_mut().filter(|r| r.needs_hash) {
@@ -251,12 +256,43 @@ pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Erro
         }
     }
     for r in acc.resources.iter_mut() {
-        let ann = r.string_map("annotations");
+        let mut ann = r.string_map("annotations");
+        if tr.transformations && !r.transformations.is_empty() {
+            let text: String = r.transformations.iter().map(|o| o.to_yaml("- ", "  ")).collect();
+            ann.push(("alpha.config.kubernetes.io/transformations".into(), text));
+        }
+        if let (true, Some(o)) = (tr.origins, &r.origin) {
+            ann.push(("config.kubernetes.io/origin".into(), o.to_yaml("", "")));
+        }
         if !ann.is_empty() {
             r.set_string_map("annotations", ann);
         }
     }
     Ok(acc.resources)
+}
+
+/// Which provenance annotations the top-level `buildMetadata` asks for (it applies to the
+/// whole build, as kustomize copies it into every sub-kustomization).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tracking {
+    origins: bool,
+    transformations: bool,
+}
+
+/// Joins a relative path onto a relative directory and cleans it lexically, keeping leading
+/// `..` (Go `filepath.Join`).
+fn join_rel(dir: &str, p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in dir.split('/').chain(p.split('/')) {
+        match seg {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|l| *l != "..") => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
 }
 
 /// Installs a kustomization's `openapi` schema (`openapi.SetSchema`): `version` must be the
@@ -279,8 +315,8 @@ fn apply_openapi(ldr: &Loader, k: &Kustomization) -> Result<(), Error> {
     }
 }
 
-fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> Result<Accumulator, Error> {
-    accumulate_resources(ldr, &k.resources, &mut acc).map_err(|e| e.context("accumulating resources"))?;
+fn accumulate_target(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, mut acc: Accumulator) -> Result<Accumulator, Error> {
+    accumulate_resources(ldr, &k.resources, dir, tr, &mut acc).map_err(|e| e.context("accumulating resources"))?;
     for c in &k.configurations {
         let text = ldr.load_string(c)?;
         let v = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("{c}: {e}")))?;
@@ -290,7 +326,7 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> R
         let text = ldr.load_string(c)?;
         load_crd_config(&text, c, &mut acc.config)?;
     }
-    run_generators(ldr, k, &mut acc)?;
+    run_generators(ldr, k, dir, tr, &mut acc)?;
     for c in &k.components {
         let cl = ldr.child(c).map_err(|e| e.context(format!("loader.New {c:?}")))?;
         let ck = kustfile::load(&cl)?;
@@ -298,9 +334,9 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> R
         if ck.kind != "Component" {
             return Err(Error::msg(format!("expected kind 'Component' for path '{}' but got '{}'", cl.root().display(), ck.kind)));
         }
-        acc = accumulate_target(&cl, &ck, acc).map_err(|e| e.context(format!("accumulating components: accumulateDirectory: \"{}\"", cl.root().display())))?;
+        acc = accumulate_target(&cl, &ck, &join_rel(dir, c), tr, acc).map_err(|e| e.context(format!("accumulating components: accumulateDirectory: \"{}\"", cl.root().display())))?;
     }
-    run_transformers(ldr, k, &mut acc)?;
+    run_transformers(ldr, k, dir, tr, &mut acc)?;
     if !k.validators.is_empty() {
         return Err(Error::msg("validators are plugins (exec/Go/KRM functions), which this build does not run"));
     }
@@ -316,13 +352,14 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, mut acc: Accumulator) -> R
     Ok(acc)
 }
 
-fn accumulate_resources(ldr: &Loader, paths: &[String], acc: &mut Accumulator) -> Result<(), Error> {
+fn accumulate_resources(ldr: &Loader, paths: &[String], dir: &str, tr: Tracking, acc: &mut Accumulator) -> Result<(), Error> {
     for p in paths {
         let as_file = ldr.join(p);
         let file_err = if as_file.is_file() {
             match ldr.load_string(p).and_then(|t| parse_resources(&t, p)) {
                 Ok(rs) => {
-                    for r in rs {
+                    for mut r in rs {
+                        r.origin = Some(Origin { path: Some(join_rel(dir, p)), ..Default::default() });
                         acc.append(r)?;
                     }
                     continue;
@@ -341,7 +378,7 @@ fn accumulate_resources(ldr: &Loader, paths: &[String], acc: &mut Accumulator) -
             return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", sub.root().display())));
         }
         apply_openapi(&sub, &sk)?;
-        let sub_acc = accumulate_target(&sub, &sk, Accumulator::new()?)
+        let sub_acc = accumulate_target(&sub, &sk, &join_rel(dir, p), tr, Accumulator::new()?)
             .map_err(|e| e.context(format!("recursed accumulation of path '{}'", sub.root().display())))?;
         acc.merge(sub_acc).map_err(|e| e.context(format!("recursed merging from path '{}'", sub.root().display())))?;
     }
@@ -355,27 +392,38 @@ fn load_crd_config(text: &str, origin: &str, _tc: &mut TransformerConfig) -> Res
     Ok(())
 }
 
-fn run_generators(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> Result<(), Error> {
+fn run_generators(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, acc: &mut Accumulator) -> Result<(), Error> {
+    let here = join_rel(dir, &k.file_name);
+    let builtin = |kind: &str, name: &str, configured_in: &str| Origin {
+        path: None,
+        configured_in: Some(configured_in.to_string()),
+        configured_by: Some(("builtin".into(), kind.into(), name.into())),
+    };
     for args in &k.config_map_generator {
-        let r = generators::generate(ldr, args, "ConfigMap", k.generator_options.as_ref())?;
+        let mut r = generators::generate(ldr, args, "ConfigMap", k.generator_options.as_ref())?;
+        r.origin = Some(builtin("ConfigMapGenerator", "", &here));
         acc.absorb(r).map_err(|e| e.context("merging from generator"))?;
     }
     for args in &k.secret_generator {
-        let r = generators::generate(ldr, args, "Secret", k.generator_options.as_ref())?;
+        let mut r = generators::generate(ldr, args, "Secret", k.generator_options.as_ref())?;
+        r.origin = Some(builtin("SecretGenerator", "", &here));
         acc.absorb(r).map_err(|e| e.context("merging from generator"))?;
     }
     if !k.helm_charts.is_empty() {
         return Err(Error::msg("helmCharts: inflating Helm charts needs Stackwave's Helm renderer, which this build does not have"));
     }
     for g in &k.generators {
-        for cfg in plugin_configs(ldr, g)? {
+        let configured_in = if plugin_is_inline(g) { here.clone() } else { join_rel(dir, g) };
+        for cfg in plugin_configs(ldr, g, dir, tr)? {
             let kind = cfg.str_at(&["kind"]).unwrap_or("").to_string();
-            let r = match kind.as_str() {
+            let name = cfg.str_at(&["metadata", "name"]).unwrap_or("").to_string();
+            let mut r = match kind.as_str() {
                 "ConfigMapGenerator" => generators::generate(ldr, &cfg, "ConfigMap", None)?,
                 "SecretGenerator" => generators::generate(ldr, &cfg, "Secret", None)?,
                 "IAMPolicyGenerator" => generators::iam_policy(&cfg)?,
                 other => return Err(Error::msg(format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
             };
+            r.origin = Some(builtin(&kind, &name, &configured_in));
             acc.absorb(r)?;
         }
     }
@@ -383,7 +431,11 @@ fn run_generators(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> Res
 }
 
 /// Loads `transformers:`/`generators:` entries: inline YAML, or files/directories of configs.
-fn plugin_configs(ldr: &Loader, entry: &str) -> Result<Vec<Value>, Error> {
+fn plugin_is_inline(entry: &str) -> bool {
+    parse_documents(entry).is_ok_and(|d| d.iter().any(|x| matches!(x, Value::Map(_))))
+}
+
+fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<Vec<Value>, Error> {
     if let Ok(docs) = parse_documents(entry) {
         let maps: Vec<Value> = docs.into_iter().filter(|d| matches!(d, Value::Map(_))).collect();
         if !maps.is_empty() {
@@ -394,7 +446,7 @@ fn plugin_configs(ldr: &Loader, entry: &str) -> Result<Vec<Value>, Error> {
     if p.is_dir() {
         let sub = ldr.child(entry)?;
         let sk = kustfile::load(&sub)?;
-        let acc = accumulate_target(&sub, &sk, Accumulator::new()?)?;
+        let acc = accumulate_target(&sub, &sk, &join_rel(dir, entry), tr, Accumulator::new()?)?;
         return Ok(acc.resources.into_iter().map(|r| r.obj).collect());
     }
     let text = ldr.load_string(entry)?;
@@ -412,21 +464,39 @@ fn specs_or(v: &Value, key: &str, default: &[FieldSpec]) -> Result<Vec<FieldSpec
     }
 }
 
-fn run_transformers(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> Result<(), Error> {
+fn run_transformers(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, acc: &mut Accumulator) -> Result<(), Error> {
     let tc = acc.config.clone();
+    let here = join_rel(dir, &k.file_name);
     let res = &mut acc.resources;
-    patch::patches_strategic_merge(ldr, &k.patches_strategic_merge, res)?;
+    // `transformerAnnotations`: every resource present when a configured builtin runs records it.
+    let mark = |res: &mut Vec<Resource>, kind: &str| {
+        if tr.transformations {
+            let o = Origin { path: None, configured_in: Some(here.clone()), configured_by: Some(("builtin".into(), kind.into(), String::new())) };
+            for r in res.iter_mut() {
+                r.transformations.push(o.clone());
+            }
+        }
+    };
+    if !k.patches_strategic_merge.is_empty() {
+        patch::patches_strategic_merge(ldr, &k.patches_strategic_merge, res)?;
+        mark(res, "PatchStrategicMergeTransformer");
+    }
     for p in &k.patches {
         patch::patch_entry(ldr, p, res)?;
+        mark(res, "PatchTransformer");
     }
-    meta::namespace(&k.namespace, &tc.namespace, res)?;
-    let mut prefix_specs = tc.name_prefix.clone();
-    for fs in &tc.name_suffix {
-        if !prefix_specs.contains(fs) {
-            prefix_specs.push(fs.clone());
-        }
+    if !k.namespace.is_empty() {
+        meta::namespace(&k.namespace, &tc.namespace, res)?;
+        mark(res, "NamespaceTransformer");
     }
-    meta::prefix_suffix(&k.name_prefix, &k.name_suffix, &prefix_specs, res)?;
+    if !k.name_prefix.is_empty() {
+        meta::prefix_suffix(&k.name_prefix, "", &tc.name_prefix, res)?;
+        mark(res, "PrefixTransformer");
+    }
+    if !k.name_suffix.is_empty() {
+        meta::prefix_suffix("", &k.name_suffix, &tc.name_suffix, res)?;
+        mark(res, "SuffixTransformer");
+    }
     for l in &k.labels {
         let mut specs = parse_specs(l.fields.as_ref(), "labels.fields")?;
         let extra: Vec<FieldSpec> = if l.include_selectors {
@@ -444,21 +514,34 @@ fn run_transformers(ldr: &Loader, k: &Kustomization, acc: &mut Accumulator) -> R
             }
         }
         meta::add_map_entries(&l.pairs, &specs, res)?;
+        mark(res, "LabelTransformer");
     }
-    meta::add_map_entries(&k.common_labels, &tc.common_labels, res)?;
-    meta::add_map_entries(&k.common_annotations, &tc.common_annotations, res)?;
+    if !k.common_labels.is_empty() {
+        meta::add_map_entries(&k.common_labels, &tc.common_labels, res)?;
+        mark(res, "LabelTransformer");
+    }
+    if !k.common_annotations.is_empty() {
+        meta::add_map_entries(&k.common_annotations, &tc.common_annotations, res)?;
+        mark(res, "AnnotationsTransformer");
+    }
     for p in &k.patches_json6902 {
         patch::patch_json6902_entry(ldr, p, res)?;
+        mark(res, "PatchJson6902Transformer");
     }
     for r in &k.replicas {
         meta::replicas(r, &tc.replicas, res)?;
+        mark(res, "ReplicaCountTransformer");
     }
     for i in &k.images {
         meta::images(&meta::ImageArgs::from_value(i), &tc.images, res)?;
+        mark(res, "ImageTagTransformer");
     }
-    replacements::run(ldr, &k.replacements, res)?;
+    if !k.replacements.is_empty() {
+        replacements::run(ldr, &k.replacements, res)?;
+        mark(res, "ReplacementTransformer");
+    }
     for t in &k.transformers {
-        for cfg in plugin_configs(ldr, t)? {
+        for cfg in plugin_configs(ldr, t, dir, tr)? {
             run_plugin(ldr, &cfg, &tc, res).map_err(|e| e.context(format!("transformer {t}")))?;
         }
     }

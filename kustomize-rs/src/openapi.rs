@@ -75,6 +75,24 @@ impl FieldInfo {
     }
 }
 
+/// The schema a custom-schema node points to: its `$ref` target in the custom definitions,
+/// else in the builtin ones (kyaml adds custom definitions to the builtin schema), else the
+/// node itself.
+fn custom_target(root: &std::sync::Arc<Value>, node: &Value) -> Option<Schema> {
+    let Some(r) = node.get("$ref").and_then(Value::as_str) else {
+        return Some(Schema::Custom(root.clone(), node.clone()));
+    };
+    let name = r.rsplit('/').next().unwrap_or("");
+    if let Some(d) = root.get_path(&["definitions", name]) {
+        return custom_target(root, d);
+    }
+    builtin_def(name).map(Schema::Builtin)
+}
+
+fn builtin_def(name: &str) -> Option<&'static str> {
+    data().get("definitions")?.as_object()?.get_key_value(name).map(|(k, _)| k.as_str())
+}
+
 fn resolve_ref(root: &Value, node: &Value) -> Value {
     let mut cur = node.clone();
     for _ in 0..32 {
@@ -108,7 +126,6 @@ impl Schema {
                     return Some(Schema::Custom(root.clone(), def.clone()));
                 }
             }
-            return None;
         }
         let def = data()
             .get("kinds")?
@@ -141,24 +158,27 @@ impl Schema {
                 })
             }
             Schema::Custom(root, node) => {
-                let node = resolve_ref(root, node);
-                let p = resolve_ref(root, node.get_path(&["properties", name])?);
+                let node = match custom_target(root, node)? {
+                    Schema::Custom(_, n) => n,
+                    b @ Schema::Builtin(_) => return b.field(name),
+                };
                 let raw = node.get_path(&["properties", name])?;
+                let p = resolve_ref(root, raw);
                 let ext = |k: &str| raw.get(k).or_else(|| p.get(k));
-                let array = p.str_at(&["type"]) == Some("array");
+                let array = p.str_at(&["type"]) == Some("array") || raw.str_at(&["type"]) == Some("array");
                 let target = if array {
-                    p.get("items").map(|i| resolve_ref(root, i))
+                    p.get("items").and_then(|i| custom_target(root, i))
                 } else if let Some(ap) = p.get("additionalProperties").filter(|a| a.get("$ref").is_some()) {
-                    Some(resolve_ref(root, ap))
+                    custom_target(root, ap)
                 } else {
-                    Some(p.clone())
+                    custom_target(root, raw)
                 };
                 let keys = match ext("x-kubernetes-list-map-keys") {
                     Some(Value::Seq(k)) => k.iter().filter_map(Value::scalar_string).collect(),
                     _ => ext("x-kubernetes-patch-merge-key").and_then(Value::scalar_string).into_iter().collect(),
                 };
                 Some(FieldInfo {
-                    schema: target.map(|t| Schema::Custom(root.clone(), t)),
+                    schema: target,
                     array,
                     map_values: false,
                     strategies: ext("x-kubernetes-patch-strategy")

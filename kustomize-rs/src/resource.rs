@@ -141,8 +141,59 @@ pub struct Resource {
     pub ref_by: Vec<ResId>,
     /// Vars this resource's fields reference.
     pub ref_var_names: Vec<String>,
-    /// Where the resource came from (relative path), for error messages and origin metadata.
-    pub origin: Option<String>,
+    /// Where the resource came from, relative to the top-level kustomization.
+    pub origin: Option<Origin>,
+    /// The transformers that were applied to it (`buildMetadata: [transformerAnnotations]`).
+    pub transformations: Vec<Origin>,
+}
+
+/// Provenance of a resource or transformer (`api/resource/origin.go`): the file it was read
+/// from, or the kustomization/config file and builtin plugin that generated it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// File the resource was read from, relative to the top-level kustomization.
+    pub path: Option<String>,
+    /// File that configured the generator or transformer.
+    pub configured_in: Option<String>,
+    /// The plugin: (apiVersion, kind, name).
+    pub configured_by: Option<(String, String, String)>,
+}
+
+fn yaml_scalar(s: &str) -> String {
+    if crate::yaml::emit::v2_needs_quotes(s) || s.contains(": ") || s.starts_with(['-', '[', '{', '*', '&', '!', '|', '>', '\'', '"', '%', '@', '#']) {
+        format!("{s:?}")
+    } else {
+        s.to_string()
+    }
+}
+
+impl Origin {
+    /// The origin as kustomize writes it into annotations (field order of `resource.Origin`),
+    /// each line prefixed with `indent`.
+    pub fn to_yaml(&self, first: &str, indent: &str) -> String {
+        let mut lines: Vec<String> = Vec::new();
+        if let Some(p) = &self.path {
+            lines.push(format!("path: {}", yaml_scalar(p)));
+        }
+        if let Some(c) = &self.configured_in {
+            lines.push(format!("configuredIn: {}", yaml_scalar(c)));
+        }
+        if let Some((av, kind, name)) = &self.configured_by {
+            lines.push("configuredBy:".into());
+            lines.push(format!("  apiVersion: {}", yaml_scalar(av)));
+            lines.push(format!("  kind: {}", yaml_scalar(kind)));
+            if !name.is_empty() {
+                lines.push(format!("  name: {}", yaml_scalar(name)));
+            }
+        }
+        let mut out = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            out.push_str(if i == 0 { first } else { indent });
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
 }
 
 impl Resource {
@@ -158,6 +209,7 @@ impl Resource {
             ref_by: Vec::new(),
             ref_var_names: Vec::new(),
             origin: None,
+            transformations: Vec::new(),
         }
     }
 

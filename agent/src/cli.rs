@@ -63,12 +63,28 @@ pub struct BuildArgs {
     /// Output order when the kustomization has no sortOptions.
     #[arg(long, value_enum)]
     pub reorder: Option<ReorderArg>,
+    /// Serve remote (http/https) resources only from the cache.
+    #[arg(long)]
+    pub offline: bool,
+    /// Cache directory for remote resources [default: $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/stackwave`, else `$HOME/.cache/stackwave`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("stackwave"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stackwave"))
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Kustomize { command: KustomizeCommand::Build(a) } => {
+        Command::Kustomize {
+            command: KustomizeCommand::Build(a),
+        } => {
             let opts = kustomize_rs::Options {
                 load_restrictor: match a.load_restrictor {
                     LoadRestrictorArg::RootOnly => kustomize_rs::LoadRestrictor::RootOnly,
@@ -78,11 +94,20 @@ pub fn run(cli: Cli) -> i32 {
                     ReorderArg::Legacy => kustomize_rs::Reorder::Legacy,
                     ReorderArg::None => kustomize_rs::Reorder::None,
                 }),
+                remote: kustomize_rs::RemoteOptions {
+                    cache_dir: a.cache_dir.or_else(default_cache_dir),
+                    offline: a.offline,
+                    timeout: std::time::Duration::from_secs(30),
+                },
             };
             match kustomize_rs::build_dir(&a.dir, &opts) {
                 Ok(out) => {
                     let mut stdout = std::io::stdout().lock();
-                    if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+                    if stdout
+                        .write_all(out.as_bytes())
+                        .and_then(|_| stdout.flush())
+                        .is_err()
+                    {
                         return 1;
                     }
                     0

@@ -7,8 +7,8 @@
 //! reference fix-ups, vars, local-config removal, sorting, and printing.
 
 use crate::fieldspec::{parse_specs, FieldSpec, TransformerConfig};
-pub use crate::fs::LoadRestrictor;
 use crate::fs::Loader;
+pub use crate::fs::{LoadRestrictor, RemoteOptions};
 use crate::generators;
 use crate::kustfile::{self, Kustomization, PatchArgs};
 use crate::resource::{Behavior, Origin, Resource};
@@ -38,6 +38,8 @@ pub struct Options {
     pub load_restrictor: LoadRestrictor,
     /// `--reorder`; `None` means "not given" (the kustomization's `sortOptions` or legacy).
     pub reorder: Option<Reorder>,
+    /// Remote resource fetching (cache, offline switch).
+    pub remote: RemoteOptions,
 }
 
 /// The state carried through one kustomization's build.
@@ -53,13 +55,19 @@ pub struct Accumulator {
 
 impl Accumulator {
     fn new() -> Result<Accumulator, Error> {
-        Ok(Accumulator { resources: Vec::new(), config: TransformerConfig::defaults()?, vars: Vec::new() })
+        Ok(Accumulator {
+            resources: Vec::new(),
+            config: TransformerConfig::defaults()?,
+            vars: Vec::new(),
+        })
     }
 
     fn append(&mut self, r: Resource) -> Result<(), Error> {
         let id = r.cur_id();
         if self.resources.iter().any(|x| x.cur_id().equals(&id)) {
-            return Err(Error::msg(format!("may not add resource with an already registered id: {id}")));
+            return Err(Error::msg(format!(
+                "may not add resource with an already registered id: {id}"
+            )));
         }
         self.resources.push(r);
         Ok(())
@@ -72,8 +80,15 @@ impl Accumulator {
         self.config.merge(&other.config);
         for v in other.vars {
             let name = v.get("name").and_then(Value::scalar_string);
-            if self.vars.iter().any(|x| x.get("name").and_then(Value::scalar_string) == name) {
-                return Err(Error::msg(format!("var '{}' already encountered", name.unwrap_or_default())));
+            if self
+                .vars
+                .iter()
+                .any(|x| x.get("name").and_then(Value::scalar_string) == name)
+            {
+                return Err(Error::msg(format!(
+                    "var '{}' already encountered",
+                    name.unwrap_or_default()
+                )));
             }
             self.vars.push(v);
         }
@@ -94,12 +109,16 @@ impl Accumulator {
         match matches.as_slice() {
             [] => match r.behavior {
                 Behavior::Create => self.append(r),
-                _ => Err(Error::msg(format!("id {id} does not exist; cannot merge or replace"))),
+                _ => Err(Error::msg(format!(
+                    "id {id} does not exist; cannot merge or replace"
+                ))),
             },
             [i] => {
                 let old = &self.resources[*i];
                 if r.behavior == Behavior::Create {
-                    return Err(Error::msg(format!("id {id} exists; behavior must be merge or replace")));
+                    return Err(Error::msg(format!(
+                        "id {id} exists; behavior must be merge or replace"
+                    )));
                 }
                 let mut labels = old.string_map("labels");
                 for (k, v) in r.string_map("labels") {
@@ -138,7 +157,9 @@ impl Accumulator {
                 self.resources[*i] = kept;
                 Ok(())
             }
-            _ => Err(Error::msg(format!("found multiple objects that could accept merge of {id}"))),
+            _ => Err(Error::msg(format!(
+                "found multiple objects that could accept merge of {id}"
+            ))),
         }
     }
 }
@@ -156,7 +177,8 @@ fn set_pair(pairs: &mut Vec<(String, String)>, k: String, v: String) {
 /// # Errors
 /// Malformed YAML, non-mapping documents, missing kind or name.
 pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error> {
-    let docs = parse_documents(text).map_err(|e| Error::msg(format!("MalformedYAMLError: {e} in File: {origin}")))?;
+    let docs = parse_documents(text)
+        .map_err(|e| Error::msg(format!("MalformedYAMLError: {e} in File: {origin}")))?;
     let mut out = Vec::new();
     let mut queue: std::collections::VecDeque<Value> = docs.into();
     while let Some(d) = queue.pop_front() {
@@ -164,11 +186,22 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
             Value::Null => continue,
             Value::Map(m) if m.is_empty() => continue,
             Value::Map(m) => m,
-            other => return Err(Error::msg(format!("{origin}: expected a mapping for a resource, found a {}", other.kind_name()))),
+            other => {
+                return Err(Error::msg(format!(
+                    "{origin}: expected a mapping for a resource, found a {}",
+                    other.kind_name()
+                )))
+            }
         };
-        let kind = m.get("kind").and_then(Value::scalar_string).unwrap_or_default();
+        let kind = m
+            .get("kind")
+            .and_then(Value::scalar_string)
+            .unwrap_or_default();
         if kind.is_empty() {
-            return Err(Error::msg(format!("{origin}: missing kind in object {}", one_line(&d))));
+            return Err(Error::msg(format!(
+                "{origin}: missing kind in object {}",
+                one_line(&d)
+            )));
         }
         if kind.ends_with("List") {
             if let Some(items) = m.get("items") {
@@ -179,12 +212,24 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
                         }
                     }
                     Value::Null => {}
-                    _ => return Err(Error::msg(format!("{origin}: items in {kind} is not a list"))),
+                    _ => {
+                        return Err(Error::msg(format!(
+                            "{origin}: items in {kind} is not a list"
+                        )))
+                    }
                 }
                 continue;
             }
-        } else if d.str_at(&["metadata", "name"]).unwrap_or("").is_empty() && d.get_path(&["metadata", "name"]).and_then(Value::scalar_string).unwrap_or_default().is_empty() {
-            return Err(Error::msg(format!("{origin}: missing metadata.name in object {}", one_line(&d))));
+        } else if d.str_at(&["metadata", "name"]).unwrap_or("").is_empty()
+            && d.get_path(&["metadata", "name"])
+                .and_then(Value::scalar_string)
+                .unwrap_or_default()
+                .is_empty()
+        {
+            return Err(Error::msg(format!(
+                "{origin}: missing metadata.name in object {}",
+                one_line(&d)
+            )));
         }
         out.push(Resource::new(d));
     }
@@ -192,7 +237,11 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
 }
 
 fn one_line(v: &Value) -> String {
-    to_yaml(v).unwrap_or_default().replace('\n', " ").trim().to_string()
+    to_yaml(v)
+        .unwrap_or_default()
+        .replace('\n', " ")
+        .trim()
+        .to_string()
 }
 
 /// Builds a kustomization directory and returns the printed YAML stream.
@@ -224,16 +273,22 @@ pub fn print_resources(resources: &[Resource]) -> Result<String, Error> {
 /// # Errors
 /// Any build error.
 pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Error> {
-    let ldr = Loader::new(dir, opts.load_restrictor)?;
+    let ldr = Loader::new(dir, opts.load_restrictor, opts.remote.clone())?;
     let k = kustfile::load(&ldr)?;
     if k.kind == "Component" {
-        return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", ldr.root().display())));
+        return Err(Error::msg(format!(
+            "expected kind != 'Component' for path '{}'",
+            ldr.root().display()
+        )));
     }
     crate::openapi::set_custom_schema(None);
     apply_openapi(&ldr, &k)?;
     let tr = Tracking {
         origins: k.build_metadata.iter().any(|m| m == "originAnnotations"),
-        transformations: k.build_metadata.iter().any(|m| m == "transformerAnnotations"),
+        transformations: k
+            .build_metadata
+            .iter()
+            .any(|m| m == "transformerAnnotations"),
     };
     let built = accumulate_target(&ldr, &k, "", tr, Accumulator::new()?);
     let mut acc = built?;
@@ -246,19 +301,27 @@ pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Erro
     }
     nameref::fix(&acc.config.name_reference, &mut acc.resources)?;
     vars::resolve(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
-    acc.resources.retain(|r| r.annotation("config.kubernetes.io/local-config").as_deref() != Some("true"));
+    acc.resources
+        .retain(|r| r.annotation("config.kubernetes.io/local-config").as_deref() != Some("true"));
     sort(&k, opts, &mut acc.resources)?;
     if k.build_metadata.iter().any(|m| m == "managedByLabel") {
         for r in acc.resources.iter_mut() {
             if let Some(m) = r.obj.ensure_map_path(&["metadata", "labels"]) {
-                m.insert("app.kubernetes.io/managed-by".into(), Value::String(format!("kustomize-{}", KUSTOMIZE_VERSION)));
+                m.insert(
+                    "app.kubernetes.io/managed-by".into(),
+                    Value::String(format!("kustomize-{}", KUSTOMIZE_VERSION)),
+                );
             }
         }
     }
     for r in acc.resources.iter_mut() {
         let mut ann = r.string_map("annotations");
         if tr.transformations && !r.transformations.is_empty() {
-            let text: String = r.transformations.iter().map(|o| o.to_yaml("- ", "  ")).collect();
+            let text: String = r
+                .transformations
+                .iter()
+                .map(|o| o.to_yaml("- ", "  "))
+                .collect();
             ann.push(("alpha.config.kubernetes.io/transformations".into(), text));
         }
         if let (true, Some(o)) = (tr.origins, &r.origin) {
@@ -300,23 +363,41 @@ fn join_rel(dir: &str, p: &str) -> String {
 /// one for the rest of the build.
 fn apply_openapi(ldr: &Loader, k: &Kustomization) -> Result<(), Error> {
     let Some(o) = &k.openapi else { return Ok(()) };
-    let path = o.get("path").and_then(Value::scalar_string).filter(|s| !s.is_empty());
-    let version = o.get("version").and_then(Value::scalar_string).filter(|s| !s.is_empty());
+    let path = o
+        .get("path")
+        .and_then(Value::scalar_string)
+        .filter(|s| !s.is_empty());
+    let version = o
+        .get("version")
+        .and_then(Value::scalar_string)
+        .filter(|s| !s.is_empty());
     match (path, version) {
-        (Some(_), Some(_)) => Err(Error::msg("builtin version and custom schema provided, cannot use both")),
-        (None, Some(v)) if v != "v1.21.2" => Err(Error::msg(format!("the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"))),
+        (Some(_), Some(_)) => Err(Error::msg(
+            "builtin version and custom schema provided, cannot use both",
+        )),
+        (None, Some(v)) if v != "v1.21.2" => Err(Error::msg(format!(
+            "the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"
+        ))),
         (None, _) => Ok(()),
         (Some(p), None) => {
             let text = ldr.load_string(&p)?;
-            let schema = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("openapi schema {p}: {e}")))?;
+            let schema = crate::yaml::parse_one(&text)
+                .map_err(|e| Error::msg(format!("openapi schema {p}: {e}")))?;
             crate::openapi::set_custom_schema(Some(schema));
             Ok(())
         }
     }
 }
 
-fn accumulate_target(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, mut acc: Accumulator) -> Result<Accumulator, Error> {
-    accumulate_resources(ldr, &k.resources, dir, tr, &mut acc).map_err(|e| e.context("accumulating resources"))?;
+fn accumulate_target(
+    ldr: &Loader,
+    k: &Kustomization,
+    dir: &str,
+    tr: Tracking,
+    mut acc: Accumulator,
+) -> Result<Accumulator, Error> {
+    accumulate_resources(ldr, &k.resources, dir, tr, &mut acc)
+        .map_err(|e| e.context("accumulating resources"))?;
     for c in &k.configurations {
         let text = ldr.load_string(c)?;
         let v = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("{c}: {e}")))?;
@@ -328,21 +409,41 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, m
     }
     run_generators(ldr, k, dir, tr, &mut acc)?;
     for c in &k.components {
-        let cl = ldr.child(c).map_err(|e| e.context(format!("loader.New {c:?}")))?;
+        let cl = ldr
+            .child(c)
+            .map_err(|e| e.context(format!("loader.New {c:?}")))?;
         let ck = kustfile::load(&cl)?;
         apply_openapi(&cl, &ck)?;
         if ck.kind != "Component" {
-            return Err(Error::msg(format!("expected kind 'Component' for path '{}' but got '{}'", cl.root().display(), ck.kind)));
+            return Err(Error::msg(format!(
+                "expected kind 'Component' for path '{}' but got '{}'",
+                cl.root().display(),
+                ck.kind
+            )));
         }
-        acc = accumulate_target(&cl, &ck, &join_rel(dir, c), tr, acc).map_err(|e| e.context(format!("accumulating components: accumulateDirectory: \"{}\"", cl.root().display())))?;
+        acc = accumulate_target(&cl, &ck, &join_rel(dir, c), tr, acc).map_err(|e| {
+            e.context(format!(
+                "accumulating components: accumulateDirectory: \"{}\"",
+                cl.root().display()
+            ))
+        })?;
     }
     run_transformers(ldr, k, dir, tr, &mut acc)?;
     if !k.validators.is_empty() {
-        return Err(Error::msg("validators are plugins (exec/Go/KRM functions), which this build does not run"));
+        return Err(Error::msg(
+            "validators are plugins (exec/Go/KRM functions), which this build does not run",
+        ));
     }
     for v in &k.vars {
-        let name = v.get("name").and_then(Value::scalar_string).unwrap_or_default();
-        if acc.vars.iter().any(|x| x.get("name").and_then(Value::scalar_string).as_deref() == Some(name.as_str())) {
+        let name = v
+            .get("name")
+            .and_then(Value::scalar_string)
+            .unwrap_or_default();
+        if acc
+            .vars
+            .iter()
+            .any(|x| x.get("name").and_then(Value::scalar_string).as_deref() == Some(name.as_str()))
+        {
             return Err(Error::msg(format!("var '{name}' already encountered")));
         }
         // Vars bind to their object at the level that declares them (`ResAccumulator.MergeVars`).
@@ -352,14 +453,23 @@ fn accumulate_target(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, m
     Ok(acc)
 }
 
-fn accumulate_resources(ldr: &Loader, paths: &[String], dir: &str, tr: Tracking, acc: &mut Accumulator) -> Result<(), Error> {
+fn accumulate_resources(
+    ldr: &Loader,
+    paths: &[String],
+    dir: &str,
+    tr: Tracking,
+    acc: &mut Accumulator,
+) -> Result<(), Error> {
     for p in paths {
         let as_file = ldr.join(p);
-        let file_err = if as_file.is_file() {
+        let file_err = if crate::fs::is_url(p) || as_file.is_file() {
             match ldr.load_string(p).and_then(|t| parse_resources(&t, p)) {
                 Ok(rs) => {
                     for mut r in rs {
-                        r.origin = Some(Origin { path: Some(join_rel(dir, p)), ..Default::default() });
+                        r.origin = Some(Origin {
+                            path: Some(join_rel(dir, p)),
+                            ..Default::default()
+                        });
                         acc.append(r)?;
                     }
                     continue;
@@ -372,15 +482,35 @@ fn accumulate_resources(ldr: &Loader, paths: &[String], dir: &str, tr: Tracking,
         if file_err.0.contains("MalformedYAMLError") {
             return Err(file_err);
         }
-        let sub = ldr.child(p).map_err(|e| e.context(format!("accumulation err='{}'", file_err.0)))?;
-        let sk = kustfile::load(&sub).map_err(|e| e.context(format!("couldn't make target for path '{}'", sub.root().display())))?;
+        let sub = ldr
+            .child(p)
+            .map_err(|e| e.context(format!("accumulation err='{}'", file_err.0)))?;
+        let sk = kustfile::load(&sub).map_err(|e| {
+            e.context(format!(
+                "couldn't make target for path '{}'",
+                sub.root().display()
+            ))
+        })?;
         if sk.kind == "Component" {
-            return Err(Error::msg(format!("expected kind != 'Component' for path '{}'", sub.root().display())));
+            return Err(Error::msg(format!(
+                "expected kind != 'Component' for path '{}'",
+                sub.root().display()
+            )));
         }
         apply_openapi(&sub, &sk)?;
         let sub_acc = accumulate_target(&sub, &sk, &join_rel(dir, p), tr, Accumulator::new()?)
-            .map_err(|e| e.context(format!("recursed accumulation of path '{}'", sub.root().display())))?;
-        acc.merge(sub_acc).map_err(|e| e.context(format!("recursed merging from path '{}'", sub.root().display())))?;
+            .map_err(|e| {
+                e.context(format!(
+                    "recursed accumulation of path '{}'",
+                    sub.root().display()
+                ))
+            })?;
+        acc.merge(sub_acc).map_err(|e| {
+            e.context(format!(
+                "recursed merging from path '{}'",
+                sub.root().display()
+            ))
+        })?;
     }
     Ok(())
 }
@@ -392,7 +522,13 @@ fn load_crd_config(text: &str, origin: &str, _tc: &mut TransformerConfig) -> Res
     Ok(())
 }
 
-fn run_generators(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, acc: &mut Accumulator) -> Result<(), Error> {
+fn run_generators(
+    ldr: &Loader,
+    k: &Kustomization,
+    dir: &str,
+    tr: Tracking,
+    acc: &mut Accumulator,
+) -> Result<(), Error> {
     let here = join_rel(dir, &k.file_name);
     let builtin = |kind: &str, name: &str, configured_in: &str| Origin {
         path: None,
@@ -402,18 +538,24 @@ fn run_generators(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, acc:
     for args in &k.config_map_generator {
         let mut r = generators::generate(ldr, args, "ConfigMap", k.generator_options.as_ref())?;
         r.origin = Some(builtin("ConfigMapGenerator", "", &here));
-        acc.absorb(r).map_err(|e| e.context("merging from generator"))?;
+        acc.absorb(r)
+            .map_err(|e| e.context("merging from generator"))?;
     }
     for args in &k.secret_generator {
         let mut r = generators::generate(ldr, args, "Secret", k.generator_options.as_ref())?;
         r.origin = Some(builtin("SecretGenerator", "", &here));
-        acc.absorb(r).map_err(|e| e.context("merging from generator"))?;
+        acc.absorb(r)
+            .map_err(|e| e.context("merging from generator"))?;
     }
     if !k.helm_charts.is_empty() {
         return Err(Error::msg("helmCharts: inflating Helm charts needs Stackwave's Helm renderer, which this build does not have"));
     }
     for g in &k.generators {
-        let configured_in = if plugin_is_inline(g) { here.clone() } else { join_rel(dir, g) };
+        let configured_in = if plugin_is_inline(g) {
+            here.clone()
+        } else {
+            join_rel(dir, g)
+        };
         for cfg in plugin_configs(ldr, g, dir, tr)? {
             let kind = cfg.str_at(&["kind"]).unwrap_or("").to_string();
             let name = cfg.str_at(&["metadata", "name"]).unwrap_or("").to_string();
@@ -437,7 +579,10 @@ fn plugin_is_inline(entry: &str) -> bool {
 
 fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<Vec<Value>, Error> {
     if let Ok(docs) = parse_documents(entry) {
-        let maps: Vec<Value> = docs.into_iter().filter(|d| matches!(d, Value::Map(_))).collect();
+        let maps: Vec<Value> = docs
+            .into_iter()
+            .filter(|d| matches!(d, Value::Map(_)))
+            .collect();
         if !maps.is_empty() {
             return Ok(maps);
         }
@@ -464,14 +609,24 @@ fn specs_or(v: &Value, key: &str, default: &[FieldSpec]) -> Result<Vec<FieldSpec
     }
 }
 
-fn run_transformers(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, acc: &mut Accumulator) -> Result<(), Error> {
+fn run_transformers(
+    ldr: &Loader,
+    k: &Kustomization,
+    dir: &str,
+    tr: Tracking,
+    acc: &mut Accumulator,
+) -> Result<(), Error> {
     let tc = acc.config.clone();
     let here = join_rel(dir, &k.file_name);
     let res = &mut acc.resources;
     // `transformerAnnotations`: every resource present when a configured builtin runs records it.
     let mark = |res: &mut Vec<Resource>, kind: &str| {
         if tr.transformations {
-            let o = Origin { path: None, configured_in: Some(here.clone()), configured_by: Some(("builtin".into(), kind.into(), String::new())) };
+            let o = Origin {
+                path: None,
+                configured_in: Some(here.clone()),
+                configured_by: Some(("builtin".into(), kind.into(), String::new())),
+            };
             for r in res.iter_mut() {
                 r.transformations.push(o.clone());
             }
@@ -502,7 +657,11 @@ fn run_transformers(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, ac
         let extra: Vec<FieldSpec> = if l.include_selectors {
             tc.common_labels.clone()
         } else {
-            let mut v = vec![FieldSpec { path: "metadata/labels".into(), create: true, ..Default::default() }];
+            let mut v = vec![FieldSpec {
+                path: "metadata/labels".into(),
+                create: true,
+                ..Default::default()
+            }];
             if l.include_templates {
                 v.extend(tc.template_labels.iter().cloned());
             }
@@ -549,13 +708,26 @@ fn run_transformers(ldr: &Loader, k: &Kustomization, dir: &str, tr: Tracking, ac
 }
 
 /// Runs a builtin transformer given as a plugin configuration (`transformers:` entries).
-fn run_plugin(ldr: &Loader, cfg: &Value, tc: &TransformerConfig, res: &mut Vec<Resource>) -> Result<(), Error> {
+fn run_plugin(
+    ldr: &Loader,
+    cfg: &Value,
+    tc: &TransformerConfig,
+    res: &mut Vec<Resource>,
+) -> Result<(), Error> {
     let kind = cfg.str_at(&["kind"]).unwrap_or("");
-    let s = |k: &str| cfg.get(k).and_then(Value::scalar_string).unwrap_or_default();
+    let s = |k: &str| {
+        cfg.get(k)
+            .and_then(Value::scalar_string)
+            .unwrap_or_default()
+    };
     let pairs = |k: &str| -> Vec<(String, String)> {
         cfg.get(k)
             .and_then(Value::as_map)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     match kind {
@@ -621,19 +793,44 @@ fn run_plugin(ldr: &Loader, cfg: &Value, tc: &TransformerConfig, res: &mut Vec<R
 }
 
 const ORDER_FIRST: [&str; 22] = [
-    "Namespace", "ResourceQuota", "StorageClass", "CustomResourceDefinition", "ServiceAccount",
-    "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap",
-    "Secret", "Endpoints", "Service", "LimitRange", "PriorityClass", "PersistentVolume",
-    "PersistentVolumeClaim", "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget",
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
 ];
-const ORDER_LAST: [&str; 2] = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+const ORDER_LAST: [&str; 2] = [
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
 
 /// Applies `sortOptions` (or `--reorder`): legacy kind order (`api/builtins/SortOrderTransformer.go`,
 /// `api/resid/gvk.go`) or FIFO.
 fn sort(k: &Kustomization, opts: &Options, res: &mut [Resource]) -> Result<(), Error> {
     let so = k.sort_options.as_ref();
-    let order = so.and_then(|s| s.get("order")).and_then(Value::scalar_string);
-    let legacy_opts = so.and_then(|s| s.get("legacySortOptions")).filter(|v| !v.is_null());
+    let order = so
+        .and_then(|s| s.get("order"))
+        .and_then(Value::scalar_string);
+    let legacy_opts = so
+        .and_then(|s| s.get("legacySortOptions"))
+        .filter(|v| !v.is_null());
     let legacy = match (order.as_deref(), opts.reorder) {
         (Some("fifo"), _) => {
             if legacy_opts.is_some() {
@@ -642,7 +839,11 @@ fn sort(k: &Kustomization, opts: &Options, res: &mut [Resource]) -> Result<(), E
             false
         }
         (Some("legacy"), _) => true,
-        (Some(other), _) => return Err(Error::msg(format!("sortOptions.order: unknown order '{other}' (want legacy or fifo)"))),
+        (Some(other), _) => {
+            return Err(Error::msg(format!(
+                "sortOptions.order: unknown order '{other}' (want legacy or fifo)"
+            )))
+        }
         (None, Some(Reorder::None)) => false,
         (None, _) => true,
     };

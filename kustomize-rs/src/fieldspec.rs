@@ -57,16 +57,40 @@ pub struct TransformerConfig {
 }
 
 const TABLES: &[(&str, &str)] = &[
-    ("namePrefix", include_str!("../data/fieldspecs/nameprefix.yaml")),
-    ("nameSuffix", include_str!("../data/fieldspecs/namesuffix.yaml")),
-    ("namespace", include_str!("../data/fieldspecs/namespace.yaml")),
-    ("commonLabels", include_str!("../data/fieldspecs/commonlabels.yaml")),
-    ("commonAnnotations", include_str!("../data/fieldspecs/commonannotations.yaml")),
-    ("templateLabels", include_str!("../data/fieldspecs/templatelabels.yaml")),
+    (
+        "namePrefix",
+        include_str!("../data/fieldspecs/nameprefix.yaml"),
+    ),
+    (
+        "nameSuffix",
+        include_str!("../data/fieldspecs/namesuffix.yaml"),
+    ),
+    (
+        "namespace",
+        include_str!("../data/fieldspecs/namespace.yaml"),
+    ),
+    (
+        "commonLabels",
+        include_str!("../data/fieldspecs/commonlabels.yaml"),
+    ),
+    (
+        "commonAnnotations",
+        include_str!("../data/fieldspecs/commonannotations.yaml"),
+    ),
+    (
+        "templateLabels",
+        include_str!("../data/fieldspecs/templatelabels.yaml"),
+    ),
     ("images", include_str!("../data/fieldspecs/images.yaml")),
     ("replicas", include_str!("../data/fieldspecs/replicas.yaml")),
-    ("varReference", include_str!("../data/fieldspecs/varreference.yaml")),
-    ("nameReference", include_str!("../data/fieldspecs/namereference.yaml")),
+    (
+        "varReference",
+        include_str!("../data/fieldspecs/varreference.yaml"),
+    ),
+    (
+        "nameReference",
+        include_str!("../data/fieldspecs/namereference.yaml"),
+    ),
 ];
 
 impl TransformerConfig {
@@ -106,7 +130,10 @@ impl TransformerConfig {
             for it in items {
                 tc.name_reference.push(NameBackRef {
                     target: gvk_of(it),
-                    referrers: parse_specs(it.get("fieldSpecs"), &format!("{origin}: nameReference"))?,
+                    referrers: parse_specs(
+                        it.get("fieldSpecs"),
+                        &format!("{origin}: nameReference"),
+                    )?,
                 });
             }
         }
@@ -133,7 +160,11 @@ impl TransformerConfig {
         add(&mut self.replicas, &o.replicas);
         add(&mut self.var_reference, &o.var_reference);
         for br in &o.name_reference {
-            match self.name_reference.iter_mut().find(|b| b.target == br.target) {
+            match self
+                .name_reference
+                .iter_mut()
+                .find(|b| b.target == br.target)
+            {
                 Some(b) => add(&mut b.referrers, &br.referrers),
                 None => self.name_reference.push(br.clone()),
             }
@@ -144,7 +175,11 @@ impl TransformerConfig {
 /// Reads `group`/`version`/`kind` keys of a mapping.
 pub fn gvk_of(v: &Value) -> Gvk {
     let s = |k: &str| v.get(k).and_then(Value::scalar_string).unwrap_or_default();
-    Gvk { group: s("group"), version: s("version"), kind: s("kind") }
+    Gvk {
+        group: s("group"),
+        version: s("version"),
+        kind: s("kind"),
+    }
 }
 
 /// Parses a list of field specs.
@@ -159,13 +194,22 @@ pub fn parse_specs(v: Option<&Value>, origin: &str) -> Result<Vec<FieldSpec>, Er
             .map(|it| match it {
                 Value::Map(_) => Ok(FieldSpec {
                     gvk: gvk_of(it),
-                    path: it.get("path").and_then(Value::scalar_string).unwrap_or_default(),
+                    path: it
+                        .get("path")
+                        .and_then(Value::scalar_string)
+                        .unwrap_or_default(),
                     create: matches!(it.get("create"), Some(Value::Bool(true))),
                 }),
-                other => Err(Error::msg(format!("{origin}: field spec must be a mapping, got {}", other.kind_name()))),
+                other => Err(Error::msg(format!(
+                    "{origin}: field spec must be a mapping, got {}",
+                    other.kind_name()
+                ))),
             })
             .collect(),
-        Some(other) => Err(Error::msg(format!("{origin}: expected a list of field specs, got {}", other.kind_name()))),
+        Some(other) => Err(Error::msg(format!(
+            "{origin}: expected a list of field specs, got {}",
+            other.kind_name()
+        ))),
     }
 }
 
@@ -258,7 +302,9 @@ fn walk(
                     }
                 }
             }
-            let Some(child) = m.get_mut(name) else { return Ok(()) };
+            let Some(child) = m.get_mut(name) else {
+                return Ok(());
+            };
             if child.is_null() {
                 match (create, is_seq) {
                     (_, true) => *child = Value::Seq(Vec::new()),
@@ -267,8 +313,7 @@ fn walk(
                     _ => {}
                 }
             }
-            walk(child, &path[1..], kind, set)
-                .map_err(|e| e.context(format!("fieldName: {name}")))
+            walk(child, &path[1..], kind, set).map_err(|e| e.context(format!("fieldName: {name}")))
         }
         _ => Err(Error::msg("expected sequence or mapping node")),
     }
@@ -282,21 +327,35 @@ mod tests {
     fn default_tables_load() {
         let tc = TransformerConfig::defaults().unwrap();
         assert!(tc.name_prefix.iter().any(|f| f.path == "metadata/name"));
-        assert!(tc.name_reference.iter().any(|b| b.target.kind == "ConfigMap"));
+        assert!(tc
+            .name_reference
+            .iter()
+            .any(|b| b.target.kind == "ConfigMap"));
         assert!(tc.common_labels.len() > 10);
     }
 
     #[test]
     fn walks_through_sequences_and_creates() {
         let mut v = parse_one("spec:\n  containers:\n  - name: a\n  - name: b\n").unwrap();
-        let fs = FieldSpec { gvk: Gvk::default(), path: "spec/containers/image".into(), create: true };
+        let fs = FieldSpec {
+            gvk: Gvk::default(),
+            path: "spec/containers/image".into(),
+            create: true,
+        };
         apply(&mut v, &fs, CreateKind::Scalar, &mut |n| {
             *n = Value::from("x");
             Ok(())
         })
         .unwrap();
-        let c = v.get_path(&["spec", "containers"]).unwrap().as_seq().unwrap();
+        let c = v
+            .get_path(&["spec", "containers"])
+            .unwrap()
+            .as_seq()
+            .unwrap();
         assert!(c.iter().all(|c| c.get("image") == Some(&Value::from("x"))));
-        assert_eq!(split_path(r"metadata/annotations/a\/b"), vec!["metadata", "annotations", "a/b"]);
+        assert_eq!(
+            split_path(r"metadata/annotations/a\/b"),
+            vec!["metadata", "annotations", "a/b"]
+        );
     }
 }

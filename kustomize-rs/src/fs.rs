@@ -3,7 +3,92 @@
 //! (`api/internal/loader/fileloader.go`, `loadrestrictions.go`).
 
 use crate::Error;
+use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How remote (`http://`, `https://`) resources are fetched.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteOptions {
+    /// Directory for cached downloads (`<dir>/kustomize-http/<sha256 of URL>`); `None` disables
+    /// the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Never touch the network: serve remote resources from the cache or fail.
+    pub offline: bool,
+    /// Per-request timeout; 30 s when zero.
+    pub timeout: Duration,
+}
+
+/// Whether a resource path is a remote URL.
+pub fn is_url(p: &str) -> bool {
+    p.starts_with("https://") || p.starts_with("http://")
+}
+
+fn cache_path(opts: &RemoteOptions, url: &str) -> Option<PathBuf> {
+    let dir = opts.cache_dir.as_ref()?;
+    let h = Sha256::digest(url.as_bytes());
+    let name: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    Some(dir.join("kustomize-http").join(name))
+}
+
+/// Fetches a remote file: from the network (refreshing the cache), or from the cache when
+/// offline or when the network fails.
+///
+/// # Errors
+/// When the URL cannot be fetched (status, connection, timeout) and is not cached, naming the
+/// URL and the cause.
+pub fn fetch(url: &str, opts: &RemoteOptions) -> Result<Vec<u8>, Error> {
+    let cached = cache_path(opts, url);
+    let from_cache = || cached.as_ref().and_then(|p| std::fs::read(p).ok());
+    if opts.offline {
+        return from_cache().ok_or_else(|| {
+            Error::msg(format!(
+                "offline: remote resource {url} is not in the cache{}",
+                cached
+                    .as_ref()
+                    .map(|p| format!(" ({})", p.display()))
+                    .unwrap_or_default()
+            ))
+        });
+    }
+    let timeout = if opts.timeout.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        opts.timeout
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let got = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("{e}"))
+        .and_then(|mut r| {
+            r.body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_vec()
+                .map_err(|e| format!("{e}"))
+        });
+    match got {
+        Ok(body) => {
+            if let Some(p) = &cached {
+                if let Some(parent) = p.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let tmp = p.with_extension("part");
+                if std::fs::write(&tmp, &body).is_ok() {
+                    let _ = std::fs::rename(&tmp, p);
+                }
+            }
+            Ok(body)
+        }
+        Err(e) => from_cache()
+            .ok_or_else(|| Error::msg(format!("cannot fetch remote resource {url}: {e}"))),
+    }
+}
 
 /// Which files a kustomization may read (`--load-restrictor`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +107,8 @@ pub struct Loader {
     restrictor: LoadRestrictor,
     /// Roots of the kustomizations that led here, for cycle detection.
     referrers: Vec<PathBuf>,
+    /// How remote resources are fetched.
+    remote: Arc<RemoteOptions>,
 }
 
 /// Lexically cleans a path (like Go's `filepath.Clean`) after making it absolute.
@@ -44,13 +131,26 @@ impl Loader {
     ///
     /// # Errors
     /// When `dir` is not a directory.
-    pub fn new(dir: &Path, restrictor: LoadRestrictor) -> Result<Loader, Error> {
-        let root = std::fs::canonicalize(dir)
-            .map_err(|e| Error::msg(format!("must build at directory: '{}': {e}", dir.display())))?;
+    pub fn new(
+        dir: &Path,
+        restrictor: LoadRestrictor,
+        remote: RemoteOptions,
+    ) -> Result<Loader, Error> {
+        let root = std::fs::canonicalize(dir).map_err(|e| {
+            Error::msg(format!("must build at directory: '{}': {e}", dir.display()))
+        })?;
         if !root.is_dir() {
-            return Err(Error::msg(format!("must build at directory: not a valid directory: '{}'", dir.display())));
+            return Err(Error::msg(format!(
+                "must build at directory: not a valid directory: '{}'",
+                dir.display()
+            )));
         }
-        Ok(Loader { root, restrictor, referrers: Vec::new() })
+        Ok(Loader {
+            root,
+            restrictor,
+            referrers: Vec::new(),
+            remote: Arc::new(remote),
+        })
     }
 
     /// The directory this loader is rooted at.
@@ -68,6 +168,9 @@ impl Loader {
     /// # Errors
     /// When the file is outside the root under `RootOnly`, or cannot be read.
     pub fn load(&self, rel: &str) -> Result<Vec<u8>, Error> {
+        if is_url(rel) {
+            return fetch(rel, &self.remote);
+        }
         let p = self.join(rel);
         if self.restrictor == LoadRestrictor::RootOnly {
             let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
@@ -80,7 +183,10 @@ impl Loader {
             }
         }
         if p.is_dir() {
-            return Err(Error::msg(format!("'{}' is a directory, not a file", p.display())));
+            return Err(Error::msg(format!(
+                "'{}' is a directory, not a file",
+                p.display()
+            )));
         }
         std::fs::read(&p).map_err(|e| Error::msg(format!("cannot read '{}': {e}", p.display())))
     }
@@ -91,7 +197,7 @@ impl Loader {
     /// As [`Loader::load`], or when the content is not UTF-8.
     pub fn load_string(&self, rel: &str) -> Result<String, Error> {
         let b = self.load(rel)?;
-        String::from_utf8(b).map_err(|_| Error::msg(format!("'{}' is not UTF-8 text", self.join(rel).display())))
+        String::from_utf8(b).map_err(|_| Error::msg(format!("'{rel}' is not UTF-8 text")))
     }
 
     /// A loader for a sub-kustomization directory.
@@ -106,16 +212,25 @@ impl Loader {
         if Path::new(rel).is_absolute() {
             return Err(Error::msg(format!("new root '{rel}' cannot be absolute")));
         }
-        if rel.starts_with("https://") || rel.starts_with("http://") || rel.starts_with("git@") || rel.starts_with("github.com/") {
+        if is_url(rel)
+            || rel.starts_with("git@")
+            || rel.starts_with("github.com/")
+            || rel.starts_with("ssh://")
+        {
             return Err(Error::msg(format!(
-                "remote resource '{rel}' needs network access; remote kustomizations are not fetched by this build"
+                "remote kustomization '{rel}': remote Git bases are not supported yet (remote files over http(s) are)"
             )));
         }
         let p = self.join(rel);
         let root = std::fs::canonicalize(&p)
             .ok()
             .filter(|r| r.is_dir())
-            .ok_or_else(|| Error::msg(format!("must build at directory: not a valid directory: evalsymlink failure on '{}'", p.display())))?;
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "must build at directory: not a valid directory: evalsymlink failure on '{}'",
+                    p.display()
+                ))
+            })?;
         for visited in std::iter::once(&self.root).chain(self.referrers.iter()) {
             if visited.starts_with(&root) {
                 return Err(Error::msg(format!(
@@ -127,6 +242,11 @@ impl Loader {
         }
         let mut referrers = self.referrers.clone();
         referrers.push(self.root.clone());
-        Ok(Loader { root, restrictor: self.restrictor, referrers })
+        Ok(Loader {
+            root,
+            restrictor: self.restrictor,
+            referrers,
+            remote: self.remote.clone(),
+        })
     }
 }

@@ -24,7 +24,11 @@ fn read_options(v: Option<&Value>) -> GenOptions {
     let pairs = |k: &str| -> Vec<(String, String)> {
         v.get(k)
             .and_then(Value::as_map)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     o.labels = pairs("labels");
@@ -79,7 +83,10 @@ fn parse_env_file(text: &str, origin: &str) -> Result<Vec<(String, String)>, Err
             Some((k, v)) => (k, v.to_string()),
             None => (line, std::env::var(line).unwrap_or_default()),
         };
-        if key.is_empty() || key.contains(char::is_whitespace) || key.starts_with(|c: char| c.is_ascii_digit()) {
+        if key.is_empty()
+            || key.contains(char::is_whitespace)
+            || key.starts_with(|c: char| c.is_ascii_digit())
+        {
             return Err(Error::msg(format!(
                 "\"{key}\" is not a valid key name: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (line {} of {origin})",
                 i + 1
@@ -91,15 +98,27 @@ fn parse_env_file(text: &str, origin: &str) -> Result<Vec<(String, String)>, Err
 }
 
 fn valid_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    !k.is_empty()
+        && k.len() <= 253
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// The key/value pairs of one generator, in kustomize's order: env files, literals, files.
-fn load_pairs(ldr: &Loader, args: &Value, name: &str, kind: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+fn load_pairs(
+    ldr: &Loader,
+    args: &Value,
+    name: &str,
+    kind: &str,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let strs = |k: &str| -> Vec<String> {
         match args.get(k) {
             Some(Value::Seq(items)) => items.iter().filter_map(Value::scalar_string).collect(),
-            Some(v) => v.scalar_string().into_iter().filter(|s| !s.is_empty()).collect(),
+            Some(v) => v
+                .scalar_string()
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect(),
             None => Vec::new(),
         }
     };
@@ -113,9 +132,9 @@ fn load_pairs(ldr: &Loader, args: &Value, name: &str, kind: &str) -> Result<Vec<
         }
     }
     for lit in strs("literals") {
-        let (k, v) = lit
-            .split_once('=')
-            .ok_or_else(|| Error::msg(format!("invalid literal source {lit}, expected key=value")))?;
+        let (k, v) = lit.split_once('=').ok_or_else(|| {
+            Error::msg(format!("invalid literal source {lit}, expected key=value"))
+        })?;
         pairs.push((k.to_string(), remove_quotes(v).as_bytes().to_vec()));
     }
     for f in strs("files") {
@@ -144,7 +163,10 @@ fn load_pairs(ldr: &Loader, args: &Value, name: &str, kind: &str) -> Result<Vec<
             )));
         }
         if !seen.insert(k.clone()) {
-            return Err(Error::msg(format!("{} {name} illegally repeats the key `{k}`", kind.to_lowercase())));
+            return Err(Error::msg(format!(
+                "{} {name} illegally repeats the key `{k}`",
+                kind.to_lowercase()
+            )));
         }
     }
     Ok(pairs)
@@ -169,7 +191,12 @@ pub fn encode_base64_lines(data: &[u8]) -> String {
 ///
 /// # Errors
 /// Missing files, bad keys, repeated keys, an unknown `behavior`.
-pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) -> Result<Resource, Error> {
+pub fn generate(
+    ldr: &Loader,
+    args: &Value,
+    kind: &str,
+    global: Option<&Value>,
+) -> Result<Resource, Error> {
     // Kustomization entries carry `name`/`namespace`; builtin plugin configs carry `metadata`.
     let field = |k: &str| {
         args.get(k)
@@ -187,12 +214,25 @@ pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) 
         meta.insert("namespace".into(), Value::String(ns));
     }
     if !opts.labels.is_empty() {
-        meta.insert("labels".into(), Value::Map(opts.labels.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect()));
+        meta.insert(
+            "labels".into(),
+            Value::Map(
+                opts.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                    .collect(),
+            ),
+        );
     }
     if !opts.annotations.is_empty() {
         meta.insert(
             "annotations".into(),
-            Value::Map(opts.annotations.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect()),
+            Value::Map(
+                opts.annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                    .collect(),
+            ),
         );
     }
     let mut obj = Mapping::new();
@@ -202,9 +242,16 @@ pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) 
     let mut sorted = pairs;
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     if kind == "Secret" {
-        let ty = args.get("type").and_then(Value::scalar_string).filter(|s| !s.is_empty()).unwrap_or_else(|| "Opaque".into());
+        let ty = args
+            .get("type")
+            .and_then(Value::scalar_string)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "Opaque".into());
         if !sorted.is_empty() {
-            let data: Mapping = sorted.iter().map(|(k, v)| (k.clone(), Value::String(encode_base64_lines(v)))).collect();
+            let data: Mapping = sorted
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(encode_base64_lines(v))))
+                .collect();
             obj.insert("data".into(), Value::Map(data));
         }
         obj.insert("type".into(), Value::String(ty));
@@ -232,7 +279,11 @@ pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) 
         obj.insert("immutable".into(), Value::Bool(true));
     }
     let mut r = Resource::new(Value::Map(obj));
-    r.behavior = match args.get("behavior").and_then(Value::scalar_string).as_deref() {
+    r.behavior = match args
+        .get("behavior")
+        .and_then(Value::scalar_string)
+        .as_deref()
+    {
         None | Some("") | Some("create") => Behavior::Create,
         Some("merge") => Behavior::Merge,
         Some("replace") => Behavior::Replace,
@@ -248,18 +299,34 @@ pub fn generate(ldr: &Loader, args: &Value, kind: &str, global: Option<&Value>) 
 /// # Errors
 /// An unsupported cloud or missing names.
 pub fn iam_policy(cfg: &Value) -> Result<Resource, Error> {
-    let s = |p: &[&str]| cfg.get_path(p).and_then(Value::scalar_string).unwrap_or_default();
+    let s = |p: &[&str]| {
+        cfg.get_path(p)
+            .and_then(Value::scalar_string)
+            .unwrap_or_default()
+    };
     if s(&["cloud"]) != "gke" {
-        return Err(Error::msg(format!("IAMPolicyGenerator: cloud '{}' is not supported (only gke)", s(&["cloud"]))));
+        return Err(Error::msg(format!(
+            "IAMPolicyGenerator: cloud '{}' is not supported (only gke)",
+            s(&["cloud"])
+        )));
     }
-    let (name, ns) = (s(&["kubernetesService", "name"]), s(&["kubernetesService", "namespace"]));
-    let (gsa, project) = (s(&["serviceAccount", "name"]), s(&["serviceAccount", "projectId"]));
+    let (name, ns) = (
+        s(&["kubernetesService", "name"]),
+        s(&["kubernetesService", "namespace"]),
+    );
+    let (gsa, project) = (
+        s(&["serviceAccount", "name"]),
+        s(&["serviceAccount", "projectId"]),
+    );
     if name.is_empty() || gsa.is_empty() || project.is_empty() {
         return Err(Error::msg("IAMPolicyGenerator: kubernetesService.name, serviceAccount.name and serviceAccount.projectId are required"));
     }
     let mut meta = Mapping::new();
     let mut ann = Mapping::new();
-    ann.insert("iam.gke.io/gcp-service-account".into(), Value::String(format!("{gsa}@{project}.iam.gserviceaccount.com")));
+    ann.insert(
+        "iam.gke.io/gcp-service-account".into(),
+        Value::String(format!("{gsa}@{project}.iam.gserviceaccount.com")),
+    );
     meta.insert("annotations".into(), Value::Map(ann));
     meta.insert("name".into(), Value::String(name));
     if !ns.is_empty() {
@@ -320,7 +387,9 @@ fn go_json_float(f: f64) -> String {
         let t = format!("{f:e}");
         let (m, e) = t.split_once('e').unwrap_or((&t, "0"));
         let e: i32 = e.parse().unwrap_or(0);
-        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs()).replace("e-0", "e-").replace("e+0", "e+")
+        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+            .replace("e-0", "e-")
+            .replace("e+0", "e+")
     } else {
         let t = format!("{f}");
         t
@@ -336,7 +405,9 @@ fn write_go_json_str(t: &str, s: &mut String) {
             '\n' => s.push_str("\\n"),
             '\r' => s.push_str("\\r"),
             '\t' => s.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => s.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                s.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
             c => s.push(c),
         }

@@ -99,12 +99,40 @@ pub struct Kustomization {
 }
 
 const KNOWN: &[&str] = &[
-    "apiVersion", "kind", "metadata", "resources", "bases", "components", "namespace", "namePrefix",
-    "nameSuffix", "commonLabels", "labels", "commonAnnotations", "patchesStrategicMerge",
-    "patchesJson6902", "patches", "images", "imageTags", "replicas", "configMapGenerator",
-    "secretGenerator", "generatorOptions", "vars", "replacements", "configurations", "crds",
-    "generators", "transformers", "validators", "openapi", "sortOptions", "buildMetadata",
-    "helmCharts", "helmGlobals", "helmChartInflationGenerator",
+    "apiVersion",
+    "kind",
+    "metadata",
+    "resources",
+    "bases",
+    "components",
+    "namespace",
+    "namePrefix",
+    "nameSuffix",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replicas",
+    "configMapGenerator",
+    "secretGenerator",
+    "generatorOptions",
+    "vars",
+    "replacements",
+    "configurations",
+    "crds",
+    "generators",
+    "transformers",
+    "validators",
+    "openapi",
+    "sortOptions",
+    "buildMetadata",
+    "helmCharts",
+    "helmGlobals",
+    "helmChartInflationGenerator",
 ];
 
 /// Finds and reads the kustomization file of a directory.
@@ -144,11 +172,18 @@ fn strings(v: Option<&Value>, field: &str) -> Result<Vec<String>, Error> {
         Some(Value::Seq(items)) => items
             .iter()
             .map(|i| {
-                i.scalar_string()
-                    .ok_or_else(|| Error::msg(format!("field '{field}': expected a list of strings, found a {}", i.kind_name())))
+                i.scalar_string().ok_or_else(|| {
+                    Error::msg(format!(
+                        "field '{field}': expected a list of strings, found a {}",
+                        i.kind_name()
+                    ))
+                })
             })
             .collect(),
-        Some(other) => Err(Error::msg(format!("field '{field}': expected a list, found a {}", other.kind_name()))),
+        Some(other) => Err(Error::msg(format!(
+            "field '{field}': expected a list, found a {}",
+            other.kind_name()
+        ))),
     }
 }
 
@@ -159,7 +194,10 @@ fn string_map(v: Option<&Value>, field: &str) -> Result<Vec<(String, String)>, E
             .iter()
             .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
             .collect()),
-        Some(other) => Err(Error::msg(format!("field '{field}': expected a map of strings, found a {}", other.kind_name()))),
+        Some(other) => Err(Error::msg(format!(
+            "field '{field}': expected a map of strings, found a {}",
+            other.kind_name()
+        ))),
     }
 }
 
@@ -167,30 +205,47 @@ fn values(v: Option<&Value>, field: &str) -> Result<Vec<Value>, Error> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Seq(items)) => Ok(items.clone()),
-        Some(other) => Err(Error::msg(format!("field '{field}': expected a list, found a {}", other.kind_name()))),
+        Some(other) => Err(Error::msg(format!(
+            "field '{field}': expected a list, found a {}",
+            other.kind_name()
+        ))),
     }
 }
 
 fn string_field(v: Option<&Value>, field: &str) -> Result<String, Error> {
     match v {
         None | Some(Value::Null) => Ok(String::new()),
-        Some(x) => x
-            .scalar_string()
-            .ok_or_else(|| Error::msg(format!("field '{field}': expected a string, found a {}", x.kind_name()))),
+        Some(x) => x.scalar_string().ok_or_else(|| {
+            Error::msg(format!(
+                "field '{field}': expected a string, found a {}",
+                x.kind_name()
+            ))
+        }),
     }
 }
 
 fn patch_args(v: &Value, field: &str) -> Result<PatchArgs, Error> {
     let Value::Map(m) = v else {
-        return Err(Error::msg(format!("field '{field}': each entry must be a mapping")));
+        return Err(Error::msg(format!(
+            "field '{field}': each entry must be a mapping"
+        )));
     };
     let options = match m.get("options") {
-        Some(Value::Map(o)) => o.iter().map(|(k, v)| (k.clone(), matches!(v, Value::Bool(true)))).collect(),
+        Some(Value::Map(o)) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), matches!(v, Value::Bool(true))))
+            .collect(),
         _ => Vec::new(),
     };
     Ok(PatchArgs {
-        path: m.get("path").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
-        patch: m.get("patch").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
+        path: m
+            .get("path")
+            .and_then(Value::scalar_string)
+            .filter(|s| !s.is_empty()),
+        patch: m
+            .get("patch")
+            .and_then(Value::scalar_string)
+            .filter(|s| !s.is_empty()),
         target: m.get("target").filter(|t| !t.is_null()).cloned(),
         options,
     })
@@ -204,7 +259,12 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
     let m = match v {
         Value::Map(m) => m,
         Value::Null => return Err(Error::msg("kustomization is empty")),
-        other => return Err(Error::msg(format!("expected a mapping, found a {}", other.kind_name()))),
+        other => {
+            return Err(Error::msg(format!(
+                "expected a mapping, found a {}",
+                other.kind_name()
+            )))
+        }
     };
     // Go's encoding/json matches field names case-insensitively (`nameprefix` is `namePrefix`).
     let mut canon = Mapping::new();
@@ -216,7 +276,10 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
     }
     let m = &canon;
     let g = |k: &str| m.get(k);
-    let mut k = Kustomization { file_name: file_name.to_string(), ..Default::default() };
+    let mut k = Kustomization {
+        file_name: file_name.to_string(),
+        ..Default::default()
+    };
     k.kind = string_field(g("kind"), "kind")?;
     if k.kind.is_empty() {
         k.kind = "Kustomization".into();

@@ -24,7 +24,7 @@ pub mod smp;
 pub mod transformers;
 pub mod yaml;
 
-pub use build::{build_dir, build_resources, LoadRestrictor, Options, Reorder};
+pub use build::{build_dir, build_resources, LoadRestrictor, Options, RemoteOptions, Reorder};
 
 /// A build error: a message naming the file or object and the cause, with context prefixes
 /// added as it travels up (`accumulating resources: ...`).

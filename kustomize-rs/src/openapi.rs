@@ -90,13 +90,19 @@ fn custom_target(root: &std::sync::Arc<Value>, node: &Value) -> Option<Schema> {
 }
 
 fn builtin_def(name: &str) -> Option<&'static str> {
-    data().get("definitions")?.as_object()?.get_key_value(name).map(|(k, _)| k.as_str())
+    data()
+        .get("definitions")?
+        .as_object()?
+        .get_key_value(name)
+        .map(|(k, _)| k.as_str())
 }
 
 fn resolve_ref(root: &Value, node: &Value) -> Value {
     let mut cur = node.clone();
     for _ in 0..32 {
-        let Some(r) = cur.get("$ref").and_then(Value::as_str) else { break };
+        let Some(r) = cur.get("$ref").and_then(Value::as_str) else {
+            break;
+        };
         let name = r.rsplit('/').next().unwrap_or("");
         match root.get_path(&["definitions", name]) {
             Some(d) => cur = d.clone(),
@@ -116,7 +122,9 @@ impl Schema {
             };
             let defs = root.get("definitions").and_then(Value::as_map)?;
             for def in defs.values() {
-                let Some(Value::Seq(gvks)) = def.get("x-kubernetes-group-version-kind") else { continue };
+                let Some(Value::Seq(gvks)) = def.get("x-kubernetes-group-version-kind") else {
+                    continue;
+                };
                 let hit = gvks.iter().any(|g| {
                     g.str_at(&["group"]).unwrap_or("") == group
                         && g.str_at(&["version"]).unwrap_or("") == version
@@ -149,11 +157,17 @@ impl Schema {
                     schema: target.map(Schema::Builtin),
                     array: e.get("array").and_then(Json::as_bool).unwrap_or(false),
                     map_values: s("values").is_some(),
-                    strategies: s("strategy").map(|x| x.split(',').map(str::to_string).collect()).unwrap_or_default(),
+                    strategies: s("strategy")
+                        .map(|x| x.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
                     merge_keys: e
                         .get("keys")
                         .and_then(Json::as_array)
-                        .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|k| k.as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 })
             }
@@ -165,17 +179,24 @@ impl Schema {
                 let raw = node.get_path(&["properties", name])?;
                 let p = resolve_ref(root, raw);
                 let ext = |k: &str| raw.get(k).or_else(|| p.get(k));
-                let array = p.str_at(&["type"]) == Some("array") || raw.str_at(&["type"]) == Some("array");
+                let array =
+                    p.str_at(&["type"]) == Some("array") || raw.str_at(&["type"]) == Some("array");
                 let target = if array {
                     p.get("items").and_then(|i| custom_target(root, i))
-                } else if let Some(ap) = p.get("additionalProperties").filter(|a| a.get("$ref").is_some()) {
+                } else if let Some(ap) = p
+                    .get("additionalProperties")
+                    .filter(|a| a.get("$ref").is_some())
+                {
                     custom_target(root, ap)
                 } else {
                     custom_target(root, raw)
                 };
                 let keys = match ext("x-kubernetes-list-map-keys") {
                     Some(Value::Seq(k)) => k.iter().filter_map(Value::scalar_string).collect(),
-                    _ => ext("x-kubernetes-patch-merge-key").and_then(Value::scalar_string).into_iter().collect(),
+                    _ => ext("x-kubernetes-patch-merge-key")
+                        .and_then(Value::scalar_string)
+                        .into_iter()
+                        .collect(),
                 };
                 Some(FieldInfo {
                     schema: target,

@@ -27,7 +27,11 @@ impl Gvk {
             Some((g, v)) => (g.to_string(), v.to_string()),
             None => (String::new(), api_version.to_string()),
         };
-        Gvk { group, version, kind: kind.to_string() }
+        Gvk {
+            group,
+            version,
+            kind: kind.to_string(),
+        }
     }
 
     /// `group/version`, or `version` for the core group.
@@ -48,9 +52,21 @@ impl Gvk {
 
     /// kustomize `Gvk.String`: `group_version_kind` with `~G`/`~V`/`~K` for empty parts.
     pub fn sort_string(&self) -> String {
-        let g = if self.group.is_empty() { "~G" } else { &self.group };
-        let v = if self.version.is_empty() { "~V" } else { &self.version };
-        let k = if self.kind.is_empty() { "~K" } else { &self.kind };
+        let g = if self.group.is_empty() {
+            "~G"
+        } else {
+            &self.group
+        };
+        let v = if self.version.is_empty() {
+            "~V"
+        } else {
+            &self.version
+        };
+        let k = if self.kind.is_empty() {
+            "~K"
+        } else {
+            &self.kind
+        };
         format!("{g}_{v}_{k}")
     }
 
@@ -97,16 +113,32 @@ impl ResId {
 
     /// kustomize `ResId.LegacySortString`.
     pub fn legacy_sort_string(&self) -> String {
-        let ns = if self.namespace.is_empty() { "~X" } else { &self.namespace };
-        let nm = if self.name.is_empty() { "~N" } else { &self.name };
+        let ns = if self.namespace.is_empty() {
+            "~X"
+        } else {
+            &self.namespace
+        };
+        let nm = if self.name.is_empty() {
+            "~N"
+        } else {
+            &self.name
+        };
         format!("{}|{}|{}", self.gvk.sort_string(), ns, nm)
     }
 }
 
 impl fmt::Display for ResId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = if self.namespace.is_empty() { "[noNs]" } else { &self.namespace };
-        write!(f, "{}.{}.{}/{}.{}", self.gvk.kind, self.gvk.version, self.gvk.group, self.name, ns)
+        let ns = if self.namespace.is_empty() {
+            "[noNs]"
+        } else {
+            &self.namespace
+        };
+        write!(
+            f,
+            "{}.{}.{}/{}.{}",
+            self.gvk.kind, self.gvk.version, self.gvk.group, self.name, ns
+        )
     }
 }
 
@@ -160,7 +192,12 @@ pub struct Origin {
 }
 
 fn yaml_scalar(s: &str) -> String {
-    if crate::yaml::emit::v2_needs_quotes(s) || s.contains(": ") || s.starts_with(['-', '[', '{', '*', '&', '!', '|', '>', '\'', '"', '%', '@', '#']) {
+    if crate::yaml::emit::v2_needs_quotes(s)
+        || s.contains(": ")
+        || s.starts_with([
+            '-', '[', '{', '*', '&', '!', '|', '>', '\'', '"', '%', '@', '#',
+        ])
+    {
         format!("{s:?}")
     } else {
         s.to_string()
@@ -244,7 +281,11 @@ impl Resource {
 
     /// Current identity.
     pub fn cur_id(&self) -> ResId {
-        ResId { gvk: self.gvk(), name: self.name().to_string(), namespace: self.namespace().to_string() }
+        ResId {
+            gvk: self.gvk(),
+            name: self.name().to_string(),
+            namespace: self.namespace().to_string(),
+        }
     }
 
     /// All identities the resource has had, oldest first, ending with the current one.
@@ -254,7 +295,10 @@ impl Resource {
             .prev
             .iter()
             .map(|(k, n, ns)| ResId {
-                gvk: Gvk { kind: k.clone(), ..gvk.clone() },
+                gvk: Gvk {
+                    kind: k.clone(),
+                    ..gvk.clone()
+                },
                 name: n.clone(),
                 namespace: ns.clone(),
             })
@@ -267,7 +311,10 @@ impl Resource {
     pub fn org_id(&self) -> ResId {
         match self.prev.first() {
             Some((k, n, ns)) => ResId {
-                gvk: Gvk { kind: k.clone(), ..self.gvk() },
+                gvk: Gvk {
+                    kind: k.clone(),
+                    ..self.gvk()
+                },
                 name: n.clone(),
                 namespace: ns.clone(),
             },
@@ -329,7 +376,9 @@ impl Resource {
 
     /// `metadata.annotations[key]`.
     pub fn annotation(&self, key: &str) -> Option<String> {
-        self.obj.get_path(&["metadata", "annotations", key]).and_then(Value::scalar_string)
+        self.obj
+            .get_path(&["metadata", "annotations", key])
+            .and_then(Value::scalar_string)
     }
 
     /// Whether prefixes and suffixes applied to both resources agree (kustomize

@@ -54,7 +54,10 @@ fn directive_of_map(m: &Mapping) -> Result<Directive, Error> {
             Some("merge") => Ok(Directive::Merge),
             Some("replace") => Ok(Directive::Replace),
             Some("delete") => Ok(Directive::Delete),
-            other => Err(Error::msg(format!("unknown patch strategy '{}'", other.unwrap_or("")))),
+            other => Err(Error::msg(format!(
+                "unknown patch strategy '{}'",
+                other.unwrap_or("")
+            ))),
         },
     }
 }
@@ -116,7 +119,12 @@ fn clean(v: &Value) -> Result<Option<Value>, Error> {
     })
 }
 
-fn merge(dest: Option<&Value>, patch: Option<&Value>, schema: Option<&Schema>, field: Option<&FieldInfo>) -> Result<Merged, Error> {
+fn merge(
+    dest: Option<&Value>,
+    patch: Option<&Value>,
+    schema: Option<&Schema>,
+    field: Option<&FieldInfo>,
+) -> Result<Merged, Error> {
     let dest = dest.filter(|d| !d.is_null());
     match (dest, patch) {
         (None, None) => Ok(Merged::Clear),
@@ -149,7 +157,9 @@ fn node_kind(v: &Value) -> &'static str {
 fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Merged, Error> {
     match directive_of_map(pm)? {
         Directive::Delete => return Ok(Merged::Clear),
-        Directive::Replace => return Ok(clean(&Value::Map(pm.clone()))?.map_or(Merged::Clear, Merged::Node)),
+        Directive::Replace => {
+            return Ok(clean(&Value::Map(pm.clone()))?.map_or(Merged::Clear, Merged::Node))
+        }
         Directive::Merge => {}
     }
     let mut out = dm.clone();
@@ -158,7 +168,12 @@ fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Mer
     for k in keys {
         let fi = schema.and_then(|s| s.field(k));
         let sub = fi.as_ref().and_then(|f| f.schema.clone());
-        match merge(dm.get(k.as_str()), pm.get(k.as_str()), sub.as_ref(), fi.as_ref())? {
+        match merge(
+            dm.get(k.as_str()),
+            pm.get(k.as_str()),
+            sub.as_ref(),
+            fi.as_ref(),
+        )? {
             Merged::Clear => {
                 out.shift_remove(k.as_str());
             }
@@ -172,14 +187,22 @@ fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Mer
 
 fn key_of(v: &Value, keys: &[String]) -> Option<Vec<String>> {
     let m = v.as_map()?;
-    let vals: Vec<String> = keys.iter().map(|k| m.get(k).and_then(Value::scalar_string).unwrap_or_default()).collect();
+    let vals: Vec<String> = keys
+        .iter()
+        .map(|k| m.get(k).and_then(Value::scalar_string).unwrap_or_default())
+        .collect();
     if vals.iter().all(String::is_empty) {
         return None;
     }
     Some(vals)
 }
 
-fn merge_seqs(ds: &[Value], ps: &[Value], schema: Option<&Schema>, field: Option<&FieldInfo>) -> Result<Merged, Error> {
+fn merge_seqs(
+    ds: &[Value],
+    ps: &[Value],
+    schema: Option<&Schema>,
+    field: Option<&FieldInfo>,
+) -> Result<Merged, Error> {
     let associative = field.is_some_and(|f| f.is_associative());
     let (directive, items) = directive_of_seq(ps)?;
     if !associative {
@@ -187,11 +210,18 @@ fn merge_seqs(ds: &[Value], ps: &[Value], schema: Option<&Schema>, field: Option
     }
     match directive {
         Directive::Delete => return Ok(Merged::Clear),
-        Directive::Replace => return Ok(clean(&Value::Seq(items))?.map_or(Merged::Clear, Merged::Node)),
+        Directive::Replace => {
+            return Ok(clean(&Value::Seq(items))?.map_or(Merged::Clear, Merged::Node))
+        }
         Directive::Merge => {}
     }
     let keys = field.map(|f| f.merge_keys.clone()).unwrap_or_default();
-    if keys.is_empty() || items.iter().chain(ds.iter()).all(|i| !matches!(i, Value::Map(_))) {
+    if keys.is_empty()
+        || items
+            .iter()
+            .chain(ds.iter())
+            .all(|i| !matches!(i, Value::Map(_)))
+    {
         // A set of scalars: target order, then new patch values.
         let mut out: Vec<Value> = ds.to_vec();
         for it in &items {
@@ -213,7 +243,9 @@ fn merge_seqs(ds: &[Value], ps: &[Value], schema: Option<&Schema>, field: Option
         if out.iter().any(|o| key_of(o, &keys).as_ref() == Some(&pk)) {
             continue;
         }
-        let pos = ds.iter().position(|d| key_of(d, &keys).as_ref() == Some(&pk));
+        let pos = ds
+            .iter()
+            .position(|d| key_of(d, &keys).as_ref() == Some(&pk));
         let merged = match pos {
             Some(i) => {
                 used[i] = true;
@@ -260,7 +292,11 @@ mod tests {
     #[test]
     fn merges_containers_by_name_in_patch_order() {
         let out = m(DEP, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: b\n        image: b:2\n      - name: c\n        image: c:1\n").unwrap();
-        let c = out.get_path(&["spec", "template", "spec", "containers"]).unwrap().as_seq().unwrap();
+        let c = out
+            .get_path(&["spec", "template", "spec", "containers"])
+            .unwrap()
+            .as_seq()
+            .unwrap();
         let names: Vec<_> = c.iter().map(|c| c.str_at(&["name"]).unwrap()).collect();
         assert_eq!(names, ["b", "c", "a"]);
         assert_eq!(c[0].str_at(&["image"]), Some("b:2"));
@@ -269,15 +305,34 @@ mod tests {
     #[test]
     fn deletes_with_directives_and_nulls() {
         let out = m(DEP, "kind: Deployment\napiVersion: apps/v1\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        $patch: delete\n      - name: b\n        image: null\n").unwrap();
-        let c = out.get_path(&["spec", "template", "spec", "containers"]).unwrap().as_seq().unwrap();
+        let c = out
+            .get_path(&["spec", "template", "spec", "containers"])
+            .unwrap()
+            .as_seq()
+            .unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].get("image"), None);
-        assert!(m(DEP, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n$patch: delete\n").is_none());
+        assert!(m(
+            DEP,
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n$patch: delete\n"
+        )
+        .is_none());
     }
 
     #[test]
     fn unknown_kinds_replace_lists() {
-        let out = m("apiVersion: x/v1\nkind: W\nspec:\n  l: [{name: a}, {name: b}]\n", "apiVersion: x/v1\nkind: W\nspec:\n  l: [{name: c}]\n").unwrap();
-        assert_eq!(out.get_path(&["spec", "l"]).unwrap().as_seq().unwrap().len(), 1);
+        let out = m(
+            "apiVersion: x/v1\nkind: W\nspec:\n  l: [{name: a}, {name: b}]\n",
+            "apiVersion: x/v1\nkind: W\nspec:\n  l: [{name: c}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            out.get_path(&["spec", "l"])
+                .unwrap()
+                .as_seq()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

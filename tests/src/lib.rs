@@ -27,26 +27,45 @@ pub struct Case {
 
 fn scalar(v: &str) -> String {
     let v = v.trim();
-    v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v).to_string()
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v)
+        .to_string()
 }
 
 /// Reads every case under `cases_dir`.
 pub fn read_cases(cases_dir: &Path) -> Vec<Case> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(cases_dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(cases_dir) else {
+        return out;
+    };
     let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     dirs.sort();
     for dir in dirs {
-        let Ok(meta) = std::fs::read_to_string(dir.join("case.yaml")) else { continue };
-        let mut c = Case { name: String::new(), dir: dir.clone(), build_dir: ".".into(), args: Vec::new(), expected: None };
+        let Ok(meta) = std::fs::read_to_string(dir.join("case.yaml")) else {
+            continue;
+        };
+        let mut c = Case {
+            name: String::new(),
+            dir: dir.clone(),
+            build_dir: ".".into(),
+            args: Vec::new(),
+            expected: None,
+        };
         for line in meta.lines() {
-            let Some((k, v)) = line.split_once(':') else { continue };
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
             match k.trim() {
                 "name" => c.name = scalar(v),
                 "build_dir" => c.build_dir = scalar(v),
                 "args" => {
                     let inner = v.trim().trim_start_matches('[').trim_end_matches(']');
-                    c.args = inner.split(',').map(scalar).filter(|s| !s.is_empty()).collect();
+                    c.args = inner
+                        .split(',')
+                        .map(scalar)
+                        .filter(|s| !s.is_empty())
+                        .collect();
                 }
                 _ => {}
             }
@@ -62,7 +81,9 @@ pub fn build_case(c: &Case) -> Result<String, kustomize_rs::Error> {
     let mut opts = kustomize_rs::Options::default();
     for a in &c.args {
         match a.as_str() {
-            "--load-restrictor=LoadRestrictionsNone" => opts.load_restrictor = kustomize_rs::LoadRestrictor::None,
+            "--load-restrictor=LoadRestrictionsNone" => {
+                opts.load_restrictor = kustomize_rs::LoadRestrictor::None
+            }
             "--reorder=none" => opts.reorder = Some(kustomize_rs::Reorder::None),
             "--reorder=legacy" => opts.reorder = Some(kustomize_rs::Reorder::Legacy),
             _ => {}

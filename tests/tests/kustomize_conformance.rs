@@ -14,7 +14,11 @@ fn conformance_cases_match_kubectl_kustomize() {
         return;
     };
     let cases = read_cases(&shared.join("corpus/kustomize/cases"));
-    assert!(cases.len() > 200, "expected the shared corpus, found {} cases", cases.len());
+    assert!(
+        cases.len() > 200,
+        "expected the shared corpus, found {} cases",
+        cases.len()
+    );
     let mut passed = 0;
     let mut genestack_failures = Vec::new();
     let mut failures = Vec::new();
@@ -40,12 +44,21 @@ fn conformance_cases_match_kubectl_kustomize() {
             failures.push(format!("{}: {why}", c.name));
         }
     }
-    println!("kustomize conformance (in-process): {passed} passed, {} failed", cases.len() - passed);
+    println!(
+        "kustomize conformance (in-process): {passed} passed, {} failed",
+        cases.len() - passed
+    );
     for f in &failures {
         println!("  FAIL {f}");
     }
-    assert!(genestack_failures.is_empty(), "genestack cases failing: {genestack_failures:#?}");
-    assert!(passed >= PASS_FLOOR, "{passed} cases passed, below the floor of {PASS_FLOOR}");
+    assert!(
+        genestack_failures.is_empty(),
+        "genestack cases failing: {genestack_failures:#?}"
+    );
+    assert!(
+        passed >= PASS_FLOOR,
+        "{passed} cases passed, below the floor of {PASS_FLOOR}"
+    );
 }
 
 #[test]
@@ -57,7 +70,11 @@ fn malformed_inputs_fail_cleanly() {
         ("resources: [a.yaml]\n", "a: [1, 2\n", "a.yaml"),
         ("resources: [missing.yaml]\n", "", "missing.yaml"),
         ("bogusField: 1\n", "", "bogusField"),
-        ("patches:\n- path: p.yaml\nresources: [a.yaml]\n", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n", "p.yaml"),
+        (
+            "patches:\n- path: p.yaml\nresources: [a.yaml]\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+            "p.yaml",
+        ),
     ];
     for (i, (kust, file, needle)) in cases.iter().enumerate() {
         let d = dir.join(format!("c{i}"));
@@ -67,7 +84,69 @@ fn malformed_inputs_fail_cleanly() {
             std::fs::write(d.join("a.yaml"), file).unwrap();
         }
         let err = kustomize_rs::build_dir(&d, &Default::default()).expect_err(kust);
-        assert!(err.to_string().contains(needle), "error for {kust:?} should name {needle:?}: {err}");
+        assert!(
+            err.to_string().contains(needle),
+            "error for {kust:?} should name {needle:?}: {err}"
+        );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Serves one body over HTTP on loopback for `n` requests, then stops.
+fn serve(body: &'static str, n: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/crds.yaml", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        for _ in 0..n {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+        }
+    });
+    (url, h)
+}
+
+#[test]
+fn remote_resources_are_fetched_cached_and_served_offline() {
+    let dir = std::env::temp_dir().join(format!("kz-remote-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (url, server) = serve(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: remote\ndata:\n  k: v\n",
+        1,
+    );
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!("resources:\n- {url}\nnamePrefix: p-\n"),
+    )
+    .unwrap();
+    let cache = dir.join("cache");
+    let mut opts = kustomize_rs::Options::default();
+    opts.remote.cache_dir = Some(cache.clone());
+    let online = kustomize_rs::build_dir(&dir, &opts).unwrap();
+    server.join().unwrap();
+    assert!(online.contains("name: p-remote"), "{online}");
+    // The server is gone: offline builds use the cache; without a cache they fail clearly.
+    opts.remote.offline = true;
+    assert_eq!(kustomize_rs::build_dir(&dir, &opts).unwrap(), online);
+    opts.remote.cache_dir = Some(dir.join("empty-cache"));
+    let err = kustomize_rs::build_dir(&dir, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&url) && err.contains("offline"), "{err}");
+    // Online with the server gone and no cache: an error naming the URL.
+    opts.remote.offline = false;
+    opts.remote.timeout = std::time::Duration::from_secs(2);
+    let err = kustomize_rs::build_dir(&dir, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&url), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,7 +42,9 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
         }
         let is_binding = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
         for fs in specs {
-            if fs.path == "metadata/namespace" || (api_version != "v1" && fs.path == "metadata/name") {
+            if fs.path == "metadata/namespace"
+                || (api_version != "v1" && fs.path == "metadata/name")
+            {
                 continue;
             }
             if is_binding && (fs.path == "subjects" || fs.path.starts_with("subjects/")) {
@@ -51,8 +53,12 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
             if !gvk.is_selected_by(&fs.gvk) {
                 continue;
             }
-            apply(&mut r.obj, fs, CreateKind::Scalar, &mut set_string(ns))
-                .map_err(|e| e.context(format!("namespace transformation failed for {}", r.cur_id())))?;
+            apply(&mut r.obj, fs, CreateKind::Scalar, &mut set_string(ns)).map_err(|e| {
+                e.context(format!(
+                    "namespace transformation failed for {}",
+                    r.cur_id()
+                ))
+            })?;
         }
         if is_binding {
             if let Some(Value::Seq(subjects)) = r.obj.get_mut("subjects") {
@@ -67,8 +73,14 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
     }
     for (i, r) in resources.iter().enumerate() {
         let id = r.cur_id();
-        if resources.iter().enumerate().any(|(j, o)| j != i && o.cur_id().equals(&id)) {
-            return Err(Error::msg(format!("namespace transformation produces ID conflict: {id}")));
+        if resources
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.cur_id().equals(&id))
+        {
+            return Err(Error::msg(format!(
+                "namespace transformation produces ID conflict: {id}"
+            )));
         }
     }
     Ok(())
@@ -78,14 +90,22 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
 ///
 /// # Errors
 /// Field specs that hit non-scalars.
-pub fn prefix_suffix(prefix: &str, suffix: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+pub fn prefix_suffix(
+    prefix: &str,
+    suffix: &str,
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     if prefix.is_empty() && suffix.is_empty() {
         return Ok(());
     }
     for r in resources.iter_mut() {
         let org = r.org_id();
         let kind = org.gvk.kind.as_str();
-        if kind == "CustomResourceDefinition" || kind == "Namespace" || (kind == "APIService" && org.gvk.group == "apiregistration.k8s.io") {
+        if kind == "CustomResourceDefinition"
+            || kind == "Namespace"
+            || (kind == "APIService" && org.gvk.group == "apiregistration.k8s.io")
+        {
             continue;
         }
         for fs in specs {
@@ -121,7 +141,11 @@ pub fn prefix_suffix(prefix: &str, suffix: &str, specs: &[FieldSpec], resources:
 ///
 /// # Errors
 /// A field spec that reaches a non-mapping.
-pub fn add_map_entries(pairs: &[(String, String)], specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+pub fn add_map_entries(
+    pairs: &[(String, String)],
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     if pairs.is_empty() {
         return Ok(());
     }
@@ -135,14 +159,24 @@ pub fn add_map_entries(pairs: &[(String, String)], specs: &[FieldSpec], resource
                     *n = Value::map();
                 }
                 let Value::Map(m) = n else {
-                    return Err(Error::msg(format!("wrong node kind: expected MappingNode but got {}", n.kind_name())));
+                    return Err(Error::msg(format!(
+                        "wrong node kind: expected MappingNode but got {}",
+                        n.kind_name()
+                    )));
                 };
                 for (k, v) in &sorted {
                     m.insert(k.clone(), Value::String(v.clone()));
                 }
                 Ok(())
             })
-            .map_err(|e| e.context(format!("adding {:?} to {} of {}", sorted.iter().map(|p| &p.0).collect::<Vec<_>>(), fs.path, r.cur_id())))?;
+            .map_err(|e| {
+                e.context(format!(
+                    "adding {:?} to {} of {}",
+                    sorted.iter().map(|p| &p.0).collect::<Vec<_>>(),
+                    fs.path,
+                    r.cur_id()
+                ))
+            })?;
         }
     }
     Ok(())
@@ -162,7 +196,13 @@ impl ImageArgs {
     /// Reads an `images` entry.
     pub fn from_value(v: &Value) -> ImageArgs {
         let s = |k: &str| v.get(k).and_then(Value::scalar_string).unwrap_or_default();
-        ImageArgs { name: s("name"), new_name: s("newName"), new_tag: s("newTag"), digest: s("digest"), tag_suffix: s("tagSuffix") }
+        ImageArgs {
+            name: s("name"),
+            new_name: s("newName"),
+            new_tag: s("newTag"),
+            digest: s("digest"),
+            tag_suffix: s("tagSuffix"),
+        }
     }
 }
 
@@ -177,15 +217,27 @@ pub fn split_image(image: &str) -> (String, String, String) {
         (None, None) => (image.to_string(), String::new(), String::new()),
         (ic, Some(d)) if ic.is_none_or(|c| d < c) => {
             let d = d + slash;
-            (image[..d].to_string(), String::new(), image[d + 1..].to_string())
+            (
+                image[..d].to_string(),
+                String::new(),
+                image[d + 1..].to_string(),
+            )
         }
         (Some(c), Some(d)) => {
             let (c, d) = (c + slash, d + slash);
-            (image[..c].to_string(), image[c + 1..d].to_string(), image[d + 1..].to_string())
+            (
+                image[..c].to_string(),
+                image[c + 1..d].to_string(),
+                image[d + 1..].to_string(),
+            )
         }
         (Some(c), None) => {
             let c = c + slash;
-            (image[..c].to_string(), image[c + 1..].to_string(), String::new())
+            (
+                image[..c].to_string(),
+                image[c + 1..].to_string(),
+                String::new(),
+            )
         }
         _ => (image.to_string(), String::new(), String::new()),
     }
@@ -239,7 +291,9 @@ fn legacy_images(v: &mut Value, args: &ImageArgs, matcher: &Regex) {
                 legacy_images(child, args, matcher);
             }
         }
-        Value::Seq(items) => items.iter_mut().for_each(|i| legacy_images(i, args, matcher)),
+        Value::Seq(items) => items
+            .iter_mut()
+            .for_each(|i| legacy_images(i, args, matcher)),
         _ => {}
     }
 }
@@ -249,8 +303,13 @@ fn legacy_images(v: &mut Value, args: &ImageArgs, matcher: &Regex) {
 ///
 /// # Errors
 /// Field specs that hit non-scalars.
-pub fn images(args: &ImageArgs, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
-    let Ok(matcher) = Regex::new(&format!("^{}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$", args.name)) else {
+pub fn images(
+    args: &ImageArgs,
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
+    let Ok(matcher) = Regex::new(&format!("^{}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$", args.name))
+    else {
         return Ok(());
     };
     for r in resources.iter_mut() {
@@ -278,13 +337,23 @@ pub fn images(args: &ImageArgs, specs: &[FieldSpec], resources: &mut [Resource])
 ///
 /// # Errors
 /// When no resource matches any replicas field spec.
-pub fn replicas(entry: &Value, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
-    let name = entry.get("name").and_then(Value::scalar_string).unwrap_or_default();
+pub fn replicas(
+    entry: &Value,
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
+    let name = entry
+        .get("name")
+        .and_then(Value::scalar_string)
+        .unwrap_or_default();
     let count = entry.get("count").cloned().unwrap_or(Value::Int(0));
     let mut found = false;
     for fs in specs {
         for r in resources.iter_mut() {
-            let hit = r.prev_ids().iter().any(|id| id.name == name && id.gvk.is_selected_by(&fs.gvk));
+            let hit = r
+                .prev_ids()
+                .iter()
+                .any(|id| id.name == name && id.gvk.is_selected_by(&fs.gvk));
             if !hit {
                 continue;
             }
@@ -297,7 +366,9 @@ pub fn replicas(entry: &Value, specs: &[FieldSpec], resources: &mut [Resource]) 
     }
     if !found {
         let gvks: Vec<String> = specs.iter().map(|f| Gvk::sort_string(&f.gvk)).collect();
-        return Err(Error::msg(format!("resource with name {name} does not match a config with the following GVK {gvks:?}")));
+        return Err(Error::msg(format!(
+            "resource with name {name} does not match a config with the following GVK {gvks:?}"
+        )));
     }
     Ok(())
 }

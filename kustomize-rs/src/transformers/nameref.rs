@@ -38,7 +38,9 @@ fn has_field(v: &Value, path: &str) -> bool {
             return true;
         }
         match v {
-            Value::Map(m) => m.get(p[0].trim_end_matches("[]")).is_some_and(|c| walk(c, &p[1..])),
+            Value::Map(m) => m
+                .get(p[0].trim_end_matches("[]"))
+                .is_some_and(|c| walk(c, &p[1..])),
             Value::Seq(s) => s.iter().any(|i| walk(i, p)),
             _ => false,
         }
@@ -51,16 +53,25 @@ fn role_binding_namespaces(r: &Resource) -> Result<Vec<String>, Error> {
     if r.kind() != "RoleBinding" {
         return Ok(Vec::new());
     }
-    let Some(Value::Seq(subjects)) = r.obj.get("subjects") else { return Ok(Vec::new()) };
+    let Some(Value::Seq(subjects)) = r.obj.get("subjects") else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for s in subjects {
-        let Some(ns) = s.get("namespace") else { continue };
+        let Some(ns) = s.get("namespace") else {
+            continue;
+        };
         if s.str_at(&["kind"]) != Some("ServiceAccount") {
             continue;
         }
         match ns {
             Value::String(n) => out.push(n.clone()),
-            _ => return Err(Error::msg(format!("Invalid Input: namespace is blank for resource {:?}", r.cur_id().to_string()))),
+            _ => {
+                return Err(Error::msg(format!(
+                    "Invalid Input: namespace is blank for resource {:?}",
+                    r.cur_id().to_string()
+                )))
+            }
         }
     }
     Ok(out)
@@ -82,29 +93,57 @@ pub fn fix(backrefs: &[NameBackRef], resources: &mut [Resource]) -> Result<(), E
         let subset: Vec<usize> = (0..targets.len())
             .filter(|&j| {
                 let t = &targets[j];
-                targets[i].cluster_scoped || t.cluster_scoped || t.cur.ns_equals(&referrer_cur) || rb_ns.iter().any(|n| n == t.cur.namespace.as_str())
+                targets[i].cluster_scoped
+                    || t.cluster_scoped
+                    || t.cur.ns_equals(&referrer_cur)
+                    || rb_ns.iter().any(|n| n == t.cur.namespace.as_str())
             })
             .collect();
         for br in backrefs {
             for fs in &br.referrers {
-                if !referrer_org.gvk.is_selected_by(&fs.gvk) || !has_field(&resources[i].obj, &fs.path) {
+                if !referrer_org.gvk.is_selected_by(&fs.gvk)
+                    || !has_field(&resources[i].obj, &fs.path)
+                {
                     continue;
                 }
                 let role_ref = if fs.path.ends_with("roleRef/name") {
                     let rr = resources[i].obj.get("roleRef");
-                    match (rr.and_then(|r| r.str_at(&["apiGroup"])), rr.and_then(|r| r.str_at(&["kind"]))) {
-                        (Some(g), Some(k)) => Some(Gvk { group: g.to_string(), version: String::new(), kind: k.to_string() }),
+                    match (
+                        rr.and_then(|r| r.str_at(&["apiGroup"])),
+                        rr.and_then(|r| r.str_at(&["kind"])),
+                    ) {
+                        (Some(g), Some(k)) => Some(Gvk {
+                            group: g.to_string(),
+                            version: String::new(),
+                            kind: k.to_string(),
+                        }),
                         _ => None,
                     }
                 } else {
                     None
                 };
-                let ctx = Ctx { targets: &targets, subset: &subset, referrer: i, target: &br.target, role_ref: role_ref.as_ref() };
+                let ctx = Ctx {
+                    targets: &targets,
+                    subset: &subset,
+                    referrer: i,
+                    target: &br.target,
+                    role_ref: role_ref.as_ref(),
+                };
                 let mut local_refs = Vec::new();
                 let mut fs = fs.clone();
                 fs.gvk = Gvk::default();
-                apply(&mut resources[i].obj, &fs, CreateKind::None, &mut |n: &mut Value| set(&ctx, n, &mut local_refs))
-                    .map_err(|e| e.context(format!("updating name reference in '{}' field of '{}'", fs.path, referrer_cur)))?;
+                apply(
+                    &mut resources[i].obj,
+                    &fs,
+                    CreateKind::None,
+                    &mut |n: &mut Value| set(&ctx, n, &mut local_refs),
+                )
+                .map_err(|e| {
+                    e.context(format!(
+                        "updating name reference in '{}' field of '{}'",
+                        fs.path, referrer_cur
+                    ))
+                })?;
                 refs.extend(local_refs.into_iter().map(|j| (j, referrer_cur.clone())));
             }
         }
@@ -132,7 +171,9 @@ fn set(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Error> {
             for it in items.iter_mut() {
                 match it {
                     Value::Map(_) => set_mapping(ctx, it, refs)?,
-                    Value::Seq(_) => return Err(Error::msg("node must be a scalar, sequence or map")),
+                    Value::Seq(_) => {
+                        return Err(Error::msg("node must be a scalar, sequence or map"))
+                    }
                     _ => set_scalar(ctx, it, refs)?,
                 }
             }
@@ -144,7 +185,9 @@ fn set(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Error> {
 }
 
 fn set_scalar(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Error> {
-    let Some(old) = n.scalar_string() else { return Ok(()) };
+    let Some(old) = n.scalar_string() else {
+        return Ok(());
+    };
     if let Some(j) = select(ctx, &old, ctx.subset.to_vec(), false)? {
         refs.push(j);
         let new = &ctx.targets[j].cur.name;
@@ -163,19 +206,29 @@ fn set_mapping(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Er
     let candidates: Vec<usize> = match m.get("namespace").and_then(Value::scalar_string) {
         None => ctx.subset.to_vec(),
         Some(ns) => {
-            let by_org: Vec<usize> = ctx.subset.iter().copied().filter(|&j| ctx.targets[j].org_effective_ns == ns).collect();
+            let by_org: Vec<usize> = ctx
+                .subset
+                .iter()
+                .copied()
+                .filter(|&j| ctx.targets[j].org_effective_ns == ns)
+                .collect();
             if !by_org.is_empty() {
                 by_org
             } else {
                 ctx.subset
                     .iter()
                     .copied()
-                    .filter(|&j| !ctx.targets[j].cluster_scoped && ctx.targets[j].cur.effective_namespace() == ns)
+                    .filter(|&j| {
+                        !ctx.targets[j].cluster_scoped
+                            && ctx.targets[j].cur.effective_namespace() == ns
+                    })
                     .collect()
             }
         }
     };
-    let Some(j) = select(ctx, &old, candidates, true)? else { return Ok(()) };
+    let Some(j) = select(ctx, &old, candidates, true)? else {
+        return Ok(());
+    };
     refs.push(j);
     let t = &ctx.targets[j].cur;
     if t.name == old && t.namespace.is_empty() {
@@ -188,14 +241,26 @@ fn set_mapping(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Er
     Ok(())
 }
 
-fn select(ctx: &Ctx, old: &str, candidates: Vec<usize>, with_ns: bool) -> Result<Option<usize>, Error> {
+fn select(
+    ctx: &Ctx,
+    old: &str,
+    candidates: Vec<usize>,
+    with_ns: bool,
+) -> Result<Option<usize>, Error> {
     let t = ctx.targets;
     let referrer = &t[ctx.referrer];
     let mut c: Vec<usize> = candidates
         .into_iter()
         .filter(|&j| t[j].prev_ids.iter().any(|id| id.name == old))
-        .filter(|&j| t[j].prev_ids.iter().any(|id| id.gvk.is_selected_by(ctx.target)))
-        .filter(|&j| ctx.role_ref.is_none_or(|g| t[j].prev_ids.iter().any(|id| id.gvk.is_selected_by(g))))
+        .filter(|&j| {
+            t[j].prev_ids
+                .iter()
+                .any(|id| id.gvk.is_selected_by(ctx.target))
+        })
+        .filter(|&j| {
+            ctx.role_ref
+                .is_none_or(|g| t[j].prev_ids.iter().any(|id| id.gvk.is_selected_by(g)))
+        })
         .filter(|&j| {
             referrer.cluster_scoped
                 || t[j].cluster_scoped
@@ -223,12 +288,17 @@ fn select(ctx: &Ctx, old: &str, candidates: Vec<usize>, with_ns: bool) -> Result
         1 => Ok(Some(c[0])),
         _ => {
             let first = &t[c[0]].cur;
-            let identical = c.iter().all(|&j| t[j].cur.name == first.name && (!with_ns || t[j].cur.namespace == first.namespace));
+            let identical = c.iter().all(|&j| {
+                t[j].cur.name == first.name && (!with_ns || t[j].cur.namespace == first.namespace)
+            });
             if identical {
                 Ok(Some(c[0]))
             } else {
                 let ids: Vec<String> = c.iter().map(|&j| t[j].cur.to_string()).collect();
-                Err(Error::msg(format!(" found multiple possible referrals: {}", ids.join(", "))))
+                Err(Error::msg(format!(
+                    " found multiple possible referrals: {}",
+                    ids.join(", ")
+                )))
             }
         }
     }

@@ -25,12 +25,20 @@ pub enum Patch {
 /// # Errors
 /// Malformed YAML, or documents that are neither.
 pub fn parse_patch(text: &str, origin: &str) -> Result<Patch, Error> {
-    let docs = parse_documents(text).map_err(|e| Error::msg(format!("unable to parse SM or JSON patch from {origin}: {e}")))?;
+    let docs = parse_documents(text).map_err(|e| {
+        Error::msg(format!(
+            "unable to parse SM or JSON patch from {origin}: {e}"
+        ))
+    })?;
     let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     match docs.as_slice() {
         [Value::Seq(ops)] => Ok(Patch::Json(ops.clone())),
-        _ if docs.iter().all(|d| matches!(d, Value::Map(_))) => Ok(Patch::Strategic(docs, false, false)),
-        _ => Err(Error::msg(format!("unable to parse SM or JSON patch from {origin}"))),
+        _ if docs.iter().all(|d| matches!(d, Value::Map(_))) => {
+            Ok(Patch::Strategic(docs, false, false))
+        }
+        _ => Err(Error::msg(format!(
+            "unable to parse SM or JSON patch from {origin}"
+        ))),
     }
 }
 
@@ -46,15 +54,27 @@ fn load_text(ldr: &Loader, args: &PatchArgs) -> Result<(String, String), Error> 
 /// Applies one strategic merge patch document to a resource, as `Resource.ApplySmPatch`
 /// does: name, kind and namespace are kept unless the patch may change them. Returns false
 /// when the patch deleted the resource.
-fn apply_sm(r: &mut Resource, patch: &Value, allow_name: bool, allow_kind: bool) -> Result<bool, Error> {
-    let (n, ns, k) = (r.name().to_string(), r.namespace().to_string(), r.kind().to_string());
+fn apply_sm(
+    r: &mut Resource,
+    patch: &Value,
+    allow_name: bool,
+    allow_kind: bool,
+) -> Result<bool, Error> {
+    let (n, ns, k) = (
+        r.name().to_string(),
+        r.namespace().to_string(),
+        r.kind().to_string(),
+    );
     if allow_name || allow_kind {
         r.store_previous_id();
     }
     let mut patch = patch.clone();
     // `ApplySmPatch` on a selection rewrites the patch's GVK to the target's, keeping its kind.
     if let Some(m) = patch.as_map_mut() {
-        m.insert("apiVersion".into(), Value::String(r.api_version().to_string()));
+        m.insert(
+            "apiVersion".into(),
+            Value::String(r.api_version().to_string()),
+        );
     }
     match smp::merge_resource(&r.obj, &patch)? {
         None => Ok(false),
@@ -83,7 +103,12 @@ fn patch_id(p: &Value) -> crate::resource::ResId {
 }
 
 /// Applies strategic merge patches matched to their target by id (current or previous).
-fn apply_sm_by_id(resources: &mut Vec<Resource>, patches: &[Value], allow_name: bool, allow_kind: bool) -> Result<(), Error> {
+fn apply_sm_by_id(
+    resources: &mut Vec<Resource>,
+    patches: &[Value],
+    allow_name: bool,
+    allow_kind: bool,
+) -> Result<(), Error> {
     for p in patches {
         let id = patch_id(p);
         let matches: Vec<usize> = resources
@@ -94,8 +119,16 @@ fn apply_sm_by_id(resources: &mut Vec<Resource>, patches: &[Value], allow_name: 
             .collect();
         let i = match matches.as_slice() {
             [i] => *i,
-            [] => return Err(Error::msg(format!("no matches for Id {id}; failed to find unique target for patch {id}"))),
-            _ => return Err(Error::msg(format!("multiple matches for Id {id}; failed to find unique target for patch {id}"))),
+            [] => {
+                return Err(Error::msg(format!(
+                    "no matches for Id {id}; failed to find unique target for patch {id}"
+                )))
+            }
+            _ => {
+                return Err(Error::msg(format!(
+                    "multiple matches for Id {id}; failed to find unique target for patch {id}"
+                )))
+            }
         };
         if !apply_sm(&mut resources[i], p, allow_name, allow_kind)? {
             resources.remove(i);
@@ -108,13 +141,19 @@ fn apply_sm_by_id(resources: &mut Vec<Resource>, patches: &[Value], allow_name: 
 ///
 /// # Errors
 /// Unreadable files, unmatched targets, merge errors.
-pub fn patches_strategic_merge(ldr: &Loader, entries: &[String], resources: &mut Vec<Resource>) -> Result<(), Error> {
+pub fn patches_strategic_merge(
+    ldr: &Loader,
+    entries: &[String],
+    resources: &mut Vec<Resource>,
+) -> Result<(), Error> {
     if entries.is_empty() {
         return Ok(());
     }
     let mut all = Vec::new();
     for e in entries {
-        let inline = parse_documents(e).ok().filter(|d| d.iter().any(|x| matches!(x, Value::Map(_))));
+        let inline = parse_documents(e)
+            .ok()
+            .filter(|d| d.iter().any(|x| matches!(x, Value::Map(_))));
         let docs = match inline {
             Some(d) => d,
             None => {
@@ -126,12 +165,18 @@ pub fn patches_strategic_merge(ldr: &Loader, entries: &[String], resources: &mut
             match d {
                 Value::Null => {}
                 Value::Map(_) => all.push(d),
-                _ => return Err(Error::msg(format!("{e}: a strategic merge patch must be a mapping"))),
+                _ => {
+                    return Err(Error::msg(format!(
+                        "{e}: a strategic merge patch must be a mapping"
+                    )))
+                }
             }
         }
     }
     if all.is_empty() {
-        return Err(Error::msg(format!("patch appears to be empty; files={entries:?}")));
+        return Err(Error::msg(format!(
+            "patch appears to be empty; files={entries:?}"
+        )));
     }
     apply_sm_by_id(resources, &all, false, false)
 }
@@ -140,10 +185,20 @@ pub fn patches_strategic_merge(ldr: &Loader, entries: &[String], resources: &mut
 ///
 /// # Errors
 /// As above, plus a JSON patch without a target.
-pub fn patch_entry(ldr: &Loader, args: &PatchArgs, resources: &mut Vec<Resource>) -> Result<(), Error> {
+pub fn patch_entry(
+    ldr: &Loader,
+    args: &PatchArgs,
+    resources: &mut Vec<Resource>,
+) -> Result<(), Error> {
     let (text, origin) = load_text(ldr, args)?;
-    let allow_name = args.options.iter().any(|(k, v)| k == "allowNameChange" && *v);
-    let allow_kind = args.options.iter().any(|(k, v)| k == "allowKindChange" && *v);
+    let allow_name = args
+        .options
+        .iter()
+        .any(|(k, v)| k == "allowNameChange" && *v);
+    let allow_kind = args
+        .options
+        .iter()
+        .any(|(k, v)| k == "allowKindChange" && *v);
     match parse_patch(&text, &origin)? {
         Patch::Strategic(docs, ..) => match &args.target {
             None => apply_sm_by_id(resources, &docs, allow_name, allow_kind),
@@ -153,7 +208,9 @@ pub fn patch_entry(ldr: &Loader, args: &PatchArgs, resources: &mut Vec<Resource>
                         "Multiple Strategic-Merge Patches in one `patches` entry is not allowed to set `patches.target` field: {origin}"
                     )));
                 }
-                let Some(doc) = docs.first() else { return Ok(()) };
+                let Some(doc) = docs.first() else {
+                    return Ok(());
+                };
                 let sel = Selector::from_value(t)?;
                 let mut out = Vec::with_capacity(resources.len());
                 for mut r in resources.drain(..) {
@@ -179,12 +236,16 @@ pub fn patch_entry(ldr: &Loader, args: &PatchArgs, resources: &mut Vec<Resource>
         },
         Patch::Json(ops) => {
             let Some(t) = &args.target else {
-                return Err(Error::msg(format!("must specify a target for JSON patch {origin}")));
+                return Err(Error::msg(format!(
+                    "must specify a target for JSON patch {origin}"
+                )));
             };
             let sel = Selector::from_value(t)?;
             for r in resources.iter_mut().filter(|r| sel.matches(r)) {
                 r.store_previous_id();
-                apply_json_patch(&mut r.obj, &ops).map_err(|e| e.context(format!("applying JSON patch {origin} to {}", r.cur_id())))?;
+                apply_json_patch(&mut r.obj, &ops).map_err(|e| {
+                    e.context(format!("applying JSON patch {origin} to {}", r.cur_id()))
+                })?;
             }
             Ok(())
         }
@@ -195,21 +256,34 @@ pub fn patch_entry(ldr: &Loader, args: &PatchArgs, resources: &mut Vec<Resource>
 ///
 /// # Errors
 /// Missing target, unreadable patch, failing operations.
-pub fn patch_json6902_entry(ldr: &Loader, args: &PatchArgs, resources: &mut [Resource]) -> Result<(), Error> {
+pub fn patch_json6902_entry(
+    ldr: &Loader,
+    args: &PatchArgs,
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     let Some(t) = &args.target else {
         return Err(Error::msg("must specify a target for patchesJson6902"));
     };
-    if t.get("name").and_then(Value::scalar_string).unwrap_or_default().is_empty() {
+    if t.get("name")
+        .and_then(Value::scalar_string)
+        .unwrap_or_default()
+        .is_empty()
+    {
         return Err(Error::msg("must specify the target name"));
     }
     let (text, origin) = load_text(ldr, args)?;
     let ops = match parse_patch(&text, &origin)? {
         Patch::Json(ops) => ops,
-        Patch::Strategic(..) => return Err(Error::msg(format!("{origin}: expected a JSON 6902 patch (a list of operations)"))),
+        Patch::Strategic(..) => {
+            return Err(Error::msg(format!(
+                "{origin}: expected a JSON 6902 patch (a list of operations)"
+            )))
+        }
     };
     let sel = Selector::from_value(t)?;
     for r in resources.iter_mut().filter(|r| sel.matches(r)) {
-        apply_json_patch(&mut r.obj, &ops).map_err(|e| e.context(format!("applying JSON patch {origin} to {}", r.cur_id())))?;
+        apply_json_patch(&mut r.obj, &ops)
+            .map_err(|e| e.context(format!("applying JSON patch {origin} to {}", r.cur_id())))?;
     }
     Ok(())
 }
@@ -218,8 +292,13 @@ fn pointer(path: &str) -> Result<Vec<String>, Error> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
-    let rest = path.strip_prefix('/').ok_or_else(|| Error::msg(format!("JSON pointer '{path}' must start with '/'")))?;
-    Ok(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| Error::msg(format!("JSON pointer '{path}' must start with '/'")))?;
+    Ok(rest
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn get_mut<'a>(doc: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
@@ -239,7 +318,11 @@ fn op_add(doc: &mut Value, path: &[String], value: Value, raw: &str) -> Result<(
         *doc = value;
         return Ok(());
     };
-    let missing = || Error::msg(format!("add operation does not apply: doc is missing path: \"{raw}\": missing value"));
+    let missing = || {
+        Error::msg(format!(
+            "add operation does not apply: doc is missing path: \"{raw}\": missing value"
+        ))
+    };
     match get_mut(doc, parent).ok_or_else(missing)? {
         Value::Map(m) => {
             m.insert(last.clone(), value);
@@ -252,7 +335,9 @@ fn op_add(doc: &mut Value, path: &[String], value: Value, raw: &str) -> Result<(
                 last.parse::<usize>().map_err(|_| missing())?
             };
             if idx > s.len() {
-                return Err(Error::msg(format!("add operation does not apply: index {idx} out of bounds for path \"{raw}\"")));
+                return Err(Error::msg(format!(
+                    "add operation does not apply: index {idx} out of bounds for path \"{raw}\""
+                )));
             }
             s.insert(idx, value);
             Ok(())
@@ -262,7 +347,11 @@ fn op_add(doc: &mut Value, path: &[String], value: Value, raw: &str) -> Result<(
 }
 
 fn op_remove(doc: &mut Value, path: &[String], raw: &str) -> Result<Value, Error> {
-    let missing = || Error::msg(format!("remove operation does not apply: doc is missing path: \"{raw}\": missing value"));
+    let missing = || {
+        Error::msg(format!(
+            "remove operation does not apply: doc is missing path: \"{raw}\": missing value"
+        ))
+    };
     let (last, parent) = path.split_last().ok_or_else(missing)?;
     match get_mut(doc, parent).ok_or_else(missing)? {
         Value::Map(m) => m.shift_remove(last).ok_or_else(missing),
@@ -283,10 +372,20 @@ fn op_remove(doc: &mut Value, path: &[String], raw: &str) -> Result<Value, Error
 /// Malformed operations, missing paths, failed tests.
 pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
     for op in ops {
-        let kind = op.get("op").and_then(Value::scalar_string).unwrap_or_default();
-        let raw = op.get("path").and_then(Value::scalar_string).unwrap_or_default();
+        let kind = op
+            .get("op")
+            .and_then(Value::scalar_string)
+            .unwrap_or_default();
+        let raw = op
+            .get("path")
+            .and_then(Value::scalar_string)
+            .unwrap_or_default();
         let path = pointer(&raw)?;
-        let value = || op.get("value").cloned().ok_or_else(|| Error::msg(format!("{kind} operation on \"{raw}\" has no value")));
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or_else(|| Error::msg(format!("{kind} operation on \"{raw}\" has no value")))
+        };
         match kind.as_str() {
             "add" => op_add(doc, &path, value()?, &raw)?,
             "remove" => {
@@ -300,7 +399,10 @@ pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
                 *t = v;
             }
             "move" | "copy" => {
-                let from_raw = op.get("from").and_then(Value::scalar_string).unwrap_or_default();
+                let from_raw = op
+                    .get("from")
+                    .and_then(Value::scalar_string)
+                    .unwrap_or_default();
                 let from = pointer(&from_raw)?;
                 let v = if kind == "move" {
                     op_remove(doc, &from, &from_raw)?
@@ -314,10 +416,16 @@ pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
             "test" => {
                 let v = value()?;
                 if get_mut(doc, &path).map(|x| &*x) != Some(&v) {
-                    return Err(Error::msg(format!("testing value \"{raw}\" failed: test failed")));
+                    return Err(Error::msg(format!(
+                        "testing value \"{raw}\" failed: test failed"
+                    )));
                 }
             }
-            other => return Err(Error::msg(format!("unexpected kind of JSON patch operation: '{other}'"))),
+            other => {
+                return Err(Error::msg(format!(
+                    "unexpected kind of JSON patch operation: '{other}'"
+                )))
+            }
         }
     }
     Ok(())

@@ -43,7 +43,12 @@ pub fn split_dotted(path: &str) -> Vec<String> {
 
 /// Finds the nodes at a dotted path, creating missing ones when `create` is given (the kind
 /// of the value to be written: a scalar, mapping or sequence).
-pub fn find_paths<'a>(node: &'a mut Value, path: &[String], create: Option<&Value>, out: &mut Vec<&'a mut Value>) -> Result<(), Error> {
+pub fn find_paths<'a>(
+    node: &'a mut Value,
+    path: &[String],
+    create: Option<&Value>,
+    out: &mut Vec<&'a mut Value>,
+) -> Result<(), Error> {
     let Some(seg) = path.first() else {
         out.push(node);
         return Ok(());
@@ -55,7 +60,9 @@ pub fn find_paths<'a>(node: &'a mut Value, path: &[String], create: Option<&Valu
             p.extend_from_slice(rest);
             return find_paths(node, &p, create, out);
         }
-        let Value::Seq(items) = node else { return Ok(()) };
+        let Value::Seq(items) = node else {
+            return Ok(());
+        };
         let (k, v) = inner.split_once('=').unwrap_or(("", inner));
         let mut hit = false;
         let idxs: Vec<usize> = items
@@ -114,7 +121,10 @@ pub fn find_paths<'a>(node: &'a mut Value, path: &[String], create: Option<&Valu
         *node = Value::map();
     }
     let Value::Map(m) = node else {
-        return Err(Error::msg(format!("wrong node kind: expected MappingNode but got {} at '{seg}'", node.kind_name())));
+        return Err(Error::msg(format!(
+            "wrong node kind: expected MappingNode but got {} at '{seg}'",
+            node.kind_name()
+        )));
     };
     if !m.contains_key(seg.as_str()) {
         let Some(c) = create else { return Ok(()) };
@@ -148,21 +158,32 @@ struct IdSelector {
 impl IdSelector {
     fn from_value(v: &Value) -> Result<IdSelector, Error> {
         let s = |k: &str| v.get(k).and_then(Value::scalar_string).unwrap_or_default();
-        let mut gvk = Gvk { group: s("group"), version: s("version"), kind: s("kind") };
+        let mut gvk = Gvk {
+            group: s("group"),
+            version: s("version"),
+            kind: s("kind"),
+        };
         if let Some(av) = v.get("apiVersion").and_then(Value::scalar_string) {
             let g = Gvk::from_api_version(&av, &gvk.kind);
             gvk.group = g.group;
             gvk.version = g.version;
         }
         let name = s("name");
-        let kind = if gvk.kind.is_empty() {
-            None
-        } else {
-            Some(Regex::new(&format!("^(?:{})$", gvk.kind)).map_err(|e| Error::msg(format!("invalid kind selector '{}': {e}", gvk.kind)))?)
-        };
+        let kind =
+            if gvk.kind.is_empty() {
+                None
+            } else {
+                Some(Regex::new(&format!("^(?:{})$", gvk.kind)).map_err(|e| {
+                    Error::msg(format!("invalid kind selector '{}': {e}", gvk.kind))
+                })?)
+            };
         gvk.kind.clear();
         let ls = |k: &str| -> Result<Option<super::select::LabelSelector>, Error> {
-            match v.get(k).and_then(Value::scalar_string).filter(|x| !x.is_empty()) {
+            match v
+                .get(k)
+                .and_then(Value::scalar_string)
+                .filter(|x| !x.is_empty())
+            {
                 Some(x) => super::select::LabelSelector::parse(&x).map(Some),
                 None => Ok(None),
             }
@@ -173,7 +194,10 @@ impl IdSelector {
             name: if name.is_empty() {
                 None
             } else {
-                Some(Regex::new(&format!("^(?:{name})$")).map_err(|e| Error::msg(format!("invalid name selector '{name}': {e}")))?)
+                Some(
+                    Regex::new(&format!("^(?:{name})$"))
+                        .map_err(|e| Error::msg(format!("invalid name selector '{name}': {e}")))?,
+                )
             },
             namespace: Some(s("namespace")).filter(|x| !x.is_empty()),
             labels: ls("labelSelector")?,
@@ -184,29 +208,50 @@ impl IdSelector {
     fn matches_id(&self, r: &Resource) -> bool {
         r.prev_ids().iter().any(|id| {
             id.gvk.is_selected_by(&self.gvk)
-                && self.kind.as_ref().is_none_or(|re| re.is_match(&id.gvk.kind))
+                && self
+                    .kind
+                    .as_ref()
+                    .is_none_or(|re| re.is_match(&id.gvk.kind))
                 && self.name.as_ref().is_none_or(|re| re.is_match(&id.name))
                 && self.namespace.as_ref().is_none_or(|ns| {
-                    let sel = crate::resource::ResId { gvk: id.gvk.clone(), name: String::new(), namespace: ns.clone() };
+                    let sel = crate::resource::ResId {
+                        gvk: id.gvk.clone(),
+                        name: String::new(),
+                        namespace: ns.clone(),
+                    };
                     sel.ns_equals(id)
                 })
         })
     }
 
     fn matches_meta(&self, r: &Resource) -> bool {
-        self.labels.as_ref().is_none_or(|l| l.matches(&r.string_map("labels")))
-            && self.annotations.as_ref().is_none_or(|a| a.matches(&r.string_map("annotations")))
+        self.labels
+            .as_ref()
+            .is_none_or(|l| l.matches(&r.string_map("labels")))
+            && self
+                .annotations
+                .as_ref()
+                .is_none_or(|a| a.matches(&r.string_map("annotations")))
     }
 }
 
 fn options(v: Option<&Value>) -> (String, i64, bool) {
-    let Some(o) = v else { return (String::new(), 0, false) };
-    let delim = o.get("delimiter").and_then(Value::scalar_string).unwrap_or_default();
+    let Some(o) = v else {
+        return (String::new(), 0, false);
+    };
+    let delim = o
+        .get("delimiter")
+        .and_then(Value::scalar_string)
+        .unwrap_or_default();
     let idx = match o.get("index") {
         Some(Value::Int(i)) => *i,
         _ => 0,
     };
-    (delim, idx, matches!(o.get("create"), Some(Value::Bool(true))))
+    (
+        delim,
+        idx,
+        matches!(o.get("create"), Some(Value::Bool(true))),
+    )
 }
 
 fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
@@ -214,16 +259,36 @@ fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
     let matched: Vec<&Resource> = resources.iter().filter(|r| sel.matches_id(r)).collect();
     let r = match matched.as_slice() {
         [one] => *one,
-        [] => return Err(Error::msg(format!("nothing selected by {}", crate::yaml::to_yaml(src).unwrap_or_default().trim()))),
-        _ => return Err(Error::msg(format!("multiple matches for selector {}", crate::yaml::to_yaml(src).unwrap_or_default().trim()))),
+        [] => {
+            return Err(Error::msg(format!(
+                "nothing selected by {}",
+                crate::yaml::to_yaml(src).unwrap_or_default().trim()
+            )))
+        }
+        _ => {
+            return Err(Error::msg(format!(
+                "multiple matches for selector {}",
+                crate::yaml::to_yaml(src).unwrap_or_default().trim()
+            )))
+        }
     };
-    let fp = src.get("fieldPath").and_then(Value::scalar_string).filter(|s| !s.is_empty()).unwrap_or_else(|| "metadata.name".into());
+    let fp = src
+        .get("fieldPath")
+        .and_then(Value::scalar_string)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "metadata.name".into());
     let mut obj = r.obj.clone();
     let mut found = Vec::new();
     find_paths(&mut obj, &split_dotted(&fp), None, &mut found)?;
-    let v = found.first().map(|v| (**v).clone()).filter(|v| !v.is_null() && v.scalar_string().as_deref() != Some(""));
+    let v = found
+        .first()
+        .map(|v| (**v).clone())
+        .filter(|v| !v.is_null() && v.scalar_string().as_deref() != Some(""));
     let Some(v) = v else {
-        return Err(Error::msg(format!("fieldPath `{fp}` is missing for replacement source {}", r.cur_id())));
+        return Err(Error::msg(format!(
+            "fieldPath `{fp}` is missing for replacement source {}",
+            r.cur_id()
+        )));
     };
     let (delim, idx, _) = options(src.get("options"));
     if delim.is_empty() {
@@ -232,7 +297,9 @@ fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
     let text = v.scalar_string().unwrap_or_default();
     let parts: Vec<&str> = text.split(delim.as_str()).collect();
     if idx < 0 || idx as usize >= parts.len() {
-        return Err(Error::msg(format!("options.index {idx} is out of bounds for value {text}")));
+        return Err(Error::msg(format!(
+            "options.index {idx} is out of bounds for value {text}"
+        )));
     }
     Ok(Value::String(parts[idx as usize].to_string()))
 }
@@ -240,8 +307,13 @@ fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
 fn set_field(target: &mut Value, value: &Value, delim: &str, idx: i64) -> Result<(), Error> {
     let mut value = value.clone();
     if !delim.is_empty() {
-        let Some(cur) = target.scalar_string().or_else(|| target.is_null().then(String::new)) else {
-            return Err(Error::msg("delimiter option can only be used with scalar nodes"));
+        let Some(cur) = target
+            .scalar_string()
+            .or_else(|| target.is_null().then(String::new))
+        else {
+            return Err(Error::msg(
+                "delimiter option can only be used with scalar nodes",
+            ));
         };
         let mut parts: Vec<String> = cur.split(delim).map(str::to_string).collect();
         let v = value.scalar_string().unwrap_or_default();
@@ -257,7 +329,10 @@ fn set_field(target: &mut Value, value: &Value, delim: &str, idx: i64) -> Result
     match (&*target, value.scalar_string()) {
         // Scalars keep their own type: only the text is copied.
         (Value::String(_), Some(text)) => *target = Value::String(text),
-        (Value::Int(_) | Value::Uint(_) | Value::Float(_) | Value::Bool(_) | Value::Null, Some(text)) => *target = resolve_plain(&text),
+        (
+            Value::Int(_) | Value::Uint(_) | Value::Float(_) | Value::Bool(_) | Value::Null,
+            Some(text),
+        ) => *target = resolve_plain(&text),
         _ => *target = value,
     }
     Ok(())
@@ -282,13 +357,23 @@ pub fn run(ldr: &Loader, entries: &[Value], resources: &mut [Resource]) -> Resul
         }
     }
     for rep in &all {
-        let src = rep.get("source").ok_or_else(|| Error::msg("replacement has no source"))?;
+        let src = rep
+            .get("source")
+            .ok_or_else(|| Error::msg("replacement has no source"))?;
         let value = source_value(resources, src)?;
-        let Some(Value::Seq(targets)) = rep.get("targets") else { continue };
+        let Some(Value::Seq(targets)) = rep.get("targets") else {
+            continue;
+        };
         for t in targets {
-            let sel = IdSelector::from_value(t.get("select").ok_or_else(|| Error::msg("target must specify resources to select"))?)?;
+            let sel = IdSelector::from_value(
+                t.get("select")
+                    .ok_or_else(|| Error::msg("target must specify resources to select"))?,
+            )?;
             let rejects: Vec<IdSelector> = match t.get("reject") {
-                Some(Value::Seq(r)) => r.iter().map(IdSelector::from_value).collect::<Result<_, _>>()?,
+                Some(Value::Seq(r)) => r
+                    .iter()
+                    .map(IdSelector::from_value)
+                    .collect::<Result<_, _>>()?,
                 _ => Vec::new(),
             };
             let paths: Vec<String> = match t.get("fieldPaths") {
@@ -297,16 +382,30 @@ pub fn run(ldr: &Loader, entries: &[Value], resources: &mut [Resource]) -> Resul
             };
             let (delim, idx, create) = options(t.get("options"));
             for r in resources.iter_mut() {
-                if !sel.matches_meta(r) || !sel.matches_id(r) || rejects.iter().any(|x| x.matches_id(r) && x.matches_meta(r)) {
+                if !sel.matches_meta(r)
+                    || !sel.matches_id(r)
+                    || rejects.iter().any(|x| x.matches_id(r) && x.matches_meta(r))
+                {
                     continue;
                 }
                 let id = r.cur_id();
                 for fp in &paths {
                     let mut found = Vec::new();
-                    find_paths(&mut r.obj, &split_dotted(fp), create.then_some(&value), &mut found)?;
+                    find_paths(
+                        &mut r.obj,
+                        &split_dotted(fp),
+                        create.then_some(&value),
+                        &mut found,
+                    )?;
                     if found.is_empty() {
-                        let what = if create { "unable to find or create field" } else { "unable to find field" };
-                        return Err(Error::msg(format!("{what} \"{fp}\" in replacement target {id}")));
+                        let what = if create {
+                            "unable to find or create field"
+                        } else {
+                            "unable to find field"
+                        };
+                        return Err(Error::msg(format!(
+                            "{what} \"{fp}\" in replacement target {id}"
+                        )));
                     }
                     for f in found {
                         set_field(f, &value, &delim, idx)?;

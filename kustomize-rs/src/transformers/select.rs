@@ -22,9 +22,11 @@ pub struct Selector {
 fn anchored(v: Option<&Value>, field: &str) -> Result<Option<Regex>, Error> {
     match v.and_then(Value::scalar_string).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => Regex::new(&format!("^(?:{s})$"))
-            .map(Some)
-            .map_err(|e| Error::msg(format!("selector {field} '{s}' is not a valid regular expression: {e}"))),
+        Some(s) => Regex::new(&format!("^(?:{s})$")).map(Some).map_err(|e| {
+            Error::msg(format!(
+                "selector {field} '{s}' is not a valid regular expression: {e}"
+            ))
+        }),
     }
 }
 
@@ -36,7 +38,11 @@ impl Selector {
     /// Invalid regular expressions or label selector syntax.
     pub fn from_value(v: &Value) -> Result<Selector, Error> {
         let ls = |k: &str| -> Result<Option<LabelSelector>, Error> {
-            match v.get(k).and_then(Value::scalar_string).filter(|s| !s.is_empty()) {
+            match v
+                .get(k)
+                .and_then(Value::scalar_string)
+                .filter(|s| !s.is_empty())
+            {
                 None => Ok(None),
                 Some(s) => LabelSelector::parse(&s).map(Some),
             }
@@ -58,14 +64,19 @@ impl Selector {
         let m = |re: &Option<Regex>, s: &str| re.as_ref().is_none_or(|re| re.is_match(s));
         let cur = r.cur_id();
         let org = r.org_id();
-        if !(m(&self.namespace, org.effective_namespace()) || m(&self.namespace, cur.effective_namespace())) {
+        if !(m(&self.namespace, org.effective_namespace())
+            || m(&self.namespace, cur.effective_namespace()))
+        {
             return false;
         }
         if !(m(&self.name, &org.name) || m(&self.name, &cur.name)) {
             return false;
         }
         let gvk = r.gvk();
-        if !(m(&self.group, &gvk.group) && m(&self.version, &gvk.version) && m(&self.kind, &gvk.kind)) {
+        if !(m(&self.group, &gvk.group)
+            && m(&self.version, &gvk.version)
+            && m(&self.kind, &gvk.kind))
+        {
             return false;
         }
         if let Some(ls) = &self.labels {
@@ -102,7 +113,11 @@ impl LabelSelector {
     /// # Errors
     /// On malformed requirements.
     pub fn parse(s: &str) -> Result<LabelSelector, Error> {
-        let bad = || Error::msg(format!("unable to parse requirement: invalid label selector '{s}'"));
+        let bad = || {
+            Error::msg(format!(
+                "unable to parse requirement: invalid label selector '{s}'"
+            ))
+        };
         let mut reqs = Vec::new();
         let mut parts = Vec::new();
         let mut depth = 0;
@@ -127,8 +142,15 @@ impl LabelSelector {
             }
             let set = |rest: &str| -> Result<Vec<String>, Error> {
                 let rest = rest.trim();
-                let inner = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
-                Ok(inner.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+                let inner = rest
+                    .strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                Ok(inner
+                    .split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect())
             };
             if let Some(k) = p.strip_prefix('!') {
                 reqs.push(Req::NotExists(k.trim().to_string()));
@@ -153,7 +175,12 @@ impl LabelSelector {
 
     /// Whether a label set satisfies every requirement.
     pub fn matches(&self, labels: &[(String, String)]) -> bool {
-        let get = |k: &str| labels.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            labels
+                .iter()
+                .find(|(kk, _)| kk == k)
+                .map(|(_, v)| v.as_str())
+        };
         self.0.iter().all(|r| match r {
             Req::Eq(k, v) => get(k) == Some(v.as_str()),
             Req::Ne(k, v) => get(k) != Some(v.as_str()),

@@ -46,8 +46,17 @@ pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 fn objref_matches(r: &Resource, objref: &Value) -> bool {
-    let s = |k: &str| objref.get(k).and_then(Value::scalar_string).unwrap_or_default();
-    let mut sel = Gvk { group: s("group"), version: s("version"), kind: s("kind") };
+    let s = |k: &str| {
+        objref
+            .get(k)
+            .and_then(Value::scalar_string)
+            .unwrap_or_default()
+    };
+    let mut sel = Gvk {
+        group: s("group"),
+        version: s("version"),
+        kind: s("kind"),
+    };
     let av = s("apiVersion");
     if !av.is_empty() {
         let g = Gvk::from_api_version(&av, &sel.kind);
@@ -57,7 +66,9 @@ fn objref_matches(r: &Resource, objref: &Value) -> bool {
     let name = s("name");
     let ns = s("namespace");
     r.prev_ids().iter().any(|id| {
-        id.gvk.is_selected_by(&sel) && id.name == name && (ns.is_empty() || id.namespace == ns || (ns == "default" && id.namespace.is_empty()))
+        id.gvk.is_selected_by(&sel)
+            && id.name == name
+            && (ns.is_empty() || id.namespace == ns || (ns == "default" && id.namespace.is_empty()))
     })
 }
 
@@ -68,14 +79,19 @@ fn objref_matches(r: &Resource, objref: &Value) -> bool {
 /// When several resources match.
 pub fn bind(var: &Value, name: &str, resources: &mut [Resource]) -> Result<(), Error> {
     let objref = var.get("objref").cloned().unwrap_or(Value::Null);
-    let matched: Vec<usize> = (0..resources.len()).filter(|&i| objref_matches(&resources[i], &objref)).collect();
+    let matched: Vec<usize> = (0..resources.len())
+        .filter(|&i| objref_matches(&resources[i], &objref))
+        .collect();
     match matched.as_slice() {
         [] => Ok(()),
         [i] => {
             resources[*i].ref_var_names.push(name.to_string());
             Ok(())
         }
-        _ => Err(Error::msg(format!("found {} resId matches for var {name} (unable to disambiguate)", matched.len()))),
+        _ => Err(Error::msg(format!(
+            "found {} resId matches for var {name} (unable to disambiguate)",
+            matched.len()
+        ))),
     }
 }
 
@@ -83,15 +99,24 @@ pub fn bind(var: &Value, name: &str, resources: &mut [Resource]) -> Result<(), E
 ///
 /// # Errors
 /// A var bound to no resource, or whose field is missing.
-pub fn resolve(vars: &[Value], specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+pub fn resolve(
+    vars: &[Value],
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     if vars.is_empty() {
         return Ok(());
     }
     let mut values: Vec<(String, Value)> = Vec::new();
     for v in vars {
-        let name = v.get("name").and_then(Value::scalar_string).unwrap_or_default();
+        let name = v
+            .get("name")
+            .and_then(Value::scalar_string)
+            .unwrap_or_default();
         let Some(r) = resources.iter().find(|r| r.ref_var_names.contains(&name)) else {
-            return Err(Error::msg(format!("var '{name}' cannot be mapped to a field in the set of known resources")));
+            return Err(Error::msg(format!(
+                "var '{name}' cannot be mapped to a field in the set of known resources"
+            )));
         };
         let fp = v
             .get_path(&["fieldref", "fieldpath"])
@@ -101,13 +126,19 @@ pub fn resolve(vars: &[Value], specs: &[FieldSpec], resources: &mut [Resource]) 
         let mut obj = r.obj.clone();
         let mut found = Vec::new();
         find_paths(&mut obj, &split_dotted(&fp), None, &mut found)?;
-        let val = found
-            .first()
-            .map(|x| (**x).clone())
-            .ok_or_else(|| Error::msg(format!("field specified in var '{name}' not found in corresponding resource")))?;
+        let val = found.first().map(|x| (**x).clone()).ok_or_else(|| {
+            Error::msg(format!(
+                "field specified in var '{name}' not found in corresponding resource"
+            ))
+        })?;
         values.push((name, val));
     }
-    let lookup = |n: &str| values.iter().find(|(k, _)| k == n).and_then(|(_, v)| v.scalar_string());
+    let lookup = |n: &str| {
+        values
+            .iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| v.scalar_string())
+    };
     for r in resources.iter_mut() {
         let gvk = r.gvk();
         for fs in specs.iter().filter(|fs| gvk.is_selected_by(&fs.gvk)) {
@@ -125,7 +156,8 @@ fn replace_in(n: &mut Value, values: &[(String, Value)], lookup: &dyn Fn(&str) -
         Value::String(s) => {
             if let Some(name) = s.strip_prefix("$(").and_then(|x| x.strip_suffix(')')) {
                 if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {
-                    if !matches!(v, Value::String(_)) && !matches!(v, Value::Map(_) | Value::Seq(_)) {
+                    if !matches!(v, Value::String(_)) && !matches!(v, Value::Map(_) | Value::Seq(_))
+                    {
                         *n = v.clone();
                         return;
                     }

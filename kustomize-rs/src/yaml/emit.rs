@@ -30,7 +30,13 @@ pub struct EmitError(pub String);
 pub fn to_yaml(v: &Value) -> Result<String, EmitError> {
     check_json(v)?;
     let mut e = Emitter::new();
-    e.emit_node(v, Ctx { mapping: false, simple_key: false });
+    e.emit_node(
+        v,
+        Ctx {
+            mapping: false,
+            simple_key: false,
+        },
+    );
     // Document end: `yaml_emitter_emit_document_end` writes an indent (a final line break).
     e.indent = -1;
     e.write_indent();
@@ -52,10 +58,18 @@ pub fn format_float_g(f: f64) -> String {
         return ".nan".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { ".inf".into() } else { "-.inf".into() };
+        return if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let (neg, digits, exp) = shortest_digits(f);
     let mut s = String::new();
@@ -77,7 +91,11 @@ fn shortest_digits(f: f64) -> (bool, String, i32) {
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
     let digits = digits.trim_end_matches('0').to_string();
-    let digits = if digits.is_empty() { "0".to_string() } else { digits };
+    let digits = if digits.is_empty() {
+        "0".to_string()
+    } else {
+        digits
+    };
     (f < 0.0, digits, exp.parse().unwrap_or(0))
 }
 
@@ -124,10 +142,10 @@ fn json_number(f: f64) -> Value {
     let abs = f.abs();
     let exp_form = abs != 0.0 && !(1e-6..1e21).contains(&abs);
     if !exp_form && f.fract() == 0.0 {
-        if f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 {
+        if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
             return Value::Int(f as i64);
         }
-        if f >= 0.0 && f < 1.844_674_407_370_955_2e19 {
+        if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
             return Value::Uint(f as u64);
         }
     }
@@ -205,9 +223,31 @@ pub fn v2_needs_quotes(s: &str) -> bool {
     match first {
         b'y' | b'Y' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'o' | b'O' | b'~' => matches!(
             s,
-            "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON"
-                | "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off"
-                | "OFF" | "~" | "null" | "Null" | "NULL"
+            "y" | "Y"
+                | "yes"
+                | "Yes"
+                | "YES"
+                | "true"
+                | "True"
+                | "TRUE"
+                | "on"
+                | "On"
+                | "ON"
+                | "n"
+                | "N"
+                | "no"
+                | "No"
+                | "NO"
+                | "false"
+                | "False"
+                | "FALSE"
+                | "off"
+                | "Off"
+                | "OFF"
+                | "~"
+                | "null"
+                | "Null"
+                | "NULL"
         ),
         b'.' => {
             matches!(s, ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF")
@@ -245,17 +285,18 @@ pub fn v2_needs_quotes(s: &str) -> bool {
 
 fn is_big_int(s: &str) -> bool {
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let (radix, digits) = if let Some(r) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        (16, r)
-    } else if let Some(r) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
-        (2, r)
-    } else if let Some(r) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
-        (8, r)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(r) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, r)
+        } else if let Some(r) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
+            (2, r)
+        } else if let Some(r) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
+            (8, r)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
     !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
 }
 
@@ -320,12 +361,16 @@ fn is_v2_timestamp(s: &str) -> bool {
             s[st..*i].parse().ok()
         }
     };
-    let Some(month) = num(&mut i, 2) else { return false };
+    let Some(month) = num(&mut i, 2) else {
+        return false;
+    };
     if i >= b.len() || b[i] != b'-' {
         return false;
     }
     i += 1;
-    let Some(day) = num(&mut i, 2) else { return false };
+    let Some(day) = num(&mut i, 2) else {
+        return false;
+    };
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return false;
     }
@@ -337,17 +382,23 @@ fn is_v2_timestamp(s: &str) -> bool {
         return false;
     }
     i += 1;
-    let Some(h) = num(&mut i, 2) else { return false };
+    let Some(h) = num(&mut i, 2) else {
+        return false;
+    };
     if i >= b.len() || b[i] != b':' {
         return false;
     }
     i += 1;
-    let Some(m) = num(&mut i, 2) else { return false };
+    let Some(m) = num(&mut i, 2) else {
+        return false;
+    };
     if i >= b.len() || b[i] != b':' {
         return false;
     }
     i += 1;
-    let Some(sec) = num(&mut i, 2) else { return false };
+    let Some(sec) = num(&mut i, 2) else {
+        return false;
+    };
     if h > 23 || m > 59 || sec > 59 {
         return false;
     }
@@ -370,7 +421,9 @@ fn is_v2_timestamp(s: &str) -> bool {
     if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
         let z = &s[i + 1..];
         let zb = z.as_bytes();
-        return zb.len() == 5 && zb[2] == b':' && zb[..2].iter().chain(&zb[3..]).all(u8::is_ascii_digit);
+        return zb.len() == 5
+            && zb[2] == b':'
+            && zb[..2].iter().chain(&zb[3..]).all(u8::is_ascii_digit);
     }
     false
 }
@@ -433,7 +486,13 @@ fn is_printable(c: char) -> bool {
 
 fn analyze(value: &str) -> Analysis {
     if value.is_empty() {
-        return Analysis { multiline: false, flow_plain: false, block_plain: true, single: true, block: false };
+        return Analysis {
+            multiline: false,
+            flow_plain: false,
+            block_plain: true,
+            single: true,
+            block: false,
+        };
     }
     let chars: Vec<char> = value.chars().collect();
     let (mut block_ind, mut flow_ind) = (false, false);
@@ -442,7 +501,8 @@ fn analyze(value: &str) -> Analysis {
         flow_ind = true;
     }
     let (mut line_breaks, mut special, mut tabs) = (false, false, false);
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) = (false, false, false, false);
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
     let (mut break_space, mut space_break) = (false, false);
     let (mut prev_space, mut prev_break) = (false, false);
     let mut preceded_by_ws = true;
@@ -452,7 +512,8 @@ fn analyze(value: &str) -> Analysis {
         let followed_by_ws = i + 1 >= n || chars[i + 1] == ' ' || chars[i + 1] == '\t';
         if i == 0 {
             match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => {
                     flow_ind = true;
                     block_ind = true;
                 }
@@ -520,7 +581,13 @@ fn analyze(value: &str) -> Analysis {
         }
         preceded_by_ws = c == ' ' || c == '\t' || is_break(c) || c == '\0';
     }
-    let mut a = Analysis { multiline: line_breaks, flow_plain: true, block_plain: true, single: true, block: true };
+    let mut a = Analysis {
+        multiline: line_breaks,
+        flow_plain: true,
+        block_plain: true,
+        single: true,
+        block: true,
+    };
     if leading_space || leading_break || trailing_space || trailing_break {
         a.flow_plain = false;
         a.block_plain = false;
@@ -556,7 +623,15 @@ fn analyze(value: &str) -> Analysis {
 
 impl Emitter {
     fn new() -> Self {
-        Emitter { out: String::new(), column: 0, indent: -1, indents: Vec::new(), whitespace: true, indention: true, flow_level: 0 }
+        Emitter {
+            out: String::new(),
+            column: 0,
+            indent: -1,
+            indents: Vec::new(),
+            whitespace: true,
+            indention: true,
+            flow_level: 0,
+        }
     }
 
     fn put(&mut self, c: char) {
@@ -612,7 +687,9 @@ impl Emitter {
             Value::Map(m) => self.emit_block_mapping(m),
             Value::Seq(s) => self.emit_block_sequence(s, ctx),
             Value::Null => self.emit_scalar("null", Style::Plain, ctx),
-            Value::Bool(b) => self.emit_scalar(if *b { "true" } else { "false" }, Style::Plain, ctx),
+            Value::Bool(b) => {
+                self.emit_scalar(if *b { "true" } else { "false" }, Style::Plain, ctx)
+            }
             Value::Int(i) => self.emit_scalar(&i.to_string(), Style::Plain, ctx),
             Value::Uint(u) => self.emit_scalar(&u.to_string(), Style::Plain, ctx),
             Value::Float(f) => match json_number(*f) {
@@ -652,15 +729,33 @@ impl Emitter {
             self.write_indent();
             let simple = !k.contains(is_break) && k.len() <= 128;
             if simple {
-                self.emit_string(k, Ctx { mapping: true, simple_key: true });
+                self.emit_string(
+                    k,
+                    Ctx {
+                        mapping: true,
+                        simple_key: true,
+                    },
+                );
                 self.write_indicator(":", false, false, false);
             } else {
                 self.write_indicator("?", true, false, true);
-                self.emit_string(k, Ctx { mapping: true, simple_key: false });
+                self.emit_string(
+                    k,
+                    Ctx {
+                        mapping: true,
+                        simple_key: false,
+                    },
+                );
                 self.write_indent();
                 self.write_indicator(":", true, false, true);
             }
-            self.emit_node(&m[k.as_str()], Ctx { mapping: true, simple_key: false });
+            self.emit_node(
+                &m[k.as_str()],
+                Ctx {
+                    mapping: true,
+                    simple_key: false,
+                },
+            );
         }
         self.pop_indent();
     }
@@ -671,7 +766,13 @@ impl Emitter {
         for item in s {
             self.write_indent();
             self.write_indicator("-", true, false, true);
-            self.emit_node(item, Ctx { mapping: false, simple_key: false });
+            self.emit_node(
+                item,
+                Ctx {
+                    mapping: false,
+                    simple_key: false,
+                },
+            );
         }
         self.pop_indent();
     }
@@ -683,7 +784,11 @@ impl Emitter {
             style = Style::Double;
         }
         if style == Style::Plain {
-            let allowed = if self.flow_level > 0 { a.flow_plain } else { a.block_plain };
+            let allowed = if self.flow_level > 0 {
+                a.flow_plain
+            } else {
+                a.block_plain
+            };
             if !allowed || (value.is_empty() && (self.flow_level > 0 || ctx.simple_key)) {
                 style = Style::Single;
             }
@@ -743,7 +848,13 @@ impl Emitter {
         while i < n {
             let c = chars[i];
             if c == ' ' {
-                if allow_breaks && !spaces && self.column > BEST_WIDTH && i != 0 && i != n - 1 && chars[i + 1] != ' ' {
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && i != 0
+                    && i != n - 1
+                    && chars[i + 1] != ' '
+                {
                     self.write_indent();
                 } else {
                     self.put(c);
@@ -898,21 +1009,42 @@ mod tests {
 
     #[test]
     fn sorts_keys_and_quotes_like_go_yaml_v2() {
-        assert_eq!(rt("b: 1\na: yes\nc: 'on'\nd: '123'\n"), "a: \"yes\"\nb: 1\nc: \"on\"\nd: \"123\"\n");
-        assert_eq!(rt("k: ': x'\ne: ''\nt: '2001-12-14'\n"), "e: \"\"\nk: ': x'\nt: \"2001-12-14\"\n");
-        assert_eq!(rt("a10: 1\na9: 2\na_: 3\naB: 4\n"), "a_: 3\na9: 2\na10: 1\naB: 4\n");
+        assert_eq!(
+            rt("b: 1\na: yes\nc: 'on'\nd: '123'\n"),
+            "a: \"yes\"\nb: 1\nc: \"on\"\nd: \"123\"\n"
+        );
+        assert_eq!(
+            rt("k: ': x'\ne: ''\nt: '2001-12-14'\n"),
+            "e: \"\"\nk: ': x'\nt: \"2001-12-14\"\n"
+        );
+        assert_eq!(
+            rt("a10: 1\na9: 2\na_: 3\naB: 4\n"),
+            "a_: 3\na9: 2\na10: 1\naB: 4\n"
+        );
     }
 
     #[test]
     fn floats_print_as_go_json_then_go_yaml() {
-        assert_eq!(rt("a: 1.0\nb: 1.5\nc: 1234567.5\nd: 0.0000001\ne: 1e21\n"), "a: 1\nb: 1.5\nc: 1.2345675e+06\nd: 1e-07\ne: 1e+21\n");
+        assert_eq!(
+            rt("a: 1.0\nb: 1.5\nc: 1234567.5\nd: 0.0000001\ne: 1e21\n"),
+            "a: 1\nb: 1.5\nc: 1.2345675e+06\nd: 1e-07\ne: 1e+21\n"
+        );
     }
 
     #[test]
     fn block_styles_and_indentless_sequences() {
-        assert_eq!(rt("a:\n  b:\n  - x\n  - {}\n  - []\n"), "a:\n  b:\n  - x\n  - {}\n  - []\n");
-        assert_eq!(rt("a: \"x\\ny\"\nb: \"x\\n\"\nc: \"x\\n\\n\"\nd: \" x\\ny\"\n"), "a: |-\n  x\n  y\nb: |\n  x\nc: |+\n  x\n\nd: |2-\n   x\n  y\n");
-        assert_eq!(rt("- - a\n  - b\n- c: d\n  e: f\n"), "- - a\n  - b\n- c: d\n  e: f\n");
+        assert_eq!(
+            rt("a:\n  b:\n  - x\n  - {}\n  - []\n"),
+            "a:\n  b:\n  - x\n  - {}\n  - []\n"
+        );
+        assert_eq!(
+            rt("a: \"x\\ny\"\nb: \"x\\n\"\nc: \"x\\n\\n\"\nd: \" x\\ny\"\n"),
+            "a: |-\n  x\n  y\nb: |\n  x\nc: |+\n  x\n\nd: |2-\n   x\n  y\n"
+        );
+        assert_eq!(
+            rt("- - a\n  - b\n- c: d\n  e: f\n"),
+            "- - a\n  - b\n- c: d\n  e: f\n"
+        );
         // Trailing space before a newline forbids the literal style.
         assert_eq!(rt("a: \"x \\ny\"\n"), "a: \"x \\ny\"\n");
     }
@@ -925,11 +1057,21 @@ mod tests {
             out,
             "spec:\n  value: Lorem ipsum dolor sit amet, consectetur adipiscing elit. Maecenas suscipit\n    ex non molestie varius.\n"
         );
-        assert_eq!(parse_one(&out).unwrap().get_path(&["spec", "value"]).unwrap().as_str(), Some(long));
+        assert_eq!(
+            parse_one(&out)
+                .unwrap()
+                .get_path(&["spec", "value"])
+                .unwrap()
+                .as_str(),
+            Some(long)
+        );
     }
 
     #[test]
     fn escapes_unprintable_characters() {
-        assert_eq!(rt("a: \"tab\\there\"\nb: \"\\U0001F600\"\n"), "a: \"tab\\there\"\nb: \"\\U0001F600\"\n");
+        assert_eq!(
+            rt("a: \"tab\\there\"\nb: \"\\U0001F600\"\n"),
+            "a: \"tab\\there\"\nb: \"\\U0001F600\"\n"
+        );
     }
 }

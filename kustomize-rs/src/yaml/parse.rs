@@ -15,7 +15,6 @@
 
 use super::value::{Mapping, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// A YAML syntax or structure error, with the 1-based line and column where it was found.
@@ -31,7 +30,11 @@ pub struct YamlError {
 }
 
 fn err_at(span: &Span, message: impl Into<String>) -> YamlError {
-    YamlError { line: span.start.line(), col: span.start.col() + 1, message: message.into() }
+    YamlError {
+        line: span.start.line(),
+        col: span.start.col() + 1,
+        message: message.into(),
+    }
 }
 
 /// Parses every document of a YAML stream. Documents that are empty (only comments, or
@@ -59,7 +62,11 @@ fn parse_documents_with(src: &str, allow_duplicates: bool) -> Result<Vec<Value>,
         allow_duplicates,
         parser: Parser::new_from_str(src),
         anchors: HashMap::new(),
-        eof_without_break: if src.ends_with(['\n', '\r']) { None } else { Some(src.chars().count()) },
+        eof_without_break: if src.ends_with(['\n', '\r']) {
+            None
+        } else {
+            Some(src.chars().count())
+        },
     };
     let mut docs = Vec::new();
     loop {
@@ -92,7 +99,11 @@ fn parse_documents_with(src: &str, allow_duplicates: bool) -> Result<Vec<Value>,
 /// As [`parse_documents`].
 pub fn parse_one(src: &str) -> Result<Value, YamlError> {
     let mut docs = parse_documents(src)?;
-    Ok(if docs.is_empty() { Value::Null } else { docs.swap_remove(0) })
+    Ok(if docs.is_empty() {
+        Value::Null
+    } else {
+        docs.swap_remove(0)
+    })
 }
 
 struct Builder<'a> {
@@ -114,7 +125,11 @@ impl<'a> Builder<'a> {
                 col: e.marker().col() + 1,
                 message: e.info().to_string(),
             }),
-            None => Err(YamlError { line: 0, col: 0, message: "unexpected end of stream".into() }),
+            None => Err(YamlError {
+                line: 0,
+                col: 0,
+                message: "unexpected end of stream".into(),
+            }),
         }
     }
 
@@ -127,10 +142,12 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| err_at(&span, "unknown anchor referenced")),
             Event::Scalar(mut text, style, anchor, tag) => {
                 let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
-                if block && Some(span.end.index()) == self.eof_without_break && text.ends_with('\n') {
+                if block && Some(span.end.index()) == self.eof_without_break && text.ends_with('\n')
+                {
                     text.to_mut().pop();
                 }
-                let v = resolve_scalar(&text, style, tag.as_deref()).map_err(|m| err_at(&span, m))?;
+                let v =
+                    resolve_scalar(&text, style, tag.as_deref()).map_err(|m| err_at(&span, m))?;
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
                 }
@@ -159,7 +176,8 @@ impl<'a> Builder<'a> {
                     if matches!(kev, Event::MappingEnd) {
                         break;
                     }
-                    let is_merge = matches!(&kev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<");
+                    let is_merge =
+                        matches!(&kev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<");
                     let key = self.node(kev, ksp)?;
                     let (vev, vsp) = self.next()?;
                     let val = self.node(vev, vsp)?;
@@ -180,10 +198,18 @@ impl<'a> Builder<'a> {
                             .into_iter()
                             .map(|i| match i {
                                 Value::Map(mm) => Ok(mm),
-                                _ => Err(err_at(&span, "map merge requires map or sequence of maps as the value")),
+                                _ => Err(err_at(
+                                    &span,
+                                    "map merge requires map or sequence of maps as the value",
+                                )),
                             })
                             .collect::<Result<_, _>>()?,
-                        _ => return Err(err_at(&span, "map merge requires map or sequence of maps as the value")),
+                        _ => {
+                            return Err(err_at(
+                                &span,
+                                "map merge requires map or sequence of maps as the value",
+                            ))
+                        }
                     };
                     for src in sources {
                         for (k, v) in src {
@@ -212,7 +238,7 @@ fn key_string(key: &Value) -> Result<String, String> {
 
 const CORE: &str = "tag:yaml.org,2002:";
 
-fn resolve_scalar(text: &Cow<str>, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
     if let Some(tag) = tag {
         let full = format!("{}{}", tag.handle, tag.suffix);
         let core = full.strip_prefix(CORE).or_else(|| full.strip_prefix("!!"));
@@ -252,7 +278,9 @@ pub fn resolve_plain(s: &str) -> Value {
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY)
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         _ => {}
     }
@@ -287,17 +315,18 @@ pub(crate) fn parse_go_int(s: &str) -> Option<Value> {
         _ => (false, s),
     };
     let signed = s.starts_with(['+', '-']);
-    let (radix, digits) = if let Some(r) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        (16, r)
-    } else if let Some(r) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
-        (8, r)
-    } else if let Some(r) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
-        (2, r)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(r) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, r)
+        } else if let Some(r) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
+            (8, r)
+        } else if let Some(r) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
+            (2, r)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
@@ -390,7 +419,10 @@ mod tests {
         assert_eq!(resolve_plain("08"), Value::Float(8.0));
         assert_eq!(resolve_plain("1.5e3"), Value::Float(1500.0));
         assert_eq!(resolve_plain("18446744073709551615"), Value::Uint(u64::MAX));
-        assert_eq!(resolve_plain("2001-12-14"), Value::String("2001-12-14".into()));
+        assert_eq!(
+            resolve_plain("2001-12-14"),
+            Value::String("2001-12-14".into())
+        );
         assert_eq!(resolve_plain("-"), Value::String("-".into()));
         assert_eq!(resolve_plain("~"), Value::Null);
     }
@@ -417,13 +449,25 @@ mod tests {
 
     #[test]
     fn block_scalar_at_end_of_input_has_no_final_break() {
-        assert_eq!(parse_one("a: |\n  x\n  y").unwrap().get("a"), Some(&Value::from("x\ny")));
-        assert_eq!(parse_one("a: |\n  x\n  y\n").unwrap().get("a"), Some(&Value::from("x\ny\n")));
+        assert_eq!(
+            parse_one("a: |\n  x\n  y").unwrap().get("a"),
+            Some(&Value::from("x\ny"))
+        );
+        assert_eq!(
+            parse_one("a: |\n  x\n  y\n").unwrap().get("a"),
+            Some(&Value::from("x\ny\n"))
+        );
     }
 
     #[test]
     fn malformed_yaml_is_an_error_not_a_panic() {
-        for bad in ["a: [1, 2", "a:\n  - b\n c: d", "{{{", "a: *nope", "- a\nb: c"] {
+        for bad in [
+            "a: [1, 2",
+            "a:\n  - b\n c: d",
+            "{{{",
+            "a: *nope",
+            "- a\nb: c",
+        ] {
             assert!(parse_documents(bad).is_err(), "{bad:?} parsed");
         }
         assert_eq!(parse_documents("# only a comment\n").unwrap().len(), 0);

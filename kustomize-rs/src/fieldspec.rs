@@ -3,10 +3,10 @@
 //! `api/internal/plugins/builtinconfig/transformerconfig.go`).
 //!
 //! The default tables are data: `data/fieldspecs/*.yaml`, derived from
-//! `api/internal/konfig/builtinpluginconsts` by `data/derive.py`.
+//! `api/internal/konfig/builtinpluginconsts` by `data/derive.py`, compiled in by `build.rs`.
 
 use crate::resource::Gvk;
-use crate::yaml::{parse_one, Value};
+use crate::yaml::Value;
 use crate::Error;
 
 /// One field spec: a GVK selector, a `/`-separated path, and whether to create the field.
@@ -56,58 +56,47 @@ pub struct TransformerConfig {
     pub name_reference: Vec<NameBackRef>,
 }
 
-const TABLES: &[(&str, &str)] = &[
-    (
-        "namePrefix",
-        include_str!("../data/fieldspecs/nameprefix.yaml"),
-    ),
-    (
-        "nameSuffix",
-        include_str!("../data/fieldspecs/namesuffix.yaml"),
-    ),
-    (
-        "namespace",
-        include_str!("../data/fieldspecs/namespace.yaml"),
-    ),
-    (
-        "commonLabels",
-        include_str!("../data/fieldspecs/commonlabels.yaml"),
-    ),
-    (
-        "commonAnnotations",
-        include_str!("../data/fieldspecs/commonannotations.yaml"),
-    ),
-    (
-        "templateLabels",
-        include_str!("../data/fieldspecs/templatelabels.yaml"),
-    ),
-    ("images", include_str!("../data/fieldspecs/images.yaml")),
-    ("replicas", include_str!("../data/fieldspecs/replicas.yaml")),
-    (
-        "varReference",
-        include_str!("../data/fieldspecs/varreference.yaml"),
-    ),
-    (
-        "nameReference",
-        include_str!("../data/fieldspecs/namereference.yaml"),
-    ),
-];
+fn from_table(rows: &[crate::tables::Spec]) -> Vec<FieldSpec> {
+    rows.iter()
+        .map(|r| FieldSpec {
+            gvk: Gvk { group: r.group.into(), version: r.version.into(), kind: r.kind.into() },
+            path: r.path.into(),
+            create: r.create,
+        })
+        .collect()
+}
 
 impl TransformerConfig {
-    /// The builtin default tables.
+    /// The builtin default tables (compiled in from `data/fieldspecs`).
     ///
     /// # Errors
-    /// Only if the embedded data is corrupt.
+    /// Never today; kept fallible for configurable defaults.
     pub fn defaults() -> Result<TransformerConfig, Error> {
-        let mut tc = TransformerConfig::default();
-        for (_, src) in TABLES {
-            let v = parse_one(src).map_err(|e| Error::msg(format!("embedded field specs: {e}")))?;
-            tc.merge(&TransformerConfig::from_value(&v, "embedded field specs")?);
+        static DEFAULTS: std::sync::OnceLock<TransformerConfig> = std::sync::OnceLock::new();
+        Ok(DEFAULTS.get_or_init(Self::build_defaults).clone())
+    }
+
+    fn build_defaults() -> TransformerConfig {
+        let t = |k: &str| crate::tables::lookup_unsorted(crate::tables::TABLES, k).map(from_table).unwrap_or_default();
+        TransformerConfig {
+            name_prefix: t("namePrefix"),
+            name_suffix: t("nameSuffix"),
+            namespace: t("namespace"),
+            common_labels: t("commonLabels"),
+            common_annotations: t("commonAnnotations"),
+            template_labels: t("templateLabels"),
+            images: t("images"),
+            replicas: t("replicas"),
+            var_reference: t("varReference"),
+            labels: Vec::new(),
+            name_reference: crate::tables::NAME_REFERENCE
+                .iter()
+                .map(|(g, v, k, specs)| NameBackRef {
+                    target: Gvk { group: (*g).into(), version: (*v).into(), kind: (*k).into() },
+                    referrers: from_table(specs),
+                })
+                .collect(),
         }
-        // templateLabels is not a kustomization config key upstream; keep it out of `merge`.
-        let tl = parse_one(TABLES[5].1).map_err(|e| Error::msg(e.to_string()))?;
-        tc.template_labels = parse_specs(tl.get("templateLabels"), "templateLabels")?;
-        Ok(tc)
     }
 
     /// Reads a `configurations:` file's content.
@@ -322,6 +311,7 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::parse_one;
 
     #[test]
     fn default_tables_load() {

@@ -21,6 +21,7 @@ pub mod kustfile;
 pub mod openapi;
 pub mod resource;
 pub mod smp;
+pub mod tables;
 pub mod transformers;
 pub mod yaml;
 

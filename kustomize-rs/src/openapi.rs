@@ -1,27 +1,19 @@
 //! The OpenAPI facts kustomize takes from its embedded Kubernetes v1.21.2 schema: strategic
 //! merge patch strategies and merge keys per field, and which kinds are cluster-scoped
 //! (`kyaml/openapi/openapi.go`). The data file is derived from the reference bundle by
-//! `data/derive.py`.
+//! `data/derive.py` and compiled into static tables by `build.rs`.
 
+use crate::tables::{lookup, DEFINITIONS, KINDS};
 use crate::yaml::Value;
-use serde_json::Value as Json;
-use std::sync::OnceLock;
 
-const DATA: &str = include_str!("../data/openapi-k8s-v1.21.2.json");
-
-fn data() -> &'static Json {
-    static D: OnceLock<Json> = OnceLock::new();
-    D.get_or_init(|| serde_json::from_str(DATA).unwrap_or(Json::Null))
+fn kind_entry(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
+    let key = format!("{api_version}|{kind}");
+    KINDS.binary_search_by(|(k, _, _)| (*k).cmp(key.as_str())).ok().map(|i| (KINDS[i].1, KINDS[i].2))
 }
 
 /// Whether `apiVersion`/`kind` is a known cluster-scoped type.
 pub fn is_cluster_scoped(api_version: &str, kind: &str) -> bool {
-    data()
-        .get("kinds")
-        .and_then(|k| k.get(format!("{api_version}|{kind}")))
-        .and_then(|e| e.get("scope"))
-        .and_then(Json::as_str)
-        == Some("Cluster")
+    kind_entry(api_version, kind).is_some_and(|(_, c)| c)
 }
 
 thread_local! {
@@ -90,11 +82,7 @@ fn custom_target(root: &std::sync::Arc<Value>, node: &Value) -> Option<Schema> {
 }
 
 fn builtin_def(name: &str) -> Option<&'static str> {
-    data()
-        .get("definitions")?
-        .as_object()?
-        .get_key_value(name)
-        .map(|(k, _)| k.as_str())
+    DEFINITIONS.binary_search_by(|(k, _)| (*k).cmp(name)).ok().map(|i| DEFINITIONS[i].0)
 }
 
 fn resolve_ref(root: &Value, node: &Value) -> Value {
@@ -135,11 +123,7 @@ impl Schema {
                 }
             }
         }
-        let def = data()
-            .get("kinds")?
-            .get(format!("{api_version}|{kind}"))?
-            .get("definition")?
-            .as_str()?;
+        let (def, _) = kind_entry(api_version, kind)?;
         if def.is_empty() {
             return None;
         }
@@ -150,25 +134,13 @@ impl Schema {
     pub fn field(&self, name: &str) -> Option<FieldInfo> {
         match self {
             Schema::Builtin(def) => {
-                let e = data().get("definitions")?.get(*def)?.get(name)?;
-                let s = |k: &str| e.get(k).and_then(Json::as_str);
-                let target = s("ref").or(s("items")).or(s("values"));
+                let e = lookup(lookup(DEFINITIONS, def)?, name)?;
                 Some(FieldInfo {
-                    schema: target.map(Schema::Builtin),
-                    array: e.get("array").and_then(Json::as_bool).unwrap_or(false),
-                    map_values: s("values").is_some(),
-                    strategies: s("strategy")
-                        .map(|x| x.split(',').map(str::to_string).collect())
-                        .unwrap_or_default(),
-                    merge_keys: e
-                        .get("keys")
-                        .and_then(Json::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|k| k.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    schema: e.target.map(Schema::Builtin),
+                    array: e.array,
+                    map_values: e.map_values,
+                    strategies: if e.strategy.is_empty() { Vec::new() } else { e.strategy.split(',').map(str::to_string).collect() },
+                    merge_keys: e.keys.iter().map(|k| k.to_string()).collect(),
                 })
             }
             Schema::Custom(root, node) => {

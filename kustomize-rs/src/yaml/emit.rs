@@ -165,16 +165,42 @@ pub fn v2_key_cmp(a: &str, b: &str) -> Ordering {
 }
 
 fn v2_key_less(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return key_less_by(a.as_bytes(), b.as_bytes(), |c| (*c as char).is_ascii_alphabetic());
+    }
     let ar: Vec<char> = a.chars().collect();
     let br: Vec<char> = b.chars().collect();
+    key_less_by(&ar, &br, |c| c.is_alphabetic())
+}
+
+trait KeyChar: Copy + PartialEq + PartialOrd {
+    fn digit(self) -> Option<i64>;
+    fn is_zero(self) -> bool {
+        self.digit() == Some(0)
+    }
+}
+
+impl KeyChar for u8 {
+    fn digit(self) -> Option<i64> {
+        self.is_ascii_digit().then(|| (self - b'0') as i64)
+    }
+}
+
+impl KeyChar for char {
+    fn digit(self) -> Option<i64> {
+        self.is_ascii_digit().then(|| self as i64 - '0' as i64)
+    }
+}
+
+fn key_less_by<C: KeyChar>(ar: &[C], br: &[C], letter: impl Fn(&C) -> bool) -> bool {
     let mut i = 0;
     while i < ar.len() && i < br.len() {
         if ar[i] == br[i] {
             i += 1;
             continue;
         }
-        let al = ar[i].is_alphabetic();
-        let bl = br[i].is_alphabetic();
+        let al = letter(&ar[i]);
+        let bl = letter(&br[i]);
         if al && bl {
             return ar[i] < br[i];
         }
@@ -182,10 +208,10 @@ fn v2_key_less(a: &str, b: &str) -> bool {
             return bl;
         }
         let (mut an, mut bn): (i64, i64) = (0, 0);
-        if ar[i] == '0' || br[i] == '0' {
+        if ar[i].is_zero() || br[i].is_zero() {
             let mut j = i as isize - 1;
-            while j >= 0 && ar[j as usize].is_ascii_digit() {
-                if ar[j as usize] != '0' {
+            while j >= 0 && ar[j as usize].digit().is_some() {
+                if !ar[j as usize].is_zero() {
                     an = 1;
                     bn = 1;
                     break;
@@ -194,13 +220,13 @@ fn v2_key_less(a: &str, b: &str) -> bool {
             }
         }
         let mut ai = i;
-        while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.wrapping_mul(10).wrapping_add(ar[ai] as i64 - '0' as i64);
+        while let Some(d) = ar.get(ai).and_then(|c| c.digit()) {
+            an = an.wrapping_mul(10).wrapping_add(d);
             ai += 1;
         }
         let mut bi = i;
-        while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.wrapping_mul(10).wrapping_add(br[bi] as i64 - '0' as i64);
+        while let Some(d) = br.get(bi).and_then(|c| c.digit()) {
+            bn = bn.wrapping_mul(10).wrapping_add(d);
             bi += 1;
         }
         if an != bn {
@@ -494,7 +520,6 @@ fn analyze(value: &str) -> Analysis {
             block: false,
         };
     }
-    let chars: Vec<char> = value.chars().collect();
     let (mut block_ind, mut flow_ind) = (false, false);
     if value.starts_with("---") || value.starts_with("...") {
         block_ind = true;
@@ -506,10 +531,12 @@ fn analyze(value: &str) -> Analysis {
     let (mut break_space, mut space_break) = (false, false);
     let (mut prev_space, mut prev_break) = (false, false);
     let mut preceded_by_ws = true;
-    let n = chars.len();
-    for i in 0..n {
-        let c = chars[i];
-        let followed_by_ws = i + 1 >= n || chars[i + 1] == ' ' || chars[i + 1] == '\t';
+    let mut it = value.chars().peekable();
+    let mut i = 0usize;
+    while let Some(c) = it.next() {
+        let next = it.peek().copied();
+        let last = next.is_none();
+        let followed_by_ws = matches!(next, None | Some(' ') | Some('\t'));
         if i == 0 {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
@@ -554,7 +581,7 @@ fn analyze(value: &str) -> Analysis {
             if i == 0 {
                 leading_space = true;
             }
-            if i + 1 == n {
+            if last {
                 trailing_space = true;
             }
             if prev_break {
@@ -567,7 +594,7 @@ fn analyze(value: &str) -> Analysis {
             if i == 0 {
                 leading_break = true;
             }
-            if i + 1 == n {
+            if last {
                 trailing_break = true;
             }
             if prev_space {
@@ -580,6 +607,7 @@ fn analyze(value: &str) -> Analysis {
             prev_break = false;
         }
         preceded_by_ws = c == ' ' || c == '\t' || is_break(c) || c == '\0';
+        i += 1;
     }
     let mut a = Analysis {
         multiline: line_breaks,
@@ -814,13 +842,11 @@ impl Emitter {
         if !self.whitespace {
             self.put(' ');
         }
-        let chars: Vec<char> = value.chars().collect();
         let mut spaces = false;
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
+        let mut it = value.chars().peekable();
+        while let Some(c) = it.next() {
             if c == ' ' {
-                let next_space = chars.get(i + 1) == Some(&' ');
+                let next_space = it.peek() == Some(&' ');
                 if allow_breaks && !spaces && self.column > BEST_WIDTH && !next_space {
                     self.write_indent();
                 } else {
@@ -832,7 +858,6 @@ impl Emitter {
                 self.indention = false;
                 spaces = false;
             }
-            i += 1;
         }
         self.whitespace = false;
         self.indention = false;

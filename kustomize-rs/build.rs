@@ -39,7 +39,9 @@ fn node(p: &mut Parser<saphyr_parser::StrInput>, ev: Event) -> Node {
                 if matches!(e, Event::MappingEnd) {
                     break;
                 }
-                let Node::Scalar(k) = node(p, e) else { panic!("non-scalar key") };
+                let Node::Scalar(k) = node(p, e) else {
+                    panic!("non-scalar key")
+                };
                 let (v, _) = p.next_event().expect("event").expect("valid yaml");
                 items.push((k, node(p, v)));
             }
@@ -80,7 +82,15 @@ fn specs(list: Option<&Node>) -> String {
     if let Some(Node::Seq(items)) = list {
         for it in items {
             let create = s(it, "create") == "true";
-            write!(out, "Spec {{ group: {}, version: {}, kind: {}, path: {}, create: {create} }},", lit(&s(it, "group")), lit(&s(it, "version")), lit(&s(it, "kind")), lit(&s(it, "path"))).unwrap();
+            write!(
+                out,
+                "Spec {{ group: {}, version: {}, kind: {}, path: {}, create: {create} }},",
+                lit(&s(it, "group")),
+                lit(&s(it, "version")),
+                lit(&s(it, "kind")),
+                lit(&s(it, "path"))
+            )
+            .unwrap();
         }
     }
     out.push(']');
@@ -106,17 +116,27 @@ fn main() {
     ];
     out.push_str("/// Default field-spec tables, by kustomization config key.\npub static TABLES: &[(&str, &[Spec])] = &[\n");
     for (key, file) in tables {
-        let src = std::fs::read_to_string(data.join("fieldspecs").join(file)).expect("read field specs");
+        let src =
+            std::fs::read_to_string(data.join("fieldspecs").join(file)).expect("read field specs");
         let n = parse_yaml(&src);
         writeln!(out, "({}, {}),", lit(key), specs(get(&n, key))).unwrap();
     }
     out.push_str("];\n");
-    let src = std::fs::read_to_string(data.join("fieldspecs/namereference.yaml")).expect("read namereference");
+    let src = std::fs::read_to_string(data.join("fieldspecs/namereference.yaml"))
+        .expect("read namereference");
     let n = parse_yaml(&src);
     out.push_str("/// Default name-reference rules: (group, version, kind, referrer specs).\npub static NAME_REFERENCE: &[(&str, &str, &str, &[Spec])] = &[\n");
     if let Some(Node::Seq(items)) = get(&n, "nameReference") {
         for it in items {
-            writeln!(out, "({}, {}, {}, {}),", lit(&s(it, "group")), lit(&s(it, "version")), lit(&s(it, "kind")), specs(get(it, "fieldSpecs"))).unwrap();
+            writeln!(
+                out,
+                "({}, {}, {}, {}),",
+                lit(&s(it, "group")),
+                lit(&s(it, "version")),
+                lit(&s(it, "kind")),
+                specs(get(it, "fieldSpecs"))
+            )
+            .unwrap();
         }
     }
     out.push_str("];\n");
@@ -128,7 +148,13 @@ fn main() {
         .as_object()
         .expect("kinds")
         .iter()
-        .map(|(k, v)| (k.clone(), v["definition"].as_str().unwrap_or("").to_string(), v["scope"] == "Cluster"))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["definition"].as_str().unwrap_or("").to_string(),
+                v["scope"] == "Cluster",
+            )
+        })
         .collect();
     kinds.sort();
     out.push_str("/// `apiVersion|kind` → (definition, cluster-scoped), sorted by key.\npub static KINDS: &[(&str, &str, bool)] = &[\n");
@@ -136,17 +162,26 @@ fn main() {
         writeln!(out, "({}, {}, {c}),", lit(k), lit(d)).unwrap();
     }
     out.push_str("];\n");
-    let mut defs: Vec<(&String, &serde_json::Value)> = j["definitions"].as_object().expect("definitions").iter().collect();
+    let mut defs: Vec<(&String, &serde_json::Value)> = j["definitions"]
+        .as_object()
+        .expect("definitions")
+        .iter()
+        .collect();
     defs.sort_by(|a, b| a.0.cmp(b.0));
     out.push_str("/// Definition → fields (sorted), each with its strategic-merge facts.\npub static DEFINITIONS: &[(&str, &[(&str, Field)])] = &[\n");
     for (name, fields) in defs {
-        let mut fs: Vec<(&String, &serde_json::Value)> = fields.as_object().expect("fields").iter().collect();
+        let mut fs: Vec<(&String, &serde_json::Value)> =
+            fields.as_object().expect("fields").iter().collect();
         fs.sort_by(|a, b| a.0.cmp(b.0));
         write!(out, "({}, &[", lit(name)).unwrap();
         for (f, e) in fs {
             let st = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_string);
             let target = st("ref").or(st("items")).or(st("values"));
-            let keys: Vec<String> = e.get("keys").and_then(|k| k.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(lit)).collect()).unwrap_or_default();
+            let keys: Vec<String> = e
+                .get("keys")
+                .and_then(|k| k.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(lit)).collect())
+                .unwrap_or_default();
             write!(
                 out,
                 "({}, Field {{ target: {}, array: {}, map_values: {}, strategy: {}, keys: &[{}] }}),",

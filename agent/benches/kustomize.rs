@@ -20,14 +20,29 @@ fn kubectl() -> Option<PathBuf> {
     if local.is_file() {
         return Some(local);
     }
-    Command::new("kubectl").arg("version").arg("--client").output().ok().map(|_| PathBuf::from("kubectl"))
+    Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .ok()
+        .map(|_| PathBuf::from("kubectl"))
 }
 
 fn time_cmd(cmd: &Path, pre: &[&str], dir: &Path, arg: &str) -> Duration {
     let start = Instant::now();
     for _ in 0..ROUNDS {
-        let out = Command::new(cmd).args(pre).arg(arg).current_dir(dir).output().expect("run build");
-        assert!(out.status.success(), "{} failed: {}", cmd.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(cmd)
+            .args(pre)
+            .arg(arg)
+            .current_dir(dir)
+            .output()
+            .expect("run build");
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            cmd.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     start.elapsed() / ROUNDS
 }
@@ -43,10 +58,19 @@ fn main() {
         return;
     };
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_stackwave"));
-    let mut cases: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("genestack-"))).collect();
+    let mut cases: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("genestack-"))
+        })
+        .collect();
     cases.sort();
     let (mut t_ours, mut t_ref, mut t_lib) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    println!("{:<48} {:>12} {:>12} {:>12} {:>8}", "case", "stackwave", "kubectl", "in-process", "ratio");
+    println!(
+        "{:<48} {:>12} {:>12} {:>12} {:>8}",
+        "case", "stackwave", "kubectl", "in-process", "ratio"
+    );
     for c in &cases {
         let meta = std::fs::read_to_string(c.join("case.yaml")).unwrap_or_default();
         let build_dir = meta
@@ -59,14 +83,21 @@ fn main() {
         let b = time_cmd(&kubectl, &["kustomize"], &input, &build_dir);
         let start = Instant::now();
         for _ in 0..ROUNDS {
-            kustomize_rs::build_dir(&input.join(&build_dir), &Default::default()).expect("library build");
+            kustomize_rs::build_dir(&input.join(&build_dir), &Default::default())
+                .expect("library build");
         }
         let l = start.elapsed() / ROUNDS;
         t_ours += a;
         t_ref += b;
         t_lib += l;
-        let name = c.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        println!("{name:<48} {a:>12.2?} {b:>12.2?} {l:>12.2?} {:>7.1}x", b.as_secs_f64() / a.as_secs_f64());
+        let name = c
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        println!(
+            "{name:<48} {a:>12.2?} {b:>12.2?} {l:>12.2?} {:>7.1}x",
+            b.as_secs_f64() / a.as_secs_f64()
+        );
     }
     println!(
         "genestack kustomize builds ({} cases, {ROUNDS} rounds): stackwave {:.2?}/build, kubectl kustomize {:.2?}/build, ratio {:.1}x faster (process to process); in-process {:.2?}/build, {:.0}x",

@@ -8,7 +8,7 @@
 
 use crate::fieldspec::{parse_specs, FieldSpec, TransformerConfig};
 use crate::fs::Loader;
-pub use crate::fs::{LoadRestrictor, RemoteOptions};
+pub use crate::fs::{FileSystem, LoadRestrictor, RemoteOptions};
 use crate::generators;
 use crate::kustfile::{self, Kustomization, PatchArgs};
 use crate::resource::{Behavior, Origin, Resource};
@@ -273,7 +273,23 @@ pub fn print_resources(resources: &[Resource]) -> Result<String, Error> {
 /// # Errors
 /// Any build error.
 pub fn build_resources(dir: &Path, opts: &Options) -> Result<Vec<Resource>, Error> {
-    let ldr = Loader::new(dir, opts.load_restrictor, opts.remote.clone())?;
+    build_in(
+        std::sync::Arc::new(crate::fs::FileSystem::disk()),
+        dir,
+        opts,
+    )
+}
+
+/// Builds a kustomization directory of a (possibly layered, in-memory) file system.
+///
+/// # Errors
+/// Any build error.
+pub fn build_in(
+    fs: std::sync::Arc<crate::fs::FileSystem>,
+    dir: &Path,
+    opts: &Options,
+) -> Result<Vec<Resource>, Error> {
+    let ldr = Loader::with_fs(fs, dir, opts.load_restrictor, opts.remote.clone())?;
     let k = kustfile::load(&ldr)?;
     if k.kind == "Component" {
         return Err(Error::msg(format!(
@@ -462,7 +478,7 @@ fn accumulate_resources(
 ) -> Result<(), Error> {
     for p in paths {
         let as_file = ldr.join(p);
-        let file_err = if crate::fs::is_url(p) || as_file.is_file() {
+        let file_err = if crate::fs::is_url(p) || ldr.is_file(p) {
             match ldr.load_string(p).and_then(|t| parse_resources(&t, p)) {
                 Ok(rs) => {
                     for mut r in rs {
@@ -587,8 +603,7 @@ fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<
             return Ok(maps);
         }
     }
-    let p = ldr.join(entry);
-    if p.is_dir() {
+    if ldr.is_dir(entry) {
         let sub = ldr.child(entry)?;
         let sk = kustfile::load(&sub)?;
         let acc = accumulate_target(&sub, &sk, &join_rel(dir, entry), tr, Accumulator::new()?)?;

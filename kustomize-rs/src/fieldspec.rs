@@ -59,7 +59,11 @@ pub struct TransformerConfig {
 fn from_table(rows: &[crate::tables::Spec]) -> Vec<FieldSpec> {
     rows.iter()
         .map(|r| FieldSpec {
-            gvk: Gvk { group: r.group.into(), version: r.version.into(), kind: r.kind.into() },
+            gvk: Gvk {
+                group: r.group.into(),
+                version: r.version.into(),
+                kind: r.kind.into(),
+            },
             path: r.path.into(),
             create: r.create,
         })
@@ -77,7 +81,11 @@ impl TransformerConfig {
     }
 
     fn build_defaults() -> TransformerConfig {
-        let t = |k: &str| crate::tables::lookup_unsorted(crate::tables::TABLES, k).map(from_table).unwrap_or_default();
+        let t = |k: &str| {
+            crate::tables::lookup_unsorted(crate::tables::TABLES, k)
+                .map(from_table)
+                .unwrap_or_default()
+        };
         TransformerConfig {
             name_prefix: t("namePrefix"),
             name_suffix: t("nameSuffix"),
@@ -92,7 +100,11 @@ impl TransformerConfig {
             name_reference: crate::tables::NAME_REFERENCE
                 .iter()
                 .map(|(g, v, k, specs)| NameBackRef {
-                    target: Gvk { group: (*g).into(), version: (*v).into(), kind: (*k).into() },
+                    target: Gvk {
+                        group: (*g).into(),
+                        version: (*v).into(),
+                        kind: (*k).into(),
+                    },
                     referrers: from_table(specs),
                 })
                 .collect(),

@@ -100,6 +100,88 @@ pub enum LoadRestrictor {
     None,
 }
 
+/// The files a build reads: the real disk, or a stack of directories overlaid on each other
+/// with in-memory files on top (how Stackwave post-renders Helm output without temp files).
+///
+/// Paths given to a layered file system are virtual absolute paths (`/keystone/overlay`);
+/// each is looked up in the in-memory files, then in each layer, highest priority first.
+#[derive(Clone, Debug, Default)]
+pub struct FileSystem {
+    /// Directories mapped onto `/`, highest priority first; empty means the real disk.
+    layers: Vec<PathBuf>,
+    /// In-memory files by virtual path.
+    mem: std::collections::HashMap<PathBuf, Vec<u8>>,
+}
+
+impl FileSystem {
+    /// The real disk.
+    pub fn disk() -> FileSystem {
+        FileSystem::default()
+    }
+
+    /// Directories overlaid onto a virtual `/`, highest priority first.
+    pub fn layered(layers: Vec<PathBuf>) -> FileSystem {
+        FileSystem {
+            layers,
+            mem: Default::default(),
+        }
+    }
+
+    /// Adds (or replaces) an in-memory file at a virtual absolute path.
+    pub fn insert(&mut self, path: impl AsRef<Path>, content: impl Into<Vec<u8>>) {
+        self.mem.insert(clean(path.as_ref()), content.into());
+    }
+
+    fn physical(&self, p: &Path) -> Vec<PathBuf> {
+        if self.layers.is_empty() {
+            return vec![p.to_path_buf()];
+        }
+        let rel = p.strip_prefix("/").unwrap_or(p);
+        self.layers.iter().map(|l| l.join(rel)).collect()
+    }
+
+    /// Reads a file.
+    ///
+    /// # Errors
+    /// When no layer has it.
+    pub fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        if let Some(b) = self.mem.get(&clean(p)) {
+            return Ok(b.clone());
+        }
+        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "not found");
+        for ph in self.physical(p) {
+            match std::fs::read(&ph) {
+                Ok(b) => return Ok(b),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether a file exists at the path.
+    pub fn is_file(&self, p: &Path) -> bool {
+        self.mem.contains_key(&clean(p)) || self.physical(p).iter().any(|ph| ph.is_file())
+    }
+
+    /// Whether a directory exists at the path (in memory, a directory exists when a file
+    /// lies below it).
+    pub fn is_dir(&self, p: &Path) -> bool {
+        let c = clean(p);
+        self.mem.keys().any(|k| k.starts_with(&c) && *k != c)
+            || self.physical(p).iter().any(|ph| ph.is_dir())
+    }
+
+    /// The path with symlinks resolved on disk, or cleaned lexically when layered.
+    fn canonical(&self, p: &Path) -> Option<PathBuf> {
+        if self.layers.is_empty() {
+            std::fs::canonicalize(p).ok()
+        } else {
+            let c = clean(p);
+            (self.is_file(&c) || self.is_dir(&c)).then_some(c)
+        }
+    }
+}
+
 /// A loader rooted at one kustomization directory.
 #[derive(Clone, Debug)]
 pub struct Loader {
@@ -109,6 +191,8 @@ pub struct Loader {
     referrers: Vec<PathBuf>,
     /// How remote resources are fetched.
     remote: Arc<RemoteOptions>,
+    /// Where files come from.
+    fs: Arc<FileSystem>,
 }
 
 /// Lexically cleans a path (like Go's `filepath.Clean`) after making it absolute.
@@ -127,7 +211,7 @@ fn clean(p: &Path) -> PathBuf {
 }
 
 impl Loader {
-    /// A loader for the top-level directory.
+    /// A loader for the top-level directory on disk.
     ///
     /// # Errors
     /// When `dir` is not a directory.
@@ -136,20 +220,39 @@ impl Loader {
         restrictor: LoadRestrictor,
         remote: RemoteOptions,
     ) -> Result<Loader, Error> {
-        let root = std::fs::canonicalize(dir).map_err(|e| {
-            Error::msg(format!("must build at directory: '{}': {e}", dir.display()))
-        })?;
-        if !root.is_dir() {
-            return Err(Error::msg(format!(
+        Loader::with_fs(Arc::new(FileSystem::disk()), dir, restrictor, remote)
+    }
+
+    /// A loader for a directory of the given file system (a virtual absolute path when the
+    /// file system is layered).
+    ///
+    /// # Errors
+    /// When `dir` is not a directory.
+    pub fn with_fs(
+        fs: Arc<FileSystem>,
+        dir: &Path,
+        restrictor: LoadRestrictor,
+        remote: RemoteOptions,
+    ) -> Result<Loader, Error> {
+        let abs = if dir.is_absolute() || !fs.layers.is_empty() {
+            Path::new("/").join(dir)
+        } else {
+            std::env::current_dir()
+                .map(|c| c.join(dir))
+                .unwrap_or_else(|_| dir.to_path_buf())
+        };
+        let root = fs.canonical(&abs).filter(|r| fs.is_dir(r)).ok_or_else(|| {
+            Error::msg(format!(
                 "must build at directory: not a valid directory: '{}'",
                 dir.display()
-            )));
-        }
+            ))
+        })?;
         Ok(Loader {
             root,
             restrictor,
             referrers: Vec::new(),
             remote: Arc::new(remote),
+            fs,
         })
     }
 
@@ -163,6 +266,16 @@ impl Loader {
         clean(&self.root.join(rel))
     }
 
+    /// Whether `rel` names a file.
+    pub fn is_file(&self, rel: &str) -> bool {
+        self.fs.is_file(&self.join(rel))
+    }
+
+    /// Whether `rel` names a directory.
+    pub fn is_dir(&self, rel: &str) -> bool {
+        self.fs.is_dir(&self.join(rel))
+    }
+
     /// Reads a file, enforcing the load restrictor.
     ///
     /// # Errors
@@ -173,7 +286,7 @@ impl Loader {
         }
         let p = self.join(rel);
         if self.restrictor == LoadRestrictor::RootOnly {
-            let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            let real = self.fs.canonical(&p).unwrap_or_else(|| p.clone());
             if !real.starts_with(&self.root) {
                 return Err(Error::msg(format!(
                     "security; file '{}' is not in or below '{}'",
@@ -182,13 +295,15 @@ impl Loader {
                 )));
             }
         }
-        if p.is_dir() {
+        if self.fs.is_dir(&p) && !self.fs.is_file(&p) {
             return Err(Error::msg(format!(
                 "'{}' is a directory, not a file",
                 p.display()
             )));
         }
-        std::fs::read(&p).map_err(|e| Error::msg(format!("cannot read '{}': {e}", p.display())))
+        self.fs
+            .read(&p)
+            .map_err(|e| Error::msg(format!("cannot read '{}': {e}", p.display())))
     }
 
     /// Reads a file as UTF-8 text.
@@ -222,9 +337,10 @@ impl Loader {
             )));
         }
         let p = self.join(rel);
-        let root = std::fs::canonicalize(&p)
-            .ok()
-            .filter(|r| r.is_dir())
+        let root = self
+            .fs
+            .canonical(&p)
+            .filter(|r| self.fs.is_dir(r))
             .ok_or_else(|| {
                 Error::msg(format!(
                     "must build at directory: not a valid directory: evalsymlink failure on '{}'",
@@ -247,6 +363,7 @@ impl Loader {
             restrictor: self.restrictor,
             referrers,
             remote: self.remote.clone(),
+            fs: self.fs.clone(),
         })
     }
 }

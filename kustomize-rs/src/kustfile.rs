@@ -142,7 +142,7 @@ const KNOWN: &[&str] = &[
 pub fn load(ldr: &Loader) -> Result<Kustomization, Error> {
     let mut found = Vec::new();
     for n in FILE_NAMES {
-        if ldr.root().join(n).is_file() {
+        if ldr.is_file(n) {
             found.push(n);
         }
     }

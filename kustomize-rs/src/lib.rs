@@ -25,7 +25,10 @@ pub mod tables;
 pub mod transformers;
 pub mod yaml;
 
-pub use build::{build_dir, build_resources, LoadRestrictor, Options, RemoteOptions, Reorder};
+pub use build::{
+    build_dir, build_in, build_resources, print_resources, FileSystem, LoadRestrictor, Options,
+    RemoteOptions, Reorder,
+};
 
 /// A build error: a message naming the file or object and the cause, with context prefixes
 /// added as it travels up (`accumulating resources: ...`).

@@ -8,7 +8,10 @@ use crate::yaml::Value;
 
 fn kind_entry(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
     let key = format!("{api_version}|{kind}");
-    KINDS.binary_search_by(|(k, _, _)| (*k).cmp(key.as_str())).ok().map(|i| (KINDS[i].1, KINDS[i].2))
+    KINDS
+        .binary_search_by(|(k, _, _)| (*k).cmp(key.as_str()))
+        .ok()
+        .map(|i| (KINDS[i].1, KINDS[i].2))
 }
 
 /// Whether `apiVersion`/`kind` is a known cluster-scoped type.
@@ -82,7 +85,10 @@ fn custom_target(root: &std::sync::Arc<Value>, node: &Value) -> Option<Schema> {
 }
 
 fn builtin_def(name: &str) -> Option<&'static str> {
-    DEFINITIONS.binary_search_by(|(k, _)| (*k).cmp(name)).ok().map(|i| DEFINITIONS[i].0)
+    DEFINITIONS
+        .binary_search_by(|(k, _)| (*k).cmp(name))
+        .ok()
+        .map(|i| DEFINITIONS[i].0)
 }
 
 fn resolve_ref(root: &Value, node: &Value) -> Value {
@@ -139,7 +145,11 @@ impl Schema {
                     schema: e.target.map(Schema::Builtin),
                     array: e.array,
                     map_values: e.map_values,
-                    strategies: if e.strategy.is_empty() { Vec::new() } else { e.strategy.split(',').map(str::to_string).collect() },
+                    strategies: if e.strategy.is_empty() {
+                        Vec::new()
+                    } else {
+                        e.strategy.split(',').map(str::to_string).collect()
+                    },
                     merge_keys: e.keys.iter().map(|k| k.to_string()).collect(),
                 })
             }

@@ -34,7 +34,10 @@ include!(concat!(env!("OUT_DIR"), "/tables.rs"));
 
 /// Looks up a key in a table sorted by its first column.
 pub fn lookup<'a, T>(table: &'a [(&'static str, T)], key: &str) -> Option<&'a T> {
-    table.binary_search_by(|(k, _)| (*k).cmp(key)).ok().map(|i| &table[i].1)
+    table
+        .binary_search_by(|(k, _)| (*k).cmp(key))
+        .ok()
+        .map(|i| &table[i].1)
 }
 
 /// Looks up a key in a small unsorted table.

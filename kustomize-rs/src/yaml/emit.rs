@@ -166,7 +166,9 @@ pub fn v2_key_cmp(a: &str, b: &str) -> Ordering {
 
 fn v2_key_less(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
-        return key_less_by(a.as_bytes(), b.as_bytes(), |c| (*c as char).is_ascii_alphabetic());
+        return key_less_by(a.as_bytes(), b.as_bytes(), |c| {
+            (*c as char).is_ascii_alphabetic()
+        });
     }
     let ar: Vec<char> = a.chars().collect();
     let br: Vec<char> = b.chars().collect();

@@ -22,6 +22,35 @@ pub enum Command {
         #[command(subcommand)]
         command: KustomizeCommand,
     },
+    /// Render a component exactly as its Genestack install script would (helm template +
+    /// values layering + bound secrets + kustomize post-render).
+    Render(RenderArgs),
+}
+
+/// Arguments of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Genestack checkout (base-helm-configs/, base-kustomize/, helm-chart-versions.yaml).
+    #[arg(long)]
+    pub genestack: PathBuf,
+    /// Directory of charts (<chart>/Chart.yaml).
+    #[arg(long)]
+    pub charts: PathBuf,
+    /// Multi-document YAML of the Secrets the install scripts read (offline rendering).
+    #[arg(long)]
+    pub secrets: PathBuf,
+    /// Other looked-up objects [default: cluster-state.yaml beside --secrets, if present].
+    #[arg(long)]
+    pub cluster_state: Option<PathBuf>,
+    /// Operator overrides tree laid out like /etc/genestack.
+    #[arg(long)]
+    pub overrides: Option<PathBuf>,
+    /// Component catalog directory layered over the built-in one.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// The component to render.
+    #[arg(long)]
+    pub component: String,
 }
 
 /// `stackwave kustomize ...`.
@@ -79,9 +108,58 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stackwave"))
 }
 
+fn render(a: RenderArgs) -> Result<String, String> {
+    let mut catalog = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
+    if let Some(dir) = &a.catalog {
+        catalog.overlay_dir(dir).map_err(|e| e.to_string())?;
+    }
+    let mut objects = crate::render::objects::Objects::default();
+    objects.load_file(&a.secrets)?;
+    let cs = a.cluster_state.clone().or_else(|| {
+        let p = a
+            .secrets
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("cluster-state.yaml");
+        p.is_file().then_some(p)
+    });
+    if let Some(cs) = cs {
+        objects.load_file(&cs)?;
+    }
+    let inputs = crate::render::Inputs {
+        sources: crate::render::values::Sources {
+            genestack: a.genestack.clone(),
+            overrides: a.overrides.clone(),
+        },
+        charts: a.charts.clone(),
+        objects,
+        catalog,
+    };
+    crate::render::render_component(&inputs, &a.component)
+        .map(|r| r.text)
+        .map_err(|e| e.to_string())
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Render(a) => match render(a) {
+            Ok(text) => {
+                let mut stdout = std::io::stdout().lock();
+                if stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
+                    return 1;
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                1
+            }
+        },
         Command::Kustomize {
             command: KustomizeCommand::Build(a),
         } => {

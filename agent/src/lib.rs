@@ -5,3 +5,5 @@
 //! Today the render stage's kustomize engine is wired in ([`cli`]).
 
 pub mod cli;
+pub mod component;
+pub mod render;

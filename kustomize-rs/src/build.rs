@@ -343,7 +343,9 @@ pub fn build_in(
         if let (true, Some(o)) = (tr.origins, &r.origin) {
             ann.push(("config.kubernetes.io/origin".into(), o.to_yaml("", "")));
         }
-        if !ann.is_empty() {
+        // kustomize's internal annotations come and go on every resource, so the field is
+        // always rewritten: string values, and no field at all when empty or null.
+        if !ann.is_empty() || r.obj.get_path(&["metadata", "annotations"]).is_some() {
             r.set_string_map("annotations", ann);
         }
     }

@@ -1,0 +1,307 @@
+//! The render stage: a component of the desired state → the exact objects its Genestack
+//! install script would produce (Helm release + values layering + bindings + post-render).
+//!
+//! Steps follow `../shared/corpus/README.md` "Composition rules": pick the chart (a
+//! `chart.service_name` in the first operator values file may switch it), compose values
+//! ([`values`]), render with Helm's Go SDK ([`helm`]), assemble like `helm template`
+//! ([`assemble`]), post-render the non-hook documents through the kustomize overlay
+//! ([`postrender`]), and print the kustomize output followed by the hooks (Helm 3 does not
+//! post-render hooks).
+
+pub mod assemble;
+pub mod helm;
+pub mod objects;
+pub mod postrender;
+pub mod values;
+
+use crate::component::{Catalog, Component};
+use assemble::{go_trim_space, sort_by_kind, source_stream, Manifest};
+use helm::{Helm, HelmError, RenderOptions};
+use objects::Objects;
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use values::{Sources, ValuesError};
+
+/// A render failure, naming the component and the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The component is not in the catalog.
+    #[error("unknown component '{0}'")]
+    UnknownComponent(String),
+    /// No version pinned for the chart.
+    #[error("component {component}: no version for chart key '{key}' in {file}")]
+    UnknownVersion {
+        /// Component.
+        component: String,
+        /// Key looked up.
+        key: String,
+        /// The versions file.
+        file: String,
+    },
+    /// The chart is missing.
+    #[error("component {component}: chart {chart} not found under {dir}")]
+    ChartNotFound {
+        /// Component.
+        component: String,
+        /// Chart name.
+        chart: String,
+        /// Charts directory.
+        dir: String,
+    },
+    /// Values composition failed.
+    #[error("component {component}: {source}")]
+    Values {
+        /// Component.
+        component: String,
+        /// Cause.
+        source: ValuesError,
+    },
+    /// Helm failed.
+    #[error("component {component}: {source}")]
+    Helm {
+        /// Component.
+        component: String,
+        /// Cause.
+        source: HelmError,
+    },
+    /// A rendered document is not YAML.
+    #[error("component {component}: {source}")]
+    Assemble {
+        /// Component.
+        component: String,
+        /// Cause.
+        source: assemble::AssembleError,
+    },
+    /// kustomize failed.
+    #[error("component {component}: post-render through {overlay}: {source}")]
+    PostRender {
+        /// Component.
+        component: String,
+        /// Overlay.
+        overlay: String,
+        /// Cause.
+        source: kustomize_rs::Error,
+    },
+    /// Another input problem.
+    #[error("component {component}: {cause}")]
+    Input {
+        /// Component.
+        component: String,
+        /// Cause.
+        cause: String,
+    },
+}
+
+/// Everything a render reads.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Genestack base checkout and operator overrides.
+    pub sources: Sources,
+    /// Directory of chart directories (`<chart>/Chart.yaml`).
+    pub charts: PathBuf,
+    /// Secrets and other looked-up objects.
+    pub objects: Objects,
+    /// The component catalog.
+    pub catalog: Catalog,
+}
+
+/// A rendered component.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The full output: post-rendered manifests, then hooks (what the golden files hold).
+    pub text: String,
+    /// The post-rendered (kustomize) part.
+    pub manifests: String,
+    /// Hook documents in Helm's order.
+    pub hooks: Vec<Manifest>,
+    /// Chart used and its pinned version.
+    pub chart: String,
+    /// Pinned version.
+    pub version: String,
+    /// Values files read, in order.
+    pub values_files: Vec<PathBuf>,
+}
+
+/// The pinned chart version (`helm-chart-versions.yaml`, `charts.<key>`).
+pub fn pinned_version(genestack: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(genestack.join("helm-chart-versions.yaml")).ok()?;
+    let docs = kustomize_rs::yaml::parse_documents(&text).ok()?;
+    docs.iter().find_map(|d| {
+        d.get_path(&["charts", key])
+            .and_then(kustomize_rs::yaml::Value::scalar_string)
+    })
+}
+
+fn json_at<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
+    path.split('.').try_fold(v, |cur, seg| cur.get(seg))
+}
+
+/// Computes a component variable (e.g. the OVN scheme from kube-ovn's values).
+fn var_value(
+    helm: &Helm,
+    inputs: &Inputs,
+    component: &Component,
+    name: &str,
+) -> Result<Option<String>, RenderError> {
+    let Some(spec) = component.vars.get(name) else {
+        return Ok(None);
+    };
+    let other = inputs
+        .catalog
+        .get(&spec.values_of)
+        .ok_or_else(|| RenderError::UnknownComponent(spec.values_of.clone()))?;
+    let files = values::value_files(
+        &inputs.sources,
+        &other.values.dir,
+        other.values.global_overrides,
+    );
+    let vals = values::merge_files(helm, &files).map_err(|source| RenderError::Values {
+        component: component.name.clone(),
+        source,
+    })?;
+    let hit = json_at(&Json::Object(vals), &spec.path) == Some(&spec.equals);
+    Ok(Some(if hit {
+        spec.then.clone()
+    } else {
+        spec.otherwise.clone()
+    }))
+}
+
+/// Renders one component.
+///
+/// # Errors
+/// [`RenderError`] naming the component, the file or object, and the cause.
+pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderError> {
+    let component = inputs
+        .catalog
+        .get(name)
+        .ok_or_else(|| RenderError::UnknownComponent(name.to_string()))?;
+    let cname = component.name.clone();
+    let helm = Helm::get().map_err(|source| RenderError::Helm {
+        component: cname.clone(),
+        source,
+    })?;
+    let src = &inputs.sources;
+
+    // Chart selection: the first operator values file may set chart.service_name.
+    let mut chart_name = component.chart.name.clone();
+    if let Some(o) = &src.overrides {
+        if let Some(first) =
+            values::yaml_files(&o.join("helm-configs").join(&component.values.dir)).first()
+        {
+            let v =
+                values::read_values_file(&helm, first).map_err(|source| RenderError::Values {
+                    component: cname.clone(),
+                    source,
+                })?;
+            if let Some(s) = v
+                .get("chart")
+                .and_then(|c| c.get("service_name"))
+                .and_then(Json::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                chart_name = s.to_string();
+            }
+        }
+    }
+    let key = component
+        .chart
+        .version_key
+        .clone()
+        .unwrap_or_else(|| component.chart.name.clone());
+    let version =
+        pinned_version(&src.genestack, &key).ok_or_else(|| RenderError::UnknownVersion {
+            component: cname.clone(),
+            key: key.clone(),
+            file: src
+                .genestack
+                .join("helm-chart-versions.yaml")
+                .display()
+                .to_string(),
+        })?;
+    let chart_dir = inputs.charts.join(&chart_name);
+    if !chart_dir.join("Chart.yaml").is_file() {
+        return Err(RenderError::ChartNotFound {
+            component: cname,
+            chart: chart_name,
+            dir: inputs.charts.display().to_string(),
+        });
+    }
+
+    let mut var_cache: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    for v in component.vars.keys() {
+        var_cache.insert(v.clone(), var_value(&helm, inputs, component, v)?);
+    }
+    let vars = |n: &str| var_cache.get(n).cloned().flatten();
+    let (files, vals) =
+        values::compose(&helm, component, src, &inputs.objects, &vars).map_err(|source| {
+            RenderError::Values {
+                component: cname.clone(),
+                source,
+            }
+        })?;
+
+    let chart = helm
+        .load_chart(&chart_dir)
+        .map_err(|source| RenderError::Helm {
+            component: cname.clone(),
+            source,
+        })?;
+    let opts = RenderOptions {
+        name: component.release.name.clone(),
+        namespace: component.release.namespace.clone(),
+        revision: 1,
+        is_install: true,
+        is_upgrade: false,
+    };
+    let values_json = serde_json::to_string(&Json::Object(vals)).unwrap_or_default();
+    let rendered = chart
+        .render(&values_json, &opts)
+        .map_err(|source| RenderError::Helm {
+            component: cname.clone(),
+            source,
+        })?;
+    drop(chart);
+    let files_map: serde_json::Map<String, Json> =
+        serde_json::from_str(&rendered).map_err(|e| RenderError::Input {
+            component: cname.clone(),
+            cause: format!("helm render output: {e}"),
+        })?;
+    let templates: Vec<(String, String)> = files_map
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or("").to_string()))
+        .collect();
+    let (mut hooks, manifests) =
+        assemble::sort_manifests(&templates).map_err(|source| RenderError::Assemble {
+            component: cname.clone(),
+            source,
+        })?;
+    sort_by_kind(&mut hooks);
+    let stream = source_stream(&manifests);
+
+    let post = match &component.post_render {
+        Some(p) => postrender::post_render(
+            &stream,
+            &src.genestack,
+            src.overrides.as_deref(),
+            &p.overlay,
+        )
+        .map_err(|source| RenderError::PostRender {
+            component: cname.clone(),
+            overlay: p.overlay.clone(),
+            source,
+        })?,
+        None => stream.clone(),
+    };
+    let mut text = String::from(go_trim_space(&post));
+    text.push('\n');
+    text.push_str(&source_stream(&hooks));
+    Ok(Rendered {
+        text,
+        manifests: post,
+        hooks,
+        chart: chart_name,
+        version,
+        values_files: files,
+    })
+}

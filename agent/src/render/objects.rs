@@ -1,0 +1,95 @@
+//! Cluster objects the install scripts look up (Secrets, and e.g. the `ovn-nb` Service), read
+//! from the cluster or — offline — from files: `--secrets FILE` (multi-document Secret YAML)
+//! and `--cluster-state FILE`.
+//!
+//! Secret payloads are decoded only on request and are never printed: errors name the Secret
+//! and key. [`Objects::secret_digest`] gives a sha256 for cache keys instead of the value.
+
+use base64::Engine;
+use kustomize_rs::yaml::{parse_documents, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Objects keyed by (kind, namespace, name); an empty namespace is `default`.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    map: BTreeMap<(String, String, String), Value>,
+}
+
+impl Objects {
+    /// Adds every object of a multi-document YAML file.
+    ///
+    /// # Errors
+    /// Unreadable or malformed files (naming the file, never a value).
+    pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let docs = parse_documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for d in docs {
+            self.insert(d);
+        }
+        Ok(())
+    }
+
+    /// Adds one object.
+    pub fn insert(&mut self, obj: Value) {
+        let kind = obj.str_at(&["kind"]).unwrap_or("").to_string();
+        let name = obj.str_at(&["metadata", "name"]).unwrap_or("").to_string();
+        if kind.is_empty() || name.is_empty() {
+            return;
+        }
+        let ns = obj
+            .str_at(&["metadata", "namespace"])
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        self.map.insert((kind, ns, name), obj);
+    }
+
+    /// An object.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Value> {
+        let ns = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
+        self.map
+            .get(&(kind.to_string(), ns.to_string(), name.to_string()))
+    }
+
+    /// The decoded bytes of a Secret key (`data` base64-decoded, else `stringData`).
+    ///
+    /// # Errors
+    /// Missing Secret or key, or invalid base64 — naming them, never the value.
+    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
+        let s = self
+            .get("Secret", namespace, name)
+            .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+        if let Some(v) = s.get_path(&["data", key]).and_then(Value::as_str) {
+            let clean: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+            return base64::engine::general_purpose::STANDARD
+                .decode(clean)
+                .map_err(|_| format!("Secret {namespace}/{name} key {key} is not valid base64"));
+        }
+        if let Some(v) = s
+            .get_path(&["stringData", key])
+            .and_then(Value::scalar_string)
+        {
+            return Ok(v.into_bytes());
+        }
+        Err(format!("Secret {namespace}/{name} has no key {key}"))
+    }
+
+    /// sha256 of a Secret key's value, for cache keys (the value itself is never stored).
+    pub fn secret_digest(&self, namespace: &str, name: &str, key: &str) -> String {
+        match self.secret_value(namespace, name, key) {
+            Ok(v) => hex(&Sha256::digest(&v)),
+            Err(e) => format!("missing:{e}"),
+        }
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -7,7 +7,16 @@ use stackwave::component::Catalog;
 use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
 use stackwave_tests::shared_dir;
 
-const GOLDENS: [&str; 8] = ["keystone", "glance", "placement", "nova", "neutron", "barbican", "memcached", "libvirt"];
+const GOLDENS: [&str; 8] = [
+    "keystone",
+    "glance",
+    "placement",
+    "nova",
+    "neutron",
+    "barbican",
+    "memcached",
+    "libvirt",
+];
 
 fn inputs(shared: &std::path::Path, overrides: Option<std::path::PathBuf>) -> Inputs {
     let g = shared.join("corpus/genestack");
@@ -15,7 +24,10 @@ fn inputs(shared: &std::path::Path, overrides: Option<std::path::PathBuf>) -> In
     objects.load_file(&g.join("secrets.yaml")).unwrap();
     objects.load_file(&g.join("cluster-state.yaml")).unwrap();
     Inputs {
-        sources: Sources { genestack: g, overrides },
+        sources: Sources {
+            genestack: g,
+            overrides,
+        },
         charts: shared.join("corpus/charts"),
         objects,
         catalog: Catalog::builtin().unwrap(),
@@ -45,14 +57,25 @@ fn goldens_render_byte_for_byte() {
     let inp = inputs(&shared, None);
     let mut failures = Vec::new();
     for svc in GOLDENS {
-        let want = std::fs::read_to_string(shared.join(format!("corpus/goldens/{svc}.yaml"))).unwrap();
+        let want =
+            std::fs::read_to_string(shared.join(format!("corpus/goldens/{svc}.yaml"))).unwrap();
         let got = render_component(&inp, svc).unwrap_or_else(|e| panic!("{svc}: {e}"));
         if got.text != want {
-            let line = got.text.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(0) + 1;
+            let line = got
+                .text
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0)
+                + 1;
             failures.push(format!("{svc}: differs from the golden at line {line}"));
         }
     }
-    println!("goldens: {} passed, {} failed", GOLDENS.len() - failures.len(), failures.len());
+    println!(
+        "goldens: {} passed, {} failed",
+        GOLDENS.len() - failures.len(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -80,13 +103,18 @@ fn bad_inputs_name_the_file_and_cause() {
     let o = std::env::temp_dir().join(format!("sw-bad-overrides-{}", std::process::id()));
     std::fs::create_dir_all(o.join("helm-configs/memcached")).unwrap();
     std::fs::write(o.join("helm-configs/memcached/zz.yaml"), "pod: [unclosed\n").unwrap();
-    let err = render_component(&inputs(&shared, Some(o.clone())), "memcached").unwrap_err().to_string();
+    let err = render_component(&inputs(&shared, Some(o.clone())), "memcached")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("zz.yaml"), "{err}");
     // A missing Secret names the Secret, never a value.
     let mut inp = inputs(&shared, None);
     inp.objects = Objects::default();
     let err = render_component(&inp, "keystone").unwrap_err().to_string();
-    assert!(err.contains("Secret openstack/keystone-admin not found"), "{err}");
+    assert!(
+        err.contains("Secret openstack/keystone-admin not found"),
+        "{err}"
+    );
     // An unknown chart version.
     let g = std::env::temp_dir().join(format!("sw-bad-genestack-{}", std::process::id()));
     std::fs::create_dir_all(&g).unwrap();
@@ -94,7 +122,10 @@ fn bad_inputs_name_the_file_and_cause() {
     let mut inp = inputs(&shared, None);
     inp.sources.genestack = g.clone();
     let err = render_component(&inp, "memcached").unwrap_err().to_string();
-    assert!(err.contains("no version for chart key 'memcached'"), "{err}");
+    assert!(
+        err.contains("no version for chart key 'memcached'"),
+        "{err}"
+    );
     for d in [o, g] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -19,7 +19,14 @@ fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     let (py, kubectl) = tools().expect("reference tools (scripts/setup)");
     let mut c = Command::new(py);
     c.arg(shared.join("tools/genestack-oracle"))
-        .args(["--genestack", "corpus/genestack", "--charts", "corpus/charts", "--secrets", "corpus/genestack/secrets.yaml"])
+        .args([
+            "--genestack",
+            "corpus/genestack",
+            "--charts",
+            "corpus/charts",
+            "--secrets",
+            "corpus/genestack/secrets.yaml",
+        ])
         .args(["--service", svc])
         .arg("--kubectl")
         .arg(kubectl)
@@ -28,7 +35,11 @@ fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
         c.arg("--overrides").arg(o);
     }
     let out = c.output().expect("run genestack-oracle");
-    assert!(out.status.success(), "oracle failed for {svc}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "oracle failed for {svc}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -38,12 +49,17 @@ fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     objects.load_file(&g.join("secrets.yaml")).unwrap();
     objects.load_file(&g.join("cluster-state.yaml")).unwrap();
     let inputs = Inputs {
-        sources: Sources { genestack: g, overrides: overrides.map(Path::to_path_buf) },
+        sources: Sources {
+            genestack: g,
+            overrides: overrides.map(Path::to_path_buf),
+        },
         charts: shared.join("corpus/charts"),
         objects,
         catalog: Catalog::builtin().unwrap(),
     };
-    render_component(&inputs, svc).unwrap_or_else(|e| panic!("{svc}: {e}")).text
+    render_component(&inputs, svc)
+        .unwrap_or_else(|e| panic!("{svc}: {e}"))
+        .text
 }
 
 #[test]
@@ -57,8 +73,13 @@ fn matches_the_reference_pipeline() {
         return;
     }
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template");
-    let cases: Vec<(&str, Option<&Path>)> =
-        vec![("cinder", None), ("horizon", None), ("octavia", None), ("keystone", Some(template.as_path())), ("nova", Some(template.as_path()))];
+    let cases: Vec<(&str, Option<&Path>)> = vec![
+        ("cinder", None),
+        ("horizon", None),
+        ("octavia", None),
+        ("keystone", Some(template.as_path())),
+        ("nova", Some(template.as_path())),
+    ];
     let mut failures = Vec::new();
     for (svc, o) in &cases {
         let (a, b) = (ours(&shared, svc, *o), oracle(&shared, svc, *o));
@@ -66,8 +87,15 @@ fn matches_the_reference_pipeline() {
             failures.push(format!("{svc} (overrides: {o:?})"));
         }
     }
-    println!("reference pipeline: {} passed, {} failed", cases.len() - failures.len(), failures.len());
-    assert!(failures.is_empty(), "differs from genestack-oracle: {failures:#?}");
+    println!(
+        "reference pipeline: {} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "differs from genestack-oracle: {failures:#?}"
+    );
     // The template's overrides really took effect.
     let k = ours(&shared, "keystone", Some(&template));
     assert!(k.contains("cloud.example.com/site: lab") && k.contains("replicas: 3"));

@@ -209,8 +209,13 @@ pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderE
         .version_key
         .clone()
         .unwrap_or_else(|| component.chart.name.clone());
-    let version =
-        pinned_version(&src.genestack, &key).ok_or_else(|| RenderError::UnknownVersion {
+    // The operator's pins (`/etc/genestack/helm-chart-versions.yaml`) win over the base's.
+    let version = src
+        .overrides
+        .as_deref()
+        .and_then(|o| pinned_version(o, &key))
+        .or_else(|| pinned_version(&src.genestack, &key))
+        .ok_or_else(|| RenderError::UnknownVersion {
             component: cname.clone(),
             key: key.clone(),
             file: src

@@ -33,9 +33,16 @@ pub struct RenderArgs {
     /// Genestack checkout (base-helm-configs/, base-kustomize/, helm-chart-versions.yaml).
     #[arg(long)]
     pub genestack: PathBuf,
-    /// Directory of charts (<chart>/Chart.yaml).
+    /// Directory of charts (<chart>/Chart.yaml); without it charts are fetched from their
+    /// repositories at the pinned version, into the cache.
     #[arg(long)]
-    pub charts: PathBuf,
+    pub charts: Option<PathBuf>,
+    /// Use only cached chart repositories and archives.
+    #[arg(long)]
+    pub offline: bool,
+    /// Cache directory [default: $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Multi-document YAML of the Secrets the install scripts read (offline rendering).
     #[arg(long)]
     pub secrets: PathBuf,
@@ -131,7 +138,18 @@ fn render(a: RenderArgs) -> Result<String, String> {
             genestack: a.genestack.clone(),
             overrides: a.overrides.clone(),
         },
-        charts: a.charts.clone(),
+        charts: match &a.charts {
+            Some(d) => crate::render::charts::ChartStore::Dir(d.clone()),
+            None => crate::render::charts::ChartStore::Repos(crate::render::charts::Fetcher {
+                cache_dir: a
+                    .cache_dir
+                    .clone()
+                    .or_else(default_cache_dir)
+                    .ok_or("no cache directory: pass --cache-dir")?,
+                offline: a.offline,
+                timeout: std::time::Duration::from_secs(60),
+            }),
+        },
         objects,
         catalog,
     };

@@ -28,7 +28,7 @@ fn inputs(shared: &std::path::Path, overrides: Option<std::path::PathBuf>) -> In
             genestack: g,
             overrides,
         },
-        charts: shared.join("corpus/charts"),
+        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
         objects,
         catalog: Catalog::builtin().unwrap(),
     }

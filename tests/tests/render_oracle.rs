@@ -53,7 +53,7 @@ fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
             genestack: g,
             overrides: overrides.map(Path::to_path_buf),
         },
-        charts: shared.join("corpus/charts"),
+        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
         objects,
         catalog: Catalog::builtin().unwrap(),
     };

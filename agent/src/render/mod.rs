@@ -9,6 +9,7 @@
 //! post-render hooks).
 
 pub mod assemble;
+pub mod charts;
 pub mod helm;
 pub mod objects;
 pub mod postrender;
@@ -38,16 +39,6 @@ pub enum RenderError {
         /// The versions file.
         file: String,
     },
-    /// The chart is missing.
-    #[error("component {component}: chart {chart} not found under {dir}")]
-    ChartNotFound {
-        /// Component.
-        component: String,
-        /// Chart name.
-        chart: String,
-        /// Charts directory.
-        dir: String,
-    },
     /// Values composition failed.
     #[error("component {component}: {source}")]
     Values {
@@ -63,6 +54,14 @@ pub enum RenderError {
         component: String,
         /// Cause.
         source: HelmError,
+    },
+    /// The chart could not be had.
+    #[error("component {component}: {source}")]
+    Chart {
+        /// Component.
+        component: String,
+        /// Cause.
+        source: charts::ChartError,
     },
     /// A rendered document is not YAML.
     #[error("component {component}: {source}")]
@@ -97,8 +96,8 @@ pub enum RenderError {
 pub struct Inputs {
     /// Genestack base checkout and operator overrides.
     pub sources: Sources,
-    /// Directory of chart directories (`<chart>/Chart.yaml`).
-    pub charts: PathBuf,
+    /// Where charts come from.
+    pub charts: charts::ChartStore,
     /// Secrets and other looked-up objects.
     pub objects: Objects,
     /// The component catalog.
@@ -224,15 +223,13 @@ pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderE
                 .display()
                 .to_string(),
         })?;
-    let chart_dir = inputs.charts.join(&chart_name);
-    if !chart_dir.join("Chart.yaml").is_file() {
-        return Err(RenderError::ChartNotFound {
-            component: cname,
-            chart: chart_name,
-            dir: inputs.charts.display().to_string(),
-        });
-    }
-
+    let located = inputs
+        .charts
+        .locate(&component.chart, &chart_name, &version)
+        .map_err(|source| RenderError::Chart {
+            component: cname.clone(),
+            source,
+        })?;
     let mut var_cache: std::collections::BTreeMap<String, Option<String>> = Default::default();
     for v in component.vars.keys() {
         var_cache.insert(v.clone(), var_value(&helm, inputs, component, v)?);
@@ -247,7 +244,7 @@ pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderE
         })?;
 
     let chart = helm
-        .load_chart(&chart_dir)
+        .load_chart(&located.path)
         .map_err(|source| RenderError::Helm {
             component: cname.clone(),
             source,

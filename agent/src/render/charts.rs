@@ -1,0 +1,311 @@
+//! Getting charts: a local directory of charts, or an HTTP Helm repository (`index.yaml`, the
+//! chart archive, its sha256 digest checked) with a local cache keyed by digest, so a chart
+//! once fetched never needs the network again (Helm `pkg/repo/index.go`, `chartrepo.go`).
+//!
+//! Cache layout: `<cache>/charts/index/<sha256 of repo URL>.yaml` (last fetched index) and
+//! `<cache>/charts/sha256/<digest>.tgz` (verified archives).
+
+use kustomize_rs::yaml::{parse_documents, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where charts come from.
+#[derive(Debug, Clone)]
+pub enum ChartStore {
+    /// `<dir>/<chart>/Chart.yaml` (unpacked charts, e.g. `../shared/corpus/charts`).
+    Dir(PathBuf),
+    /// Chart repositories, with a cache.
+    Repos(Fetcher),
+}
+
+/// Fetches charts from HTTP repositories.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+    /// Never touch the network (cached indexes and archives only).
+    pub offline: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// A chart ready to load.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// A directory or `.tgz` archive.
+    pub path: PathBuf,
+    /// sha256 of the archive, or of the directory's files (for cache keys).
+    pub digest: String,
+}
+
+/// A chart that could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// The version is not in the repository's index.
+    #[error("chart {name} version {version} not found in {repo} (known versions: {known})")]
+    UnknownVersion {
+        /// Chart.
+        name: String,
+        /// Version asked for.
+        version: String,
+        /// Repository URL.
+        repo: String,
+        /// Some versions the index has.
+        known: String,
+    },
+    /// The archive's digest differs from the index's.
+    #[error("chart {url}: digest mismatch (index says {expected}, got {actual})")]
+    Digest {
+        /// Archive URL.
+        url: String,
+        /// From the index.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+    /// Network, cache or parse failure.
+    #[error("chart {what}: {cause}")]
+    Fetch {
+        /// What was being fetched.
+        what: String,
+        /// Why it failed.
+        cause: String,
+    },
+    /// The component's source kind is not available.
+    #[error("chart {name}: {cause}")]
+    Unsupported {
+        /// Chart.
+        name: String,
+        /// Why.
+        cause: String,
+    },
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// sha256 over a directory's files (paths and contents, in sorted order).
+pub fn dir_digest(dir: &Path) -> String {
+    fn walk(base: &Path, d: &Path, h: &mut Sha256) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(base, &p, h);
+            } else if let Ok(b) = std::fs::read(&p) {
+                h.update(
+                    p.strip_prefix(base)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .as_bytes(),
+                );
+                h.update([0]);
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(&b);
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    walk(dir, dir, &mut h);
+    hex(&h.finalize())
+}
+
+impl Fetcher {
+    fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .build()
+            .into();
+        let mut r = agent.get(url).call().map_err(|e| e.to_string())?;
+        r.body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_vec()
+            .map_err(|e| e.to_string())
+    }
+
+    fn index(&self, repo: &str) -> Result<Value, ChartError> {
+        let key = hex(&Sha256::digest(repo.as_bytes()));
+        let cached = self
+            .cache_dir
+            .join("charts/index")
+            .join(format!("{key}.yaml"));
+        let url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+        let text = if self.offline {
+            std::fs::read(&cached).map_err(|_| ChartError::Fetch {
+                what: url.clone(),
+                cause: format!("offline and no cached index at {}", cached.display()),
+            })?
+        } else {
+            match self.get(&url) {
+                Ok(b) => {
+                    if let Some(p) = cached.parent() {
+                        let _ = std::fs::create_dir_all(p);
+                    }
+                    let _ = std::fs::write(&cached, &b);
+                    b
+                }
+                Err(e) => std::fs::read(&cached).map_err(|_| ChartError::Fetch {
+                    what: url.clone(),
+                    cause: e,
+                })?,
+            }
+        };
+        let text = String::from_utf8_lossy(&text);
+        parse_documents(&text)
+            .map_err(|e| ChartError::Fetch {
+                what: url.clone(),
+                cause: format!("index.yaml: {e}"),
+            })?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ChartError::Fetch {
+                what: url,
+                cause: "empty index.yaml".into(),
+            })
+    }
+
+    /// Fetches `name` at `version` from an HTTP repository (exact version first, then the
+    /// same version ignoring `+build` metadata), verifying the index's sha256 digest.
+    ///
+    /// # Errors
+    /// [`ChartError`] naming the chart, version and repository.
+    pub fn fetch(&self, repo: &str, name: &str, version: &str) -> Result<Located, ChartError> {
+        let idx = self.index(repo)?;
+        let entries = idx
+            .get_path(&["entries", name])
+            .and_then(Value::as_seq)
+            .cloned()
+            .unwrap_or_default();
+        let core = |v: &str| v.split('+').next().unwrap_or(v).to_string();
+        let entry = entries
+            .iter()
+            .find(|e| e.str_at(&["version"]) == Some(version))
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find(|e| e.str_at(&["version"]).map(core) == Some(core(version)))
+            })
+            .ok_or_else(|| ChartError::UnknownVersion {
+                name: name.into(),
+                version: version.into(),
+                repo: repo.into(),
+                known: entries
+                    .iter()
+                    .filter_map(|e| e.str_at(&["version"]))
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let digest = entry.str_at(&["digest"]).unwrap_or("").to_string();
+        let rel = entry
+            .get("urls")
+            .and_then(Value::as_seq)
+            .and_then(|u| u.first())
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let url = if rel.contains("://") {
+            rel
+        } else {
+            format!("{}/{}", repo.trim_end_matches('/'), rel)
+        };
+        let cache_name = if digest.is_empty() {
+            hex(&Sha256::digest(url.as_bytes()))
+        } else {
+            digest.clone()
+        };
+        let path = self
+            .cache_dir
+            .join("charts/sha256")
+            .join(format!("{cache_name}.tgz"));
+        if let Ok(b) = std::fs::read(&path) {
+            if digest.is_empty() || hex(&Sha256::digest(&b)) == digest {
+                return Ok(Located {
+                    path,
+                    digest: hex(&Sha256::digest(&b)),
+                });
+            }
+        }
+        if self.offline {
+            return Err(ChartError::Fetch {
+                what: url,
+                cause: format!("offline and not cached at {}", path.display()),
+            });
+        }
+        let body = self.get(&url).map_err(|cause| ChartError::Fetch {
+            what: url.clone(),
+            cause,
+        })?;
+        let actual = hex(&Sha256::digest(&body));
+        if !digest.is_empty() && actual != digest {
+            return Err(ChartError::Digest {
+                url,
+                expected: digest,
+                actual,
+            });
+        }
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(|e| ChartError::Fetch {
+                what: path.display().to_string(),
+                cause: e.to_string(),
+            })?;
+        }
+        let tmp = path.with_extension("part");
+        std::fs::write(&tmp, &body)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| ChartError::Fetch {
+                what: path.display().to_string(),
+                cause: e.to_string(),
+            })?;
+        Ok(Located {
+            path,
+            digest: actual,
+        })
+    }
+}
+
+impl ChartStore {
+    /// Finds a chart.
+    ///
+    /// # Errors
+    /// Missing charts, unknown versions, fetch and digest failures.
+    pub fn locate(
+        &self,
+        source: &crate::component::ChartSource,
+        name: &str,
+        version: &str,
+    ) -> Result<Located, ChartError> {
+        match self {
+            ChartStore::Dir(d) => {
+                let p = d.join(name);
+                if !p.join("Chart.yaml").is_file() {
+                    return Err(ChartError::Fetch {
+                        what: name.into(),
+                        cause: format!("not found under {}", d.display()),
+                    });
+                }
+                Ok(Located {
+                    digest: dir_digest(&p),
+                    path: p,
+                })
+            }
+            ChartStore::Repos(f) => match (&source.repo, &source.oci) {
+                (Some(repo), _) => f.fetch(repo, name, version),
+                (None, Some(oci)) => Err(ChartError::Unsupported {
+                    name: name.into(),
+                    cause: format!(
+                        "OCI source {oci}: OCI registries are not supported yet; use --charts"
+                    ),
+                }),
+                _ => Err(ChartError::Unsupported {
+                    name: name.into(),
+                    cause: "the component names no chart repository".into(),
+                }),
+            },
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Charts fetched from an HTTP Helm repository (served on loopback by the test): index lookup
+//! by pinned version, sha256 digest check, the digest-keyed cache, offline use, and clear
+//! errors for unknown versions and corrupted archives.
+
+use stackwave::component::Catalog;
+use stackwave::render::charts::{ChartStore, Fetcher};
+use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
+use stackwave_tests::shared_dir;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Serves `files` (path → body) until the returned flag's thread is dropped (n requests max).
+fn serve(files: Vec<(String, Vec<u8>)>, n: usize) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for _ in 0..n {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut buf = [0u8; 8192];
+            let len = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..len]).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    base
+}
+
+fn inputs(shared: &Path, store: ChartStore, repo: &str) -> Inputs {
+    let g = shared.join("corpus/genestack");
+    let mut objects = Objects::default();
+    objects.load_file(&g.join("secrets.yaml")).unwrap();
+    let mut catalog = Catalog::builtin().unwrap();
+    catalog.components.get_mut("memcached").unwrap().chart.repo = Some(repo.to_string());
+    Inputs {
+        sources: Sources {
+            genestack: g,
+            overrides: None,
+        },
+        charts: store,
+        objects,
+        catalog,
+    }
+}
+
+#[test]
+fn fetches_verifies_caches_and_works_offline() {
+    let Some(shared) = shared_dir() else { return };
+    if stackwave::render::helm::Helm::get().is_err()
+        && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
+    {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("sw-chartrepo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let tgz = tmp.join("memcached.tgz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(shared.join("corpus/charts"))
+        .arg("memcached")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let body = std::fs::read(&tgz).unwrap();
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pin = "2025.2.2+c31cd6c96";
+    let index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: {pin}\n    digest: {digest}\n    urls: [memcached-{pin}.tgz]\n");
+    let repo = serve(
+        vec![
+            ("/index.yaml".into(), index.into_bytes()),
+            (format!("/memcached-{pin}.tgz"), body.clone()),
+        ],
+        2,
+    );
+    let fetcher = Fetcher {
+        cache_dir: tmp.join("cache"),
+        offline: false,
+        timeout: Duration::from_secs(5),
+    };
+    let golden = std::fs::read_to_string(shared.join("corpus/goldens/memcached.yaml")).unwrap();
+    let got = render_component(
+        &inputs(&shared, ChartStore::Repos(fetcher.clone()), &repo),
+        "memcached",
+    )
+    .unwrap();
+    assert_eq!(
+        got.text, golden,
+        "a fetched chart renders like the local one"
+    );
+
+    // The server is gone (it served its two requests): offline renders come from the cache.
+    let offline = Fetcher {
+        offline: true,
+        ..fetcher.clone()
+    };
+    let again = render_component(
+        &inputs(&shared, ChartStore::Repos(offline), &repo),
+        "memcached",
+    )
+    .unwrap();
+    assert_eq!(again.text, golden);
+
+    // An unknown version and a corrupted archive are named.
+    let bad_index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: 9.9.9\n    digest: {digest}\n    urls: [m.tgz]\n");
+    let repo2 = serve(vec![("/index.yaml".into(), bad_index.into_bytes())], 1);
+    let fresh = Fetcher {
+        cache_dir: tmp.join("cache2"),
+        ..fetcher.clone()
+    };
+    let err = render_component(
+        &inputs(&shared, ChartStore::Repos(fresh.clone()), &repo2),
+        "memcached",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("version 2025.2.2+c31cd6c96 not found") && err.contains("9.9.9"),
+        "{err}"
+    );
+    let mut corrupt = body.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let repo3 = serve(
+        vec![
+            ("/index.yaml".into(), format!("apiVersion: v1\nentries:\n  memcached:\n  - version: {pin}\n    digest: {digest}\n    urls: [m.tgz]\n").into_bytes()),
+            ("/m.tgz".into(), corrupt),
+        ],
+        2,
+    );
+    let err = render_component(
+        &inputs(&shared, ChartStore::Repos(fresh), &repo3),
+        "memcached",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("digest mismatch"), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

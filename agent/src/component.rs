@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How a component is rendered.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ComponentKind {
     /// A Helm release, post-rendered through a kustomize overlay.
@@ -23,7 +23,7 @@ pub enum ComponentKind {
 }
 
 /// The Helm release identity.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Release {
     /// Release name (`.Release.Name`).
     pub name: String,
@@ -32,7 +32,7 @@ pub struct Release {
 }
 
 /// Where the chart comes from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChartSource {
     /// Chart name (in the repo, or the directory under `--charts`).
@@ -49,7 +49,7 @@ pub struct ChartSource {
 }
 
 /// Values layering (`base-helm-configs/<dir>` → `global_overrides` → `helm-configs/<dir>`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValuesSpec {
     /// The directory name under `base-helm-configs/` and `helm-configs/`.
@@ -64,14 +64,14 @@ fn yes() -> bool {
 }
 
 /// The kustomize post-render step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct PostRender {
     /// Overlay directory under `base-kustomize/` (e.g. `keystone/overlay`).
     pub overlay: String,
 }
 
 /// How a bound value reaches Helm (`--set`, `--set-string`, `--set-file`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum BindingType {
     /// `--set` (typed by Helm's strvals: true/false/null/integers).
@@ -84,7 +84,7 @@ pub enum BindingType {
 }
 
 /// A reference to a cluster object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct ObjectRef {
     /// Kind.
     pub kind: String,
@@ -96,7 +96,7 @@ pub struct ObjectRef {
 }
 
 /// One value bound from the cluster at render time.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Binding {
     /// Dotted values path.
     pub path: String,
@@ -122,7 +122,7 @@ pub struct Binding {
 }
 
 /// A variable computed from another component's values (e.g. kube-ovn's SSL switch).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VarSpec {
     /// Component whose composed values files are read.
@@ -139,7 +139,7 @@ pub struct VarSpec {
 }
 
 /// One catalog entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Component {
     /// Component name.

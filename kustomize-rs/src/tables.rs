@@ -41,6 +41,6 @@ pub fn lookup<'a, T>(table: &'a [(&'static str, T)], key: &str) -> Option<&'a T>
 }
 
 /// Looks up a key in a small unsorted table.
-pub fn lookup_unsorted<'a, T: Copy>(table: &'a [(&'static str, T)], key: &str) -> Option<T> {
+pub fn lookup_unsorted<T: Copy>(table: &[(&'static str, T)], key: &str) -> Option<T> {
     table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }

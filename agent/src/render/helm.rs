@@ -9,7 +9,15 @@
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many library calls (parse, load, render) this process has made — the cost a cache saves.
+pub fn calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
 
 /// A failure reported by, or while loading, `libhelm_c`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -234,6 +242,7 @@ impl Helm {
     }
 
     fn str1(&self, call: &'static str, f: FnStr1, arg: &str) -> Result<String, HelmError> {
+        CALLS.fetch_add(1, Ordering::Relaxed);
         let a = Self::cstr(arg)?;
         let (mut out, mut err): (*mut c_char, *mut c_char) =
             (std::ptr::null_mut(), std::ptr::null_mut());
@@ -271,6 +280,7 @@ impl Helm {
     /// # Errors
     /// Unreadable or invalid charts.
     pub fn load_chart(self: &Arc<Self>, path: &Path) -> Result<Chart, HelmError> {
+        CALLS.fetch_add(1, Ordering::Relaxed);
         let p = Self::cstr(&path.to_string_lossy())?;
         let mut h: u64 = 0;
         let mut err: *mut c_char = std::ptr::null_mut();
@@ -324,6 +334,7 @@ impl Chart {
     /// # Errors
     /// Values or template errors, with Helm's message.
     pub fn render(&self, values_json: &str, opts: &RenderOptions) -> Result<String, HelmError> {
+        CALLS.fetch_add(1, Ordering::Relaxed);
         let v = Helm::cstr(values_json)?;
         let o = Helm::cstr(&serde_json::to_string(opts).unwrap_or_default())?;
         let (mut out, mut err): (*mut c_char, *mut c_char) =

@@ -9,6 +9,7 @@
 //! post-render hooks).
 
 pub mod assemble;
+pub mod cache;
 pub mod charts;
 pub mod helm;
 pub mod objects;
@@ -21,6 +22,7 @@ use helm::{Helm, HelmError, RenderOptions};
 use objects::Objects;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use values::{Sources, ValuesError};
 
 /// A render failure, naming the component and the stage.
@@ -166,37 +168,81 @@ fn var_value(
     }))
 }
 
-/// Renders one component.
+/// Renders a chart's templates (path → text) with Helm's engine, as an install at revision 1.
 ///
 /// # Errors
-/// [`RenderError`] naming the component, the file or object, and the cause.
-pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderError> {
+/// Chart load or template errors.
+pub fn render_templates(
+    helm: &Arc<Helm>,
+    chart: &Path,
+    component: &Component,
+    values_json: &str,
+) -> Result<Vec<(String, String)>, RenderError> {
+    let cname = component.name.clone();
+    let helm_err = |source| RenderError::Helm {
+        component: cname.clone(),
+        source,
+    };
+    let chart = helm.load_chart(chart).map_err(helm_err)?;
+    let opts = RenderOptions {
+        name: component.release.name.clone(),
+        namespace: component.release.namespace.clone(),
+        revision: 1,
+        is_install: true,
+        is_upgrade: false,
+    };
+    let rendered = chart.render(values_json, &opts).map_err(helm_err)?;
+    let files_map: serde_json::Map<String, Json> =
+        serde_json::from_str(&rendered).map_err(|e| RenderError::Input {
+            component: cname.clone(),
+            cause: format!("helm render output: {e}"),
+        })?;
+    Ok(files_map
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or("").to_string()))
+        .collect())
+}
+
+/// What a render will use, found without calling Helm: the component, its chart and version.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    /// The component.
+    pub component: &'a Component,
+    /// Chart used (a `chart.service_name` in the first operator values file may switch it).
+    pub chart_name: String,
+    /// Pinned version.
+    pub version: String,
+    /// The chart on disk.
+    pub located: charts::Located,
+}
+
+/// Resolves a component's chart and version.
+///
+/// # Errors
+/// Unknown component or version, unreadable operator values, unavailable chart.
+pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError> {
     let component = inputs
         .catalog
         .get(name)
         .ok_or_else(|| RenderError::UnknownComponent(name.to_string()))?;
     let cname = component.name.clone();
-    let helm = Helm::get().map_err(|source| RenderError::Helm {
-        component: cname.clone(),
-        source,
-    })?;
     let src = &inputs.sources;
-
-    // Chart selection: the first operator values file may set chart.service_name.
     let mut chart_name = component.chart.name.clone();
     if let Some(o) = &src.overrides {
         if let Some(first) =
             values::yaml_files(&o.join("helm-configs").join(&component.values.dir)).first()
         {
-            let v =
-                values::read_values_file(&helm, first).map_err(|source| RenderError::Values {
-                    component: cname.clone(),
-                    source,
-                })?;
+            let text = std::fs::read_to_string(first).map_err(|e| RenderError::Input {
+                component: cname.clone(),
+                cause: format!("{}: {e}", first.display()),
+            })?;
+            let v = kustomize_rs::yaml::parse_documents(&text).map_err(|e| RenderError::Input {
+                component: cname.clone(),
+                cause: format!("{}: {e}", first.display()),
+            })?;
             if let Some(s) = v
-                .get("chart")
-                .and_then(|c| c.get("service_name"))
-                .and_then(Json::as_str)
+                .first()
+                .and_then(|d| d.str_at(&["chart", "service_name"]))
                 .filter(|s| !s.is_empty())
             {
                 chart_name = s.to_string();
@@ -227,60 +273,64 @@ pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderE
         .charts
         .locate(&component.chart, &chart_name, &version)
         .map_err(|source| RenderError::Chart {
-            component: cname.clone(),
+            component: cname,
             source,
         })?;
+    Ok(Plan {
+        component,
+        chart_name,
+        version,
+        located,
+    })
+}
+
+/// Composes a planned component's values (Helm parses every file and `--set` expression).
+///
+/// # Errors
+/// Values files, bindings and variables that fail.
+pub fn compose(inputs: &Inputs, plan: &Plan) -> Result<(Vec<PathBuf>, String), RenderError> {
+    let component = plan.component;
+    let cname = component.name.clone();
+    let helm = Helm::get().map_err(|source| RenderError::Helm {
+        component: cname.clone(),
+        source,
+    })?;
     let mut var_cache: std::collections::BTreeMap<String, Option<String>> = Default::default();
     for v in component.vars.keys() {
         var_cache.insert(v.clone(), var_value(&helm, inputs, component, v)?);
     }
     let vars = |n: &str| var_cache.get(n).cloned().flatten();
-    let (files, vals) =
-        values::compose(&helm, component, src, &inputs.objects, &vars).map_err(|source| {
-            RenderError::Values {
-                component: cname.clone(),
-                source,
-            }
+    let (files, vals) = values::compose(&helm, component, &inputs.sources, &inputs.objects, &vars)
+        .map_err(|source| RenderError::Values {
+            component: cname,
+            source,
         })?;
+    Ok((
+        files,
+        serde_json::to_string(&Json::Object(vals)).unwrap_or_default(),
+    ))
+}
 
-    let chart = helm
-        .load_chart(&located.path)
-        .map_err(|source| RenderError::Helm {
-            component: cname.clone(),
-            source,
-        })?;
-    let opts = RenderOptions {
-        name: component.release.name.clone(),
-        namespace: component.release.namespace.clone(),
-        revision: 1,
-        is_install: true,
-        is_upgrade: false,
-    };
-    let values_json = serde_json::to_string(&Json::Object(vals)).unwrap_or_default();
-    let rendered = chart
-        .render(&values_json, &opts)
-        .map_err(|source| RenderError::Helm {
-            component: cname.clone(),
-            source,
-        })?;
-    drop(chart);
-    let files_map: serde_json::Map<String, Json> =
-        serde_json::from_str(&rendered).map_err(|e| RenderError::Input {
-            component: cname.clone(),
-            cause: format!("helm render output: {e}"),
-        })?;
-    let templates: Vec<(String, String)> = files_map
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str().unwrap_or("").to_string()))
-        .collect();
+/// Assembles rendered templates and post-renders them.
+///
+/// # Errors
+/// Unparseable documents, kustomize errors.
+pub fn finish(
+    inputs: &Inputs,
+    plan: &Plan,
+    files: Vec<PathBuf>,
+    templates: &[(String, String)],
+) -> Result<Rendered, RenderError> {
+    let component = plan.component;
+    let cname = component.name.clone();
+    let src = &inputs.sources;
     let (mut hooks, manifests) =
-        assemble::sort_manifests(&templates).map_err(|source| RenderError::Assemble {
+        assemble::sort_manifests(templates).map_err(|source| RenderError::Assemble {
             component: cname.clone(),
             source,
         })?;
     sort_by_kind(&mut hooks);
     let stream = source_stream(&manifests);
-
     let post = match &component.post_render {
         Some(p) => postrender::post_render(
             &stream,
@@ -302,8 +352,49 @@ pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderE
         text,
         manifests: post,
         hooks,
-        chart: chart_name,
-        version,
+        chart: plan.chart_name.clone(),
+        version: plan.version.clone(),
         values_files: files,
     })
+}
+
+/// Renders one component.
+///
+/// # Errors
+/// [`RenderError`] naming the component, the file or object, and the cause.
+pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderError> {
+    let p = plan(inputs, name)?;
+    let (files, values_json) = compose(inputs, &p)?;
+    let helm = Helm::get().map_err(|source| RenderError::Helm {
+        component: p.component.name.clone(),
+        source,
+    })?;
+    let templates = render_templates(&helm, &p.located.path, p.component, &values_json)?;
+    finish(inputs, &p, files, &templates)
+}
+
+/// Renders a component's templates twice with the same values and returns the template paths
+/// whose output differs (`randAlphaNum`, `uuidv4`, `now` and friends), sorted.
+///
+/// # Errors
+/// As [`render_component`].
+pub fn nondeterministic_templates(inputs: &Inputs, name: &str) -> Result<Vec<String>, RenderError> {
+    let p = plan(inputs, name)?;
+    let (_, values_json) = compose(inputs, &p)?;
+    let helm = Helm::get().map_err(|source| RenderError::Helm {
+        component: p.component.name.clone(),
+        source,
+    })?;
+    let a = render_templates(&helm, &p.located.path, p.component, &values_json)?;
+    let b: std::collections::BTreeMap<String, String> =
+        render_templates(&helm, &p.located.path, p.component, &values_json)?
+            .into_iter()
+            .collect();
+    let mut differ: Vec<String> = a
+        .into_iter()
+        .filter(|(k, v)| b.get(k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    differ.sort();
+    Ok(differ)
 }

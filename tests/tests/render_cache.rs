@@ -1,0 +1,101 @@
+//! The render cache (a warm re-render of unchanged inputs makes no Helm call; any input change
+//! misses) and non-determinism detection (templates whose output changes between two renders
+//! of the same inputs are named).
+
+use stackwave::component::Catalog;
+use stackwave::render::cache::RenderCache;
+use stackwave::render::{
+    helm, nondeterministic_templates, objects::Objects, values::Sources, Inputs,
+};
+use stackwave_tests::shared_dir;
+use std::path::Path;
+
+fn inputs(shared: &Path, overrides: Option<&Path>) -> Inputs {
+    let g = shared.join("corpus/genestack");
+    let mut objects = Objects::default();
+    objects.load_file(&g.join("secrets.yaml")).unwrap();
+    objects.load_file(&g.join("cluster-state.yaml")).unwrap();
+    Inputs {
+        sources: Sources {
+            genestack: g,
+            overrides: overrides.map(Path::to_path_buf),
+        },
+        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
+        objects,
+        catalog: Catalog::builtin().unwrap(),
+    }
+}
+
+fn ready() -> Option<std::path::PathBuf> {
+    let shared = shared_dir()?;
+    if helm::Helm::get().is_err() && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    Some(shared)
+}
+
+#[test]
+fn warm_renders_cost_no_helm_call_and_changes_miss() {
+    let Some(shared) = ready() else { return };
+    let o = std::env::temp_dir().join(format!("sw-cache-{}", std::process::id()));
+    std::fs::create_dir_all(o.join("helm-configs/keystone")).unwrap();
+    std::fs::write(
+        o.join("helm-configs/keystone/a.yaml"),
+        "pod:\n  replicas:\n    api: 2\n",
+    )
+    .unwrap();
+    let cache = RenderCache::new();
+    let inp = inputs(&shared, Some(&o));
+    let (cold, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(!hit);
+    let before = helm::calls();
+    let (warm, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(hit, "unchanged inputs must hit");
+    assert_eq!(helm::calls(), before, "a warm render must not call Helm");
+    assert_eq!(cold.text, warm.text);
+    // A values change misses and shows up in the output.
+    std::fs::write(
+        o.join("helm-configs/keystone/a.yaml"),
+        "pod:\n  replicas:\n    api: 4\n",
+    )
+    .unwrap();
+    let (changed, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(!hit && changed.text != cold.text && changed.text.contains("replicas: 4"));
+    // A Secret change misses too.
+    let mut inp2 = inputs(&shared, Some(&o));
+    let s = kustomize_rs::yaml::parse_one(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: keystone-admin, namespace: openstack}\ndata: {password: bmV3LXBhc3N3b3Jk}\n",
+    )
+    .unwrap();
+    inp2.objects.insert(s);
+    let (_, hit) = cache.render(&inp2, "keystone").unwrap();
+    assert!(!hit);
+    assert_eq!(cache.stats().hits, 1);
+    let _ = std::fs::remove_dir_all(&o);
+}
+
+#[test]
+fn nondeterministic_templates_are_reported() {
+    let Some(shared) = ready() else { return };
+    let mut inp = inputs(&shared, None);
+    assert!(
+        nondeterministic_templates(&inp, "glance")
+            .unwrap()
+            .is_empty(),
+        "bound secrets make glance deterministic"
+    );
+    // Without the memcache_secret_key bindings, openstack-helm falls back to randAlphaNum 64.
+    let k = inp.catalog.components.get_mut("glance").unwrap();
+    k.bindings
+        .retain(|b| b.secret.as_deref() != Some("os-memcached"));
+    let bad = nondeterministic_templates(&inp, "glance").unwrap();
+    // The config itself, and the Deployment whose pod annotation hashes it.
+    assert_eq!(
+        bad,
+        vec![
+            "glance/templates/configmap-etc.yaml".to_string(),
+            "glance/templates/deployment-api.yaml".to_string()
+        ]
+    );
+    println!("nondeterministic without the binding: {bad:?}");
+}

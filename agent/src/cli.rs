@@ -58,6 +58,9 @@ pub struct RenderArgs {
     /// The component to render.
     #[arg(long)]
     pub component: String,
+    /// Render twice and fail, naming the templates, if the output is not deterministic.
+    #[arg(long)]
+    pub check_determinism: bool,
 }
 
 /// `stackwave kustomize ...`.

@@ -108,6 +108,9 @@ pub struct BuildArgs {
     /// Cache directory for remote resources [default: $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Inflate `helmCharts` with Stackwave's Helm renderer (libhelm_c).
+    #[arg(long)]
+    pub enable_helm: bool,
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/stackwave`, else `$HOME/.cache/stackwave`.
@@ -194,10 +197,23 @@ pub fn run(cli: Cli) -> i32 {
                     ReorderArg::None => kustomize_rs::Reorder::None,
                 }),
                 remote: kustomize_rs::RemoteOptions {
-                    cache_dir: a.cache_dir.or_else(default_cache_dir),
+                    cache_dir: a.cache_dir.clone().or_else(default_cache_dir),
                     offline: a.offline,
                     timeout: std::time::Duration::from_secs(30),
                 },
+                helm: a.enable_helm.then(|| {
+                    crate::render::inflate::inflator(crate::render::charts::ChartStore::Repos(
+                        crate::render::charts::Fetcher {
+                            cache_dir: a
+                                .cache_dir
+                                .clone()
+                                .or_else(default_cache_dir)
+                                .unwrap_or_else(|| std::env::temp_dir().join("stackwave")),
+                            offline: a.offline,
+                            timeout: std::time::Duration::from_secs(60),
+                        },
+                    ))
+                }),
             };
             match kustomize_rs::build_dir(&a.dir, &opts) {
                 Ok(out) => {

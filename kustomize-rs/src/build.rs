@@ -31,8 +31,27 @@ pub enum Reorder {
     None,
 }
 
+/// One `helmCharts` entry handed to the [`HelmInflator`].
+#[derive(Clone, Debug)]
+pub struct HelmChartRequest {
+    /// The entry as written (`name`, `repo`, `version`, `releaseName`, `namespace`,
+    /// `valuesInline`, `valuesMerge`, `includeCRDs`, `skipHooks`, ...).
+    pub chart: Value,
+    /// `helmGlobals`, if any.
+    pub globals: Option<Value>,
+    /// The kustomization directory on disk (charts live under `chartHome` relative to it).
+    pub dir: std::path::PathBuf,
+    /// The content of `valuesFile`, read through the load restrictor.
+    pub values_file: Option<String>,
+}
+
+/// Inflates a `helmCharts` entry into a YAML stream (what `helm template` prints). kustomize
+/// shells out to `helm`; Stackwave passes its own in-process renderer.
+pub type HelmInflator =
+    std::sync::Arc<dyn Fn(&HelmChartRequest) -> Result<String, Error> + Send + Sync>;
+
 /// Build options (the `kubectl kustomize` flags).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// `--load-restrictor`.
     pub load_restrictor: LoadRestrictor,
@@ -40,6 +59,19 @@ pub struct Options {
     pub reorder: Option<Reorder>,
     /// Remote resource fetching (cache, offline switch).
     pub remote: RemoteOptions,
+    /// Renderer for `helmCharts` (`--enable-helm`); without one, `helmCharts` is an error.
+    pub helm: Option<HelmInflator>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("load_restrictor", &self.load_restrictor)
+            .field("reorder", &self.reorder)
+            .field("remote", &self.remote)
+            .field("helm", &self.helm.is_some())
+            .finish()
+    }
 }
 
 /// The state carried through one kustomization's build.
@@ -298,6 +330,7 @@ pub fn build_in(
         )));
     }
     crate::openapi::set_custom_schema(None);
+    HELM.with(|h| *h.borrow_mut() = opts.helm.clone());
     apply_openapi(&ldr, &k)?;
     let tr = Tracking {
         origins: k.build_metadata.iter().any(|m| m == "originAnnotations"),
@@ -350,6 +383,11 @@ pub fn build_in(
         }
     }
     Ok(acc.resources)
+}
+
+thread_local! {
+    /// The Helm renderer of the build running on this thread.
+    static HELM: std::cell::RefCell<Option<HelmInflator>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Which provenance annotations the top-level `buildMetadata` asks for (it applies to the
@@ -566,7 +604,43 @@ fn run_generators(
             .map_err(|e| e.context("merging from generator"))?;
     }
     if !k.helm_charts.is_empty() {
-        return Err(Error::msg("helmCharts: inflating Helm charts needs Stackwave's Helm renderer, which this build does not have"));
+        let Some(inflate) = HELM.with(|h| h.borrow().clone()) else {
+            return Err(Error::msg("helmCharts: inflating Helm charts needs a Helm renderer (stackwave kustomize build --enable-helm)"));
+        };
+        for chart in &k.helm_charts {
+            let values_file = match chart
+                .get("valuesFile")
+                .and_then(Value::scalar_string)
+                .filter(|s| !s.is_empty())
+            {
+                Some(f) => Some(ldr.load_string(&f)?),
+                None => None,
+            };
+            let req = HelmChartRequest {
+                chart: chart.clone(),
+                globals: k.helm_globals.clone(),
+                dir: ldr.root().to_path_buf(),
+                values_file,
+            };
+            let name = chart
+                .get("name")
+                .and_then(Value::scalar_string)
+                .unwrap_or_default();
+            let text = inflate(&req).map_err(|e| e.context(format!("helmCharts '{name}'")))?;
+            let origin = Origin {
+                path: None,
+                configured_in: Some(here.clone()),
+                configured_by: Some((
+                    "builtin".into(),
+                    "HelmChartInflationGenerator".into(),
+                    name.clone(),
+                )),
+            };
+            for mut r in parse_resources(&text, &format!("helm chart {name}"))? {
+                r.origin = Some(origin.clone());
+                acc.absorb(r)?;
+            }
+        }
     }
     for g in &k.generators {
         let configured_in = if plugin_is_inline(g) {

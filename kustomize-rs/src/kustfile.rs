@@ -96,6 +96,8 @@ pub struct Kustomization {
     pub build_metadata: Vec<String>,
     /// `helmCharts`.
     pub helm_charts: Vec<Value>,
+    /// `helmGlobals`.
+    pub helm_globals: Option<Value>,
 }
 
 const KNOWN: &[&str] = &[
@@ -325,5 +327,6 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
     k.sort_options = g("sortOptions").filter(|v| !v.is_null()).cloned();
     k.build_metadata = strings(g("buildMetadata"), "buildMetadata")?;
     k.helm_charts = values(g("helmCharts"), "helmCharts")?;
+    k.helm_globals = g("helmGlobals").filter(|v| !v.is_null()).cloned();
     Ok(k)
 }

@@ -26,8 +26,8 @@ pub mod transformers;
 pub mod yaml;
 
 pub use build::{
-    build_dir, build_in, build_resources, print_resources, FileSystem, LoadRestrictor, Options,
-    RemoteOptions, Reorder,
+    build_dir, build_in, build_resources, print_resources, FileSystem, HelmChartRequest,
+    HelmInflator, LoadRestrictor, Options, RemoteOptions, Reorder,
 };
 
 /// A build error: a message naming the file or object and the cause, with context prefixes

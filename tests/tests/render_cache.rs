@@ -99,3 +99,49 @@ fn nondeterministic_templates_are_reported() {
     );
     println!("nondeterministic without the binding: {bad:?}");
 }
+
+#[test]
+fn kustomize_helm_charts_inflate_with_the_builtin_renderer() {
+    let Some(shared) = ready() else { return };
+    let dir = std::env::temp_dir().join(format!("sw-helmcharts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("charts")).unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(shared.join("corpus/charts/memcached"))
+        .arg(dir.join("charts"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(
+        dir.join("values.yaml"),
+        "pod:\n  replicas:\n    server: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "helmCharts:\n- name: memcached\n  releaseName: mc\n  namespace: caching\n  valuesFile: values.yaml\n  valuesInline:\n    pod:\n      replicas:\n        server: 3\nnamePrefix: x-\n",
+    )
+    .unwrap();
+    let store = stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts"));
+    let opts = kustomize_rs::Options {
+        helm: Some(stackwave::render::inflate::inflator(store)),
+        ..Default::default()
+    };
+    let out = kustomize_rs::build_dir(&dir, &opts).unwrap();
+    assert!(
+        out.contains("name: x-mc-memcached"),
+        "prefix applied to inflated objects"
+    );
+    assert!(
+        out.contains("replicas: 3"),
+        "valuesInline overrides valuesFile"
+    );
+    assert!(out.contains("namespace: caching"));
+    // Without a renderer, helmCharts is a clear error.
+    let err = kustomize_rs::build_dir(&dir, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("helmCharts"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

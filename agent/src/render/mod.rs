@@ -12,6 +12,7 @@ pub mod assemble;
 pub mod cache;
 pub mod charts;
 pub mod helm;
+pub mod inflate;
 pub mod objects;
 pub mod postrender;
 pub mod values;

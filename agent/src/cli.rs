@@ -22,9 +22,23 @@ pub enum Command {
         #[command(subcommand)]
         command: KustomizeCommand,
     },
+    /// Run the in-process Kubernetes API test server (the one `stackwave demo` uses) until
+    /// interrupted, printing its URL.
+    ApiServer(ApiServerArgs),
     /// Render a component exactly as its Genestack install script would (helm template +
     /// values layering + bound secrets + kustomize post-render).
     Render(RenderArgs),
+}
+
+/// Arguments of `api-server`.
+#[derive(Debug, Args)]
+pub struct ApiServerArgs {
+    /// Milliseconds from a workload's new generation to its simulated ready status.
+    #[arg(long, default_value_t = 200)]
+    pub ready_after_ms: u64,
+    /// Turn the status simulator off (objects keep whatever status is written).
+    #[arg(long)]
+    pub no_simulator: bool,
 }
 
 /// Arguments of `render`.
@@ -167,6 +181,33 @@ fn render(a: RenderArgs) -> Result<String, String> {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::ApiServer(a) => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return 1;
+                }
+            };
+            rt.block_on(async move {
+                let rules = kube_testserver::SimRules {
+                    delay: std::time::Duration::from_millis(a.ready_after_ms),
+                    enabled: !a.no_simulator,
+                    ..Default::default()
+                };
+                match kube_testserver::start(rules).await {
+                    Ok(s) => {
+                        println!("{}", s.url);
+                        let _ = tokio::signal::ctrl_c().await;
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("Error: cannot start the API server: {e}");
+                        1
+                    }
+                }
+            })
+        }
         Command::Render(a) => match render(a) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();

@@ -1,0 +1,184 @@
+//! Defaulting and validation the real API server applies on write (a subset: what GitOps
+//! agents trip over — Service cluster IPs, workload defaults, Namespace finalizers, and
+//! immutable fields).
+
+use serde_json::{json, Value as Json};
+
+/// Fills defaults into a new or updated object (`pkg/apis/*/v1/defaults.go`, a subset).
+pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> String) {
+    match kind {
+        "Namespace" => {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+            if obj.pointer("/status/phase").is_none() {
+                obj["status"]["phase"] = json!("Active");
+            }
+        }
+        "Service" => {
+            let spec = &mut obj["spec"];
+            if spec.get("type").is_none() {
+                spec["type"] = json!("ClusterIP");
+            }
+            let headless = spec.get("clusterIP").and_then(Json::as_str) == Some("None");
+            if spec.get("clusterIP").is_none() && spec["type"] != json!("ExternalName") {
+                let ip = next_ip();
+                spec["clusterIP"] = json!(ip);
+                spec["clusterIPs"] = json!([ip]);
+            } else if !headless && spec.get("clusterIPs").is_none() {
+                let ip = spec["clusterIP"].clone();
+                spec["clusterIPs"] = json!([ip]);
+            }
+            if spec.get("sessionAffinity").is_none() {
+                spec["sessionAffinity"] = json!("None");
+            }
+            if spec.get("ipFamilies").is_none() && !headless {
+                spec["ipFamilies"] = json!(["IPv4"]);
+                spec["ipFamilyPolicy"] = json!("SingleStack");
+            }
+            if spec.get("internalTrafficPolicy").is_none() {
+                spec["internalTrafficPolicy"] = json!("Cluster");
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Json::as_array_mut) {
+                for p in ports {
+                    if p.get("protocol").is_none() {
+                        p["protocol"] = json!("TCP");
+                    }
+                    if p.get("targetPort").is_none() {
+                        p["targetPort"] = p["port"].clone();
+                    }
+                }
+            }
+            if obj.get("status").is_none() {
+                obj["status"] = json!({"loadBalancer": {}});
+            }
+        }
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
+            let spec = &mut obj["spec"];
+            if kind != "DaemonSet" && spec.get("replicas").is_none() {
+                spec["replicas"] = json!(1);
+            }
+            if spec.get("revisionHistoryLimit").is_none() && kind != "ReplicaSet" {
+                spec["revisionHistoryLimit"] = json!(10);
+            }
+            if kind == "Deployment" {
+                if spec.get("progressDeadlineSeconds").is_none() {
+                    spec["progressDeadlineSeconds"] = json!(600);
+                }
+                if spec.get("strategy").is_none() {
+                    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
+                }
+            }
+            if kind == "StatefulSet" {
+                if spec.get("podManagementPolicy").is_none() {
+                    spec["podManagementPolicy"] = json!("OrderedReady");
+                }
+                if spec.get("updateStrategy").is_none() {
+                    spec["updateStrategy"] =
+                        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+                }
+            }
+            pod_template_defaults(&mut spec["template"]);
+        }
+        "Job" => {
+            let spec = &mut obj["spec"];
+            for (k, v) in [
+                ("backoffLimit", json!(6)),
+                ("completions", json!(1)),
+                ("parallelism", json!(1)),
+            ] {
+                if spec.get(k).is_none() {
+                    spec[k] = v;
+                }
+            }
+            if spec.pointer("/template/spec/restartPolicy").is_none() {
+                spec["template"]["spec"]["restartPolicy"] = json!("Never");
+            }
+            pod_template_defaults(&mut spec["template"]);
+        }
+        "PersistentVolumeClaim" => {
+            if obj.pointer("/spec/volumeMode").is_none() {
+                obj["spec"]["volumeMode"] = json!("Filesystem");
+            }
+            if obj.pointer("/status/phase").is_none() {
+                obj["status"] = json!({"phase": "Pending"});
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pod_template_defaults(t: &mut Json) {
+    if !t.is_object() {
+        return;
+    }
+    let spec = &mut t["spec"];
+    for (k, v) in [
+        ("restartPolicy", json!("Always")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("securityContext", json!({})),
+        ("schedulerName", json!("default-scheduler")),
+    ] {
+        if spec.get(k).is_none() {
+            spec[k] = v;
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Json::as_array_mut) {
+            for c in cs {
+                if c.get("terminationMessagePath").is_none() {
+                    c["terminationMessagePath"] = json!("/dev/termination-log");
+                }
+                if c.get("terminationMessagePolicy").is_none() {
+                    c["terminationMessagePolicy"] = json!("File");
+                }
+                if c.get("imagePullPolicy").is_none() {
+                    let image = c.get("image").and_then(Json::as_str).unwrap_or("");
+                    let latest = !image.contains(':') || image.ends_with(":latest");
+                    c["imagePullPolicy"] = json!(if latest { "Always" } else { "IfNotPresent" });
+                }
+                if c.get("resources").is_none() {
+                    c["resources"] = json!({});
+                }
+                if let Some(ports) = c.get_mut("ports").and_then(Json::as_array_mut) {
+                    for p in ports {
+                        if p.get("protocol").is_none() {
+                            p["protocol"] = json!("TCP");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An immutable field that an update changed: (field path, message).
+pub fn immutable_violation(kind: &str, old: &Json, new: &Json) -> Option<(String, String)> {
+    let changed = |p: &str| old.pointer(p) != new.pointer(p);
+    match kind {
+        "Job" if changed("/spec/template") => Some(("spec.template".into(), "field is immutable".into())),
+        "Job" if changed("/spec/selector") => Some(("spec.selector".into(), "field is immutable".into())),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" if changed("/spec/selector") => {
+            Some(("spec.selector".into(), "field is immutable".into()))
+        }
+        "StatefulSet" if changed("/spec/volumeClaimTemplates") || changed("/spec/serviceName") => Some((
+            "spec".into(),
+            "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+        )),
+        "Service" if old.pointer("/spec/clusterIP").is_some() && new.pointer("/spec/clusterIP").is_some() && changed("/spec/clusterIP") => {
+            Some(("spec.clusterIPs[0]".into(), "may not change once set".into()))
+        }
+        "RoleBinding" | "ClusterRoleBinding" if changed("/roleRef") => Some(("roleRef".into(), "cannot change roleRef".into())),
+        "ConfigMap" | "Secret" if old.get("immutable") == Some(&json!(true)) && (changed("/data") || changed("/binaryData") || changed("/stringData")) => {
+            Some(("data".into(), "field is immutable when `immutable` is set".into()))
+        }
+        _ => None,
+    }
+}

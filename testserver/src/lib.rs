@@ -1,0 +1,21 @@
+//! `kube-testserver`: a Kubernetes API server for tests and `stackwave demo`, started
+//! in-process on loopback HTTP.
+//!
+//! It serves discovery (`/version`, `/api`, `/apis`, group-version resource lists, CRD kinds
+//! once their CRD is Established), namespaced and cluster-scoped CRUD, lists with label
+//! selectors, watch, `resourceVersion`/`generation`, `/status` subresources, server-side apply
+//! with managed fields per field manager and 409 conflicts (unless `force`), `dryRun=All`,
+//! deletion with finalizers, immutable-field rejections in the real API's error shape, and a
+//! status simulator that makes workloads ready after a configurable delay (or never).
+//!
+//! Where it still differs from a real kube-apiserver is listed in `README.md` next to this crate.
+
+pub mod defaults;
+pub mod resources;
+pub mod server;
+pub mod simulate;
+pub mod ssa;
+pub mod store;
+
+pub use server::{start, TestServer};
+pub use simulate::SimRules;

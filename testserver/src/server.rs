@@ -1,0 +1,500 @@
+//! The HTTP front end: routes Kubernetes API paths to the store.
+
+use crate::resources::ApiResource;
+use crate::simulate::{self, SimRules};
+use crate::store::{ApiError, Store, Write, WriteOpts};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value as Json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// A running test server.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The state (for tests that inspect or change it directly).
+    pub store: Arc<Mutex<Store>>,
+    /// Simulator rules (changeable while running).
+    pub rules: Arc<Mutex<SimRules>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    store: Arc<Mutex<Store>>,
+}
+
+/// Starts a server on a free loopback port (call inside a tokio runtime).
+///
+/// # Errors
+/// When no port can be bound.
+pub async fn start(rules: SimRules) -> std::io::Result<TestServer> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let store = Arc::new(Mutex::new(Store::new()));
+    let rules = Arc::new(Mutex::new(rules));
+    let app = App {
+        store: store.clone(),
+    };
+    let router = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| {
+        let app = app.clone();
+        async move { handle(app, m, u, h, b).await }
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    simulate::spawn(store.clone(), rules.clone());
+    Ok(TestServer {
+        url: format!("http://{addr}"),
+        store,
+        rules,
+        shutdown: Some(tx),
+    })
+}
+
+fn respond(code: u16, body: &Json) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
+}
+
+fn error(e: ApiError) -> Response {
+    respond(e.code, &e.body())
+}
+
+fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((pct(k), pct(v)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pct(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a request body (JSON or YAML).
+fn parse_body(b: &Bytes) -> Result<Json, ApiError> {
+    if b.is_empty() {
+        return Ok(Json::Null);
+    }
+    if let Ok(j) = serde_json::from_slice::<Json>(b) {
+        return Ok(j);
+    }
+    let text =
+        std::str::from_utf8(b).map_err(|_| ApiError::bad_request("body is not UTF-8".into()))?;
+    let v = kustomize_rs::yaml::parse_one(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    Ok(crate::store::from_kustomize_value(&v))
+}
+
+fn discovery(store: &Store, segs: &[&str]) -> Option<Json> {
+    match segs {
+        ["version"] => Some(
+            json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2-kube-testserver", "platform": "linux/amd64"}),
+        ),
+        ["api"] => Some(
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
+        ),
+        ["api", "v1"] => Some(resource_list(store, "", "v1")),
+        ["apis"] => {
+            let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+            for r in store.resources.iter().filter(|r| !r.group.is_empty()) {
+                match groups.iter_mut().find(|(g, _)| *g == r.group) {
+                    Some((_, vs)) => {
+                        if !vs.contains(&r.version) {
+                            vs.push(r.version.clone());
+                        }
+                    }
+                    None => groups.push((r.group.clone(), vec![r.version.clone()])),
+                }
+            }
+            let groups: Vec<Json> = groups.iter().map(|(g, vs)| group_json(g, vs)).collect();
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        }
+        ["apis", g] => {
+            let vs: Vec<String> = store
+                .resources
+                .iter()
+                .filter(|r| r.group == *g)
+                .map(|r| r.version.clone())
+                .fold(Vec::new(), |mut a, v| {
+                    if !a.contains(&v) {
+                        a.push(v);
+                    }
+                    a
+                });
+            (!vs.is_empty()).then(|| {
+                let mut gj = group_json(g, &vs);
+                gj["kind"] = json!("APIGroup");
+                gj["apiVersion"] = json!("v1");
+                gj
+            })
+        }
+        ["apis", g, v] => store
+            .resources
+            .iter()
+            .any(|r| r.group == *g && r.version == *v)
+            .then(|| resource_list(store, g, v)),
+        _ => None,
+    }
+}
+
+fn group_json(g: &str, vs: &[String]) -> Json {
+    let versions: Vec<Json> = vs
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    json!({"name": g, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Json::Null)})
+}
+
+fn resource_list(store: &Store, g: &str, v: &str) -> Json {
+    let mut res: Vec<Json> = Vec::new();
+    for r in store
+        .resources
+        .iter()
+        .filter(|r| r.group == g && r.version == v)
+    {
+        res.push(r.discovery());
+        if r.status {
+            res.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": res})
+}
+
+struct Target {
+    resource: ApiResource,
+    ns: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn route(store: &Store, segs: &[&str]) -> Option<Target> {
+    let (g, v, rest) = match segs {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let find = |p: &str| store.resource(g, v, p).cloned();
+    if let ["namespaces", ns, plural, tail @ ..] = rest {
+        if let Some(r) = find(plural).filter(|r| r.namespaced) {
+            return Some(Target {
+                resource: r,
+                ns: ns.to_string(),
+                name: tail.first().map(|s| s.to_string()),
+                sub: tail.get(1).map(|s| s.to_string()),
+            });
+        }
+    }
+    let (plural, tail) = rest.split_first()?;
+    let r = find(plural)?;
+    Some(Target {
+        resource: r,
+        ns: String::new(),
+        name: tail.first().map(|s| s.to_string()),
+        sub: tail.get(1).map(|s| s.to_string()),
+    })
+}
+
+async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().trim_end_matches('/').to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let q = query(&uri);
+    let ua = headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .split('/')
+        .next()
+        .unwrap_or("unknown")
+        .to_string();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if method == Method::GET {
+        let store = match app.store.lock() {
+            Ok(s) => s,
+            Err(_) => return respond(500, &json!({"message": "store poisoned"})),
+        };
+        if let Some(d) = discovery(&store, &segs) {
+            return respond(200, &d);
+        }
+    }
+    let target = {
+        let Ok(store) = app.store.lock() else {
+            return respond(500, &json!({}));
+        };
+        route(&store, &segs)
+    };
+    let Some(t) = target else {
+        return error(ApiError::no_route());
+    };
+    if let Ok(mut s) = app.store.lock() {
+        *s.requests.entry(method.as_str().to_string()).or_insert(0) += 1;
+    }
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    let manager = q.get("fieldManager").cloned().unwrap_or(ua);
+    let status = t.sub.as_deref() == Some("status");
+    if t.sub.is_some() && !status {
+        return error(ApiError::no_route());
+    }
+    if status && !t.resource.status {
+        return error(ApiError::no_route());
+    }
+    let opts = WriteOpts {
+        manager,
+        dry_run,
+        status,
+    };
+    match (method.clone(), &t.name) {
+        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(app, t, q).await
+        }
+        (Method::GET, None) => {
+            let selector = match q.get("labelSelector").filter(|s| !s.is_empty()) {
+                Some(s) => match kustomize_rs::transformers::select::LabelSelector::parse(s) {
+                    Ok(l) => Some(l),
+                    Err(e) => return error(ApiError::bad_request(e.to_string())),
+                },
+                None => None,
+            };
+            let Ok(store) = app.store.lock() else {
+                return respond(500, &json!({}));
+            };
+            let items = store.list(&t.resource, &t.ns, &selector);
+            respond(
+                200,
+                &json!({"kind": format!("{}List", t.resource.kind), "apiVersion": t.resource.group_version(), "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
+            )
+        }
+        (Method::GET, Some(n)) => {
+            let Ok(store) = app.store.lock() else {
+                return respond(500, &json!({}));
+            };
+            match store.get(&t.resource, &t.ns, n) {
+                Ok(o) => respond(200, &o),
+                Err(e) => error(e),
+            }
+        }
+        (Method::POST, None) => {
+            let b = match parse_body(&body) {
+                Ok(b) => b,
+                Err(e) => return error(e),
+            };
+            let ns = if t.ns.is_empty() {
+                b.pointer("/metadata/namespace")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            } else {
+                t.ns.clone()
+            };
+            let name = b
+                .pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            if name.is_empty() {
+                return error(ApiError { code: 422, reason: "Invalid", message: format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", t.resource.kind), details: Json::Null });
+            }
+            let Ok(mut store) = app.store.lock() else {
+                return respond(500, &json!({}));
+            };
+            match store.write(&t.resource, &ns, &name, Write::Create, b, &opts) {
+                Ok((o, _)) => respond(201, &o),
+                Err(e) => error(e),
+            }
+        }
+        (Method::PUT, Some(n)) | (Method::PATCH, Some(n)) => {
+            let b = match parse_body(&body) {
+                Ok(b) => b,
+                Err(e) => return error(e),
+            };
+            let how = match (method.as_str(), content_type.as_str()) {
+                ("PUT", _) => Write::Replace,
+                (_, "application/apply-patch+yaml") | (_, "application/apply-patch+json") => {
+                    if !q.contains_key("fieldManager") {
+                        return error(ApiError::bad_request("PATCH request must have fieldManager for apply".into()));
+                    }
+                    Write::Apply { force: q.get("force").is_some_and(|f| f == "true") }
+                }
+                (_, "application/json-patch+json") => Write::JsonPatch,
+                (_, "application/merge-patch+json") | (_, "application/strategic-merge-patch+json") => Write::MergePatch,
+                (_, other) => {
+                    return respond(415, &ApiError { code: 415, reason: "UnsupportedMediaType", message: format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"), details: Json::Null }.body())
+                }
+            };
+            let Ok(mut store) = app.store.lock() else {
+                return respond(500, &json!({}));
+            };
+            match store.write(&t.resource, &t.ns, n, how, b, &opts) {
+                Ok((o, created)) => respond(if created { 201 } else { 200 }, &o),
+                Err(e) => error(e),
+            }
+        }
+        (Method::DELETE, Some(n)) => {
+            let b = parse_body(&body).unwrap_or(Json::Null);
+            let policy = q.get("propagationPolicy").cloned().or_else(|| {
+                b.get("propagationPolicy")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+            });
+            let Ok(mut store) = app.store.lock() else {
+                return respond(500, &json!({}));
+            };
+            match store.delete(
+                &t.resource,
+                &t.ns,
+                n,
+                dry_run,
+                policy.as_deref() == Some("Orphan"),
+            ) {
+                Ok(o) => respond(200, &o),
+                Err(e) => error(e),
+            }
+        }
+        _ => respond(
+            405,
+            &ApiError {
+                code: 405,
+                reason: "MethodNotAllowed",
+                message: "the server does not allow this method on the requested resource".into(),
+                details: Json::Null,
+            }
+            .body(),
+        ),
+    }
+}
+
+async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
+    let (initial, mut rx) = {
+        let Ok(store) = app.store.lock() else {
+            return respond(500, &json!({}));
+        };
+        let rx = store.events.subscribe();
+        let initial = if q.get("resourceVersion").is_none_or(|v| v.is_empty()) {
+            store.list(&t.resource, &t.ns, &None)
+        } else {
+            Vec::new()
+        };
+        (initial, rx)
+    };
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(30);
+    let selector = q
+        .get("labelSelector")
+        .and_then(|s| kustomize_rs::transformers::select::LabelSelector::parse(s).ok());
+    let (group, plural, ns) = (
+        t.resource.group.clone(),
+        t.resource.plural.clone(),
+        t.ns.clone(),
+    );
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        for o in initial {
+            let line = format!("{}\n", json!({"type": "ADDED", "object": o}));
+            if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, rx.recv()).await;
+            let Ok(Ok(ev)) = ev else { return };
+            if ev.resource != (group.clone(), plural.clone()) {
+                continue;
+            }
+            let ons = ev
+                .object
+                .pointer("/metadata/namespace")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            if !ns.is_empty() && ons != ns {
+                continue;
+            }
+            if let Some(sel) = &selector {
+                let labels: Vec<(String, String)> = ev
+                    .object
+                    .pointer("/metadata/labels")
+                    .and_then(Json::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !sel.matches(&labels) {
+                    continue;
+                }
+            }
+            let line = format!("{}\n", json!({"type": ev.kind, "object": ev.object}));
+            if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = tokio_stream_from(body_rx);
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,436 @@
+//! Server-side apply for the test server: field sets, managed fields (`fieldsV1`), conflicts
+//! and merging, after `sigs.k8s.io/structured-merge-diff` (fieldpath sets, `merge/update.go`)
+//! and Kubernetes `apiserver/pkg/endpoints/handlers/fieldmanager`.
+//!
+//! Lists are associative when the embedded OpenAPI schema gives them merge keys
+//! (`x-kubernetes-list-map-keys` / `x-kubernetes-patch-merge-key`), sets when their strategy is
+//! `merge` without keys, and atomic otherwise (owned as one leaf). Custom resources use their
+//! CRD's `x-kubernetes-list-type`/`-map-keys` where the schema gives them.
+
+use kustomize_rs::openapi::Schema;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeSet;
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pe {
+    /// A map field.
+    Field(String),
+    /// An associative-list item, by its key fields (JSON text of a sorted object).
+    Key(String),
+    /// A set-list item, by value (JSON text).
+    Value(String),
+}
+
+/// A field path.
+pub type Path = Vec<Pe>;
+/// A set of owned paths (leaves and list-item markers).
+pub type FieldSet = BTreeSet<Path>;
+
+/// How a list is merged (associative by keys, a set, or atomic).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListKind {
+    /// Replaced as a whole.
+    Atomic,
+    /// Merged as a set of values.
+    Set,
+    /// Merged by these key fields.
+    Map(Vec<String>),
+}
+
+/// Schema position: the builtin OpenAPI tables, or a CRD's structural schema node.
+#[derive(Debug, Clone)]
+pub enum Pos {
+    /// Builtin (or unknown).
+    Builtin(Option<Schema>),
+    /// A CRD `openAPIV3Schema` node.
+    Crd(Json),
+}
+
+impl Pos {
+    fn field(&self, name: &str) -> (Pos, ListKind) {
+        match self {
+            Pos::Builtin(s) => {
+                let fi = s.as_ref().and_then(|s| s.field(name));
+                let kind = match &fi {
+                    Some(f) if f.array && !f.merge_keys.is_empty() && f.is_associative() => {
+                        ListKind::Map(f.merge_keys.clone())
+                    }
+                    Some(f) if f.array && f.is_associative() => ListKind::Set,
+                    _ => ListKind::Atomic,
+                };
+                (Pos::Builtin(fi.and_then(|f| f.schema)), kind)
+            }
+            Pos::Crd(node) => {
+                let p = node
+                    .get("properties")
+                    .and_then(|p| p.get(name))
+                    .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()));
+                let Some(p) = p else {
+                    return (Pos::Crd(Json::Null), ListKind::Atomic);
+                };
+                let kind = match p.get("x-kubernetes-list-type").and_then(Json::as_str) {
+                    Some("map") => ListKind::Map(
+                        p.get("x-kubernetes-list-map-keys")
+                            .and_then(Json::as_array)
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|k| k.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    ),
+                    Some("set") => ListKind::Set,
+                    _ => ListKind::Atomic,
+                };
+                let next = if p.get("type").and_then(Json::as_str) == Some("array") {
+                    p.get("items").cloned().unwrap_or(Json::Null)
+                } else {
+                    p.clone()
+                };
+                (Pos::Crd(next), kind)
+            }
+        }
+    }
+}
+
+fn key_of(item: &Json, keys: &[String]) -> Option<String> {
+    let mut m = Map::new();
+    for k in keys {
+        if let Some(v) = item.get(k) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    if m.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<(String, Json)> = m.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(Json::Object(sorted.into_iter().collect()).to_string())
+}
+
+/// The fields an object sets (top-level identity fields and status excluded).
+pub fn field_set(obj: &Json, pos: &Pos) -> FieldSet {
+    let mut out = FieldSet::new();
+    if let Json::Object(m) = obj {
+        for (k, v) in m {
+            match k.as_str() {
+                "apiVersion" | "kind" | "status" => continue,
+                "metadata" => {
+                    if let Json::Object(md) = v {
+                        for (mk, mv) in md {
+                            if matches!(
+                                mk.as_str(),
+                                "labels" | "annotations" | "finalizers" | "ownerReferences"
+                            ) {
+                                let (p, lk) = pos.field("metadata");
+                                let (p2, lk2) = p.field(mk);
+                                let _ = lk;
+                                walk(
+                                    mv,
+                                    &p2,
+                                    &lk2,
+                                    vec![Pe::Field("metadata".into()), Pe::Field(mk.clone())],
+                                    &mut out,
+                                );
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let (p, lk) = pos.field(k);
+                    walk(v, &p, &lk, vec![Pe::Field(k.clone())], &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The fields of a status subresource write.
+pub fn status_field_set(obj: &Json, pos: &Pos) -> FieldSet {
+    let mut out = FieldSet::new();
+    if let Some(s) = obj.get("status") {
+        let (p, lk) = pos.field("status");
+        walk(s, &p, &lk, vec![Pe::Field("status".into())], &mut out);
+    }
+    out
+}
+
+fn walk(v: &Json, pos: &Pos, lk: &ListKind, path: Path, out: &mut FieldSet) {
+    match (v, lk) {
+        (Json::Object(m), _) if !m.is_empty() => {
+            for (k, c) in m {
+                let (p, l) = pos.field(k);
+                let mut np = path.clone();
+                np.push(Pe::Field(k.clone()));
+                walk(c, &p, &l, np, out);
+            }
+        }
+        (Json::Array(items), ListKind::Map(keys)) => {
+            for it in items {
+                match key_of(it, keys) {
+                    Some(k) => {
+                        let mut np = path.clone();
+                        np.push(Pe::Key(k));
+                        out.insert(np.clone());
+                        if let Json::Object(m) = it {
+                            for (f, c) in m {
+                                let (p, l) = pos.field(f);
+                                let mut fp = np.clone();
+                                fp.push(Pe::Field(f.clone()));
+                                walk(c, &p, &l, fp, out);
+                            }
+                        }
+                    }
+                    None => {
+                        out.insert(path.clone());
+                    }
+                }
+            }
+        }
+        (Json::Array(items), ListKind::Set) => {
+            for it in items {
+                let mut np = path.clone();
+                np.push(Pe::Value(it.to_string()));
+                out.insert(np);
+            }
+        }
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+fn pe_key(pe: &Pe) -> String {
+    match pe {
+        Pe::Field(f) => format!("f:{f}"),
+        Pe::Key(k) => format!("k:{k}"),
+        Pe::Value(v) => format!("v:{v}"),
+    }
+}
+
+/// Encodes a field set as `fieldsV1`.
+pub fn to_fields_v1(set: &FieldSet) -> Json {
+    let mut root = Map::new();
+    for path in set {
+        let mut cur = &mut root;
+        for (i, pe) in path.iter().enumerate() {
+            let e = cur
+                .entry(pe_key(pe))
+                .or_insert_with(|| Json::Object(Map::new()));
+            let Json::Object(m) = e else { break };
+            if i + 1 == path.len() && matches!(pe, Pe::Key(_)) {
+                m.entry(".").or_insert_with(|| Json::Object(Map::new()));
+            }
+            cur = m;
+        }
+    }
+    Json::Object(root)
+}
+
+/// Decodes `fieldsV1`.
+pub fn from_fields_v1(v: &Json) -> FieldSet {
+    fn go(v: &Json, path: &mut Path, out: &mut FieldSet) {
+        let Json::Object(m) = v else { return };
+        if m.is_empty() && !path.is_empty() {
+            out.insert(path.clone());
+            return;
+        }
+        for (k, c) in m {
+            if k == "." {
+                out.insert(path.clone());
+                continue;
+            }
+            let pe = if let Some(f) = k.strip_prefix("f:") {
+                Pe::Field(f.to_string())
+            } else if let Some(x) = k.strip_prefix("k:") {
+                Pe::Key(x.to_string())
+            } else if let Some(x) = k.strip_prefix("v:") {
+                Pe::Value(x.to_string())
+            } else {
+                continue;
+            };
+            path.push(pe);
+            go(c, path, out);
+            path.pop();
+        }
+    }
+    let mut out = FieldSet::new();
+    go(v, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The value at a path (`None` when absent).
+pub fn value_at<'a>(obj: &'a Json, path: &[Pe]) -> Option<&'a Json> {
+    let mut cur = obj;
+    for pe in path {
+        cur = match (pe, cur) {
+            (Pe::Field(f), Json::Object(m)) => m.get(f)?,
+            (Pe::Key(k), Json::Array(items)) => {
+                let want: Map<String, Json> = serde_json::from_str(k).ok()?;
+                items
+                    .iter()
+                    .find(|it| want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)))?
+            }
+            (Pe::Value(v), Json::Array(items)) => {
+                let want: Json = serde_json::from_str(v).ok()?;
+                items.iter().find(|it| **it == want)?
+            }
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Removes the value at a path, pruning maps left empty by the removal.
+pub fn remove_at(obj: &mut Json, path: &[Pe]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    fn parent_mut<'a>(obj: &'a mut Json, path: &[Pe]) -> Option<&'a mut Json> {
+        let mut cur = obj;
+        for pe in path {
+            cur = match (pe, cur) {
+                (Pe::Field(f), Json::Object(m)) => m.get_mut(f)?,
+                (Pe::Key(k), Json::Array(items)) => {
+                    let want: Map<String, Json> = serde_json::from_str(k).ok()?;
+                    items
+                        .iter_mut()
+                        .find(|it| want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)))?
+                }
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+    if let Some(p) = parent_mut(obj, parent) {
+        match (last, p) {
+            (Pe::Field(f), Json::Object(m)) => {
+                m.shift_remove(f);
+            }
+            (Pe::Key(k), Json::Array(items)) => {
+                if let Ok(want) = serde_json::from_str::<Map<String, Json>>(k) {
+                    items.retain(|it| !want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)));
+                }
+            }
+            (Pe::Value(v), Json::Array(items)) => {
+                if let Ok(want) = serde_json::from_str::<Json>(v) {
+                    items.retain(|it| *it != want);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Prune now-empty maps up the path (not lists, which are values of their own).
+    for depth in (1..path.len()).rev() {
+        let prefix = &path[..depth];
+        let empty = matches!(value_at(obj, prefix), Some(Json::Object(m)) if m.is_empty());
+        if empty && matches!(prefix.last(), Some(Pe::Field(_))) {
+            remove_at_shallow(obj, prefix);
+        } else {
+            break;
+        }
+    }
+}
+
+fn remove_at_shallow(obj: &mut Json, path: &[Pe]) {
+    if let Some((Pe::Field(f), parent)) = path.split_last() {
+        let mut cur = &mut *obj;
+        for pe in parent {
+            let next = match (pe, cur) {
+                (Pe::Field(x), Json::Object(m)) => m.get_mut(x),
+                _ => None,
+            };
+            let Some(n) = next else { return };
+            cur = n;
+        }
+        if let Json::Object(m) = cur {
+            m.shift_remove(f);
+        }
+    }
+}
+
+/// Merges an applied configuration into the live object: maps recursively, associative lists
+/// by key (applied order first, then other live items), sets as unions, everything else
+/// replaced.
+pub fn merge(live: &mut Json, applied: &Json, pos: &Pos, lk: &ListKind) {
+    match (live, applied, lk) {
+        (Json::Object(l), Json::Object(a), _) => {
+            for (k, av) in a {
+                let (p, kind) = pos.field(k);
+                match l.get_mut(k) {
+                    Some(lv) if !lv.is_null() => merge(lv, av, &p, &kind),
+                    _ => {
+                        l.insert(k.clone(), av.clone());
+                    }
+                }
+            }
+        }
+        (Json::Array(l), Json::Array(a), ListKind::Map(keys)) => {
+            let mut out: Vec<Json> = Vec::new();
+            let mut used = vec![false; l.len()];
+            for it in a {
+                let k = key_of(it, keys);
+                match l.iter().position(|x| k.is_some() && key_of(x, keys) == k) {
+                    Some(i) => {
+                        used[i] = true;
+                        let mut merged = l[i].clone();
+                        merge(&mut merged, it, pos, &ListKind::Atomic);
+                        out.push(merged);
+                    }
+                    None => out.push(it.clone()),
+                }
+            }
+            for (i, x) in l.iter().enumerate() {
+                if !used[i] {
+                    out.push(x.clone());
+                }
+            }
+            *l = out;
+        }
+        (Json::Array(l), Json::Array(a), ListKind::Set) => {
+            for it in a {
+                if !l.contains(it) {
+                    l.push(it.clone());
+                }
+            }
+        }
+        (live, applied, _) => *live = applied.clone(),
+    }
+}
+
+/// Top-level merge entry.
+pub fn merge_object(live: &mut Json, applied: &Json, pos: &Pos) {
+    merge(live, applied, pos, &ListKind::Atomic);
+}
+
+/// Renders a path like the API server's conflict messages (`.spec.replicas`,
+/// `.spec.template.spec.containers[name="app"].image`).
+pub fn path_string(path: &[Pe]) -> String {
+    let mut s = String::new();
+    for pe in path {
+        match pe {
+            Pe::Field(f) => {
+                s.push('.');
+                s.push_str(f);
+            }
+            Pe::Key(k) => {
+                let m: Map<String, Json> = serde_json::from_str(k).unwrap_or_default();
+                let inner: Vec<String> = m.iter().map(|(a, b)| format!("{a}={b}")).collect();
+                s.push_str(&format!("[{}]", inner.join(",")));
+            }
+            Pe::Value(v) => s.push_str(&format!("[={v}]")),
+        }
+    }
+    s
+}
+
+/// Leaf paths of `a` whose value differs from `b` (or are missing there): what an update
+/// changed.
+pub fn changed_fields(old: &Json, new: &Json, pos: &Pos) -> FieldSet {
+    field_set(new, pos)
+        .into_iter()
+        .filter(|p| value_at(old, p) != value_at(new, p))
+        .collect()
+}

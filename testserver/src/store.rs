@@ -1,0 +1,919 @@
+//! The object store and the write semantics: resourceVersion, generation, uid, managed fields,
+//! server-side apply, dry-run, finalizers, immutable fields, and watch events.
+
+use crate::defaults::{apply_defaults, immutable_violation};
+use crate::resources::{builtin, from_crd, ApiResource};
+use crate::ssa::{self, FieldSet, Pos};
+use serde_json::{json, Map, Value as Json};
+use std::collections::BTreeMap;
+use tokio::sync::broadcast;
+
+/// An API error in the shape of `metav1.Status`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP code.
+    pub code: u16,
+    /// `reason`.
+    pub reason: &'static str,
+    /// `message`.
+    pub message: String,
+    /// `details`.
+    pub details: Json,
+}
+
+impl ApiError {
+    /// The response body.
+    pub fn body(&self) -> Json {
+        let mut b = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code});
+        if !self.details.is_null() {
+            b["details"] = self.details.clone();
+        }
+        b
+    }
+
+    /// 404 for an object.
+    pub fn not_found(r: &ApiResource, name: &str) -> ApiError {
+        ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: format!("{} \"{name}\" not found", r.qualified()),
+            details: json!({"name": name, "group": r.group, "kind": r.plural}),
+        }
+    }
+
+    /// A 404 for a path the server does not serve.
+    pub fn no_route() -> ApiError {
+        ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: "the server could not find the requested resource".into(),
+            details: json!({}),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: String) -> ApiError {
+        ApiError {
+            code: 400,
+            reason: "BadRequest",
+            message,
+            details: Json::Null,
+        }
+    }
+}
+
+/// A watch event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `ADDED`, `MODIFIED`, `DELETED`.
+    pub kind: &'static str,
+    /// Resource (group, plural).
+    pub resource: (String, String),
+    /// The object after the change.
+    pub object: Json,
+}
+
+type Key = (String, String, String, String); // group, plural, namespace, name
+
+/// The server state.
+pub struct Store {
+    /// Served resources.
+    pub resources: Vec<ApiResource>,
+    objects: BTreeMap<Key, Json>,
+    rv: u64,
+    uid: u64,
+    ip: u32,
+    /// Watch event fan-out.
+    pub events: broadcast::Sender<Event>,
+    /// Requests served, by verb (for benchmarks).
+    pub requests: BTreeMap<String, u64>,
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// What kind of write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// POST.
+    Create,
+    /// PUT.
+    Replace,
+    /// `application/merge-patch+json` (or strategic merge patch, treated alike).
+    MergePatch,
+    /// `application/json-patch+json`.
+    JsonPatch,
+    /// `application/apply-patch+yaml` with `force`.
+    Apply { force: bool },
+}
+
+/// Options common to writes.
+#[derive(Debug, Clone)]
+pub struct WriteOpts {
+    /// Field manager.
+    pub manager: String,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+    /// Writing the `/status` subresource.
+    pub status: bool,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// An empty cluster with the `default`, `kube-system` and `kube-public` namespaces.
+    pub fn new() -> Store {
+        let (events, _) = broadcast::channel(4096);
+        let mut s = Store {
+            resources: builtin(),
+            objects: BTreeMap::new(),
+            rv: 1,
+            uid: 0,
+            ip: 10,
+            events,
+            requests: BTreeMap::new(),
+        };
+        for ns in ["default", "kube-system", "kube-public"] {
+            let o = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let r = s.resource("", "v1", "namespaces").cloned();
+            if let Some(r) = r {
+                let _ = s.write(
+                    &r,
+                    "",
+                    ns,
+                    Write::Create,
+                    o,
+                    &WriteOpts {
+                        manager: "kube-apiserver".into(),
+                        dry_run: false,
+                        status: false,
+                    },
+                );
+            }
+        }
+        s
+    }
+
+    /// Finds a resource by group/version/plural.
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<&ApiResource> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    fn next_uid(&mut self) -> String {
+        self.uid += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.uid)
+    }
+
+    fn pos(r: &ApiResource) -> Pos {
+        match &r.schema {
+            Some(s) => Pos::Crd(s.clone()),
+            None => Pos::Builtin(kustomize_rs::openapi::Schema::for_type(
+                &r.group_version(),
+                &r.kind,
+            )),
+        }
+    }
+
+    /// Gets an object.
+    pub fn get(&self, r: &ApiResource, ns: &str, name: &str) -> Result<Json, ApiError> {
+        self.objects
+            .get(&(
+                r.group.clone(),
+                r.plural.clone(),
+                ns.to_string(),
+                name.to_string(),
+            ))
+            .map(|o| self.present(r, o))
+            .ok_or_else(|| ApiError::not_found(r, name))
+    }
+
+    /// The object as served at the resource's version.
+    fn present(&self, r: &ApiResource, o: &Json) -> Json {
+        let mut o = o.clone();
+        o["apiVersion"] = json!(r.group_version());
+        o
+    }
+
+    /// Lists objects (all namespaces when `ns` is empty) matching a label selector.
+    pub fn list(
+        &self,
+        r: &ApiResource,
+        ns: &str,
+        selector: &Option<kustomize_rs::transformers::select::LabelSelector>,
+    ) -> Vec<Json> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.0 == r.group && k.1 == r.plural && (ns.is_empty() || k.2 == ns))
+            .filter(|(_, o)| selector.as_ref().is_none_or(|s| s.matches(&labels(o))))
+            .map(|(_, o)| self.present(r, o))
+            .collect()
+    }
+
+    /// Every stored object (for the simulator).
+    pub fn all(&self) -> Vec<(ApiResource, Json)> {
+        self.objects
+            .iter()
+            .filter_map(|(k, o)| {
+                self.resources
+                    .iter()
+                    .find(|r| r.group == k.0 && r.plural == k.1)
+                    .map(|r| (r.clone(), o.clone()))
+            })
+            .collect()
+    }
+
+    fn bump(&mut self) -> String {
+        self.rv += 1;
+        self.rv.to_string()
+    }
+
+    /// Creates, replaces, patches or applies an object.
+    ///
+    /// # Errors
+    /// 404, 409 (exists, conflict), 422 (invalid, immutable), 400 (bad body).
+    pub fn write(
+        &mut self,
+        r: &ApiResource,
+        ns: &str,
+        name: &str,
+        how: Write,
+        body: Json,
+        opts: &WriteOpts,
+    ) -> Result<(Json, bool), ApiError> {
+        if r.namespaced && ns.is_empty() {
+            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request".into()));
+        }
+        if r.namespaced
+            && ns != "default"
+            && !self.objects.contains_key(&(
+                String::new(),
+                "namespaces".into(),
+                String::new(),
+                ns.to_string(),
+            ))
+        {
+            return Err(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: format!("namespaces \"{ns}\" not found"),
+                details: json!({"name": ns, "kind": "namespaces"}),
+            });
+        }
+        let key = (
+            r.group.clone(),
+            r.plural.clone(),
+            if r.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.to_string(),
+        );
+        let existing = self.objects.get(&key).cloned();
+        let pos = Self::pos(r);
+        let mut created = false;
+        let mut obj = match (&how, &existing) {
+            (Write::Create, Some(_)) => {
+                return Err(ApiError {
+                    code: 409,
+                    reason: "AlreadyExists",
+                    message: format!("{} \"{name}\" already exists", r.qualified()),
+                    details: json!({"name": name, "group": r.group, "kind": r.plural}),
+                })
+            }
+            (Write::Create, None) => {
+                created = true;
+                body.clone()
+            }
+            (Write::Replace, Some(old)) => {
+                let mut b = body.clone();
+                if opts.status {
+                    let mut o = old.clone();
+                    o["status"] = b.get("status").cloned().unwrap_or(Json::Null);
+                    b = o;
+                } else if let Some(s) = old.get("status") {
+                    b["status"] = s.clone();
+                }
+                b
+            }
+            (Write::MergePatch, Some(old)) => {
+                let mut o = old.clone();
+                merge_patch(&mut o, &body);
+                o
+            }
+            (Write::JsonPatch, Some(old)) => {
+                let mut v = kustomize_rs_value(old);
+                let ops = match kustomize_rs_value(&body) {
+                    kustomize_rs::yaml::Value::Seq(s) => s,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "json patch must be a list of operations".into(),
+                        ))
+                    }
+                };
+                kustomize_rs::transformers::patch::apply_json_patch(&mut v, &ops).map_err(|e| {
+                    ApiError {
+                        code: 422,
+                        reason: "Invalid",
+                        message: e.to_string(),
+                        details: Json::Null,
+                    }
+                })?;
+                from_kustomize_value(&v)
+            }
+            (Write::Apply { .. }, None) => {
+                created = true;
+                json!({"apiVersion": r.group_version(), "kind": r.kind, "metadata": {"name": name}})
+            }
+            (Write::Apply { .. }, Some(old)) => old.clone(),
+            (_, None) => return Err(ApiError::not_found(r, name)),
+        };
+        // Server-side apply: conflicts, removal of fields the manager stopped applying, merge.
+        let mut managed = existing
+            .as_ref()
+            .and_then(|o| o.pointer("/metadata/managedFields"))
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Write::Apply { force } = how {
+            let applied_set = if opts.status {
+                ssa::status_field_set(&body, &pos)
+            } else {
+                ssa::field_set(&body, &pos)
+            };
+            let live = existing.clone().unwrap_or(Json::Null);
+            let mut conflicts: Vec<(String, String)> = Vec::new();
+            for e in &managed {
+                let mgr = e["manager"].as_str().unwrap_or("");
+                let op = e["operation"].as_str().unwrap_or("");
+                if mgr == opts.manager && op == "Apply" {
+                    continue;
+                }
+                let owned = ssa::from_fields_v1(&e["fieldsV1"]);
+                for p in applied_set.intersection(&owned) {
+                    let (lv, av) = (ssa::value_at(&live, p), ssa::value_at(&body, p));
+                    if lv.is_some() && lv != av && !matches!(p.last(), Some(ssa::Pe::Key(_))) {
+                        conflicts.push((mgr.to_string(), ssa::path_string(p)));
+                    }
+                }
+            }
+            if !conflicts.is_empty() && !force {
+                let n = conflicts.len();
+                let message = if n == 1 {
+                    format!(
+                        "Apply failed with 1 conflict: conflict with \"{}\": {}",
+                        conflicts[0].0, conflicts[0].1
+                    )
+                } else {
+                    let lines: Vec<String> = conflicts
+                        .iter()
+                        .map(|(m, p)| format!("- conflict with \"{m}\": {p}"))
+                        .collect();
+                    format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+                };
+                return Err(ApiError {
+                    code: 409,
+                    reason: "Conflict",
+                    message,
+                    details: json!({"causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": p})).collect::<Vec<_>>()}),
+                });
+            }
+            // Fields this manager applied before but no longer does, owned by nobody else, go.
+            let prev: FieldSet = managed
+                .iter()
+                .find(|e| {
+                    e["manager"] == json!(opts.manager)
+                        && e["operation"] == json!("Apply")
+                        && e.get("subresource").is_none() == !opts.status
+                })
+                .map(|e| ssa::from_fields_v1(&e["fieldsV1"]))
+                .unwrap_or_default();
+            let others: FieldSet = managed
+                .iter()
+                .filter(|e| {
+                    !(e["manager"] == json!(opts.manager) && e["operation"] == json!("Apply"))
+                })
+                .flat_map(|e| ssa::from_fields_v1(&e["fieldsV1"]))
+                .collect();
+            for p in prev.difference(&applied_set) {
+                if !others.contains(p) {
+                    ssa::remove_at(&mut obj, p);
+                }
+            }
+            let mut applied = body.clone();
+            if let Some(m) = applied.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+                if let Some(md) = m.get_mut("metadata").and_then(Json::as_object_mut) {
+                    md.retain(|k, _| {
+                        matches!(
+                            k.as_str(),
+                            "labels" | "annotations" | "finalizers" | "ownerReferences"
+                        )
+                    });
+                }
+                if !opts.status {
+                    m.remove("status");
+                }
+            }
+            ssa::merge_object(&mut obj, &applied, &pos);
+            // Ownership: this manager owns what it applied; forced fields leave other managers.
+            for e in managed.iter_mut() {
+                if e["manager"] == json!(opts.manager) && e["operation"] == json!("Apply") {
+                    continue;
+                }
+                if force {
+                    let mut owned = ssa::from_fields_v1(&e["fieldsV1"]);
+                    owned.retain(|p| !conflicts.iter().any(|(_, c)| *c == ssa::path_string(p)));
+                    e["fieldsV1"] = ssa::to_fields_v1(&owned);
+                }
+            }
+            managed.retain(|e| {
+                !(e["manager"] == json!(opts.manager)
+                    && e["operation"] == json!("Apply")
+                    && (e.get("subresource").is_some() == opts.status))
+            });
+            let mut entry = json!({"manager": opts.manager, "operation": "Apply", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&applied_set)});
+            if opts.status {
+                entry["subresource"] = json!("status");
+            }
+            managed.push(entry);
+        }
+        // Identity and bookkeeping.
+        obj["apiVersion"] = json!(r.group_version());
+        obj["kind"] = json!(r.kind);
+        let md = obj
+            .get_mut("metadata")
+            .filter(|m| m.is_object())
+            .map(|_| ())
+            .is_some();
+        if !md {
+            obj["metadata"] = json!({});
+        }
+        obj["metadata"]["name"] = json!(name);
+        if r.namespaced {
+            obj["metadata"]["namespace"] = json!(ns);
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        let mut next_ip = {
+            let ip = &mut self.ip;
+            move || {
+                *ip += 1;
+                format!("10.0.0.{}", *ip % 250 + 2)
+            }
+        };
+        apply_defaults(&r.kind, &mut obj, &mut next_ip);
+        if let Some(old) = &existing {
+            if let Some((field, msg)) = immutable_violation(&r.kind, old, &obj) {
+                return Err(ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: format!(
+                        "{}.{} \"{name}\" is invalid: {field}: Invalid value: {msg}",
+                        r.kind, r.group
+                    )
+                    .replace(". \"", " \""),
+                    details: json!({"name": name, "group": r.group, "kind": r.kind, "causes": [{"reason": "FieldValueInvalid", "message": format!("Invalid value: {msg}"), "field": field}]}),
+                });
+            }
+        }
+        // Update managers own what they changed.
+        if !matches!(how, Write::Apply { .. }) && opts.manager != "kube-apiserver" {
+            let changed = match &existing {
+                Some(old) => ssa::changed_fields(old, &obj, &pos),
+                None => ssa::field_set(&obj, &pos),
+            };
+            if !changed.is_empty() {
+                for e in managed.iter_mut() {
+                    let mut owned = ssa::from_fields_v1(&e["fieldsV1"]);
+                    owned.retain(|p| !changed.contains(p));
+                    e["fieldsV1"] = ssa::to_fields_v1(&owned);
+                }
+                let mut mine: FieldSet = managed
+                    .iter()
+                    .find(|e| {
+                        e["manager"] == json!(opts.manager) && e["operation"] == json!("Update")
+                    })
+                    .map(|e| ssa::from_fields_v1(&e["fieldsV1"]))
+                    .unwrap_or_default();
+                mine.extend(changed);
+                managed.retain(|e| {
+                    !(e["manager"] == json!(opts.manager) && e["operation"] == json!("Update"))
+                });
+                managed.push(json!({"manager": opts.manager, "operation": "Update", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&mine)}));
+            }
+        }
+        managed.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
+        managed.sort_by_key(|e| {
+            (
+                e["operation"].as_str() != Some("Apply"),
+                e["manager"].as_str().unwrap_or("").to_string(),
+            )
+        });
+        // Unchanged object: no write, same resourceVersion.
+        if let Some(old) = &existing {
+            let mut a = old.clone();
+            let mut b = obj.clone();
+            for x in [&mut a, &mut b] {
+                if let Some(m) = x.get_mut("metadata").and_then(Json::as_object_mut) {
+                    m.remove("managedFields");
+                }
+            }
+            let old_sets: Vec<(String, FieldSet)> = old
+                .pointer("/metadata/managedFields")
+                .and_then(Json::as_array)
+                .map(|es| {
+                    es.iter()
+                        .map(|e| {
+                            (
+                                format!("{}{}", e["manager"], e["operation"]),
+                                ssa::from_fields_v1(&e["fieldsV1"]),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let new_sets: Vec<(String, FieldSet)> = managed
+                .iter()
+                .map(|e| {
+                    (
+                        format!("{}{}", e["manager"], e["operation"]),
+                        ssa::from_fields_v1(&e["fieldsV1"]),
+                    )
+                })
+                .collect();
+            if a == b && old_sets == new_sets {
+                return Ok((self.present(r, old), false));
+            }
+            // generation moves when anything but metadata and status changed
+            let spec_changed = {
+                let strip = |x: &Json| {
+                    let mut x = x.clone();
+                    if let Some(m) = x.as_object_mut() {
+                        m.remove("metadata");
+                        m.remove("status");
+                    }
+                    x
+                };
+                strip(old) != strip(&obj)
+            };
+            if let Some(gen) = old.pointer("/metadata/generation").and_then(Json::as_i64) {
+                obj["metadata"]["generation"] = json!(if spec_changed { gen + 1 } else { gen });
+            }
+            for k in ["uid", "creationTimestamp"] {
+                if let Some(v) = old.pointer(&format!("/metadata/{k}")) {
+                    obj["metadata"][k] = v.clone();
+                }
+            }
+            if let Some(dt) = old.pointer("/metadata/deletionTimestamp") {
+                obj["metadata"]["deletionTimestamp"] = dt.clone();
+            }
+        } else {
+            if !matches!(
+                r.kind.as_str(),
+                "ConfigMap"
+                    | "Secret"
+                    | "Namespace"
+                    | "ServiceAccount"
+                    | "Role"
+                    | "RoleBinding"
+                    | "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "Service"
+                    | "Endpoints"
+                    | "Event"
+            ) {
+                obj["metadata"]["generation"] = json!(1);
+            }
+            obj["metadata"]["uid"] = json!(self.next_uid());
+            obj["metadata"]["creationTimestamp"] = json!(now());
+        }
+        obj["metadata"]["managedFields"] = Json::Array(managed);
+        if opts.dry_run {
+            if existing.is_none() {
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.remove("uid");
+                }
+            }
+            return Ok((self.present(r, &obj), created));
+        }
+        obj["metadata"]["resourceVersion"] = json!(self.bump());
+        // Deleted once the last finalizer goes.
+        let finalizers_left = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Json::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if obj.pointer("/metadata/deletionTimestamp").is_some() && !finalizers_left {
+            self.objects.remove(&key);
+            self.after_delete(r, &obj);
+            let _ = self.events.send(Event {
+                kind: "DELETED",
+                resource: (r.group.clone(), r.plural.clone()),
+                object: self.present(r, &obj),
+            });
+            return Ok((self.present(r, &obj), false));
+        }
+        self.objects.insert(key, obj.clone());
+        if r.kind == "CustomResourceDefinition" {
+            self.register_crd(&obj);
+        }
+        let _ = self.events.send(Event {
+            kind: if created { "ADDED" } else { "MODIFIED" },
+            resource: (r.group.clone(), r.plural.clone()),
+            object: self.present(r, &obj),
+        });
+        Ok((self.present(r, &obj), created))
+    }
+
+    fn register_crd(&mut self, crd: &Json) {
+        let new = from_crd(crd);
+        for n in &new {
+            self.resources.retain(|r| {
+                !(r.group == n.group && r.version == n.version && r.plural == n.plural)
+            });
+        }
+        self.resources.extend(new);
+        // The CRD is Established at once (the real server does it within a second).
+        let key = (
+            String::from("apiextensions.k8s.io"),
+            String::from("customresourcedefinitions"),
+            String::new(),
+            crd.pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+        );
+        if let Some(o) = self.objects.get_mut(&key) {
+            if o.pointer("/status/conditions").is_none() {
+                let names = o["spec"]["names"].clone();
+                o["status"] = json!({
+                    "conditions": [
+                        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now()},
+                        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now()}
+                    ],
+                    "acceptedNames": names,
+                    "storedVersions": o["spec"]["versions"].as_array().map(|v| v.iter().filter(|x| x["storage"] == json!(true)).map(|x| x["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    fn after_delete(&mut self, r: &ApiResource, obj: &Json) {
+        if r.kind == "CustomResourceDefinition" {
+            let group = obj
+                .pointer("/spec/group")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            let plural = obj
+                .pointer("/spec/names/plural")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            self.resources
+                .retain(|x| !(x.group == group && x.plural == plural));
+            self.objects.retain(|k, _| !(k.0 == group && k.1 == plural));
+        }
+        if r.kind == "Namespace" {
+            let ns = obj
+                .pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            self.objects.retain(|k, _| k.2 != ns);
+        }
+        // Garbage collection: dependents whose only owner is gone are deleted.
+        let uid = obj.pointer("/metadata/uid").cloned();
+        if let Some(uid) = uid {
+            let dependents: Vec<Key> = self
+                .objects
+                .iter()
+                .filter(|(_, o)| {
+                    o.pointer("/metadata/ownerReferences")
+                        .and_then(Json::as_array)
+                        .is_some_and(|refs| {
+                            !refs.is_empty() && refs.iter().all(|x| x["uid"] == uid)
+                        })
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in dependents {
+                if let Some(o) = self.objects.remove(&k) {
+                    if let Some(dr) = self
+                        .resources
+                        .iter()
+                        .find(|x| x.group == k.0 && x.plural == k.1)
+                        .cloned()
+                    {
+                        let _ = self.events.send(Event {
+                            kind: "DELETED",
+                            resource: (k.0.clone(), k.1.clone()),
+                            object: self.present(&dr, &o),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes an object: at once, or — with finalizers — by setting `deletionTimestamp`.
+    ///
+    /// # Errors
+    /// 404 when absent.
+    pub fn delete(
+        &mut self,
+        r: &ApiResource,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+        orphan: bool,
+    ) -> Result<Json, ApiError> {
+        let key = (
+            r.group.clone(),
+            r.plural.clone(),
+            if r.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.to_string(),
+        );
+        let Some(mut obj) = self.objects.get(&key).cloned() else {
+            return Err(ApiError::not_found(r, name));
+        };
+        if dry_run {
+            return Ok(self.present(r, &obj));
+        }
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Json::as_array)
+            .is_some_and(|f| !f.is_empty())
+            || (r.kind == "Namespace");
+        if has_finalizers && r.kind != "Namespace" {
+            if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                obj["metadata"]["deletionTimestamp"] = json!(now());
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                obj["metadata"]["resourceVersion"] = json!(self.bump());
+                self.objects.insert(key, obj.clone());
+                let _ = self.events.send(Event {
+                    kind: "MODIFIED",
+                    resource: (r.group.clone(), r.plural.clone()),
+                    object: self.present(r, &obj),
+                });
+            }
+            return Ok(self.present(r, &obj));
+        }
+        self.objects.remove(&key);
+        if !orphan {
+            self.after_delete(r, &obj);
+        }
+        self.bump();
+        let _ = self.events.send(Event {
+            kind: "DELETED",
+            resource: (r.group.clone(), r.plural.clone()),
+            object: self.present(r, &obj),
+        });
+        Ok(self.present(r, &obj))
+    }
+
+    /// Writes `status` directly (the simulator's controller writes), bumping resourceVersion.
+    pub fn set_status(&mut self, group: &str, plural: &str, ns: &str, name: &str, status: Json) {
+        let key = (
+            group.to_string(),
+            plural.to_string(),
+            ns.to_string(),
+            name.to_string(),
+        );
+        let rv = self.rv + 1;
+        let Some(o) = self.objects.get_mut(&key) else {
+            return;
+        };
+        if o.get("status") == Some(&status) {
+            return;
+        }
+        o["status"] = status;
+        o["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let snapshot = o.clone();
+        self.rv = rv;
+        if let Some(r) = self
+            .resources
+            .iter()
+            .find(|x| x.group == group && x.plural == plural)
+            .cloned()
+        {
+            let _ = self.events.send(Event {
+                kind: "MODIFIED",
+                resource: (group.to_string(), plural.to_string()),
+                object: self.present(&r, &snapshot),
+            });
+        }
+    }
+}
+
+fn labels(o: &Json) -> Vec<(String, String)> {
+    o.pointer("/metadata/labels")
+        .and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// RFC 7386 merge patch.
+pub fn merge_patch(target: &mut Json, patch: &Json) {
+    match patch {
+        Json::Object(p) => {
+            if !target.is_object() {
+                *target = Json::Object(Map::new());
+            }
+            if let Json::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.shift_remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Json::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// JSON → the YAML engine's tree (for reusing its JSON-patch code).
+pub fn kustomize_rs_value(j: &Json) -> kustomize_rs::yaml::Value {
+    use kustomize_rs::yaml::Value;
+    match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => n
+            .as_i64()
+            .map(Value::Int)
+            .or_else(|| n.as_u64().map(Value::Uint))
+            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(a) => Value::Seq(a.iter().map(kustomize_rs_value).collect()),
+        Json::Object(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), kustomize_rs_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The YAML engine's tree → JSON.
+pub fn from_kustomize_value(v: &kustomize_rs::yaml::Value) -> Json {
+    use kustomize_rs::yaml::Value;
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => json!(i),
+        Value::Uint(u) => json!(u),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Value::String(s) => Json::String(s.clone()),
+        Value::Seq(items) => Json::Array(items.iter().map(from_kustomize_value).collect()),
+        Value::Map(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), from_kustomize_value(v)))
+                .collect(),
+        ),
+    }
+}

@@ -5,5 +5,6 @@
 //! Today the render stage's kustomize engine is wired in ([`cli`]).
 
 pub mod cli;
+pub mod cluster;
 pub mod component;
 pub mod render;

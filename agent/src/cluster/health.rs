@@ -1,0 +1,253 @@
+//! Health with kstatus semantics (`sigs.k8s.io/cli-utils/pkg/kstatus/status`): `Current`,
+//! `InProgress` or `Failed`, always checked against `observedGeneration` so a status from an
+//! older generation never counts. Custom resources use the rules in `policies/health.yaml`,
+//! then a generic `Ready` condition.
+
+use serde_json::Value as Json;
+
+/// kstatus result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Fully reconciled and ready.
+    Current,
+    /// Still rolling out; the message says what is awaited.
+    InProgress(String),
+    /// Failed; the message says why.
+    Failed(String),
+}
+
+impl Health {
+    /// Whether the object is ready.
+    pub fn is_current(&self) -> bool {
+        matches!(self, Health::Current)
+    }
+}
+
+/// A custom health rule (data).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Rule {
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Condition meaning ready.
+    pub ready: Cond,
+    /// Condition meaning failed.
+    #[serde(default)]
+    pub failed: Option<Cond>,
+}
+
+/// A condition type and status.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Cond {
+    /// `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `status`.
+    pub status: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RuleFile {
+    rules: Vec<Rule>,
+}
+
+/// The shipped rules (`policies/health.yaml`).
+pub fn default_rules() -> Vec<Rule> {
+    let text = include_str!("../../../policies/health.yaml");
+    kustomize_rs::yaml::parse_one(text)
+        .ok()
+        .and_then(|v| serde_json::from_value::<RuleFile>(crate::component::to_json(&v)).ok())
+        .map(|f| f.rules)
+        .unwrap_or_default()
+}
+
+fn i(o: &Json, p: &str) -> i64 {
+    o.pointer(p).and_then(Json::as_i64).unwrap_or(0)
+}
+
+fn condition<'a>(o: &'a Json, t: &str) -> Option<&'a Json> {
+    o.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+fn cond_is(o: &Json, t: &str, status: &str) -> bool {
+    condition(o, t).is_some_and(|c| c["status"] == status)
+}
+
+/// Computes an object's health.
+pub fn health(o: &Json, rules: &[Rule]) -> Health {
+    let kind = o["kind"].as_str().unwrap_or("");
+    let group = o["apiVersion"]
+        .as_str()
+        .and_then(|a| a.rsplit_once('/'))
+        .map(|(g, _)| g)
+        .unwrap_or("");
+    let generation = i(o, "/metadata/generation");
+    let observed = o
+        .pointer("/status/observedGeneration")
+        .and_then(Json::as_i64);
+    if o.pointer("/metadata/deletionTimestamp").is_some() {
+        return Health::InProgress("being deleted".into());
+    }
+    if let Some(og) = observed {
+        if generation > 0 && og < generation {
+            return Health::InProgress(format!(
+                "observedGeneration {og} < generation {generation}"
+            ));
+        }
+    }
+    let want = |p: &str| o.pointer(p).and_then(Json::as_i64);
+    match kind {
+        "Deployment" => {
+            if observed.is_none() {
+                return Health::InProgress("no status yet".into());
+            }
+            let replicas = want("/spec/replicas").unwrap_or(1);
+            if condition(o, "Progressing")
+                .is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
+            {
+                return Health::Failed("progress deadline exceeded".into());
+            }
+            let (upd, avail, ready) = (
+                i(o, "/status/updatedReplicas"),
+                i(o, "/status/availableReplicas"),
+                i(o, "/status/readyReplicas"),
+            );
+            if upd < replicas || avail < replicas || ready < replicas {
+                return Health::InProgress(format!("{avail}/{replicas} available, {upd} updated"));
+            }
+            Health::Current
+        }
+        "StatefulSet" => {
+            if observed.is_none() {
+                return Health::InProgress("no status yet".into());
+            }
+            let replicas = want("/spec/replicas").unwrap_or(1);
+            let ready = i(o, "/status/readyReplicas");
+            if ready < replicas {
+                return Health::InProgress(format!("{ready}/{replicas} ready"));
+            }
+            if o.pointer("/status/currentRevision") != o.pointer("/status/updateRevision") {
+                return Health::InProgress("rolling update in progress".into());
+            }
+            Health::Current
+        }
+        "DaemonSet" => {
+            if observed.is_none() {
+                return Health::InProgress("no status yet".into());
+            }
+            let desired = i(o, "/status/desiredNumberScheduled");
+            if i(o, "/status/numberAvailable") < desired
+                || i(o, "/status/updatedNumberScheduled") < desired
+            {
+                return Health::InProgress(format!(
+                    "{}/{desired} available",
+                    i(o, "/status/numberAvailable")
+                ));
+            }
+            Health::Current
+        }
+        "ReplicaSet" => {
+            let replicas = want("/spec/replicas").unwrap_or(1);
+            if i(o, "/status/availableReplicas") < replicas {
+                return Health::InProgress(format!(
+                    "{}/{replicas} available",
+                    i(o, "/status/availableReplicas")
+                ));
+            }
+            Health::Current
+        }
+        "Job" => {
+            if cond_is(o, "Failed", "True") {
+                return Health::Failed(
+                    condition(o, "Failed")
+                        .and_then(|c| c["message"].as_str())
+                        .unwrap_or("job failed")
+                        .to_string(),
+                );
+            }
+            if cond_is(o, "Complete", "True") {
+                return Health::Current;
+            }
+            Health::InProgress("job not complete".into())
+        }
+        "CustomResourceDefinition" => {
+            if cond_is(o, "Established", "True") {
+                Health::Current
+            } else {
+                Health::InProgress("CRD not Established".into())
+            }
+        }
+        "PersistentVolumeClaim" => {
+            if o.pointer("/status/phase") == Some(&Json::from("Bound")) {
+                Health::Current
+            } else {
+                Health::InProgress("PVC not Bound".into())
+            }
+        }
+        "Namespace" => {
+            if o.pointer("/status/phase") == Some(&Json::from("Terminating")) {
+                Health::InProgress("namespace terminating".into())
+            } else {
+                Health::Current
+            }
+        }
+        _ => {
+            if let Some(rule) = rules.iter().find(|r| r.kind == kind && r.group == group) {
+                if let Some(f) = &rule.failed {
+                    if cond_is(o, &f.kind, &f.status) {
+                        return Health::Failed(format!("condition {}={}", f.kind, f.status));
+                    }
+                }
+                return if cond_is(o, &rule.ready.kind, &rule.ready.status) {
+                    Health::Current
+                } else {
+                    Health::InProgress(format!(
+                        "awaiting condition {}={}",
+                        rule.ready.kind, rule.ready.status
+                    ))
+                };
+            }
+            // Generic kstatus: Ready / Stalled / Reconciling conditions; no status means ready.
+            if cond_is(o, "Stalled", "True") {
+                return Health::Failed("Stalled".into());
+            }
+            if cond_is(o, "Reconciling", "True") {
+                return Health::InProgress("Reconciling".into());
+            }
+            if condition(o, "Ready").is_some() && !cond_is(o, "Ready", "True") {
+                return Health::InProgress("Ready is not True".into());
+            }
+            Health::Current
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kstatus_rules() {
+        let rules = default_rules();
+        assert!(!rules.is_empty());
+        let mut d = json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"generation": 2}, "spec": {"replicas": 2}});
+        assert!(matches!(health(&d, &rules), Health::InProgress(_)));
+        d["status"] = json!({"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2});
+        assert!(
+            matches!(health(&d, &rules), Health::InProgress(m) if m.contains("observedGeneration"))
+        );
+        d["status"]["observedGeneration"] = json!(2);
+        assert_eq!(health(&d, &rules), Health::Current);
+        let job = json!({"kind": "Job", "apiVersion": "batch/v1", "status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}});
+        assert!(matches!(health(&job, &rules), Health::Failed(_)));
+        let db = json!({"kind": "MariaDB", "apiVersion": "k8s.mariadb.com/v1alpha1", "status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        assert!(matches!(health(&db, &rules), Health::InProgress(_)));
+        let cm = json!({"kind": "ConfigMap", "apiVersion": "v1"});
+        assert_eq!(health(&cm, &rules), Health::Current);
+    }
+}

@@ -1,0 +1,393 @@
+//! The cluster layer: every change Stackwave makes goes through the Kubernetes API with `kube`
+//! — server-side apply as field manager `stackwave`, discovery of any GVK (refreshed when a kind
+//! is unknown, so CRDs applied a moment ago resolve), health, inventory, prune and drift.
+//!
+//! Modelled on fluxcd/pkg `ssa` (`ResourceManager`: apply, staged apply, wait, diff, delete).
+
+pub mod health;
+pub mod inventory;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Discovery, Scope};
+use serde_json::Value as Json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// The field manager Stackwave applies as.
+pub const FIELD_MANAGER: &str = "stackwave";
+/// Label marking objects Stackwave manages.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "stackwave");
+/// Annotation naming the component an object belongs to.
+pub const COMPONENT_ANNOTATION: &str = "stackwave.io/component";
+
+/// A cluster-layer error naming the object and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kind is not served (even after refreshing discovery).
+    #[error("{id}: the server does not serve kind {gvk}")]
+    UnknownKind {
+        /// Object.
+        id: String,
+        /// GVK.
+        gvk: String,
+    },
+    /// Another field manager owns fields Stackwave applies (409).
+    #[error("{id}: conflict: {message}")]
+    Conflict {
+        /// Object.
+        id: String,
+        /// The API server's message (names managers and fields).
+        message: String,
+    },
+    /// An immutable field changed and the object may not be replaced (422).
+    #[error("{id}: {message} (the component does not allow replacing it)")]
+    Immutable {
+        /// Object.
+        id: String,
+        /// Message.
+        message: String,
+    },
+    /// Any other API error.
+    #[error("{id}: {message}")]
+    Api {
+        /// Object.
+        id: String,
+        /// HTTP code (0 for transport errors).
+        code: u16,
+        /// Message.
+        message: String,
+    },
+    /// A bad object.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The object was created.
+    Created,
+    /// The object changed.
+    Configured,
+    /// Nothing changed.
+    Unchanged,
+    /// Deleted and re-created because of an immutable field.
+    Replaced,
+}
+
+/// The result of applying one object.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// `Kind/namespace/name`.
+    pub id: String,
+    /// What happened.
+    pub action: Action,
+    /// The live object after the apply.
+    pub live: Json,
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Take ownership of conflicting fields.
+    pub force: bool,
+    /// Server-side dry run.
+    pub dry_run: bool,
+    /// Replace (delete, wait, re-apply) on immutable-field errors.
+    pub replace_immutable: bool,
+}
+
+/// A connection to one cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    discovery: Arc<Mutex<Option<Discovery>>>,
+    /// API requests sent (for benchmarks).
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// `Kind/namespace/name` (namespace omitted when empty).
+pub fn object_id(o: &Json) -> String {
+    let kind = o["kind"].as_str().unwrap_or("?");
+    let name = o
+        .pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .unwrap_or("?");
+    match o
+        .pointer("/metadata/namespace")
+        .and_then(Json::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+fn gvk_of(o: &Json) -> GroupVersionKind {
+    let av = o["apiVersion"].as_str().unwrap_or("");
+    let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
+    GroupVersionKind::gvk(g, v, o["kind"].as_str().unwrap_or(""))
+}
+
+fn api_err(id: &str, e: kube::Error) -> ClusterError {
+    match e {
+        kube::Error::Api(s) => {
+            let code = s.code;
+            let message = s.message.clone();
+            match code {
+                409 if s.reason == "Conflict" => ClusterError::Conflict {
+                    id: id.to_string(),
+                    message,
+                },
+                _ => ClusterError::Api {
+                    id: id.to_string(),
+                    code,
+                    message,
+                },
+            }
+        }
+        other => ClusterError::Api {
+            id: id.to_string(),
+            code: 0,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Whether an error is worth retrying (conflicts on resourceVersion, throttling, server errors,
+/// transport failures).
+pub fn retryable(e: &ClusterError) -> bool {
+    matches!(e, ClusterError::Api { code, .. } if *code == 0 || *code == 429 || *code >= 500)
+}
+
+impl Cluster {
+    /// Connects to an API server URL (plain HTTP, e.g. the in-process test server).
+    ///
+    /// # Errors
+    /// Invalid URLs.
+    pub fn connect_url(url: &str) -> Result<Cluster, ClusterError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| ClusterError::Invalid(format!("API server URL {url}: {e}")))?;
+        let config = kube::Config::new(uri);
+        let client = kube::Client::try_from(config)
+            .map_err(|e| ClusterError::Invalid(format!("client for {url}: {e}")))?;
+        Ok(Cluster::with_client(client))
+    }
+
+    /// Connects with a kubeconfig file.
+    ///
+    /// # Errors
+    /// Unreadable or invalid kubeconfig.
+    pub async fn connect_kubeconfig(path: &std::path::Path) -> Result<Cluster, ClusterError> {
+        let kc = kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| ClusterError::Invalid(format!("{}: {e}", path.display())))?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(|e| ClusterError::Invalid(format!("{}: {e}", path.display())))?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        Ok(Cluster::with_client(client))
+    }
+
+    /// Wraps a client.
+    pub fn with_client(client: kube::Client) -> Cluster {
+        Cluster {
+            client,
+            discovery: Arc::new(Mutex::new(None)),
+            requests: Arc::new(Default::default()),
+        }
+    }
+
+    fn count(&self, n: u64) {
+        self.requests
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves a GVK, refreshing discovery once when it is unknown.
+    ///
+    /// # Errors
+    /// Unknown kinds and discovery failures.
+    pub async fn resolve(&self, o: &Json) -> Result<(ApiResource, ApiCapabilities), ClusterError> {
+        let gvk = gvk_of(o);
+        let id = object_id(o);
+        let mut guard = self.discovery.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() || attempt == 1 {
+                let d = Discovery::new(self.client.clone())
+                    .run()
+                    .await
+                    .map_err(|e| api_err(&id, e))?;
+                self.count(1);
+                *guard = Some(d);
+            }
+            if let Some(found) = guard.as_ref().and_then(|d| d.resolve_gvk(&gvk)) {
+                return Ok(found);
+            }
+        }
+        Err(ClusterError::UnknownKind {
+            id,
+            gvk: format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind),
+        })
+    }
+
+    async fn api_for(&self, o: &Json) -> Result<Api<DynamicObject>, ClusterError> {
+        let (ar, caps) = self.resolve(o).await?;
+        Ok(match caps.scope {
+            Scope::Namespaced => {
+                let ns = o
+                    .pointer("/metadata/namespace")
+                    .and_then(Json::as_str)
+                    .unwrap_or("default");
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+
+    /// Gets the live object for a desired one (`None` when absent).
+    ///
+    /// # Errors
+    /// API errors other than 404.
+    pub async fn get(&self, o: &Json) -> Result<Option<Json>, ClusterError> {
+        let id = object_id(o);
+        let api = self.api_for(o).await?;
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        self.count(1);
+        match api.get_opt(name).await {
+            Ok(Some(d)) => Ok(Some(
+                serde_json::to_value(d).map_err(|e| ClusterError::Invalid(e.to_string()))?,
+            )),
+            Ok(None) => Ok(None),
+            Err(e) => Err(api_err(&id, e)),
+        }
+    }
+
+    /// Server-side applies one object as `stackwave`, with retries and backoff on retryable
+    /// errors and the immutable-field policy of `opts`.
+    ///
+    /// # Errors
+    /// Conflicts (unless forced), immutable fields (unless replacement is allowed), API errors.
+    pub async fn apply(&self, o: &Json, opts: &ApplyOptions) -> Result<Applied, ClusterError> {
+        let id = object_id(o);
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        if name.is_empty() {
+            return Err(ClusterError::Invalid(format!(
+                "{id}: object has no metadata.name"
+            )));
+        }
+        let api = self.api_for(o).await?;
+        let before = self.get(o).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = opts.force;
+        params.dry_run = opts.dry_run;
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            self.count(1);
+            let res = api
+                .patch(&name, &params, &Patch::Apply(o))
+                .await
+                .map_err(|e| api_err(&id, e));
+            match res {
+                Ok(d) => {
+                    let live = serde_json::to_value(d)
+                        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+                    let action = match &before {
+                        None => Action::Created,
+                        Some(b)
+                            if b.pointer("/metadata/resourceVersion")
+                                == live.pointer("/metadata/resourceVersion") =>
+                        {
+                            Action::Unchanged
+                        }
+                        Some(_) => Action::Configured,
+                    };
+                    return Ok(Applied { id, action, live });
+                }
+                Err(ClusterError::Api {
+                    code: 422, message, ..
+                }) if message.contains("immutable")
+                    || message.contains("may not change")
+                    || message.contains("Forbidden") =>
+                {
+                    if !opts.replace_immutable || opts.dry_run {
+                        return Err(ClusterError::Immutable { id, message });
+                    }
+                    self.delete_and_wait(o, Duration::from_secs(60)).await?;
+                    self.count(1);
+                    let d = api
+                        .patch(&name, &params, &Patch::Apply(o))
+                        .await
+                        .map_err(|e| api_err(&id, e))?;
+                    let live = serde_json::to_value(d)
+                        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+                    return Ok(Applied {
+                        id,
+                        action: Action::Replaced,
+                        live,
+                    });
+                }
+                Err(e) if retryable(&e) && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes an object (background propagation); absent objects are fine.
+    ///
+    /// # Errors
+    /// API errors other than 404.
+    pub async fn delete(&self, o: &Json) -> Result<bool, ClusterError> {
+        let id = object_id(o);
+        let api = self.api_for(o).await?;
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        self.count(1);
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(api_err(&id, e)),
+        }
+    }
+
+    /// Deletes an object and waits until it is gone.
+    ///
+    /// # Errors
+    /// API errors, or a timeout.
+    pub async fn delete_and_wait(&self, o: &Json, timeout: Duration) -> Result<(), ClusterError> {
+        self.delete(o).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.get(o).await?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClusterError::Api {
+                    id: object_id(o),
+                    code: 0,
+                    message: "timed out waiting for deletion".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+}

@@ -1,0 +1,284 @@
+//! The cluster layer against the in-process API test server — or, when
+//! `STACKWAVE_TEST_KUBECONFIG` is set, against that real cluster (same tests, unchanged): apply
+//! and re-apply, conflicts with another field manager, immutable-field replacement, CRDs
+//! resolving right after they land, health gates, inventory and prune with protections.
+
+use serde_json::{json, Value as Json};
+use stackwave::cluster::health::{default_rules, health, Health};
+use stackwave::cluster::inventory::{self, mark, ObjRef};
+use stackwave::cluster::{Action, ApplyOptions, Cluster, ClusterError};
+use std::time::Duration;
+
+struct Env {
+    cluster: Cluster,
+    _server: Option<kube_testserver::TestServer>,
+    real: bool,
+}
+
+async fn env(rules: kube_testserver::SimRules) -> Env {
+    if let Some(kc) = std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
+        let cluster = Cluster::connect_kubeconfig(std::path::Path::new(&kc))
+            .await
+            .expect("kubeconfig");
+        return Env {
+            cluster,
+            _server: None,
+            real: true,
+        };
+    }
+    let server = kube_testserver::start(rules).await.expect("test server");
+    let cluster = Cluster::connect_url(&server.url).expect("client");
+    Env {
+        cluster,
+        _server: Some(server),
+        real: false,
+    }
+}
+
+fn ns(name: &str) -> Json {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+fn deployment(ns: &str, replicas: i64) -> Json {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}})
+}
+
+async fn wait_current(c: &Cluster, o: &Json, timeout: Duration) -> Health {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let live = c.get(o).await.unwrap().expect("object exists");
+        let h = health(&live, &default_rules());
+        if h.is_current() || tokio::time::Instant::now() > deadline {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_conflicts_and_health() {
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-apply";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let d = deployment(n, 2);
+    assert_eq!(
+        c.apply(&d, &Default::default()).await.unwrap().action,
+        Action::Created
+    );
+    assert_eq!(
+        c.apply(&d, &Default::default()).await.unwrap().action,
+        Action::Unchanged,
+        "re-applying the same object changes nothing"
+    );
+    // Health: InProgress until the controller (the simulator, on the test server) reports.
+    assert_eq!(
+        wait_current(c, &d, Duration::from_secs(30)).await,
+        Health::Current
+    );
+    let changed = c
+        .apply(&deployment(n, 3), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(changed.action, Action::Configured);
+    assert!(
+        matches!(
+            health(&changed.live, &default_rules()),
+            Health::InProgress(_)
+        ),
+        "a new generation is not yet observed"
+    );
+    // Another manager takes spec.replicas with a plain update; Stackwave's apply conflicts.
+    let other = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+        c.client().clone(),
+        n,
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "apps",
+            "v1",
+            "Deployment",
+        )),
+    );
+    other
+        .patch(
+            "web",
+            &kube::api::PatchParams {
+                field_manager: Some("hpa-controller".into()),
+                ..Default::default()
+            },
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    match c.apply(&deployment(n, 4), &Default::default()).await {
+        Err(ClusterError::Conflict { message, .. }) => assert!(
+            message.contains("hpa-controller") && message.contains("replicas"),
+            "{message}"
+        ),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let forced = c
+        .apply(
+            &deployment(n, 4),
+            &ApplyOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.live.pointer("/spec/replicas"), Some(&json!(4)));
+    // Dry run changes nothing.
+    c.apply(
+        &deployment(n, 7),
+        &ApplyOptions {
+            dry_run: true,
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.get(&d).await.unwrap().unwrap().pointer("/spec/replicas"),
+        Some(&json!(4))
+    );
+    if !e.real {
+        c.delete_and_wait(&ns(n), Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn immutable_fields_and_crds() {
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-immut";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let job = |image: &str| {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-sync", "namespace": n},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "sync", "image": image}]}}}})
+    };
+    c.apply(&job("tool:1"), &Default::default()).await.unwrap();
+    match c.apply(&job("tool:2"), &Default::default()).await {
+        Err(ClusterError::Immutable { message, .. }) => {
+            assert!(message.contains("immutable"), "{message}")
+        }
+        other => panic!("expected an immutable-field error, got {other:?}"),
+    }
+    let replaced = c
+        .apply(
+            &job("tool:2"),
+            &ApplyOptions {
+                replace_immutable: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.action, Action::Replaced);
+    assert_eq!(
+        replaced
+            .live
+            .pointer("/spec/template/spec/containers/0/image"),
+        Some(&json!("tool:2"))
+    );
+    // A CRD, then a custom resource of it right away: discovery is refreshed on the miss.
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.sw.example.com"},
+        "spec": {"group": "sw.example.com", "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    c.apply(&crd, &Default::default()).await.unwrap();
+    assert_eq!(
+        wait_current(c, &crd, Duration::from_secs(30)).await,
+        Health::Current
+    );
+    let w = json!({"apiVersion": "sw.example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": n}, "spec": {"size": 3}});
+    assert_eq!(
+        c.apply(&w, &Default::default()).await.unwrap().action,
+        Action::Created
+    );
+    if !e.real {
+        c.delete(&crd).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inventory_and_prune() {
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-prune";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": n}, "data": {"k": "v"}});
+    let mut objs = vec![cm("a"), cm("b"), cm("c")];
+    let mut db = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept", "namespace": n, "annotations": {"helm.sh/resource-policy": "keep"}}});
+    objs.push(db.take());
+    for o in objs.iter_mut() {
+        mark(o, "demo");
+        c.apply(o, &Default::default()).await.unwrap();
+    }
+    let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
+    inventory::write(c, "demo", &refs).await.unwrap();
+    assert_eq!(
+        inventory::read(c, "demo").await.unwrap(),
+        refs,
+        "the inventory survives in the cluster"
+    );
+    // "c" loses Stackwave's marks (someone else adopted it); only "a" stays desired.
+    let mut adopted = cm("c");
+    adopted["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "someone-else"});
+    c.apply(
+        &adopted,
+        &ApplyOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let desired = vec![refs[0].clone()];
+    let (pruned, keep) =
+        inventory::prune(c, "demo", &refs, &desired, &inventory::default_protect())
+            .await
+            .unwrap();
+    assert_eq!(pruned.deleted, vec![format!("ConfigMap/{n}/b")]);
+    assert!(pruned
+        .skipped
+        .iter()
+        .any(|(id, why)| id.ends_with("/c") && why.contains("marks")));
+    assert!(pruned
+        .skipped
+        .iter()
+        .any(|(id, why)| id.ends_with("/kept") && why.contains("keep")));
+    assert!(
+        keep.iter().any(|r| r.name == "kept"),
+        "protected objects stay in the inventory"
+    );
+    assert!(c.get(&cm("b")).await.unwrap().is_none());
+    assert!(c.get(&cm("c")).await.unwrap().is_some());
+    // Namespaces and CRDs are never pruned even when they leave the desired state.
+    assert!(inventory::protected(&ns(n), &[]).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workloads_that_never_become_ready_stay_in_progress() {
+    if std::env::var_os("STACKWAVE_TEST_KUBECONFIG").is_some() {
+        return; // needs the simulator's never-ready rule
+    }
+    let rules = kube_testserver::SimRules {
+        never_ready: vec!["Deployment/web".into()],
+        ..Default::default()
+    };
+    let e = env(rules).await;
+    let c = &e.cluster;
+    c.apply(&ns("sw-stuck"), &Default::default()).await.unwrap();
+    let d = deployment("sw-stuck", 1);
+    c.apply(&d, &Default::default()).await.unwrap();
+    assert!(matches!(
+        wait_current(c, &d, Duration::from_millis(800)).await,
+        Health::InProgress(_)
+    ));
+}

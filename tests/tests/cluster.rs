@@ -282,3 +282,71 @@ async fn workloads_that_never_become_ready_stay_in_progress() {
         Health::InProgress(_)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_found_on_owned_fields_only_and_masks_secrets() {
+    use stackwave::cluster::drift::{default_ignore, drift, render};
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-drift";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let d = deployment(n, 2);
+    c.apply(&d, &Default::default()).await.unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": n}, "data": {"password": "c2VjcmV0"}});
+    c.apply(&secret, &Default::default()).await.unwrap();
+    let rules = default_ignore();
+    assert!(
+        drift(c, &d, &rules).await.unwrap().is_empty(),
+        "in sync right after apply"
+    );
+    // Out-of-band edits: an image (drift), a label nobody declared (not drift), a secret value.
+    let api = |ar: kube::core::ApiResource| {
+        kube::api::Api::<kube::api::DynamicObject>::namespaced_with(c.client().clone(), n, &ar)
+    };
+    let deploys = api(kube::core::ApiResource::from_gvk(
+        &kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment"),
+    ));
+    let pp = kube::api::PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    deploys
+        .patch("web", &pp, &kube::api::Patch::Merge(json!({"metadata": {"labels": {"extra": "x"}}, "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:evil"}]}}}})))
+        .await
+        .unwrap();
+    let found = drift(c, &d, &rules).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].path.starts_with("/spec/template/spec/containers"),
+        "{found:?}"
+    );
+    let secrets = api(kube::core::ApiResource::from_gvk(
+        &kube::core::GroupVersionKind::gvk("", "v1", "Secret"),
+    ));
+    secrets
+        .patch(
+            "db",
+            &pp,
+            &kube::api::Patch::Merge(json!({"data": {"password": "aGFja2Vk"}})),
+        )
+        .await
+        .unwrap();
+    let sd = drift(c, &secret, &rules).await.unwrap();
+    assert_eq!(sd.len(), 1);
+    let text = render(&sd);
+    assert!(
+        text.contains("<masked>") && !text.contains("aGFja2Vk") && !text.contains("c2VjcmV0"),
+        "{text}"
+    );
+    // Correcting: re-apply with force; then no drift.
+    c.apply(
+        &d,
+        &ApplyOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(drift(c, &d, &rules).await.unwrap().is_empty());
+}

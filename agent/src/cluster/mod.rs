@@ -4,6 +4,7 @@
 //!
 //! Modelled on fluxcd/pkg `ssa` (`ResourceManager`: apply, staged apply, wait, diff, delete).
 
+pub mod drift;
 pub mod health;
 pub mod inventory;
 

@@ -7,4 +7,6 @@
 pub mod cli;
 pub mod cluster;
 pub mod component;
+pub mod plan;
+pub mod record;
 pub mod render;

@@ -1,0 +1,426 @@
+//! The record stage: every applied revision in an embedded SQLite store (no external database).
+//!
+//! A revision holds the commit (hash, author, message, time), per component the rendered
+//! digest and its objects, per wave the result and timing, and the outcome. Rendered objects
+//! are stored content-addressed (sha256 of the canonical JSON), so a revision costs only what
+//! changed, and every body is encrypted at rest with ChaCha20-Poly1305 (rendered OpenStack
+//! configs carry passwords, not only Secrets do). The key is a 32-byte file, created `0600` on
+//! first use (in-cluster: a mounted Secret).
+
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// SQLite failure.
+    #[error("revision store: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Key or I/O failure.
+    #[error("revision store: {0}")]
+    Io(String),
+    /// Decryption failure (wrong key or corruption).
+    #[error("revision store: object {0} cannot be decrypted (wrong key or corrupted)")]
+    Decrypt(String),
+}
+
+/// A revision summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Revision {
+    /// Revision number.
+    pub id: i64,
+    /// Commit hash.
+    pub commit: String,
+    /// Author.
+    pub author: String,
+    /// Commit message (first line).
+    pub message: String,
+    /// When it was applied (seconds since the epoch).
+    pub applied_at: i64,
+    /// `applying`, `healthy`, `failed`, `refused`, `rolled-back-to`.
+    pub outcome: String,
+    /// Components and their rendered digests.
+    pub components: Vec<(String, String)>,
+}
+
+/// The store.
+pub struct Store {
+    conn: Mutex<Connection>,
+    cipher: ChaCha20Poly1305,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (sha TEXT PRIMARY KEY, nonce BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS revisions (id INTEGER PRIMARY KEY AUTOINCREMENT, commit_id TEXT NOT NULL, author TEXT, message TEXT,
+  applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS revision_components (rev INTEGER NOT NULL, component TEXT NOT NULL, digest TEXT NOT NULL,
+  PRIMARY KEY (rev, component));
+CREATE TABLE IF NOT EXISTS revision_objects (rev INTEGER NOT NULL, component TEXT NOT NULL, idx INTEGER NOT NULL,
+  object_id TEXT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (rev, component, idx));
+CREATE TABLE IF NOT EXISTS revision_waves (rev INTEGER NOT NULL, wave INTEGER NOT NULL, ok INTEGER NOT NULL,
+  millis INTEGER NOT NULL, message TEXT, PRIMARY KEY (rev, wave));
+CREATE TABLE IF NOT EXISTS revision_images (rev INTEGER NOT NULL, image TEXT NOT NULL, image_id TEXT, PRIMARY KEY (rev, image));
+";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// sha256 of an object's canonical JSON (keys sorted).
+pub fn object_sha(o: &Json) -> String {
+    fn canon(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Json::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), canon(&m[k])))
+                        .collect(),
+                )
+            }
+            Json::Array(a) => Json::Array(a.iter().map(canon).collect()),
+            other => other.clone(),
+        }
+    }
+    Sha256::digest(canon(o).to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn load_key(path: &Path) -> Result<[u8; 32], RecordError> {
+    if let Ok(b) = std::fs::read(path) {
+        return <[u8; 32]>::try_from(b.as_slice())
+            .map_err(|_| RecordError::Io(format!("{}: the key must be 32 bytes", path.display())));
+    }
+    let key: [u8; 32] = rand::random();
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
+    }
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts
+            .open(path)
+            .map_err(|e| RecordError::Io(format!("{}: {e}", path.display())))?;
+        f.write_all(&key)
+            .map_err(|e| RecordError::Io(format!("{}: {e}", path.display())))?;
+    }
+    Ok(key)
+}
+
+impl Store {
+    /// Opens (or creates) a store at `db` with the key at `key_file`.
+    ///
+    /// # Errors
+    /// I/O and SQLite errors; a key of the wrong size.
+    pub fn open(db: &Path, key_file: &Path) -> Result<Store, RecordError> {
+        if let Some(p) = db.parent() {
+            std::fs::create_dir_all(p)
+                .map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
+        }
+        let conn = Connection::open(db)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        conn.execute_batch(SCHEMA)?;
+        let key = load_key(key_file)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores an object (once per content); returns its sha.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn put_object(&self, o: &Json) -> Result<String, RecordError> {
+        let sha = object_sha(o);
+        let c = self.conn();
+        let exists: Option<i64> = c
+            .query_row("SELECT 1 FROM objects WHERE sha = ?1", params![sha], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if exists.is_none() {
+            let nonce: [u8; 12] = rand::random();
+            let body = self
+                .cipher
+                .encrypt(Nonce::from_slice(&nonce), o.to_string().as_bytes())
+                .map_err(|_| RecordError::Io("encryption failed".into()))?;
+            c.execute(
+                "INSERT INTO objects (sha, nonce, body) VALUES (?1, ?2, ?3)",
+                params![sha, nonce.to_vec(), body],
+            )?;
+        }
+        Ok(sha)
+    }
+
+    /// Loads an object by sha.
+    ///
+    /// # Errors
+    /// Missing objects, wrong key.
+    pub fn get_object(&self, sha: &str) -> Result<Json, RecordError> {
+        let (nonce, body): (Vec<u8>, Vec<u8>) = self.conn().query_row(
+            "SELECT nonce, body FROM objects WHERE sha = ?1",
+            params![sha],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(&nonce), body.as_slice())
+            .map_err(|_| RecordError::Decrypt(sha.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|_| RecordError::Decrypt(sha.to_string()))
+    }
+
+    /// Starts a revision (`applying`).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn begin(&self, commit: &str, author: &str, message: &str) -> Result<i64, RecordError> {
+        let c = self.conn();
+        c.execute("INSERT INTO revisions (commit_id, author, message, applied_at, outcome) VALUES (?1, ?2, ?3, ?4, 'applying')", params![commit, author, message, now()])?;
+        Ok(c.last_insert_rowid())
+    }
+
+    /// Records a component's rendered digest and objects (in apply order).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record_component(
+        &self,
+        rev: i64,
+        component: &str,
+        digest: &str,
+        objects: &[Json],
+    ) -> Result<(), RecordError> {
+        let shas: Vec<(String, String)> = objects
+            .iter()
+            .map(|o| Ok((crate::cluster::object_id(o), self.put_object(o)?)))
+            .collect::<Result<_, RecordError>>()?;
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.execute("INSERT OR REPLACE INTO revision_components (rev, component, digest) VALUES (?1, ?2, ?3)", params![rev, component, digest])?;
+        tx.execute(
+            "DELETE FROM revision_objects WHERE rev = ?1 AND component = ?2",
+            params![rev, component],
+        )?;
+        for (i, (id, sha)) in shas.iter().enumerate() {
+            tx.execute("INSERT INTO revision_objects (rev, component, idx, object_id, sha) VALUES (?1, ?2, ?3, ?4, ?5)", params![rev, component, i as i64, id, sha])?;
+        }
+        for o in objects {
+            for img in images(o) {
+                tx.execute(
+                    "INSERT OR IGNORE INTO revision_images (rev, image) VALUES (?1, ?2)",
+                    params![rev, img],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a wave result.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record_wave(
+        &self,
+        rev: i64,
+        wave: i32,
+        ok: bool,
+        millis: u128,
+        message: &str,
+    ) -> Result<(), RecordError> {
+        self.conn().execute("INSERT OR REPLACE INTO revision_waves (rev, wave, ok, millis, message) VALUES (?1, ?2, ?3, ?4, ?5)", params![rev, wave, ok as i64, millis as i64, message])?;
+        Ok(())
+    }
+
+    /// Sets a revision's outcome.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn finish(&self, rev: i64, outcome: &str, detail: &str) -> Result<(), RecordError> {
+        self.conn().execute(
+            "UPDATE revisions SET outcome = ?2, detail = ?3 WHERE id = ?1",
+            params![rev, outcome, detail],
+        )?;
+        Ok(())
+    }
+
+    /// All revisions, newest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn revisions(&self) -> Result<Vec<Revision>, RecordError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT id, commit_id, author, message, applied_at, outcome FROM revisions ORDER BY id DESC")?;
+        let mut revs: Vec<Revision> = st
+            .query_map([], |r| {
+                Ok(Revision {
+                    id: r.get(0)?,
+                    commit: r.get(1)?,
+                    author: r.get(2)?,
+                    message: r.get(3)?,
+                    applied_at: r.get(4)?,
+                    outcome: r.get(5)?,
+                    components: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut st = c.prepare(
+            "SELECT component, digest FROM revision_components WHERE rev = ?1 ORDER BY component",
+        )?;
+        for r in revs.iter_mut() {
+            r.components = st
+                .query_map(params![r.id], |x| Ok((x.get(0)?, x.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(revs)
+    }
+
+    /// The stored objects of a revision, per component, in apply order.
+    ///
+    /// # Errors
+    /// SQLite and decryption errors.
+    pub fn objects_of(&self, rev: i64) -> Result<Vec<(String, Vec<Json>)>, RecordError> {
+        let rows: Vec<(String, String)> = {
+            let c = self.conn();
+            let mut st = c.prepare("SELECT component, sha FROM revision_objects WHERE rev = ?1 ORDER BY component, idx")?;
+            let rows = st
+                .query_map(params![rev], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            rows
+        };
+        let mut out: Vec<(String, Vec<Json>)> = Vec::new();
+        for (comp, sha) in rows {
+            let o = self.get_object(&sha)?;
+            match out.last_mut() {
+                Some((c, v)) if *c == comp => v.push(o),
+                _ => out.push((comp, vec![o])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes the store occupies in objects (to measure cost per revision).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn object_bytes(&self) -> Result<i64, RecordError> {
+        Ok(self.conn().query_row(
+            "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM objects",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Keeps the newest `keep` revisions and drops objects no revision refers to.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn retain(&self, keep: usize) -> Result<(), RecordError> {
+        let c = self.conn();
+        c.execute("DELETE FROM revisions WHERE id NOT IN (SELECT id FROM revisions ORDER BY id DESC LIMIT ?1)", params![keep as i64])?;
+        for t in [
+            "revision_components",
+            "revision_objects",
+            "revision_waves",
+            "revision_images",
+        ] {
+            c.execute(
+                &format!("DELETE FROM {t} WHERE rev NOT IN (SELECT id FROM revisions)"),
+                [],
+            )?;
+        }
+        c.execute(
+            "DELETE FROM objects WHERE sha NOT IN (SELECT sha FROM revision_objects)",
+            [],
+        )?;
+        Ok(())
+    }
+}
+
+/// Container images an object's pod templates reference.
+pub fn images(o: &Json) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Json, out: &mut Vec<String>) {
+        match v {
+            Json::Object(m) => {
+                for (k, c) in m {
+                    if k == "containers" || k == "initContainers" {
+                        if let Some(items) = c.as_array() {
+                            for it in items {
+                                if let Some(i) = it.get("image").and_then(Json::as_str) {
+                                    out.push(i.to_string());
+                                }
+                            }
+                        }
+                    }
+                    walk(c, out);
+                }
+            }
+            Json::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(o, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_addressed_encrypted_revisions() {
+        let dir = std::env::temp_dir().join(format!("sw-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Store::open(&dir.join("db.sqlite"), &dir.join("key")).unwrap();
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "c3VwZXJzZWNyZXQ="}});
+        let r1 = s.begin("abc", "me", "first").unwrap();
+        s.record_component(r1, "keystone", "d1", &[secret.clone()])
+            .unwrap();
+        s.finish(r1, "healthy", "").unwrap();
+        let bytes1 = s.object_bytes().unwrap();
+        let r2 = s.begin("def", "me", "second").unwrap();
+        s.record_component(r2, "keystone", "d1", &[secret.clone()])
+            .unwrap();
+        assert_eq!(
+            s.object_bytes().unwrap(),
+            bytes1,
+            "an unchanged object costs nothing more"
+        );
+        assert_eq!(s.objects_of(r1).unwrap()[0].1[0], secret);
+        // Nothing on disk in clear.
+        drop(s);
+        let raw = std::fs::read(dir.join("db.sqlite")).unwrap();
+        assert!(
+            !raw.windows(16).any(|w| w == b"c3VwZXJzZWNyZXQ="),
+            "secret bytes must not be on disk in clear"
+        );
+        let s = Store::open(&dir.join("db.sqlite"), &dir.join("key")).unwrap();
+        assert_eq!(s.revisions().unwrap().len(), 2);
+        s.retain(1).unwrap();
+        assert_eq!(s.revisions().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -369,7 +369,8 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                     Write::Apply { force: q.get("force").is_some_and(|f| f == "true") }
                 }
                 (_, "application/json-patch+json") => Write::JsonPatch,
-                (_, "application/merge-patch+json") | (_, "application/strategic-merge-patch+json") => Write::MergePatch,
+                (_, "application/merge-patch+json") => Write::MergePatch,
+                (_, "application/strategic-merge-patch+json") => Write::StrategicMergePatch,
                 (_, other) => {
                     return respond(415, &ApiError { code: 415, reason: "UnsupportedMediaType", message: format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"), details: Json::Null }.body())
                 }

@@ -121,8 +121,10 @@ pub enum Write {
     Create,
     /// PUT.
     Replace,
-    /// `application/merge-patch+json` (or strategic merge patch, treated alike).
+    /// `application/merge-patch+json`.
     MergePatch,
+    /// `application/strategic-merge-patch+json` (merge keys from the builtin schema).
+    StrategicMergePatch,
     /// `application/json-patch+json`.
     JsonPatch,
     /// `application/apply-patch+yaml` with `force`.
@@ -334,6 +336,31 @@ impl Store {
                 merge_patch(&mut o, &body);
                 o
             }
+            (Write::StrategicMergePatch, Some(old)) => {
+                let mut patch = kustomize_rs_value(&body);
+                if let Some(m) = patch.as_map_mut() {
+                    m.insert(
+                        "apiVersion".into(),
+                        kustomize_rs::yaml::Value::String(r.group_version()),
+                    );
+                    m.insert(
+                        "kind".into(),
+                        kustomize_rs::yaml::Value::String(r.kind.clone()),
+                    );
+                }
+                match kustomize_rs::smp::merge_resource(&kustomize_rs_value(old), &patch) {
+                    Ok(Some(v)) => from_kustomize_value(&v),
+                    Ok(None) => old.clone(),
+                    Err(e) => {
+                        return Err(ApiError {
+                            code: 422,
+                            reason: "Invalid",
+                            message: e.to_string(),
+                            details: Json::Null,
+                        })
+                    }
+                }
+            }
             (Write::JsonPatch, Some(old)) => {
                 let mut v = kustomize_rs_value(old);
                 let ops = match kustomize_rs_value(&body) {
@@ -434,6 +461,9 @@ impl Store {
                 }
             }
             let mut applied = body.clone();
+            // Key fields the server defaults (port protocols) are defaulted in the applied
+            // configuration too, so its list items match the live ones.
+            default_list_keys(&mut applied);
             if let Some(m) = applied.as_object_mut() {
                 m.remove("apiVersion");
                 m.remove("kind");
@@ -915,5 +945,27 @@ pub fn from_kustomize_value(v: &kustomize_rs::yaml::Value) -> Json {
                 .map(|(k, v)| (k.clone(), from_kustomize_value(v)))
                 .collect(),
         ),
+    }
+}
+
+/// Defaults `protocol: TCP` on `ports` list items (a list-map key of container and Service ports).
+fn default_list_keys(v: &mut Json) {
+    match v {
+        Json::Object(m) => {
+            for (k, c) in m.iter_mut() {
+                if k == "ports" {
+                    if let Some(items) = c.as_array_mut() {
+                        for it in items.iter_mut() {
+                            if let Some(p) = it.as_object_mut() {
+                                p.entry("protocol").or_insert_with(|| json!("TCP"));
+                            }
+                        }
+                    }
+                }
+                default_list_keys(c);
+            }
+        }
+        Json::Array(a) => a.iter_mut().for_each(default_list_keys),
+        _ => {}
     }
 }

@@ -7,6 +7,7 @@
 //! owns. Secret values are masked in both the structured and the readable output.
 
 use super::{object_id, ApplyOptions, Cluster, ClusterError, FIELD_MANAGER};
+use kube_testserver::ssa;
 use serde_json::{json, Value as Json};
 
 /// One drifted field.
@@ -76,42 +77,53 @@ fn leaves(v: &Json, path: String, out: &mut Vec<(String, Json)>) {
     }
 }
 
-/// Fields (as JSON pointers over maps; lists compared whole) Stackwave's apply owns.
-fn owned_pointers(live: &Json) -> Vec<String> {
+/// Leaf fields Stackwave's apply owns (field paths through maps and keyed list items).
+fn owned_paths(live: &Json) -> Vec<Vec<ssa::Pe>> {
     let Some(entries) = live
         .pointer("/metadata/managedFields")
         .and_then(Json::as_array)
     else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<ssa::Pe>> = Vec::new();
     for e in entries
         .iter()
         .filter(|e| e["manager"] == FIELD_MANAGER && e["operation"] == "Apply")
     {
-        fn go(v: &Json, path: String, out: &mut Vec<String>) {
-            let Json::Object(m) = v else { return };
-            let fields: Vec<(&String, &Json)> =
-                m.iter().filter(|(k, _)| k.starts_with("f:")).collect();
-            let has_items = m.keys().any(|k| k.starts_with("k:") || k.starts_with("v:"));
-            if (fields.is_empty() && !path.is_empty()) || has_items {
-                out.push(path);
-                return;
-            }
-            for (k, c) in fields {
-                go(
-                    c,
-                    format!("{path}/{}", k[2..].replace('~', "~0").replace('/', "~1")),
-                    out,
-                );
+        let set = ssa::from_fields_v1(&e["fieldsV1"]);
+        // Keep leaves: paths no other owned path extends.
+        for p in &set {
+            let is_prefix = set
+                .iter()
+                .any(|q| q.len() > p.len() && q[..p.len()] == p[..]);
+            if !is_prefix {
+                out.push(p.clone());
             }
         }
-        go(&e["fieldsV1"], String::new(), &mut out);
     }
     out
 }
 
-fn ignored(o: &Json, pointer: &str, rules: &[IgnoreRule], live: &Json) -> bool {
+/// A JSON pointer for a field path (keyed items as `[k=v]` segments).
+fn pointer_of(path: &[ssa::Pe]) -> String {
+    let mut s = String::new();
+    for pe in path {
+        match pe {
+            ssa::Pe::Field(f) => {
+                s.push('/');
+                s.push_str(&f.replace('~', "~0").replace('/', "~1"));
+            }
+            other => {
+                let text = ssa::path_string(std::slice::from_ref(other));
+                s.push('/');
+                s.push_str(&text);
+            }
+        }
+    }
+    s
+}
+
+fn ignored(o: &Json, path: &[ssa::Pe], pointer: &str, rules: &[IgnoreRule], live: &Json) -> bool {
     let kind = o["kind"].as_str().unwrap_or("");
     let group = o["apiVersion"]
         .as_str()
@@ -136,29 +148,18 @@ fn ignored(o: &Json, pointer: &str, rules: &[IgnoreRule], live: &Json) -> bool {
             return true;
         }
         if !r.manager.is_empty() {
-            let by_manager = live
+            return live
                 .pointer("/metadata/managedFields")
                 .and_then(Json::as_array)
                 .is_some_and(|es| {
-                    es.iter().any(|e| {
-                        e["manager"] == r.manager.as_str() && {
-                            let mut fv = e["fieldsV1"].clone();
-                            pointer.split('/').skip(1).all(|seg| {
-                                let next = fv
-                                    .get(format!("f:{}", seg.replace("~1", "/").replace("~0", "~")))
-                                    .cloned();
-                                match next {
-                                    Some(n) => {
-                                        fv = n;
-                                        true
-                                    }
-                                    None => false,
-                                }
-                            })
-                        }
-                    })
+                    es.iter()
+                        .filter(|e| e["manager"] == r.manager.as_str())
+                        .any(|e| {
+                            let set = ssa::from_fields_v1(&e["fieldsV1"]);
+                            set.iter()
+                                .any(|q| q.len() <= path.len() && q[..] == path[..q.len()])
+                        })
                 });
-            return by_manager;
         }
         false
     })
@@ -205,13 +206,14 @@ pub async fn drift(
         .await?
         .live;
     let mut out = Vec::new();
-    for p in owned_pointers(&would) {
-        if p.starts_with("/metadata/managedFields") || ignored(desired, &p, rules, &live) {
+    for path in owned_paths(&would) {
+        let p = pointer_of(&path);
+        if p.starts_with("/metadata/managedFields") || ignored(desired, &path, &p, rules, &live) {
             continue;
         }
         let (w, l) = (
-            would.pointer(&p).cloned().unwrap_or(Json::Null),
-            live.pointer(&p).cloned().unwrap_or(Json::Null),
+            ssa::value_at(&would, &path).cloned().unwrap_or(Json::Null),
+            ssa::value_at(&live, &path).cloned().unwrap_or(Json::Null),
         );
         if w != l {
             out.push(FieldDrift {

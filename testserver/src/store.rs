@@ -444,7 +444,7 @@ impl Store {
                 .find(|e| {
                     e["manager"] == json!(opts.manager)
                         && e["operation"] == json!("Apply")
-                        && e.get("subresource").is_none() == !opts.status
+                        && e.get("subresource").is_none() != opts.status
                 })
                 .map(|e| ssa::from_fields_v1(&e["fieldsV1"]))
                 .unwrap_or_default();

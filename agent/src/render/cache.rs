@@ -61,7 +61,9 @@ fn tree_stamp(dir: &Path) -> (u64, u128) {
 /// Digest of a directory tree, memoised per process while its file sizes and newest
 /// modification time are unchanged.
 fn tree_digest(dir: &Path) -> String {
-    static MEMO: Mutex<Option<HashMap<PathBuf, ((u64, u128), String)>>> = Mutex::new(None);
+    /// Path → ((size, mtime ns), digest).
+    type Memo = HashMap<PathBuf, ((u64, u128), String)>;
+    static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
     let stamp = tree_stamp(dir);
     if let Ok(mut g) = MEMO.lock() {
         let m = g.get_or_insert_with(HashMap::new);

@@ -22,12 +22,36 @@ pub enum Command {
         #[command(subcommand)]
         command: KustomizeCommand,
     },
+    /// Run the main job end to end on an in-process API server: a Git repo made from
+    /// repo-template/ with the real Genestack base and charts; waves, drift, a change, a
+    /// revert, and an instant rollback.
+    Demo(DemoArgs),
     /// Run the in-process Kubernetes API test server (the one `stackwave demo` uses) until
     /// interrupted, printing its URL.
     ApiServer(ApiServerArgs),
     /// Render a component exactly as its Genestack install script would (helm template +
     /// values layering + bound secrets + kustomize post-render).
     Render(RenderArgs),
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Genestack base checkout.
+    #[arg(long, default_value = "../shared/corpus/genestack")]
+    pub genestack: PathBuf,
+    /// Charts directory.
+    #[arg(long, default_value = "../shared/corpus/charts")]
+    pub charts: PathBuf,
+    /// Secrets loaded into the cluster first [default: <genestack>/secrets.yaml and cluster-state.yaml].
+    #[arg(long)]
+    pub secrets: Vec<PathBuf>,
+    /// The repository template.
+    #[arg(long, default_value = "repo-template")]
+    pub template: PathBuf,
+    /// Working directory [default: a temporary directory].
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
 }
 
 /// Arguments of `api-server`.
@@ -181,6 +205,40 @@ fn render(a: RenderArgs) -> Result<String, String> {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Demo(a) => {
+            let bootstrap = if a.secrets.is_empty() {
+                ["secrets.yaml", "cluster-state.yaml"]
+                    .iter()
+                    .map(|f| a.genestack.join(f))
+                    .filter(|p| p.is_file())
+                    .collect()
+            } else {
+                a.secrets.clone()
+            };
+            let opts = crate::demo::DemoOptions {
+                genestack: a.genestack.clone(),
+                charts: a.charts.clone(),
+                bootstrap,
+                template: a.template.clone(),
+                workdir: a.workdir.clone().unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("stackwave-demo-{}", std::process::id()))
+                }),
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(crate::demo::run(opts)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    1
+                }
+            }
+        }
         Command::ApiServer(a) => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

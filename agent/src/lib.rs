@@ -7,6 +7,9 @@
 pub mod cli;
 pub mod cluster;
 pub mod component;
+pub mod demo;
 pub mod plan;
+pub mod reconcile;
 pub mod record;
 pub mod render;
+pub mod source;

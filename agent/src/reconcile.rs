@@ -1,0 +1,621 @@
+//! The apply stage and the loop's core: one desired-state commit → rendered components →
+//! guards → waves applied in order, each gated on health → prune once everything is healthy →
+//! a recorded revision. Rollback re-applies a stored revision's objects with the same wave
+//! engine (no fetch, no render).
+//!
+//! A failure anywhere (bad YAML, missing values file, unknown chart version, render error, API
+//! error, unhealthy wave) stops the revision there: later waves are untouched, nothing is
+//! pruned, and the last good revision stays what the cluster runs.
+
+use crate::cluster::drift::{self, FieldDrift, IgnoreRule};
+use crate::cluster::health::{default_rules, health, Health, Rule};
+use crate::cluster::inventory::{self, mark, ObjRef, Protect};
+use crate::cluster::{ApplyOptions, Cluster, ClusterError};
+use crate::component::Catalog;
+use crate::plan;
+use crate::record::{self, Store};
+use crate::render::{
+    cache::RenderCache, charts::ChartStore, objects::Objects, values::Sources, Inputs,
+};
+use crate::source::Commit;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The repository's `stackwave.yaml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RepoConfig {
+    /// The Genestack base.
+    pub genestack: PathRef,
+    /// Local charts (offline clouds, tests); charts are fetched from repos otherwise.
+    #[serde(default)]
+    pub charts: Option<PathRef>,
+    /// Plain kustomize directories applied as components.
+    #[serde(default)]
+    pub manifests: Vec<Manifests>,
+    /// Enabled catalog components.
+    #[serde(default)]
+    pub components: Vec<String>,
+}
+
+/// A path, relative to the repository root unless absolute.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PathRef {
+    /// The path.
+    pub path: PathBuf,
+}
+
+/// A plain-manifests component.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Manifests {
+    /// Component name.
+    pub name: String,
+    /// kustomize directory in the repository.
+    pub path: PathBuf,
+    /// Wave.
+    #[serde(default)]
+    pub wave: i32,
+}
+
+/// Progress events (printed by the CLI, collected by tests).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A component was rendered.
+    Rendered {
+        component: String,
+        objects: usize,
+        changed: bool,
+        cached: bool,
+    },
+    /// A wave starts.
+    WaveStart { wave: i32, components: Vec<String> },
+    /// An object was applied.
+    Applied { id: String, action: String },
+    /// A wave is healthy.
+    WaveHealthy { wave: i32, millis: u128 },
+    /// Pruned objects.
+    Pruned {
+        component: String,
+        deleted: Vec<String>,
+        skipped: Vec<(String, String)>,
+    },
+    /// Any note.
+    Note(String),
+}
+
+/// How a revision ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Applied and healthy.
+    Healthy {
+        /// Revision number.
+        revision: i64,
+        /// Components touched.
+        changed: Vec<String>,
+    },
+    /// Stopped at a wave.
+    Failed {
+        /// Revision number.
+        revision: i64,
+        /// The wave.
+        wave: i32,
+        /// Why.
+        reason: String,
+    },
+    /// Refused before touching the cluster (render error, guard).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a wave may take to become healthy.
+    pub health_timeout: Duration,
+    /// Largest share of managed objects one revision may delete (0.10 = 10%).
+    pub max_delete_share: f64,
+    /// Allow an over-threshold delete or an empty component.
+    pub allow_destructive: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            health_timeout: Duration::from_secs(300),
+            max_delete_share: 0.10,
+            allow_destructive: false,
+        }
+    }
+}
+
+/// The agent: cluster, store, caches, and what each component last had applied.
+pub struct Agent {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Revision store.
+    pub store: Store,
+    /// Render cache.
+    pub cache: RenderCache,
+    /// Component catalog.
+    pub catalog: Catalog,
+    /// Settings.
+    pub settings: Settings,
+    /// Component → digest of the objects last applied.
+    pub applied: BTreeMap<String, String>,
+    /// Component → objects last applied (the desired state drift is checked against).
+    pub desired: BTreeMap<String, Vec<Json>>,
+    /// Pinned to a rolled-back revision until a newer commit arrives or `resume`.
+    pub pinned: Option<i64>,
+    health_rules: Vec<Rule>,
+    protect: Vec<Protect>,
+    ignore: Vec<IgnoreRule>,
+}
+
+fn digest(objs: &[Json]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for o in objs {
+        h.update(record::object_sha(o).as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses rendered text into objects (comment-only and empty documents dropped).
+///
+/// # Errors
+/// Malformed YAML.
+pub fn objects_of(text: &str) -> Result<Vec<Json>, String> {
+    let docs = kustomize_rs::yaml::parse_documents(text).map_err(|e| e.to_string())?;
+    Ok(docs
+        .iter()
+        .filter(|d| d.as_map().is_some_and(|m| !m.is_empty()))
+        .map(crate::component::to_json)
+        .collect())
+}
+
+fn is_test_hook(o: &Json) -> bool {
+    o.pointer("/metadata/annotations/helm.sh~1hook")
+        .and_then(Json::as_str)
+        .is_some_and(|h| {
+            h.split(',')
+                .all(|e| matches!(e.trim().to_lowercase().as_str(), "test" | "test-success"))
+        })
+}
+
+impl Agent {
+    /// A new agent.
+    pub fn new(cluster: Cluster, store: Store, catalog: Catalog, settings: Settings) -> Agent {
+        Agent {
+            cluster,
+            store,
+            cache: RenderCache::new(),
+            catalog,
+            settings,
+            applied: BTreeMap::new(),
+            desired: BTreeMap::new(),
+            pinned: None,
+            health_rules: default_rules(),
+            protect: inventory::default_protect(),
+            ignore: drift::default_ignore(),
+        }
+    }
+
+    /// Reads the cluster objects bindings may look up (Secrets and Services).
+    async fn lookups(&self) -> Result<Objects, ClusterError> {
+        let mut objects = Objects::default();
+        for (g, v, k) in [("", "v1", "Secret"), ("", "v1", "Service")] {
+            let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(g, v, k));
+            let api: Api<DynamicObject> = Api::all_with(self.cluster.client().clone(), &ar);
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| ClusterError::Api {
+                    id: format!("{k}List"),
+                    code: 0,
+                    message: e.to_string(),
+                })?;
+            for o in list.items {
+                let mut j = serde_json::to_value(o).unwrap_or(Json::Null);
+                j["kind"] = Json::from(k);
+                j["apiVersion"] = Json::from(v);
+                objects.insert(crate::render::objects::from_json(&j));
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Renders every component of a checkout: component → objects in apply order.
+    ///
+    /// # Errors
+    /// The first component that fails, named with its cause.
+    pub async fn render_all(
+        &self,
+        checkout: &Path,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(RepoConfig, BTreeMap<String, Vec<Json>>), String> {
+        let cfg_path = checkout.join("stackwave.yaml");
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+        let v = kustomize_rs::yaml::parse_one(&text)
+            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+        let cfg: RepoConfig = serde_json::from_value(crate::component::to_json(&v))
+            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                checkout.join(p)
+            }
+        };
+        let objects = self.lookups().await.map_err(|e| e.to_string())?;
+        let inputs = Inputs {
+            sources: Sources {
+                genestack: abs(&cfg.genestack.path),
+                overrides: Some(checkout.to_path_buf()),
+            },
+            charts: match &cfg.charts {
+                Some(c) => ChartStore::Dir(abs(&c.path)),
+                None => {
+                    return Err(format!(
+                        "{}: charts.path is required (chart repositories need network access)",
+                        cfg_path.display()
+                    ))
+                }
+            },
+            objects,
+            catalog: self.catalog.clone(),
+        };
+        let mut out = BTreeMap::new();
+        for m in &cfg.manifests {
+            let dir = abs(&m.path);
+            let text = kustomize_rs::build_dir(&dir, &Default::default())
+                .map_err(|e| format!("manifests {}: {e}", m.name))?;
+            let mut objs = objects_of(&text).map_err(|e| format!("manifests {}: {e}", m.name))?;
+            plan::order_objects(&mut objs);
+            for o in objs.iter_mut() {
+                mark(o, &m.name);
+            }
+            progress(Progress::Rendered {
+                component: m.name.clone(),
+                objects: objs.len(),
+                changed: self.applied.get(&m.name) != Some(&digest(&objs)),
+                cached: false,
+            });
+            out.insert(m.name.clone(), objs);
+        }
+        for c in &cfg.components {
+            let (r, cached) = self.cache.render(&inputs, c).map_err(|e| e.to_string())?;
+            let mut objs: Vec<Json> =
+                objects_of(&r.text).map_err(|e| format!("component {c}: rendered output: {e}"))?;
+            objs.retain(|o| !is_test_hook(o));
+            // `helm install --namespace` puts namespaced objects without one in the release's.
+            let ns = self
+                .catalog
+                .get(c)
+                .map(|x| x.release.namespace.clone())
+                .unwrap_or_default();
+            for o in objs.iter_mut() {
+                let (av, kind) = (
+                    o["apiVersion"].as_str().unwrap_or("").to_string(),
+                    o["kind"].as_str().unwrap_or("").to_string(),
+                );
+                if o.pointer("/metadata/namespace").is_none()
+                    && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
+                {
+                    o["metadata"]["namespace"] = Json::from(ns.clone());
+                }
+            }
+            let (mut main, mut hooks): (Vec<Json>, Vec<Json>) = objs
+                .into_iter()
+                .partition(|o| o.pointer("/metadata/annotations/helm.sh~1hook").is_none());
+            plan::order_objects(&mut main);
+            hooks.sort_by_key(|h| {
+                h.pointer("/metadata/annotations/helm.sh~1hook-weight")
+                    .and_then(Json::as_str)
+                    .and_then(|w| w.parse::<i64>().ok())
+                    .unwrap_or(0)
+            });
+            main.extend(hooks);
+            for o in main.iter_mut() {
+                mark(o, c);
+            }
+            progress(Progress::Rendered {
+                component: c.clone(),
+                objects: main.len(),
+                changed: self.applied.get(c) != Some(&digest(&main)),
+                cached,
+            });
+            out.insert(c.clone(), main);
+        }
+        Ok((cfg, out))
+    }
+
+    fn waves(&self, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
+        let mut w = plan::waves(&self.catalog, &cfg.components).map_err(|e| e.to_string())?;
+        for m in &cfg.manifests {
+            match w.iter_mut().find(|x| x.index == m.wave) {
+                Some(x) => x.components.insert(0, m.name.clone()),
+                None => w.push(plan::Wave {
+                    index: m.wave,
+                    components: vec![m.name.clone()],
+                }),
+            }
+        }
+        w.sort_by_key(|x| x.index);
+        Ok(w)
+    }
+
+    async fn wait_healthy(&self, objs: &[Json]) -> Result<(), String> {
+        let deadline = Instant::now() + self.settings.health_timeout;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let mut waiting: Option<String> = None;
+            for o in objs {
+                let Some(live) = self.cluster.get(o).await.map_err(|e| e.to_string())? else {
+                    waiting = Some(format!("{} is missing", crate::cluster::object_id(o)));
+                    break;
+                };
+                match health(&live, &self.health_rules) {
+                    Health::Current => {}
+                    Health::Failed(m) => {
+                        return Err(format!("{} failed: {m}", crate::cluster::object_id(o)))
+                    }
+                    Health::InProgress(m) => {
+                        waiting = Some(format!("{}: {m}", crate::cluster::object_id(o)));
+                        break;
+                    }
+                }
+            }
+            let Some(w) = waiting else { return Ok(()) };
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "not healthy within {:?}: {w}",
+                    self.settings.health_timeout
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Applies one commit's checkout.
+    ///
+    /// # Errors
+    /// Only store failures; everything else is an [`Outcome`].
+    pub async fn sync(
+        &mut self,
+        checkout: &Path,
+        commit: &Commit,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Outcome, record::RecordError> {
+        let (cfg, rendered) = match self.render_all(checkout, progress).await {
+            Ok(x) => x,
+            Err(reason) => return Ok(Outcome::Refused { reason }),
+        };
+        if !self.settings.allow_destructive {
+            if let Some((c, _)) = rendered.iter().find(|(_, o)| o.is_empty()) {
+                return Ok(Outcome::Refused { reason: format!("component {c} rendered no objects (refused; allow destructive changes to apply it)") });
+            }
+            let before: Vec<ObjRef> = self.desired.values().flatten().map(ObjRef::of).collect();
+            let after: Vec<ObjRef> = rendered.values().flatten().map(ObjRef::of).collect();
+            let deleting = before.iter().filter(|r| !after.contains(r)).count();
+            if !before.is_empty()
+                && deleting as f64 / before.len() as f64 > self.settings.max_delete_share
+            {
+                return Ok(Outcome::Refused {
+                    reason: format!(
+                        "revision would delete {deleting} of {} managed objects (more than {:.0}%)",
+                        before.len(),
+                        self.settings.max_delete_share * 100.0
+                    ),
+                });
+            }
+        }
+        let waves = match self.waves(&cfg) {
+            Ok(w) => w,
+            Err(reason) => return Ok(Outcome::Refused { reason }),
+        };
+        let rev = self
+            .store
+            .begin(&commit.id, &commit.author, &commit.summary)?;
+        self.apply_revision(rev, &waves, rendered, progress).await
+    }
+
+    async fn apply_revision(
+        &mut self,
+        rev: i64,
+        waves: &[plan::Wave],
+        rendered: BTreeMap<String, Vec<Json>>,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Outcome, record::RecordError> {
+        let mut changed = Vec::new();
+        for wave in waves {
+            let started = Instant::now();
+            let comps: Vec<&String> = wave
+                .components
+                .iter()
+                .filter(|c| rendered.contains_key(*c))
+                .collect();
+            progress(Progress::WaveStart {
+                wave: wave.index,
+                components: comps.iter().map(|c| c.to_string()).collect(),
+            });
+            let mut touched = Vec::new();
+            for c in &comps {
+                let objs = rendered[*c].clone();
+                self.store.record_component(rev, c, &digest(&objs), &objs)?;
+                if self.applied.get(*c) == Some(&digest(&objs)) {
+                    continue;
+                }
+                for o in &objs {
+                    let replace = o["kind"] == "Job";
+                    match self
+                        .cluster
+                        .apply(
+                            o,
+                            &ApplyOptions {
+                                force: true,
+                                replace_immutable: replace,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                    {
+                        Ok(a) => progress(Progress::Applied {
+                            id: a.id,
+                            action: format!("{:?}", a.action).to_lowercase(),
+                        }),
+                        Err(e) => {
+                            let reason = e.to_string();
+                            self.store.record_wave(
+                                rev,
+                                wave.index,
+                                false,
+                                started.elapsed().as_millis(),
+                                &reason,
+                            )?;
+                            self.store.finish(rev, "failed", &reason)?;
+                            return Ok(Outcome::Failed {
+                                revision: rev,
+                                wave: wave.index,
+                                reason,
+                            });
+                        }
+                    }
+                }
+                touched.push((c.to_string(), objs));
+            }
+            let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();
+            if let Err(reason) = self.wait_healthy(&all).await {
+                self.store.record_wave(
+                    rev,
+                    wave.index,
+                    false,
+                    started.elapsed().as_millis(),
+                    &reason,
+                )?;
+                self.store.finish(rev, "failed", &reason)?;
+                return Ok(Outcome::Failed {
+                    revision: rev,
+                    wave: wave.index,
+                    reason,
+                });
+            }
+            self.store
+                .record_wave(rev, wave.index, true, started.elapsed().as_millis(), "")?;
+            progress(Progress::WaveHealthy {
+                wave: wave.index,
+                millis: started.elapsed().as_millis(),
+            });
+            for (c, objs) in touched {
+                self.applied.insert(c.clone(), digest(&objs));
+                self.desired.insert(c.clone(), objs);
+                changed.push(c);
+            }
+        }
+        // Prune only once the whole revision is healthy.
+        for (c, objs) in &rendered {
+            let desired: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
+            let old = inventory::read(&self.cluster, c).await.unwrap_or_default();
+            match inventory::prune(&self.cluster, c, &old, &desired, &self.protect).await {
+                Ok((p, keep)) => {
+                    if !p.deleted.is_empty() || !p.skipped.is_empty() {
+                        progress(Progress::Pruned {
+                            component: c.clone(),
+                            deleted: p.deleted,
+                            skipped: p.skipped,
+                        });
+                    }
+                    let mut inv = desired.clone();
+                    inv.extend(keep.into_iter().filter(|k| !desired.contains(k)));
+                    if let Err(e) = inventory::write(&self.cluster, c, &inv).await {
+                        progress(Progress::Note(format!("inventory of {c}: {e}")));
+                    }
+                }
+                Err(e) => progress(Progress::Note(format!("prune of {c} skipped: {e}"))),
+            }
+        }
+        self.desired.retain(|c, _| rendered.contains_key(c));
+        self.store.finish(rev, "healthy", "")?;
+        Ok(Outcome::Healthy {
+            revision: rev,
+            changed,
+        })
+    }
+
+    /// Rolls back to a stored revision: its objects re-applied wave by wave (no fetch, no
+    /// render), recorded as a new revision, and the agent pinned there.
+    ///
+    /// # Errors
+    /// Store failures; apply failures are an [`Outcome`].
+    pub async fn rollback(
+        &mut self,
+        to: i64,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Outcome, record::RecordError> {
+        let stored: BTreeMap<String, Vec<Json>> = self.store.objects_of(to)?.into_iter().collect();
+        let mut comps: Vec<(i32, String)> = stored
+            .keys()
+            .map(|c| (self.catalog.get(c).map(|x| x.wave).unwrap_or(0), c.clone()))
+            .collect();
+        comps.sort();
+        let mut waves: Vec<plan::Wave> = Vec::new();
+        for (w, c) in comps {
+            match waves.iter_mut().find(|x| x.index == w) {
+                Some(x) => x.components.push(c),
+                None => waves.push(plan::Wave {
+                    index: w,
+                    components: vec![c],
+                }),
+            }
+        }
+        let from = self.store.revisions()?.into_iter().find(|r| r.id == to);
+        let rev = self.store.begin(
+            &from.as_ref().map(|r| r.commit.clone()).unwrap_or_default(),
+            "stackwave rollback",
+            &format!("rollback to revision {to}"),
+        )?;
+        let out = self.apply_revision(rev, &waves, stored, progress).await?;
+        if matches!(out, Outcome::Healthy { .. }) {
+            self.pinned = Some(to);
+        }
+        Ok(out)
+    }
+
+    /// Checks every applied object for drift; with `correct`, re-applies drifted components.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn drift(&mut self, correct: bool) -> Result<Vec<FieldDrift>, ClusterError> {
+        let mut all = Vec::new();
+        for objs in self.desired.values() {
+            for o in objs {
+                all.extend(drift::drift(&self.cluster, o, &self.ignore).await?);
+            }
+        }
+        if correct && !all.is_empty() {
+            let drifted: Vec<String> = all.iter().map(|d| d.object.clone()).collect();
+            for objs in self.desired.values() {
+                for o in objs
+                    .iter()
+                    .filter(|o| drifted.contains(&crate::cluster::object_id(o)))
+                {
+                    self.cluster
+                        .apply(
+                            o,
+                            &ApplyOptions {
+                                force: true,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,169 @@
+//! The source stage: the desired state lives in a Git repository. A bare mirror is kept under
+//! the agent's state directory; each poll fetches the branch, and the commit to apply is
+//! exported (its tree, exactly) into a checkout directory. An unreachable remote is an error the
+//! caller reports while keeping the last good state; force-pushed history is followed.
+
+use git2::{FetchOptions, Oid, Repository};
+use std::path::{Path, PathBuf};
+
+/// A source error naming the repository and cause.
+#[derive(Debug, thiserror::Error)]
+#[error("git source {url}: {cause}")]
+pub struct SourceError {
+    /// Repository URL.
+    pub url: String,
+    /// Cause.
+    pub cause: String,
+}
+
+/// A commit's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Full hash.
+    pub id: String,
+    /// Author name and email.
+    pub author: String,
+    /// First line of the message.
+    pub summary: String,
+    /// Author time (seconds since the epoch).
+    pub time: i64,
+}
+
+/// A followed repository.
+pub struct Source {
+    url: String,
+    branch: String,
+    repo: Repository,
+}
+
+impl Source {
+    /// Opens (or creates) the mirror of `url` under `state_dir`.
+    ///
+    /// # Errors
+    /// Git errors.
+    pub fn open(url: &str, branch: &str, state_dir: &Path) -> Result<Source, SourceError> {
+        let err = |e: git2::Error| SourceError {
+            url: url.to_string(),
+            cause: e.message().to_string(),
+        };
+        let dir = state_dir.join("mirror.git");
+        let repo = match Repository::open_bare(&dir) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(&dir).map_err(|e| SourceError {
+                    url: url.into(),
+                    cause: e.to_string(),
+                })?;
+                Repository::init_bare(&dir).map_err(err)?
+            }
+        };
+        Ok(Source {
+            url: url.to_string(),
+            branch: branch.to_string(),
+            repo,
+        })
+    }
+
+    /// Fetches the branch (history rewrites included) and returns its head commit.
+    ///
+    /// # Errors
+    /// Unreachable remote, missing branch.
+    pub fn fetch(&self) -> Result<Commit, SourceError> {
+        let err = |e: git2::Error| SourceError {
+            url: self.url.clone(),
+            cause: e.message().to_string(),
+        };
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(err)?;
+        let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
+        let mut fo = FetchOptions::new();
+        fo.download_tags(git2::AutotagOption::None);
+        remote
+            .fetch(&[&refspec], Some(&mut fo), None)
+            .map_err(err)?;
+        let r = self
+            .repo
+            .find_reference(&format!("refs/remotes/origin/{}", self.branch))
+            .map_err(err)?;
+        let oid = r.target().ok_or_else(|| SourceError {
+            url: self.url.clone(),
+            cause: format!("branch {} has no target", self.branch),
+        })?;
+        self.commit(&oid.to_string())
+    }
+
+    /// Facts of a commit already fetched.
+    ///
+    /// # Errors
+    /// Unknown commit.
+    pub fn commit(&self, id: &str) -> Result<Commit, SourceError> {
+        let err = |e: git2::Error| SourceError {
+            url: self.url.clone(),
+            cause: e.message().to_string(),
+        };
+        let c = self
+            .repo
+            .find_commit(Oid::from_str(id).map_err(err)?)
+            .map_err(err)?;
+        let a = c.author();
+        Ok(Commit {
+            id: c.id().to_string(),
+            author: format!("{} <{}>", a.name().unwrap_or(""), a.email().unwrap_or("")),
+            summary: c.summary().unwrap_or("").to_string(),
+            time: c.time().seconds(),
+        })
+    }
+
+    /// Writes the tree of `commit` into `dest` (replacing what was there).
+    ///
+    /// # Errors
+    /// Unknown commit, I/O errors.
+    pub fn export(&self, commit: &str, dest: &Path) -> Result<PathBuf, SourceError> {
+        let err = |e: git2::Error| SourceError {
+            url: self.url.clone(),
+            cause: e.message().to_string(),
+        };
+        let io = |e: std::io::Error| SourceError {
+            url: self.url.clone(),
+            cause: e.to_string(),
+        };
+        let c = self
+            .repo
+            .find_commit(Oid::from_str(commit).map_err(err)?)
+            .map_err(err)?;
+        let tree = c.tree().map_err(err)?;
+        let _ = std::fs::remove_dir_all(dest);
+        std::fs::create_dir_all(dest).map_err(io)?;
+        let mut failure: Option<SourceError> = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
+            let path = dest.join(root).join(entry.name().unwrap_or(""));
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    if let Err(e) = std::fs::create_dir_all(&path) {
+                        failure = Some(io(e));
+                        return git2::TreeWalkResult::Abort;
+                    }
+                }
+                Some(git2::ObjectType::Blob) => {
+                    let blob = match self.repo.find_blob(entry.id()) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            failure = Some(err(e));
+                            return git2::TreeWalkResult::Abort;
+                        }
+                    };
+                    if let Err(e) = std::fs::write(&path, blob.content()) {
+                        failure = Some(io(e));
+                        return git2::TreeWalkResult::Abort;
+                    }
+                }
+                _ => {}
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .map_err(err)?;
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(dest.to_path_buf()),
+        }
+    }
+}

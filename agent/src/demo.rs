@@ -286,6 +286,13 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         replicas.unwrap_or(json!(null))
     ));
     let _ = rev1;
+    sync(
+        &mut agent,
+        &source,
+        &state,
+        "6. the next loop over the same branch head keeps the rollback (pinned)",
+    )
+    .await?;
 
     say("\n-- history");
     for r in agent.store.revisions().map_err(|x| e(&x))? {
@@ -347,5 +354,7 @@ fn outcome_text(o: &Outcome) -> String {
             reason,
         } => format!("revision {revision} FAILED at wave {wave}: {reason}"),
         Outcome::Refused { reason } => format!("REFUSED: {reason}"),
+        Outcome::Unchanged => "unchanged: the commit renders what is applied".into(),
+        Outcome::Pinned { revision } => format!("pinned to revision {revision} (rollback)"),
     }
 }

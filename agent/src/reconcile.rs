@@ -104,12 +104,23 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// The commit renders exactly what is applied: nothing to do, no revision recorded.
+    Unchanged,
+    /// A rollback pins the agent: the commit it rolled back from is not re-applied until a
+    /// newer commit arrives or `stackwave resume` (see [`Agent::resume`]).
+    Pinned {
+        /// The revision the agent is pinned to.
+        revision: i64,
+    },
     /// Refused before touching the cluster (render error, guard).
     Refused {
         /// Why.
         reason: String,
     },
 }
+
+/// The author recorded on rollback revisions.
+pub const ROLLBACK_AUTHOR: &str = "stackwave rollback";
 
 /// Agent settings.
 #[derive(Debug, Clone)]
@@ -150,6 +161,8 @@ pub struct Agent {
     pub desired: BTreeMap<String, Vec<Json>>,
     /// Pinned to a rolled-back revision until a newer commit arrives or `resume`.
     pub pinned: Option<i64>,
+    /// The commit that was current when the agent was pinned (the one not to re-apply).
+    pub pinned_from: Option<String>,
     health_rules: Vec<Rule>,
     protect: Vec<Protect>,
     ignore: Vec<IgnoreRule>,
@@ -198,6 +211,7 @@ impl Agent {
             applied: BTreeMap::new(),
             desired: BTreeMap::new(),
             pinned: None,
+            pinned_from: None,
             health_rules: default_rules(),
             protect: inventory::default_protect(),
             ignore: drift::default_ignore(),
@@ -392,6 +406,11 @@ impl Agent {
         commit: &Commit,
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
+        if let Some(revision) = self.pinned {
+            if self.pinned_from.as_deref() == Some(commit.id.as_str()) {
+                return Ok(Outcome::Pinned { revision });
+            }
+        }
         let (cfg, rendered) = match self.render_all(checkout, progress).await {
             Ok(x) => x,
             Err(reason) => return Ok(Outcome::Refused { reason }),
@@ -419,6 +438,17 @@ impl Agent {
             Ok(w) => w,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
+        let same_set = self.desired.len() == rendered.len()
+            && self.desired.keys().all(|c| rendered.contains_key(c));
+        if same_set
+            && rendered
+                .iter()
+                .all(|(c, o)| self.applied.get(c) == Some(&digest(o)))
+        {
+            return Ok(Outcome::Unchanged);
+        }
+        self.pinned = None;
+        self.pinned_from = None;
         let rev = self
             .store
             .begin(&commit.id, &commit.author, &commit.summary)?;
@@ -547,6 +577,12 @@ impl Agent {
         })
     }
 
+    /// Lifts a rollback pin: the next sync applies the branch head again.
+    pub fn resume(&mut self) {
+        self.pinned = None;
+        self.pinned_from = None;
+    }
+
     /// Rolls back to a stored revision: its objects re-applied wave by wave (no fetch, no
     /// render), recorded as a new revision, and the agent pinned there.
     ///
@@ -573,15 +609,22 @@ impl Agent {
                 }),
             }
         }
-        let from = self.store.revisions()?.into_iter().find(|r| r.id == to);
+        let revisions = self.store.revisions()?;
+        let head = revisions
+            .iter()
+            .filter(|r| r.author != ROLLBACK_AUTHOR)
+            .max_by_key(|r| r.id)
+            .map(|r| r.commit.clone());
+        let from = revisions.into_iter().find(|r| r.id == to);
         let rev = self.store.begin(
             &from.as_ref().map(|r| r.commit.clone()).unwrap_or_default(),
-            "stackwave rollback",
+            ROLLBACK_AUTHOR,
             &format!("rollback to revision {to}"),
         )?;
         let out = self.apply_revision(rev, &waves, stored, progress).await?;
         if matches!(out, Outcome::Healthy { .. }) {
             self.pinned = Some(to);
+            self.pinned_from = head;
         }
         Ok(out)
     }

@@ -1,0 +1,509 @@
+//! End to end: real Git repositories (made with the `git` CLI, fetched over `file://`), the
+//! reconcile loop (source → render → plan → apply → record), and the in-process API test
+//! server — or the real cluster named by `STACKWAVE_TEST_KUBECONFIG`.
+//!
+//! Covers issue 5's (a) waves with health gates, (b) one-component changes, (d) `git revert`,
+//! (e) instant rollback five revisions back, (f) broken commits change nothing, (g) the
+//! over-threshold delete guard. The repos hold kustomize manifests as components, so the
+//! tests need neither Helm nor `../shared`; `stackwave demo` runs the same loop over the real
+//! Genestack charts.
+
+use serde_json::{json, Value as Json};
+use stackwave::cluster::Cluster;
+use stackwave::component::Catalog;
+use stackwave::reconcile::{Agent, Outcome, Progress, Settings};
+use stackwave::record::Store;
+use stackwave::source::Source;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The simulator's time from a new generation to ready status.
+const READY_DELAY: Duration = Duration::from_millis(300);
+
+struct Repo {
+    dir: PathBuf,
+}
+
+impl Repo {
+    fn new(root: &Path) -> Repo {
+        let dir = root.join("repo");
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = Repo { dir };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Test Operator",
+                "-c",
+                "user.email=ops@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("git CLI");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let p = self.dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn commit(&self, msg: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", msg]);
+    }
+}
+
+struct Fixture {
+    _server: Option<kube_testserver::TestServer>,
+    cluster: Cluster,
+    agent: Agent,
+    source: Source,
+    repo: Repo,
+    root: PathBuf,
+    ns: String,
+    events: Mutex<Vec<Progress>>,
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("stackwave-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn deployment(ns: &str, name: &str, replicas: i64, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: {name}\n        image: {image}\n"
+    )
+}
+
+fn kustomization(files: &[String]) -> String {
+    let mut s = "resources:\n".to_string();
+    for f in files {
+        s.push_str(&format!("- {f}\n"));
+    }
+    s
+}
+
+impl Fixture {
+    async fn new(name: &str, never_ready: &[&str]) -> Fixture {
+        let root = tmp(name);
+        let ns = format!("e2e-{name}");
+        let (server, cluster) = match std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
+            Some(kc) => (
+                None,
+                Cluster::connect_kubeconfig(Path::new(&kc))
+                    .await
+                    .expect("kubeconfig"),
+            ),
+            None => {
+                let s = kube_testserver::start(kube_testserver::SimRules {
+                    delay: READY_DELAY,
+                    never_ready: never_ready.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                })
+                .await
+                .expect("test server");
+                let c = Cluster::connect_url(&s.url).expect("client");
+                (Some(s), c)
+            }
+        };
+        let store = Store::open(
+            &root.join("state/revisions.sqlite"),
+            &root.join("state/store.key"),
+        )
+        .unwrap();
+        let agent = Agent::new(
+            cluster.clone(),
+            store,
+            Catalog::builtin().unwrap(),
+            Settings {
+                health_timeout: Duration::from_secs(if server.is_some() { 4 } else { 120 }),
+                ..Default::default()
+            },
+        );
+        let repo = Repo::new(&root);
+        std::fs::create_dir_all(root.join("empty")).unwrap();
+        let url = format!("file://{}", repo.dir.display());
+        // The source is opened lazily on first fetch (the repo has no commit yet).
+        let source = {
+            repo.write("README", "desired state\n");
+            repo.commit("empty");
+            Source::open(&url, "main", &root.join("state")).unwrap()
+        };
+        Fixture {
+            _server: server,
+            cluster,
+            agent,
+            source,
+            repo,
+            root,
+            ns,
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The standard layout: base (wave 0: Namespace, settings), app (wave 1: `api` and
+    /// `extra` ConfigMaps), web (wave 2).
+    fn write_state(&self, api_replicas: i64, api_image: &str, extra_configmaps: usize) {
+        let ns = &self.ns;
+        let empty = self.root.join("empty");
+        self.repo.write(
+            "stackwave.yaml",
+            &format!(
+                "genestack:\n  path: {e}\ncharts:\n  path: {e}\nmanifests:\n- name: base\n  path: manifests/base\n  wave: 0\n- name: app\n  path: manifests/app\n  wave: 1\n- name: web\n  path: manifests/web\n  wave: 2\ncomponents: []\n",
+                e = empty.display()
+            ),
+        );
+        self.repo.write(
+            "manifests/base/kustomization.yaml",
+            &kustomization(&["ns.yaml".into()]),
+        );
+        self.repo.write(
+            "manifests/base/ns.yaml",
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  region: RegionOne\n"),
+        );
+        let mut files = vec!["api.yaml".to_string()];
+        self.repo.write(
+            "manifests/app/api.yaml",
+            &deployment(ns, "api", api_replicas, api_image),
+        );
+        let _ = std::fs::remove_dir_all(self.repo.dir.join("manifests/app/extra"));
+        for i in 0..extra_configmaps {
+            let f = format!("extra/cm{i}.yaml");
+            self.repo.write(
+                &format!("manifests/app/{f}"),
+                &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-{i}\n  namespace: {ns}\ndata:\n  n: \"{i}\"\n"),
+            );
+            files.push(f);
+        }
+        self.repo
+            .write("manifests/app/kustomization.yaml", &kustomization(&files));
+        self.repo.write(
+            "manifests/web/kustomization.yaml",
+            &kustomization(&["web.yaml".into()]),
+        );
+        self.repo.write(
+            "manifests/web/web.yaml",
+            &deployment(ns, "web", 1, "nginx:1.27"),
+        );
+    }
+
+    /// One loop iteration: fetch, export, sync; progress collected in `events`.
+    async fn step(&mut self) -> Outcome {
+        self.events.lock().unwrap().clear();
+        let commit = self.source.fetch().unwrap();
+        let checkout = self
+            .source
+            .export(&commit.id, &self.root.join("checkout"))
+            .unwrap();
+        let events = &self.events;
+        self.agent
+            .sync(&checkout, &commit, &|p| events.lock().unwrap().push(p))
+            .await
+            .unwrap()
+    }
+
+    async fn live(&self, kind: &str, name: &str) -> Option<Json> {
+        let (av, k) = match kind {
+            "Deployment" => ("apps/v1", "Deployment"),
+            _ => ("v1", kind),
+        };
+        self.cluster
+            .get(&json!({"apiVersion": av, "kind": k, "metadata": {"name": name, "namespace": self.ns}}))
+            .await
+            .unwrap()
+    }
+
+    async fn replicas(&self, name: &str) -> i64 {
+        self.live("Deployment", name).await.expect("deployment")["spec"]["replicas"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn applied_ids(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Progress::Applied { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn revisions(&self) -> usize {
+        self.agent.store.revisions().unwrap().len()
+    }
+}
+
+fn healthy(o: &Outcome) -> Vec<String> {
+    match o {
+        Outcome::Healthy { changed, .. } => changed.clone(),
+        other => panic!("expected a healthy revision, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waves_health_gates_one_component_changes_and_revert() {
+    let mut f = Fixture::new("waves", &[]).await;
+    f.write_state(1, "nginx:1.27", 2);
+    f.repo.commit("initial desired state");
+
+    // (a) The first commit: every component, wave by wave.
+    let out = f.step().await;
+    assert_eq!(healthy(&out), ["base", "app", "web"]);
+    let order: Vec<String> = f
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Progress::WaveStart { wave, .. } => Some(format!("start {wave}")),
+            Progress::WaveHealthy { wave, millis } => {
+                if *wave == 1 && f._server.is_some() {
+                    // The gate waited for the simulated rollout of `api`.
+                    assert!(
+                        *millis >= READY_DELAY.as_millis(),
+                        "wave 1 healthy after {millis} ms"
+                    );
+                }
+                Some(format!("healthy {wave}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "start 0",
+            "healthy 0",
+            "start 1",
+            "healthy 1",
+            "start 2",
+            "healthy 2"
+        ]
+    );
+    assert_eq!(f.replicas("api").await, 1);
+    assert!(f.live("ConfigMap", "extra-1").await.is_some());
+
+    // (b) A change to one component touches only it.
+    f.write_state(3, "nginx:1.27", 2);
+    f.repo.commit("api: three replicas");
+    let out = f.step().await;
+    assert_eq!(healthy(&out), ["app"]);
+    let ids = f.applied_ids();
+    assert!(!ids.is_empty());
+    assert!(
+        ids.iter()
+            .all(|i| !i.contains("/web") && !i.contains("settings")),
+        "only app's objects are applied: {ids:?}"
+    );
+    assert_eq!(f.replicas("api").await, 3);
+    assert_eq!(f.replicas("web").await, 1);
+
+    // (d) `git revert` goes through the normal loop and restores the previous objects.
+    f.repo.git(&["revert", "--no-edit", "HEAD"]);
+    let out = f.step().await;
+    assert_eq!(healthy(&out), ["app"]);
+    assert_eq!(f.replicas("api").await, 1);
+
+    // Nothing changed: a loop applies nothing and records nothing.
+    assert_eq!(f.step().await, Outcome::Unchanged);
+    assert!(f.applied_ids().is_empty());
+
+    let revs = f.agent.store.revisions().unwrap();
+    assert_eq!(revs.len(), 3);
+    assert!(revs.iter().all(|r| r.outcome == "healthy"), "{revs:?}");
+    assert!(revs
+        .iter()
+        .any(|r| r.message.starts_with("Revert \"api: three replicas\"")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_wave_stops_the_revision_there() {
+    let mut f = Fixture::new("gate", &["Deployment/api"]).await;
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("initial desired state");
+    // On the test server `api` never becomes ready; on a real cluster, give it an image that
+    // cannot be pulled for the same effect.
+    if f._server.is_none() {
+        f.write_state(1, "registry.invalid/none:0", 0);
+        f.repo.commit("unpullable api image");
+    }
+    let out = f.step().await;
+    match out {
+        Outcome::Failed { wave, reason, .. } => {
+            assert_eq!(wave, 1);
+            assert!(
+                reason.contains("Deployment/") && reason.contains("api"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a failed revision, got {other:?}"),
+    }
+    assert!(
+        f.live("Deployment", "web").await.is_none(),
+        "wave 2 is untouched after wave 1 failed"
+    );
+    let revs = f.agent.store.revisions().unwrap();
+    assert_eq!(revs[0].outcome, "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_five_back_is_instant_and_pins() {
+    let mut f = Fixture::new("rollback", &[]).await;
+    for r in 1..=6 {
+        f.write_state(r, "nginx:1.27", 0);
+        f.repo.commit(&format!("api: {r} replicas"));
+        healthy(&f.step().await);
+    }
+    assert_eq!(f.replicas("api").await, 6);
+    let first = f
+        .agent
+        .store
+        .revisions()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .min()
+        .unwrap();
+
+    // (e) Rollback re-applies the stored objects: no fetch, no render.
+    let started = Instant::now();
+    let first_apply: Mutex<Option<Duration>> = Mutex::new(None);
+    let out = f
+        .agent
+        .rollback(first, &|p| {
+            if matches!(p, Progress::Applied { .. }) {
+                first_apply.lock().unwrap().get_or_insert(started.elapsed());
+            }
+        })
+        .await
+        .unwrap();
+    healthy(&out);
+    let t = first_apply
+        .lock()
+        .unwrap()
+        .expect("rollback applied objects");
+    assert!(t < Duration::from_secs(1), "first apply after {t:?}");
+    assert_eq!(f.agent.pinned, Some(first));
+    assert_eq!(f.replicas("api").await, 1);
+    assert_eq!(f.revisions(), 7, "the rollback is recorded as a revision");
+
+    // Pinned: the next loop over the same head does not undo the rollback.
+    assert_eq!(f.step().await, Outcome::Pinned { revision: first });
+    assert_eq!(f.replicas("api").await, 1);
+    // A newer commit lifts the pin.
+    f.write_state(4, "nginx:1.27", 0);
+    f.repo.commit("api: four replicas");
+    assert_eq!(healthy(&f.step().await), ["app"]);
+    assert_eq!(f.agent.pinned, None);
+    assert_eq!(f.replicas("api").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_commits_change_nothing_and_are_reported() {
+    let mut f = Fixture::new("broken", &[]).await;
+    f.write_state(2, "nginx:1.27", 1);
+    f.repo.commit("initial desired state");
+    healthy(&f.step().await);
+    let before = f.revisions();
+
+    // Malformed YAML in an object file.
+    f.write_state(5, "nginx:1.27", 1);
+    f.repo.write(
+        "manifests/app/api.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: [\n",
+    );
+    f.repo.commit("broken YAML");
+    match f.step().await {
+        Outcome::Refused { reason } => {
+            assert!(reason.contains("app"), "names the component: {reason}");
+            assert!(reason.contains("api.yaml"), "names the file: {reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A missing file referenced by a kustomization.
+    f.write_state(5, "nginx:1.27", 1);
+    f.repo.write(
+        "manifests/web/kustomization.yaml",
+        &kustomization(&["web.yaml".into(), "missing.yaml".into()]),
+    );
+    f.repo.commit("reference a file that is not there");
+    match f.step().await {
+        Outcome::Refused { reason } => assert!(reason.contains("missing.yaml"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A malformed stackwave.yaml.
+    f.repo.write("stackwave.yaml", "manifests: [\n");
+    f.repo.commit("broken config");
+    match f.step().await {
+        Outcome::Refused { reason } => assert!(reason.contains("stackwave.yaml"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    assert_eq!(
+        f.replicas("api").await,
+        2,
+        "the last good revision stays applied"
+    );
+    assert!(
+        f.live("ConfigMap", "extra-0").await.is_some(),
+        "nothing pruned"
+    );
+    assert_eq!(
+        f.revisions(),
+        before,
+        "refused commits record no applied revision"
+    );
+
+    // Fixing the repo applies again.
+    f.write_state(5, "nginx:1.27", 1);
+    f.repo.commit("fixed");
+    assert_eq!(healthy(&f.step().await), ["app"]);
+    assert_eq!(f.replicas("api").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_threshold_deletes_are_refused_and_small_ones_pruned() {
+    let mut f = Fixture::new("guard", &[]).await;
+    f.write_state(1, "nginx:1.27", 8);
+    f.repo.commit("initial desired state: 12 objects");
+    healthy(&f.step().await);
+
+    // (g) Deleting 4 of 12 managed objects (33%) is over the 10% default: refused.
+    f.write_state(1, "nginx:1.27", 4);
+    f.repo.commit("drop four ConfigMaps");
+    match f.step().await {
+        Outcome::Refused { reason } => {
+            assert!(reason.contains("delete 4 of 12"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(f.live("ConfigMap", "extra-7").await.is_some());
+
+    // One of 12 (8%) is under the threshold: applied, and pruned once healthy.
+    f.write_state(1, "nginx:1.27", 7);
+    f.repo.commit("drop one ConfigMap");
+    assert_eq!(healthy(&f.step().await), ["app"]);
+    assert!(f.live("ConfigMap", "extra-7").await.is_none(), "pruned");
+    assert!(f.live("ConfigMap", "extra-6").await.is_some());
+}

@@ -29,6 +29,15 @@ pub enum Command {
     /// Run the in-process Kubernetes API test server (the one `stackwave demo` uses) until
     /// interrupted, printing its URL.
     ApiServer(ApiServerArgs),
+    /// Run the agent: poll the desired-state repository, render, apply in health-gated waves,
+    /// record every revision, check drift; restores its state from the revision store.
+    Run(RunArgs),
+    /// Print the revision history of a state directory, newest first.
+    History {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/stackwave")]
+        state: PathBuf,
+    },
     /// Render a component exactly as its Genestack install script would (helm template +
     /// values layering + bound secrets + kustomize post-render).
     Render(RenderArgs),
@@ -52,6 +61,44 @@ pub struct DemoArgs {
     /// Working directory [default: a temporary directory].
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Git URL of the desired-state repository (file://, https://, git://).
+    #[arg(long)]
+    pub repo: String,
+    /// Branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// State directory (Git mirror, checkouts, revision store and its key).
+    #[arg(long, default_value = "/var/lib/stackwave")]
+    pub state: PathBuf,
+    /// API server URL (plain HTTP, e.g. `stackwave api-server`).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub server: Option<String>,
+    /// Kubeconfig file [default: in-cluster or $KUBECONFIG].
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Seconds between loop iterations.
+    #[arg(long, default_value_t = 60)]
+    pub interval: u64,
+    /// Run one iteration and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Report drift without correcting it.
+    #[arg(long)]
+    pub detect_only: bool,
+    /// Seconds a wave may take to become healthy.
+    #[arg(long, default_value_t = 300)]
+    pub health_timeout: u64,
+    /// Largest share of managed objects one revision may delete, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_delete_percent: f64,
+    /// Apply over-threshold deletes and empty components.
+    #[arg(long)]
+    pub allow_destructive: bool,
 }
 
 /// Arguments of `api-server`.
@@ -205,6 +252,44 @@ fn render(a: RenderArgs) -> Result<String, String> {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Run(a) => {
+            let opts = crate::run::RunOptions {
+                repo: a.repo.clone(),
+                branch: a.branch.clone(),
+                state: a.state.clone(),
+                server: a.server.clone(),
+                kubeconfig: a.kubeconfig.clone(),
+                interval: std::time::Duration::from_secs(a.interval),
+                once: a.once,
+                detect_only: a.detect_only,
+                settings: crate::reconcile::Settings {
+                    health_timeout: std::time::Duration::from_secs(a.health_timeout),
+                    max_delete_share: a.max_delete_percent / 100.0,
+                    allow_destructive: a.allow_destructive,
+                },
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(crate::run::run(opts)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    1
+                }
+            }
+        }
+        Command::History { state } => match crate::run::history(&state) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                1
+            }
+        },
         Command::Demo(a) => {
             let bootstrap = if a.secrets.is_empty() {
                 ["secrets.yaml", "cluster-state.yaml"]

@@ -6,8 +6,9 @@
 
 use crate::cluster::Cluster;
 use crate::component::Catalog;
-use crate::reconcile::{Agent, Outcome, Progress, Settings};
+use crate::reconcile::{Agent, Outcome, Settings};
 use crate::record::Store;
+use crate::run::{outcome_text, print_progress};
 use crate::source::Source;
 use git2::{Repository, Signature};
 use serde_json::json;
@@ -71,37 +72,6 @@ fn revert(repo: &Repository, oid: git2::Oid) -> Result<git2::Oid, git2::Error> {
 
 fn say(s: &str) {
     println!("{s}");
-}
-
-fn printer(p: Progress) {
-    match p {
-        Progress::Rendered {
-            component,
-            objects,
-            changed,
-            cached,
-        } => {
-            println!(
-                "  render  {component:<16} {objects:>4} objects{}{}",
-                if changed { "  (changed)" } else { "" },
-                if cached { "  [cache]" } else { "" }
-            )
-        }
-        Progress::WaveStart { wave, components } => {
-            println!("  wave {wave}: {}", components.join(", "))
-        }
-        Progress::Applied { .. } => {}
-        Progress::WaveHealthy { wave, millis } => println!("  wave {wave} healthy in {millis} ms"),
-        Progress::Pruned {
-            component,
-            deleted,
-            skipped,
-        } => println!(
-            "  prune   {component}: deleted {deleted:?}, kept {}",
-            skipped.len()
-        ),
-        Progress::Note(n) => println!("  note    {n}"),
-    }
 }
 
 /// Runs the demo; returns a process exit code.
@@ -274,7 +244,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         "\n-- 5. instant rollback to revision {rev2} (stored objects, no fetch, no render)"
     ));
     let t = Instant::now();
-    let out = agent.rollback(rev2, &printer).await.map_err(|x| e(&x))?;
+    let out = agent
+        .rollback(rev2, &print_progress)
+        .await
+        .map_err(|x| e(&x))?;
     say(&format!("rollback: {} in {} ms; pinned to revision {rev2} until a newer commit or `stackwave resume`", outcome_text(&out), t.elapsed().as_millis()));
     let replicas = cluster
         .get(&dep)
@@ -331,7 +304,7 @@ async fn sync(
         .map_err(|x| x.to_string())?;
     let t = Instant::now();
     let out = agent
-        .sync(&dir, &c, &printer)
+        .sync(&dir, &c, &print_progress)
         .await
         .map_err(|x| x.to_string())?;
     say(&format!(
@@ -340,21 +313,4 @@ async fn sync(
         t.elapsed().as_millis()
     ));
     Ok(out)
-}
-
-fn outcome_text(o: &Outcome) -> String {
-    match o {
-        Outcome::Healthy { revision, changed } => format!(
-            "revision {revision} healthy ({} component(s) applied)",
-            changed.len()
-        ),
-        Outcome::Failed {
-            revision,
-            wave,
-            reason,
-        } => format!("revision {revision} FAILED at wave {wave}: {reason}"),
-        Outcome::Refused { reason } => format!("REFUSED: {reason}"),
-        Outcome::Unchanged => "unchanged: the commit renders what is applied".into(),
-        Outcome::Pinned { revision } => format!("pinned to revision {revision} (rollback)"),
-    }
 }

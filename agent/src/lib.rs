@@ -12,4 +12,5 @@ pub mod plan;
 pub mod reconcile;
 pub mod record;
 pub mod render;
+pub mod run;
 pub mod source;

@@ -163,6 +163,9 @@ pub struct Agent {
     pub pinned: Option<i64>,
     /// The commit that was current when the agent was pinned (the one not to re-apply).
     pub pinned_from: Option<String>,
+    /// A revision a previous agent process began and did not finish: (revision, commit).
+    /// The next sync of that commit continues it instead of recording a new one.
+    pub unfinished: Option<(i64, String)>,
     health_rules: Vec<Rule>,
     protect: Vec<Protect>,
     ignore: Vec<IgnoreRule>,
@@ -212,6 +215,7 @@ impl Agent {
             desired: BTreeMap::new(),
             pinned: None,
             pinned_from: None,
+            unfinished: None,
             health_rules: default_rules(),
             protect: inventory::default_protect(),
             ignore: drift::default_ignore(),
@@ -449,9 +453,15 @@ impl Agent {
         }
         self.pinned = None;
         self.pinned_from = None;
-        let rev = self
-            .store
-            .begin(&commit.id, &commit.author, &commit.summary)?;
+        let rev = match self.unfinished.take() {
+            Some((rev, c)) if c == commit.id => {
+                self.store.finish(rev, "applying", "")?;
+                rev
+            }
+            _ => self
+                .store
+                .begin(&commit.id, &commit.author, &commit.summary)?,
+        };
         self.apply_revision(rev, &waves, rendered, progress).await
     }
 
@@ -575,6 +585,31 @@ impl Agent {
             revision: rev,
             changed,
         })
+    }
+
+    /// Restores what a previous agent process had applied, from the revision store: the
+    /// newest healthy revision's objects become the applied state (so unchanged components
+    /// are not re-applied), and a newer revision left `applying` (the process was killed
+    /// mid-wave) is marked `interrupted` and continued by the next sync of its commit.
+    /// Returns the restored revision, if any.
+    ///
+    /// # Errors
+    /// Store failures (SQLite, decryption).
+    pub fn restore(&mut self) -> Result<Option<i64>, record::RecordError> {
+        let revisions = self.store.revisions()?;
+        let good = revisions.iter().find(|r| r.outcome == "healthy");
+        if let Some(r) = revisions
+            .iter()
+            .find(|r| r.outcome == "applying" && good.is_none_or(|g| r.id > g.id))
+        {
+            self.store
+                .finish(r.id, "interrupted", "agent restarted mid-revision")?;
+            self.unfinished = Some((r.id, r.commit.clone()));
+        }
+        let Some(good) = good else { return Ok(None) };
+        self.applied = good.components.iter().cloned().collect();
+        self.desired = self.store.objects_of(good.id)?.into_iter().collect();
+        Ok(Some(good.id))
     }
 
     /// Lifts a rollback pin: the next sync applies the branch head again.

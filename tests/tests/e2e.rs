@@ -101,8 +101,30 @@ fn kustomization(files: &[String]) -> String {
     s
 }
 
+/// An agent over the fixture's state directory (a second one models a restarted process).
+fn new_agent(cluster: &Cluster, root: &Path, test_server: bool) -> Agent {
+    let store = Store::open(
+        &root.join("state/revisions.sqlite"),
+        &root.join("state/store.key"),
+    )
+    .unwrap();
+    Agent::new(
+        cluster.clone(),
+        store,
+        Catalog::builtin().unwrap(),
+        Settings {
+            health_timeout: Duration::from_secs(if test_server { 4 } else { 120 }),
+            ..Default::default()
+        },
+    )
+}
+
 impl Fixture {
     async fn new(name: &str, never_ready: &[&str]) -> Fixture {
+        Fixture::with_delay(name, never_ready, READY_DELAY).await
+    }
+
+    async fn with_delay(name: &str, never_ready: &[&str], delay: Duration) -> Fixture {
         let root = tmp(name);
         let ns = format!("e2e-{name}");
         let (server, cluster) = match std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
@@ -114,7 +136,7 @@ impl Fixture {
             ),
             None => {
                 let s = kube_testserver::start(kube_testserver::SimRules {
-                    delay: READY_DELAY,
+                    delay,
                     never_ready: never_ready.iter().map(|s| s.to_string()).collect(),
                     ..Default::default()
                 })
@@ -124,20 +146,7 @@ impl Fixture {
                 (Some(s), c)
             }
         };
-        let store = Store::open(
-            &root.join("state/revisions.sqlite"),
-            &root.join("state/store.key"),
-        )
-        .unwrap();
-        let agent = Agent::new(
-            cluster.clone(),
-            store,
-            Catalog::builtin().unwrap(),
-            Settings {
-                health_timeout: Duration::from_secs(if server.is_some() { 4 } else { 120 }),
-                ..Default::default()
-            },
-        );
+        let agent = new_agent(&cluster, &root, server.is_some());
         let repo = Repo::new(&root);
         std::fs::create_dir_all(root.join("empty")).unwrap();
         let url = format!("file://{}", repo.dir.display());
@@ -506,4 +515,53 @@ async fn over_threshold_deletes_are_refused_and_small_ones_pruned() {
     assert_eq!(healthy(&f.step().await), ["app"]);
     assert!(f.live("ConfigMap", "extra-7").await.is_none(), "pruned");
     assert!(f.live("ConfigMap", "extra-6").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_wave_finishes_the_revision_after_restart() {
+    let mut f = Fixture::with_delay("restart", &[], Duration::from_secs(2)).await;
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("initial desired state");
+    let commit = f.source.fetch().unwrap();
+    let checkout = f
+        .source
+        .export(&commit.id, &f.root.join("checkout"))
+        .unwrap();
+
+    // (h) The first process applies wave 0, then wave 1, and is killed (its future dropped
+    // at an await point) while wave 1 waits for health.
+    let mut first = new_agent(&f.cluster, &f.root, f._server.is_some());
+    tokio::select! {
+        out = first.sync(&checkout, &commit, &|_| {}) => panic!("finished before the kill: {out:?}"),
+        _ = async {
+            while f.live("Deployment", "api").await.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    drop(first);
+    assert!(
+        f.live("Deployment", "web").await.is_none(),
+        "killed before wave 2"
+    );
+    let revs = f.agent.store.revisions().unwrap();
+    assert_eq!(revs.len(), 1);
+    assert_eq!(revs[0].outcome, "applying");
+
+    // The restarted process restores from the store and finishes that same revision.
+    assert_eq!(f.agent.restore().unwrap(), None, "nothing was healthy yet");
+    assert_eq!(f.agent.unfinished, Some((revs[0].id, commit.id.clone())));
+    let out = f.step().await;
+    assert_eq!(healthy(&out), ["base", "app", "web"]);
+    assert!(matches!(out, Outcome::Healthy { revision, .. } if revision == revs[0].id));
+    let after = f.agent.store.revisions().unwrap();
+    assert_eq!(after.len(), 1, "no duplicate record: {after:?}");
+    assert_eq!(after[0].outcome, "healthy");
+    assert_eq!(f.replicas("web").await, 1);
+
+    // A third process restores the healthy state: the same commit is a no-op.
+    let mut third = new_agent(&f.cluster, &f.root, f._server.is_some());
+    assert_eq!(third.restore().unwrap(), Some(revs[0].id));
+    let out = third.sync(&checkout, &commit, &|_| {}).await.unwrap();
+    assert_eq!(out, Outcome::Unchanged);
 }

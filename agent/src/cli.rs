@@ -99,6 +99,9 @@ pub struct RunArgs {
     /// Apply over-threshold deletes and empty components.
     #[arg(long)]
     pub allow_destructive: bool,
+    /// Serve Prometheus metrics at this address (e.g. 0.0.0.0:9090), path /metrics.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Arguments of `api-server`.
@@ -262,6 +265,7 @@ pub fn run(cli: Cli) -> i32 {
                 interval: std::time::Duration::from_secs(a.interval),
                 once: a.once,
                 detect_only: a.detect_only,
+                metrics_addr: a.metrics_addr,
                 settings: crate::reconcile::Settings {
                     health_timeout: std::time::Duration::from_secs(a.health_timeout),
                     max_delete_share: a.max_delete_percent / 100.0,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod component;
 pub mod demo;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod record;

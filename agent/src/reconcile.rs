@@ -163,6 +163,8 @@ pub struct Agent {
     pub pinned: Option<i64>,
     /// The commit that was current when the agent was pinned (the one not to re-apply).
     pub pinned_from: Option<String>,
+    /// Prometheus metrics (drift per component, loop outcomes, applied revision).
+    pub metrics: crate::metrics::Metrics,
     /// A revision a previous agent process began and did not finish: (revision, commit).
     /// The next sync of that commit continues it instead of recording a new one.
     pub unfinished: Option<(i64, String)>,
@@ -216,6 +218,7 @@ impl Agent {
             pinned: None,
             pinned_from: None,
             unfinished: None,
+            metrics: crate::metrics::Metrics::new(),
             health_rules: default_rules(),
             protect: inventory::default_protect(),
             ignore: drift::default_ignore(),
@@ -405,6 +408,27 @@ impl Agent {
     /// # Errors
     /// Only store failures; everything else is an [`Outcome`].
     pub async fn sync(
+        &mut self,
+        checkout: &Path,
+        commit: &Commit,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Outcome, record::RecordError> {
+        let out = self.sync_commit(checkout, commit, progress).await?;
+        let label = match &out {
+            Outcome::Healthy { revision, .. } => {
+                self.metrics.applied_revision.set(*revision);
+                "healthy"
+            }
+            Outcome::Failed { .. } => "failed",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Pinned { .. } => "pinned",
+        };
+        self.metrics.revisions.with_label_values(&[label]).inc();
+        Ok(out)
+    }
+
+    async fn sync_commit(
         &mut self,
         checkout: &Path,
         commit: &Commit,
@@ -660,6 +684,9 @@ impl Agent {
         if matches!(out, Outcome::Healthy { .. }) {
             self.pinned = Some(to);
             self.pinned_from = head;
+            if let Outcome::Healthy { revision, .. } = &out {
+                self.metrics.applied_revision.set(*revision);
+            }
         }
         Ok(out)
     }
@@ -670,18 +697,15 @@ impl Agent {
     /// API errors.
     pub async fn drift(&mut self, correct: bool) -> Result<Vec<FieldDrift>, ClusterError> {
         let mut all = Vec::new();
-        for objs in self.desired.values() {
+        for (component, objs) in &self.desired {
+            let mut count = 0;
             for o in objs {
-                all.extend(drift::drift(&self.cluster, o, &self.ignore).await?);
-            }
-        }
-        if correct && !all.is_empty() {
-            let drifted: Vec<String> = all.iter().map(|d| d.object.clone()).collect();
-            for objs in self.desired.values() {
-                for o in objs
-                    .iter()
-                    .filter(|o| drifted.contains(&crate::cluster::object_id(o)))
-                {
+                let found = drift::drift(&self.cluster, o, &self.ignore).await?;
+                if found.is_empty() {
+                    continue;
+                }
+                count += found.len();
+                if correct {
                     self.cluster
                         .apply(
                             o,
@@ -692,7 +716,20 @@ impl Agent {
                         )
                         .await?;
                 }
+                let refs: Vec<&FieldDrift> = found.iter().collect();
+                if let Err(e) = drift::record_event(&self.cluster, o, &refs, correct).await {
+                    // An Event is a report; failing to write one must not stop the loop.
+                    eprintln!(
+                        "warning: drift Event for {}: {e}",
+                        crate::cluster::object_id(o)
+                    );
+                }
+                all.extend(found);
             }
+            self.metrics
+                .drift_fields
+                .with_label_values(&[component.as_str()])
+                .set(if correct { 0 } else { count as i64 });
         }
         Ok(all)
     }

@@ -36,6 +36,33 @@ pub struct RunOptions {
     pub detect_only: bool,
     /// Agent settings (health timeout, delete guard).
     pub settings: Settings,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `addr` in the background.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: crate::metrics::Metrics,
+) -> Result<std::net::SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("metrics address {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.encode() }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(bound)
 }
 
 /// Connects to the cluster the options name.
@@ -132,6 +159,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     match agent.restore().map_err(|e| e.to_string())? {
         Some(r) => println!("restored applied state of revision {r}"),
         None => println!("no applied revision yet"),
+    }
+    if let Some(addr) = opts.metrics_addr {
+        let bound = serve_metrics(addr, agent.metrics.clone()).await?;
+        println!("metrics on http://{bound}/metrics");
     }
     if let Some((r, c)) = &agent.unfinished {
         println!("revision {r} (commit {c}) was interrupted; continuing it");

@@ -565,3 +565,88 @@ async fn an_agent_killed_mid_wave_finishes_the_revision_after_restart() {
     let out = third.sync(&checkout, &commit, &|_| {}).await.unwrap();
     assert_eq!(out, Outcome::Unchanged);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_band_edits_are_reported_then_corrected() {
+    let mut f = Fixture::new("drift", &[]).await;
+    f.write_state(2, "nginx:1.27", 0);
+    f.repo.commit("initial desired state");
+    healthy(&f.step().await);
+    assert!(
+        f.agent.drift(false).await.unwrap().is_empty(),
+        "no drift right after apply"
+    );
+
+    // Someone edits the image with another field manager (as `kubectl set image` would).
+    let api = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+        f.cluster.client().clone(),
+        &f.ns,
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "apps",
+            "v1",
+            "Deployment",
+        )),
+    );
+    api.patch(
+        "api",
+        &kube::api::PatchParams { field_manager: Some("kubectl-set".into()), ..Default::default() },
+        &kube::api::Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "nginx:hotfix"}]}}}})),
+    )
+    .await
+    .unwrap();
+    let image = |d: Json| d["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+
+    // (c) Detect-only: reported as a metric and an Event, the live object left alone.
+    let found = f.agent.drift(false).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].path.ends_with("/image"), "{found:?}");
+    assert_eq!(found[0].live, json!("nginx:hotfix"));
+    assert_eq!(
+        image(f.live("Deployment", "api").await.unwrap()),
+        json!("nginx:hotfix")
+    );
+    let metrics = f.agent.metrics.encode();
+    assert!(
+        metrics.contains("stackwave_drift_fields{component=\"app\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stackwave_drift_fields{component=\"web\"} 0"),
+        "{metrics}"
+    );
+    let events = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+        f.cluster.client().clone(),
+        &f.ns,
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("", "v1", "Event")),
+    )
+    .list(&Default::default())
+    .await
+    .unwrap();
+    let drift_event = events
+        .items
+        .iter()
+        .find(|e| e.data["reason"] == "DriftDetected" && e.data["involvedObject"]["name"] == "api")
+        .expect("a DriftDetected Event for the Deployment");
+    assert_eq!(drift_event.data["type"], "Warning");
+    assert!(
+        !drift_event.data["message"]
+            .as_str()
+            .unwrap()
+            .contains("hotfix"),
+        "Events name paths, never values"
+    );
+
+    // Correct: re-applied, no drift left, the metric back to zero.
+    let fixed = f.agent.drift(true).await.unwrap();
+    assert_eq!(fixed.len(), 1);
+    assert_eq!(
+        image(f.live("Deployment", "api").await.unwrap()),
+        json!("nginx:1.27")
+    );
+    assert!(f.agent.drift(false).await.unwrap().is_empty());
+    assert!(f
+        .agent
+        .metrics
+        .encode()
+        .contains("stackwave_drift_fields{component=\"app\"} 0"));
+}

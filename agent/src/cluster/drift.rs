@@ -252,3 +252,88 @@ pub fn render(drifts: &[FieldDrift]) -> String {
     }
     s
 }
+
+/// Records drift on one object as a Kubernetes Event (`v1` Event, type `Warning`, reason
+/// `DriftDetected` or `DriftCorrected`, reporting component `stackwave`), in the object's
+/// namespace (`default` for cluster-scoped objects). The message names the drifted field
+/// paths only, never values, so Secret material cannot leak into Events. The Event name is
+/// derived from the object and the paths, so a drift that persists updates one Event
+/// (server-side apply) instead of adding one per loop.
+///
+/// Shape follows `k8s.io/api/core/v1` `Event` (involvedObject, reason, message, source,
+/// firstTimestamp/lastTimestamp, count).
+///
+/// # Errors
+/// API errors from the apply.
+pub async fn record_event(
+    cluster: &Cluster,
+    object: &Json,
+    fields: &[&FieldDrift],
+    corrected: bool,
+) -> Result<(), ClusterError> {
+    use sha2::{Digest, Sha256};
+    let meta = |k: &str| {
+        object
+            .pointer(&format!("/metadata/{k}"))
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (name, ns) = (meta("name"), meta("namespace"));
+    let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
+    let mut h = Sha256::new();
+    h.update(object_id(object).as_bytes());
+    for p in &paths {
+        h.update(p.as_bytes());
+    }
+    let hash: String = h.finalize()[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now());
+    let reason = if corrected {
+        "DriftCorrected"
+    } else {
+        "DriftDetected"
+    };
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": format!("{}.stackwave-drift-{hash}", if name.is_empty() { "object" } else { &name }),
+            "namespace": if ns.is_empty() { "default" } else { &ns },
+        },
+        "involvedObject": {
+            "apiVersion": object["apiVersion"],
+            "kind": object["kind"],
+            "name": name,
+            "namespace": ns,
+        },
+        "reason": reason,
+        "message": format!(
+            "{} field(s) differ from the applied revision{}: {}",
+            paths.len(),
+            if corrected { " (re-applied)" } else { "" },
+            paths.join(", ")
+        ),
+        "type": "Warning",
+        "source": {"component": "stackwave"},
+        "reportingComponent": "stackwave",
+        "reportingInstance": "stackwave",
+        "firstTimestamp": now.to_string(),
+        "lastTimestamp": now.to_string(),
+        "count": 1,
+    });
+    cluster
+        .apply(
+            &event,
+            &ApplyOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
+}

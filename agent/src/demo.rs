@@ -46,7 +46,11 @@ fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn commit_all(repo: &Repository, message: &str) -> Result<git2::Oid, git2::Error> {
+/// Commits every change in the working tree of `repo` (the demo operator as author).
+///
+/// # Errors
+/// Git errors.
+pub fn commit_all(repo: &Repository, message: &str) -> Result<git2::Oid, git2::Error> {
     let mut index = repo.index()?;
     index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
     index.update_all(["*"].iter(), None)?;
@@ -74,11 +78,32 @@ fn say(s: &str) {
     println!("{s}");
 }
 
-/// Runs the demo; returns a process exit code.
+/// The demo's sandbox: the in-process API server with Genestack's Secrets bootstrapped, a
+/// Git repository made from the template, and an agent with its state directory.
+pub struct Sandbox {
+    /// The in-process API test server (stops when dropped).
+    pub server: kube_testserver::TestServer,
+    /// A client of it.
+    pub cluster: Cluster,
+    /// The agent.
+    pub agent: Agent,
+    /// The agent's Git source (a mirror of `repo`).
+    pub source: Source,
+    /// The desired-state repository (a working tree).
+    pub repo: Repository,
+    /// Its directory.
+    pub repo_dir: PathBuf,
+    /// The agent's state directory.
+    pub state: PathBuf,
+    /// The first commit.
+    pub first: git2::Oid,
+}
+
+/// Builds the [`Sandbox`] in `opts.workdir` (replacing what was there).
 ///
 /// # Errors
-/// Any step that fails, with its cause.
-pub async fn run(opts: DemoOptions) -> Result<(), String> {
+/// Missing template, base or charts; API server start-up; bootstrap objects that do not apply.
+pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let _ = std::fs::remove_dir_all(&opts.workdir);
     let repo_dir = opts.workdir.join("repo");
@@ -99,7 +124,6 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let repo = Repository::init(&repo_dir).map_err(|x| e(&x))?;
     let first = commit_all(&repo, "Initial desired state from repo-template").map_err(|x| e(&x))?;
 
-    say("== Stackwave demo ==");
     let server = kube_testserver::start(kube_testserver::SimRules {
         delay: Duration::from_millis(150),
         ..Default::default()
@@ -144,7 +168,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let state = opts.workdir.join("state");
     let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
         .map_err(|x| e(&x))?;
-    let mut agent = Agent::new(
+    let agent = Agent::new(
         cluster.clone(),
         store,
         Catalog::builtin().map_err(|x| e(&x))?,
@@ -167,6 +191,35 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     } else {
         Source::open(&url, &branch, &state).map_err(|x| e(&x))?
     };
+    Ok(Sandbox {
+        server,
+        cluster,
+        agent,
+        source,
+        repo,
+        repo_dir,
+        state,
+        first,
+    })
+}
+
+/// Runs the demo; returns a process exit code.
+///
+/// # Errors
+/// Any step that fails, with its cause.
+pub async fn run(opts: DemoOptions) -> Result<(), String> {
+    say("== Stackwave demo ==");
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let Sandbox {
+        server,
+        cluster,
+        mut agent,
+        source,
+        repo,
+        repo_dir,
+        state,
+        first,
+    } = sandbox(&opts).await?;
 
     let o1 = sync(
         &mut agent,

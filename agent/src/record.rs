@@ -397,12 +397,12 @@ mod tests {
         let s = Store::open(&dir.join("db.sqlite"), &dir.join("key")).unwrap();
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "c3VwZXJzZWNyZXQ="}});
         let r1 = s.begin("abc", "me", "first").unwrap();
-        s.record_component(r1, "keystone", "d1", &[secret.clone()])
+        s.record_component(r1, "keystone", "d1", std::slice::from_ref(&secret))
             .unwrap();
         s.finish(r1, "healthy", "").unwrap();
         let bytes1 = s.object_bytes().unwrap();
         let r2 = s.begin("def", "me", "second").unwrap();
-        s.record_component(r2, "keystone", "d1", &[secret.clone()])
+        s.record_component(r2, "keystone", "d1", std::slice::from_ref(&secret))
             .unwrap();
         assert_eq!(
             s.object_bytes().unwrap(),

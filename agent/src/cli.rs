@@ -32,6 +32,13 @@ pub enum Command {
     /// Run the agent: poll the desired-state repository, render, apply in health-gated waves,
     /// record every revision, check drift; restores its state from the revision store.
     Run(RunArgs),
+    /// Print the waves a desired-state checkout applies in (components by wave and
+    /// dependsOn, from stackwave.yaml and the component catalog).
+    Plan {
+        /// The checkout (holds stackwave.yaml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print the revision history of a state directory, newest first.
     History {
         /// The agent's state directory.
@@ -281,6 +288,24 @@ pub fn run(cli: Cli) -> i32 {
             };
             match rt.block_on(crate::run::run(opts)) {
                 Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    1
+                }
+            }
+        }
+        Command::Plan { dir } => {
+            let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
+                let catalog = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
+                crate::reconcile::plan_waves(&catalog, &cfg)
+            });
+            match waves {
+                Ok(waves) => {
+                    for w in waves {
+                        println!("wave {}: {}", w.index, w.components.join(", "));
+                    }
+                    0
+                }
                 Err(e) => {
                     eprintln!("Error: {e}");
                     1

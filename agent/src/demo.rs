@@ -74,6 +74,25 @@ fn revert(repo: &Repository, oid: git2::Oid) -> Result<git2::Oid, git2::Error> {
     Ok(new)
 }
 
+/// Prints a Deployment's live `spec.replicas`.
+async fn show_replicas(
+    cluster: &Cluster,
+    dep: &serde_json::Value,
+    after: &str,
+) -> Result<(), String> {
+    let replicas = cluster
+        .get(dep)
+        .await
+        .map_err(|x| x.to_string())?
+        .and_then(|d| d.pointer("/spec/replicas").cloned());
+    say(&format!(
+        "{} replicas after the {after}: {}",
+        dep["metadata"]["name"].as_str().unwrap_or(""),
+        replicas.unwrap_or(json!(null))
+    ));
+    Ok(())
+}
+
 fn say(s: &str) {
     println!("{s}");
 }
@@ -280,15 +299,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     say("\n-- 4. git revert of that change");
     revert(&repo, change).map_err(|x| e(&x))?;
     sync(&mut agent, &source, &state, "sync").await?;
-    let replicas = cluster
-        .get(&dep)
-        .await
-        .map_err(|x| e(&x))?
-        .and_then(|d| d.pointer("/spec/replicas").cloned());
-    say(&format!(
-        "keystone-api replicas after the revert: {}",
-        replicas.unwrap_or(json!(null))
-    ));
+    show_replicas(&cluster, &dep, "revert").await?;
 
     let Outcome::Healthy { revision: rev2, .. } = o3 else {
         return Err(format!("the change did not apply: {}", outcome_text(&o3)));
@@ -302,15 +313,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         .await
         .map_err(|x| e(&x))?;
     say(&format!("rollback: {} in {} ms; pinned to revision {rev2} until a newer commit or `stackwave resume`", outcome_text(&out), t.elapsed().as_millis()));
-    let replicas = cluster
-        .get(&dep)
-        .await
-        .map_err(|x| e(&x))?
-        .and_then(|d| d.pointer("/spec/replicas").cloned());
-    say(&format!(
-        "keystone-api replicas after the rollback: {}",
-        replicas.unwrap_or(json!(null))
-    ));
+    show_replicas(&cluster, &dep, "rollback").await?;
     let _ = rev1;
     sync(
         &mut agent,

@@ -119,6 +119,40 @@ pub enum Outcome {
     },
 }
 
+/// Reads `stackwave.yaml` at the root of a checkout.
+///
+/// # Errors
+/// Missing file, malformed YAML, unknown or mistyped fields — each naming the file.
+pub fn read_config(checkout: &Path) -> Result<RepoConfig, String> {
+    let cfg_path = checkout.join("stackwave.yaml");
+    let text =
+        std::fs::read_to_string(&cfg_path).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+    let v =
+        kustomize_rs::yaml::parse_one(&text).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+    serde_json::from_value(crate::component::to_json(&v))
+        .map_err(|e| format!("{}: {e}", cfg_path.display()))
+}
+
+/// The waves of a repository: catalog components by wave and `dependsOn`
+/// ([`plan::waves`]), with `manifests` entries first in their own waves.
+///
+/// # Errors
+/// Unknown components, missing dependencies, cycles.
+pub fn plan_waves(catalog: &Catalog, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
+    let mut w = plan::waves(catalog, &cfg.components).map_err(|e| e.to_string())?;
+    for m in &cfg.manifests {
+        match w.iter_mut().find(|x| x.index == m.wave) {
+            Some(x) => x.components.insert(0, m.name.clone()),
+            None => w.push(plan::Wave {
+                index: m.wave,
+                components: vec![m.name.clone()],
+            }),
+        }
+    }
+    w.sort_by_key(|x| x.index);
+    Ok(w)
+}
+
 /// The author recorded on rollback revisions.
 pub const ROLLBACK_AUTHOR: &str = "stackwave rollback";
 
@@ -259,12 +293,7 @@ impl Agent {
         progress: &dyn Fn(Progress),
     ) -> Result<(RepoConfig, BTreeMap<String, Vec<Json>>), String> {
         let cfg_path = checkout.join("stackwave.yaml");
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
-        let v = kustomize_rs::yaml::parse_one(&text)
-            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
-        let cfg: RepoConfig = serde_json::from_value(crate::component::to_json(&v))
-            .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+        let cfg = read_config(checkout)?;
         let abs = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -356,18 +385,7 @@ impl Agent {
     }
 
     fn waves(&self, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
-        let mut w = plan::waves(&self.catalog, &cfg.components).map_err(|e| e.to_string())?;
-        for m in &cfg.manifests {
-            match w.iter_mut().find(|x| x.index == m.wave) {
-                Some(x) => x.components.insert(0, m.name.clone()),
-                None => w.push(plan::Wave {
-                    index: m.wave,
-                    components: vec![m.name.clone()],
-                }),
-            }
-        }
-        w.sort_by_key(|x| x.index);
-        Ok(w)
+        plan_waves(&self.catalog, cfg)
     }
 
     async fn wait_healthy(&self, objs: &[Json]) -> Result<(), String> {
@@ -489,6 +507,24 @@ impl Agent {
         self.apply_revision(rev, &waves, rendered, progress).await
     }
 
+    /// Records a failed wave and the revision's failure; later waves stay untouched.
+    fn fail_wave(
+        &self,
+        rev: i64,
+        wave: i32,
+        started: Instant,
+        reason: String,
+    ) -> Result<Outcome, record::RecordError> {
+        self.store
+            .record_wave(rev, wave, false, started.elapsed().as_millis(), &reason)?;
+        self.store.finish(rev, "failed", &reason)?;
+        Ok(Outcome::Failed {
+            revision: rev,
+            wave,
+            reason,
+        })
+    }
+
     async fn apply_revision(
         &mut self,
         rev: i64,
@@ -533,41 +569,14 @@ impl Agent {
                             id: a.id,
                             action: format!("{:?}", a.action).to_lowercase(),
                         }),
-                        Err(e) => {
-                            let reason = e.to_string();
-                            self.store.record_wave(
-                                rev,
-                                wave.index,
-                                false,
-                                started.elapsed().as_millis(),
-                                &reason,
-                            )?;
-                            self.store.finish(rev, "failed", &reason)?;
-                            return Ok(Outcome::Failed {
-                                revision: rev,
-                                wave: wave.index,
-                                reason,
-                            });
-                        }
+                        Err(e) => return self.fail_wave(rev, wave.index, started, e.to_string()),
                     }
                 }
                 touched.push((c.to_string(), objs));
             }
             let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();
             if let Err(reason) = self.wait_healthy(&all).await {
-                self.store.record_wave(
-                    rev,
-                    wave.index,
-                    false,
-                    started.elapsed().as_millis(),
-                    &reason,
-                )?;
-                self.store.finish(rev, "failed", &reason)?;
-                return Ok(Outcome::Failed {
-                    revision: rev,
-                    wave: wave.index,
-                    reason,
-                });
+                return self.fail_wave(rev, wave.index, started, reason);
             }
             self.store
                 .record_wave(rev, wave.index, true, started.elapsed().as_millis(), "")?;

@@ -43,9 +43,30 @@ pub struct ChartSource {
     /// OCI reference (`oci://registry/path`).
     #[serde(default)]
     pub oci: Option<String>,
+    /// A chart in a Git repository (like Flux's `GitRepository` + `HelmChart` spec.chart path).
+    #[serde(default)]
+    pub git: Option<GitChart>,
     /// Key in `helm-chart-versions.yaml` (default: `name`).
     #[serde(default)]
     pub version_key: Option<String>,
+}
+
+/// A chart kept in a Git repository.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitChart {
+    /// Repository URL (`https://`, `file://`, `git://`, ssh).
+    pub url: String,
+    /// The chart's directory in the repository.
+    pub path: String,
+    /// Tag, branch or commit; `{version}` is replaced by the pinned chart version
+    /// (default `{version}`).
+    #[serde(default = "version_ref")]
+    pub r#ref: String,
+}
+
+fn version_ref() -> String {
+    "{version}".into()
 }
 
 /// Values layering (`base-helm-configs/<dir>` → `global_overrides` → `helm-configs/<dir>`).

@@ -118,6 +118,76 @@ impl Source {
     /// # Errors
     /// Unknown commit, I/O errors.
     pub fn export(&self, commit: &str, dest: &Path) -> Result<PathBuf, SourceError> {
+        self.export_path(commit, "", dest)
+    }
+
+    /// Fetches a tag, branch or commit (`r`, tried in that order) and returns its commit;
+    /// with `offline`, resolves only what the mirror already has.
+    ///
+    /// # Errors
+    /// The ref is in none of the forms, or the remote is unreachable and the mirror lacks it.
+    pub fn fetch_ref(&self, r: &str, offline: bool) -> Result<Commit, SourceError> {
+        let mut fetch_error = String::new();
+        if !offline {
+            let mut remote = self
+                .repo
+                .remote_anonymous(&self.url)
+                .map_err(|e| SourceError {
+                    url: self.url.clone(),
+                    cause: e.message().to_string(),
+                })?;
+            for refspec in [
+                format!("+refs/tags/{r}:refs/tags/{r}"),
+                format!("+refs/heads/{r}:refs/remotes/origin/{r}"),
+            ] {
+                let mut fo = FetchOptions::new();
+                fo.download_tags(git2::AutotagOption::None);
+                match remote.fetch(&[&refspec], Some(&mut fo), None) {
+                    Ok(()) => {
+                        fetch_error.clear();
+                        break;
+                    }
+                    Err(e) => fetch_error = e.message().to_string(),
+                }
+            }
+        }
+        for candidate in [
+            format!("refs/tags/{r}"),
+            format!("refs/remotes/origin/{r}"),
+            r.to_string(),
+        ] {
+            if let Ok(c) = self
+                .repo
+                .revparse_single(&candidate)
+                .and_then(|o| o.peel_to_commit())
+            {
+                return self.commit(&c.id().to_string());
+            }
+        }
+        Err(SourceError {
+            url: self.url.clone(),
+            cause: format!(
+                "ref {r} not found as a tag, branch or commit{}",
+                if fetch_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (fetch: {fetch_error})")
+                }
+            ),
+        })
+    }
+
+    /// Writes the subtree `sub` (`""` for the whole tree) of `commit` into `dest`
+    /// (replacing what was there).
+    ///
+    /// # Errors
+    /// Unknown commit or path, I/O errors.
+    pub fn export_path(
+        &self,
+        commit: &str,
+        sub: &str,
+        dest: &Path,
+    ) -> Result<PathBuf, SourceError> {
         let err = |e: git2::Error| SourceError {
             url: self.url.clone(),
             cause: e.message().to_string(),
@@ -130,7 +200,18 @@ impl Source {
             .repo
             .find_commit(Oid::from_str(commit).map_err(err)?)
             .map_err(err)?;
-        let tree = c.tree().map_err(err)?;
+        let mut tree = c.tree().map_err(err)?;
+        let sub = sub.trim_matches('/');
+        if !sub.is_empty() {
+            tree = tree
+                .get_path(Path::new(sub))
+                .and_then(|e| e.to_object(&self.repo))
+                .and_then(|o| o.peel_to_tree())
+                .map_err(|e| SourceError {
+                    url: self.url.clone(),
+                    cause: format!("path {sub} in commit {commit}: {}", e.message()),
+                })?;
+        }
         let _ = std::fs::remove_dir_all(dest);
         std::fs::create_dir_all(dest).map_err(io)?;
         let mut failure: Option<SourceError> = None;

@@ -160,3 +160,100 @@ fn fetches_verifies_caches_and_works_offline() {
     assert!(err.contains("digest mismatch"), "{err}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Chart Maintainer",
+            "-c",
+            "user.email=charts@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git CLI");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn charts_from_a_git_repository_by_pinned_tag() {
+    let Some(shared) = shared_dir() else { return };
+    if stackwave::render::helm::Helm::get().is_err()
+        && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
+    {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("sw-chartgit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let repo = tmp.join("charts-repo");
+    std::fs::create_dir_all(repo.join("charts")).unwrap();
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(shared.join("corpus/charts/memcached"))
+        .arg(repo.join("charts/"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "memcached chart"]);
+    let pin = "2025.2.2+c31cd6c96";
+    git(&repo, &["tag", &format!("memcached-{pin}")]);
+    // A later commit on main breaks the chart: the pinned tag must still be what renders.
+    std::fs::write(repo.join("charts/memcached/Chart.yaml"), "broken: [\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "break the chart on main"]);
+
+    let url = format!("file://{}", repo.display());
+    let with_git = |r: &str| {
+        let mut i = inputs(&shared, ChartStore::Dir(tmp.join("none")), "unused");
+        let c = i.catalog.components.get_mut("memcached").unwrap();
+        c.chart.repo = None;
+        c.chart.git = Some(stackwave::component::GitChart {
+            url: url.clone(),
+            path: "charts/memcached".into(),
+            r#ref: r.into(),
+        });
+        i
+    };
+    let fetcher = Fetcher {
+        cache_dir: tmp.join("cache"),
+        offline: false,
+        timeout: Duration::from_secs(5),
+    };
+    let golden = std::fs::read_to_string(shared.join("corpus/goldens/memcached.yaml")).unwrap();
+    let mut i = with_git("memcached-{version}");
+    i.charts = ChartStore::Repos(fetcher.clone());
+    let got = render_component(&i, "memcached").unwrap();
+    assert_eq!(
+        got.text, golden,
+        "the chart at the pinned tag renders like the local one"
+    );
+
+    // Offline: the mirror and the exported chart serve again with the remote gone.
+    std::fs::remove_dir_all(&repo).unwrap();
+    let mut i = with_git("memcached-{version}");
+    i.charts = ChartStore::Repos(Fetcher {
+        offline: true,
+        ..fetcher.clone()
+    });
+    assert_eq!(render_component(&i, "memcached").unwrap().text, golden);
+
+    // A ref that does not exist is an unknown chart version, named.
+    let mut i = with_git("release-{version}");
+    i.charts = ChartStore::Repos(Fetcher {
+        offline: true,
+        ..fetcher
+    });
+    let err = render_component(&i, "memcached").unwrap_err().to_string();
+    assert!(
+        err.contains("release-2025.2.2+c31cd6c96") && err.contains(pin),
+        "{err}"
+    );
+}

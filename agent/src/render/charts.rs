@@ -114,6 +114,67 @@ pub fn dir_digest(dir: &Path) -> String {
 }
 
 impl Fetcher {
+    /// Fetches a chart from a Git repository: a bare mirror per URL under
+    /// `<cache>/git/<sha256(url)>`, the ref resolved (tag, branch, then commit), and the
+    /// chart directory exported to `<cache>/git-charts/<commit>/<path>`. The digest is
+    /// sha256 of URL, commit and path, so a moved branch gives a new cache key.
+    ///
+    /// # Errors
+    /// [`ChartError::UnknownVersion`] when the ref does not resolve; [`ChartError::Fetch`]
+    /// for Git and I/O failures and for a directory without `Chart.yaml`.
+    pub fn fetch_git(
+        &self,
+        g: &crate::component::GitChart,
+        name: &str,
+        version: &str,
+    ) -> Result<Located, ChartError> {
+        let r = g.r#ref.replace("{version}", version);
+        let key = super::objects::hex(&Sha256::digest(g.url.as_bytes()));
+        let source =
+            crate::source::Source::open(&g.url, &r, &self.cache_dir.join("git").join(&key))
+                .map_err(|e| ChartError::Fetch {
+                    what: format!("{name} from {}", g.url),
+                    cause: e.cause,
+                })?;
+        let commit =
+            source
+                .fetch_ref(&r, self.offline)
+                .map_err(|e| ChartError::UnknownVersion {
+                    name: name.into(),
+                    version: version.into(),
+                    repo: g.url.clone(),
+                    known: e.cause,
+                })?;
+        let dest = self
+            .cache_dir
+            .join("git-charts")
+            .join(&commit.id)
+            .join(g.path.trim_matches('/'));
+        if !dest.join("Chart.yaml").is_file() {
+            source
+                .export_path(&commit.id, &g.path, &dest)
+                .map_err(|e| ChartError::Fetch {
+                    what: format!("{name} from {}", g.url),
+                    cause: e.cause,
+                })?;
+        }
+        if !dest.join("Chart.yaml").is_file() {
+            return Err(ChartError::Fetch {
+                what: format!("{name} from {} at {r}", g.url),
+                cause: format!("no Chart.yaml under {}", g.path),
+            });
+        }
+        let mut h = Sha256::new();
+        for part in [g.url.as_str(), commit.id.as_str(), g.path.as_str()] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        Ok(Located {
+            path: dest,
+            digest: super::objects::hex(&h.finalize()),
+        })
+    }
+
     fn get(&self, url: &str) -> Result<Vec<u8>, String> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
@@ -294,6 +355,13 @@ impl ChartStore {
                 })
             }
             ChartStore::Repos(f) => match (&source.repo, &source.oci) {
+                _ if source.git.is_some() => {
+                    let g = source.git.as_ref().ok_or_else(|| ChartError::Unsupported {
+                        name: name.into(),
+                        cause: "no git source".into(),
+                    })?;
+                    f.fetch_git(g, name, version)
+                }
                 (Some(repo), _) => f.fetch(repo, name, version),
                 (None, Some(oci)) => Err(ChartError::Unsupported {
                     name: name.into(),

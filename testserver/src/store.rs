@@ -75,6 +75,20 @@ pub struct Event {
 
 type Key = (String, String, String, String); // group, plural, namespace, name
 
+/// The store key of an object (namespace empty for cluster-scoped resources).
+fn key_of(r: &ApiResource, ns: &str, name: &str) -> Key {
+    (
+        r.group.clone(),
+        r.plural.clone(),
+        if r.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        },
+        name.to_string(),
+    )
+}
+
 /// The server state.
 pub struct Store {
     /// Served resources.
@@ -212,12 +226,7 @@ impl Store {
     /// Gets an object.
     pub fn get(&self, r: &ApiResource, ns: &str, name: &str) -> Result<Json, ApiError> {
         self.objects
-            .get(&(
-                r.group.clone(),
-                r.plural.clone(),
-                ns.to_string(),
-                name.to_string(),
-            ))
+            .get(&key_of(r, ns, name))
             .map(|o| self.present(r, o))
             .ok_or_else(|| ApiError::not_found(r, name))
     }
@@ -294,16 +303,7 @@ impl Store {
                 details: json!({"name": ns, "kind": "namespaces"}),
             });
         }
-        let key = (
-            r.group.clone(),
-            r.plural.clone(),
-            if r.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = key_of(r, ns, name);
         let existing = self.objects.get(&key).cloned();
         let pos = Self::pos(r);
         let mut created = false;
@@ -792,16 +792,7 @@ impl Store {
         dry_run: bool,
         orphan: bool,
     ) -> Result<Json, ApiError> {
-        let key = (
-            r.group.clone(),
-            r.plural.clone(),
-            if r.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = key_of(r, ns, name);
         let Some(mut obj) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(r, name));
         };

@@ -197,6 +197,9 @@ pub struct Agent {
     pub pinned: Option<i64>,
     /// The commit that was current when the agent was pinned (the one not to re-apply).
     pub pinned_from: Option<String>,
+    /// Component → the wave it was last planned in (rollback reuses it; `manifests:`
+    /// entries are not in the catalog). Falls back to the catalog after a restart.
+    pub wave_of: BTreeMap<String, i32>,
     /// Prometheus metrics (drift per component, loop outcomes, applied revision).
     pub metrics: crate::metrics::Metrics,
     /// A revision a previous agent process began and did not finish: (revision, commit).
@@ -253,6 +256,7 @@ impl Agent {
             pinned_from: None,
             unfinished: None,
             metrics: crate::metrics::Metrics::new(),
+            wave_of: BTreeMap::new(),
             health_rules: default_rules(),
             protect: inventory::default_protect(),
             ignore: drift::default_ignore(),
@@ -484,6 +488,11 @@ impl Agent {
             Ok(w) => w,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
+        for w in &waves {
+            for c in &w.components {
+                self.wave_of.insert(c.clone(), w.index);
+            }
+        }
         let same_set = self.desired.len() == rendered.len()
             && self.desired.keys().all(|c| rendered.contains_key(c));
         if same_set
@@ -664,7 +673,14 @@ impl Agent {
         let stored: BTreeMap<String, Vec<Json>> = self.store.objects_of(to)?.into_iter().collect();
         let mut comps: Vec<(i32, String)> = stored
             .keys()
-            .map(|c| (self.catalog.get(c).map(|x| x.wave).unwrap_or(0), c.clone()))
+            .map(|c| {
+                let w = self.wave_of.get(c).copied();
+                (
+                    w.or_else(|| self.catalog.get(c).map(|x| x.wave))
+                        .unwrap_or(0),
+                    c.clone(),
+                )
+            })
             .collect();
         comps.sort();
         let mut waves: Vec<plan::Wave> = Vec::new();

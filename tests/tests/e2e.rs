@@ -398,15 +398,23 @@ async fn rollback_five_back_is_instant_and_pins() {
     // (e) Rollback re-applies the stored objects: no fetch, no render.
     let started = Instant::now();
     let first_apply: Mutex<Option<Duration>> = Mutex::new(None);
+    let waves: Mutex<Vec<i32>> = Mutex::new(Vec::new());
     let out = f
         .agent
-        .rollback(first, &|p| {
-            if matches!(p, Progress::Applied { .. }) {
+        .rollback(first, &|p| match p {
+            Progress::Applied { .. } => {
                 first_apply.lock().unwrap().get_or_insert(started.elapsed());
             }
+            Progress::WaveStart { wave, .. } => waves.lock().unwrap().push(wave),
+            _ => {}
         })
         .await
         .unwrap();
+    assert_eq!(
+        *waves.lock().unwrap(),
+        [0, 1, 2],
+        "rollback keeps the repo's waves"
+    );
     healthy(&out);
     let t = first_apply
         .lock()

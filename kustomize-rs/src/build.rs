@@ -811,16 +811,7 @@ fn run_plugin(
             .and_then(Value::scalar_string)
             .unwrap_or_default()
     };
-    let pairs = |k: &str| -> Vec<(String, String)> {
-        cfg.get(k)
-            .and_then(Value::as_map)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let pairs = |k: &str| cfg.string_pairs(k);
     match kind {
         "PrefixSuffixTransformer" => meta::prefix_suffix(&s("prefix"), &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
         "PrefixTransformer" => meta::prefix_suffix(&s("prefix"), "", &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),

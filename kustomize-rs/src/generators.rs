@@ -21,18 +21,8 @@ struct GenOptions {
 fn read_options(v: Option<&Value>) -> GenOptions {
     let mut o = GenOptions::default();
     let Some(v) = v else { return o };
-    let pairs = |k: &str| -> Vec<(String, String)> {
-        v.get(k)
-            .and_then(Value::as_map)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    o.labels = pairs("labels");
-    o.annotations = pairs("annotations");
+    o.labels = v.string_pairs("labels");
+    o.annotations = v.string_pairs("annotations");
     o.disable_hash = matches!(v.get("disableNameSuffixHash"), Some(Value::Bool(true)));
     o.immutable = matches!(v.get("immutable"), Some(Value::Bool(true)));
     o

@@ -92,3 +92,41 @@ pub fn build_case(c: &Case) -> Result<String, kustomize_rs::Error> {
     let input = c.dir.join("input");
     kustomize_rs::build_dir(&input.join(&c.build_dir), &opts)
 }
+
+/// The components with a golden render in `corpus/goldens/`.
+pub const GOLDENS: [&str; 8] = [
+    "keystone",
+    "glance",
+    "placement",
+    "nova",
+    "neutron",
+    "barbican",
+    "memcached",
+    "libvirt",
+];
+
+/// Render inputs over the shared corpus: the Genestack base, the local charts, the fake
+/// Secrets and cluster state loaded as lookup objects, the builtin catalog, and an optional
+/// operator overrides tree.
+///
+/// # Panics
+/// When the corpus files or the builtin catalog cannot be read (a broken checkout).
+pub fn genestack_inputs(shared: &Path, overrides: Option<&Path>) -> stackwave::render::Inputs {
+    let g = shared.join("corpus/genestack");
+    let mut objects = stackwave::render::objects::Objects::default();
+    objects
+        .load_file(&g.join("secrets.yaml"))
+        .expect("secrets.yaml");
+    objects
+        .load_file(&g.join("cluster-state.yaml"))
+        .expect("cluster-state.yaml");
+    stackwave::render::Inputs {
+        sources: stackwave::render::values::Sources {
+            genestack: g,
+            overrides: overrides.map(Path::to_path_buf),
+        },
+        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
+        objects,
+        catalog: stackwave::component::Catalog::builtin().expect("builtin catalog"),
+    }
+}

@@ -2,29 +2,9 @@
 //! misses) and non-determinism detection (templates whose output changes between two renders
 //! of the same inputs are named).
 
-use stackwave::component::Catalog;
 use stackwave::render::cache::RenderCache;
-use stackwave::render::{
-    helm, nondeterministic_templates, objects::Objects, values::Sources, Inputs,
-};
-use stackwave_tests::shared_dir;
-use std::path::Path;
-
-fn inputs(shared: &Path, overrides: Option<&Path>) -> Inputs {
-    let g = shared.join("corpus/genestack");
-    let mut objects = Objects::default();
-    objects.load_file(&g.join("secrets.yaml")).unwrap();
-    objects.load_file(&g.join("cluster-state.yaml")).unwrap();
-    Inputs {
-        sources: Sources {
-            genestack: g,
-            overrides: overrides.map(Path::to_path_buf),
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
-        objects,
-        catalog: Catalog::builtin().unwrap(),
-    }
-}
+use stackwave::render::{helm, nondeterministic_templates};
+use stackwave_tests::{genestack_inputs as inputs, shared_dir};
 
 fn ready() -> Option<std::path::PathBuf> {
     let shared = shared_dir()?;

@@ -3,36 +3,8 @@
 //! `scripts/setup`). Without the shared corpus the test is skipped; without libhelm_c it
 //! fails (CI installs it), unless `STACKWAVE_SKIP_HELM=1`.
 
-use stackwave::component::Catalog;
-use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
-use stackwave_tests::shared_dir;
-
-const GOLDENS: [&str; 8] = [
-    "keystone",
-    "glance",
-    "placement",
-    "nova",
-    "neutron",
-    "barbican",
-    "memcached",
-    "libvirt",
-];
-
-fn inputs(shared: &std::path::Path, overrides: Option<std::path::PathBuf>) -> Inputs {
-    let g = shared.join("corpus/genestack");
-    let mut objects = Objects::default();
-    objects.load_file(&g.join("secrets.yaml")).unwrap();
-    objects.load_file(&g.join("cluster-state.yaml")).unwrap();
-    Inputs {
-        sources: Sources {
-            genestack: g,
-            overrides,
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
-        objects,
-        catalog: Catalog::builtin().unwrap(),
-    }
-}
+use stackwave::render::{objects::Objects, render_component};
+use stackwave_tests::{genestack_inputs, shared_dir, GOLDENS};
 
 fn helm_available() -> bool {
     match stackwave::render::helm::Helm::get() {
@@ -54,7 +26,7 @@ fn goldens_render_byte_for_byte() {
     if !helm_available() {
         return;
     }
-    let inp = inputs(&shared, None);
+    let inp = genestack_inputs(&shared, None);
     let mut failures = Vec::new();
     for svc in GOLDENS {
         let want =
@@ -87,8 +59,8 @@ fn an_empty_overrides_tree_changes_nothing() {
     }
     let empty = std::env::temp_dir().join(format!("sw-empty-overrides-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let a = render_component(&inputs(&shared, None), "memcached").unwrap();
-    let b = render_component(&inputs(&shared, Some(empty.clone())), "memcached").unwrap();
+    let a = render_component(&genestack_inputs(&shared, None), "memcached").unwrap();
+    let b = render_component(&genestack_inputs(&shared, Some(&empty)), "memcached").unwrap();
     assert_eq!(a.text, b.text);
     let _ = std::fs::remove_dir_all(&empty);
 }
@@ -103,12 +75,12 @@ fn bad_inputs_name_the_file_and_cause() {
     let o = std::env::temp_dir().join(format!("sw-bad-overrides-{}", std::process::id()));
     std::fs::create_dir_all(o.join("helm-configs/memcached")).unwrap();
     std::fs::write(o.join("helm-configs/memcached/zz.yaml"), "pod: [unclosed\n").unwrap();
-    let err = render_component(&inputs(&shared, Some(o.clone())), "memcached")
+    let err = render_component(&genestack_inputs(&shared, Some(&o)), "memcached")
         .unwrap_err()
         .to_string();
     assert!(err.contains("zz.yaml"), "{err}");
     // A missing Secret names the Secret, never a value.
-    let mut inp = inputs(&shared, None);
+    let mut inp = genestack_inputs(&shared, None);
     inp.objects = Objects::default();
     let err = render_component(&inp, "keystone").unwrap_err().to_string();
     assert!(
@@ -119,7 +91,7 @@ fn bad_inputs_name_the_file_and_cause() {
     let g = std::env::temp_dir().join(format!("sw-bad-genestack-{}", std::process::id()));
     std::fs::create_dir_all(&g).unwrap();
     std::fs::write(g.join("helm-chart-versions.yaml"), "charts: {}\n").unwrap();
-    let mut inp = inputs(&shared, None);
+    let mut inp = genestack_inputs(&shared, None);
     inp.sources.genestack = g.clone();
     let err = render_component(&inp, "memcached").unwrap_err().to_string();
     assert!(

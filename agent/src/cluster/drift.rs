@@ -125,15 +125,8 @@ fn pointer_of(path: &[ssa::Pe]) -> String {
 
 fn ignored(o: &Json, path: &[ssa::Pe], pointer: &str, rules: &[IgnoreRule], live: &Json) -> bool {
     let kind = o["kind"].as_str().unwrap_or("");
-    let group = o["apiVersion"]
-        .as_str()
-        .and_then(|a| a.rsplit_once('/'))
-        .map(|(g, _)| g)
-        .unwrap_or("");
-    let name = o
-        .pointer("/metadata/name")
-        .and_then(Json::as_str)
-        .unwrap_or("");
+    let group = super::group_of(o);
+    let name = super::name_of(o);
     rules.iter().any(|r| {
         let sel = (r.group.is_empty() || r.group == group)
             && (r.kind.is_empty() || r.kind == kind)

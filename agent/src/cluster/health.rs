@@ -80,11 +80,7 @@ fn cond_is(o: &Json, t: &str, status: &str) -> bool {
 /// Computes an object's health.
 pub fn health(o: &Json, rules: &[Rule]) -> Health {
     let kind = o["kind"].as_str().unwrap_or("");
-    let group = o["apiVersion"]
-        .as_str()
-        .and_then(|a| a.rsplit_once('/'))
-        .map(|(g, _)| g)
-        .unwrap_or("");
+    let group = super::group_of(o);
     let generation = i(o, "/metadata/generation");
     let observed = o
         .pointer("/status/observedGeneration")

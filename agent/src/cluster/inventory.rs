@@ -76,11 +76,7 @@ pub fn default_protect() -> Vec<Protect> {
 /// Why an object must never be pruned (`None` when it may be).
 pub fn protected(live: &Json, rules: &[Protect]) -> Option<String> {
     let kind = live["kind"].as_str().unwrap_or("");
-    let group = live["apiVersion"]
-        .as_str()
-        .and_then(|a| a.rsplit_once('/'))
-        .map(|(g, _)| g)
-        .unwrap_or("");
+    let group = super::group_of(live);
     if matches!(
         kind,
         "CustomResourceDefinition" | "Namespace" | "PersistentVolumeClaim"

@@ -126,6 +126,22 @@ pub fn object_id(o: &Json) -> String {
     }
 }
 
+/// The API group of an object (`""` for the core group), from its `apiVersion`.
+pub fn group_of(o: &Json) -> &str {
+    o["apiVersion"]
+        .as_str()
+        .and_then(|a| a.rsplit_once('/'))
+        .map(|(g, _)| g)
+        .unwrap_or("")
+}
+
+/// `metadata.name` (`""` when missing).
+pub fn name_of(o: &Json) -> &str {
+    o.pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+}
+
 fn gvk_of(o: &Json) -> GroupVersionKind {
     let av = o["apiVersion"].as_str().unwrap_or("");
     let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
@@ -255,10 +271,7 @@ impl Cluster {
     pub async fn get(&self, o: &Json) -> Result<Option<Json>, ClusterError> {
         let id = object_id(o);
         let api = self.api_for(o).await?;
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(Json::as_str)
-            .unwrap_or("");
+        let name = name_of(o);
         self.count(1);
         match api.get_opt(name).await {
             Ok(Some(d)) => Ok(Some(
@@ -276,11 +289,7 @@ impl Cluster {
     /// Conflicts (unless forced), immutable fields (unless replacement is allowed), API errors.
     pub async fn apply(&self, o: &Json, opts: &ApplyOptions) -> Result<Applied, ClusterError> {
         let id = object_id(o);
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
+        let name = name_of(o).to_string();
         if name.is_empty() {
             return Err(ClusterError::Invalid(format!(
                 "{id}: object has no metadata.name"
@@ -355,10 +364,7 @@ impl Cluster {
     pub async fn delete(&self, o: &Json) -> Result<bool, ClusterError> {
         let id = object_id(o);
         let api = self.api_for(o).await?;
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(Json::as_str)
-            .unwrap_or("");
+        let name = name_of(o);
         self.count(1);
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => Ok(true),

@@ -122,6 +122,19 @@ impl Value {
         cur.as_map_mut()
     }
 
+    /// The entries of the map at key `k` as (key, scalar string) pairs, in order; empty when
+    /// `k` is missing or not a map (e.g. a generator's `options.labels`).
+    pub fn string_pairs(&self, k: &str) -> Vec<(String, String)> {
+        self.get(k)
+            .and_then(Value::as_map)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The scalar rendered as kustomize's `GetString`/field value reads it: strings as is,
     /// numbers and booleans in their YAML spelling. `None` for collections and null.
     pub fn scalar_string(&self) -> Option<String> {

@@ -40,7 +40,8 @@ pub struct ChartSource {
     /// HTTP Helm repository URL.
     #[serde(default)]
     pub repo: Option<String>,
-    /// OCI reference (`oci://registry/path`).
+    /// OCI repository (`oci://registry/path`); the chart is pulled as
+    /// `registry/path/<name>:<version, + written _>` (see [`crate::render::oci`]).
     #[serde(default)]
     pub oci: Option<String>,
     /// A chart in a Git repository (like Flux's `GitRepository` + `HelmChart` spec.chart path).

@@ -257,3 +257,204 @@ fn charts_from_a_git_repository_by_pinned_tag() {
         "{err}"
     );
 }
+
+/// A loopback OCI registry (distribution API v2, pull only) holding one Helm chart artifact,
+/// demanding HTTP Basic credentials `user`/`secret`. Serves until the process ends; counts
+/// the requests it answered.
+fn serve_registry(
+    repo: &str,
+    tag: &str,
+    chart: Vec<u8>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use sha2::Digest;
+    let hexd = |b: &[u8]| -> String {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let config =
+        br#"{"name":"memcached","version":"2025.2.2+c31cd6c96","apiVersion":"v2"}"#.to_vec();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:{}","size":{}}},"layers":[{{"mediaType":"application/vnd.cncf.helm.chart.content.v1.tar+gzip","digest":"sha256:{}","size":{}}}]}}"#,
+        hexd(&config),
+        config.len(),
+        hexd(&chart),
+        chart.len()
+    )
+    .into_bytes();
+    let routes: Vec<(String, &'static str, Vec<u8>)> = vec![
+        ("/v2/".into(), "application/json", b"{}".to_vec()),
+        (
+            format!("/v2/{repo}/manifests/{tag}"),
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest,
+        ),
+        (
+            format!("/v2/{repo}/blobs/sha256:{}", hexd(&config)),
+            "application/vnd.cncf.helm.config.v1+json",
+            config,
+        ),
+        (
+            format!("/v2/{repo}/blobs/sha256:{}", hexd(&chart)),
+            "application/octet-stream",
+            chart,
+        ),
+    ];
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || loop {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let mut buf = vec![0u8; 16384];
+        let len = s.read(&mut buf).unwrap_or(0);
+        let req = String::from_utf8_lossy(&buf[..len]).to_string();
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = req
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .split('?')
+            .next()
+            .unwrap_or("/")
+            .to_string();
+        // base64("user:secret")
+        let authed = req
+            .lines()
+            .any(|h| h.eq_ignore_ascii_case("authorization: Basic dXNlcjpzZWNyZXQ="));
+        let reply = if !authed {
+            (
+                "401 Unauthorized",
+                "application/json",
+                br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+                "WWW-Authenticate: Basic realm=\"test\"\r\n".to_string(),
+            )
+        } else {
+            match routes.iter().find(|(p, _, _)| *p == path) {
+                Some((_, ct, body)) => ("200 OK", *ct, body.clone(), {
+                    let d: String = sha2::Sha256::digest(body)
+                        .iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect();
+                    format!("Docker-Content-Digest: sha256:{d}\r\n")
+                }),
+                None => (
+                    "404 Not Found",
+                    "application/json",
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+                        .to_vec(),
+                    String::new(),
+                ),
+            }
+        };
+        let _ = write!(
+            s,
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+            reply.0,
+            reply.1,
+            reply.2.len(),
+            reply.3
+        );
+        let _ = s.write_all(&reply.2);
+    });
+    (addr, hits)
+}
+
+#[test]
+fn charts_from_an_oci_registry_with_credentials() {
+    let Some(shared) = shared_dir() else { return };
+    if stackwave::render::helm::Helm::get().is_err()
+        && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
+    {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("sw-chartoci-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let tgz = tmp.join("memcached.tgz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(shared.join("corpus/charts"))
+        .arg("memcached")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pin = "2025.2.2+c31cd6c96";
+    let (registry, hits) = serve_registry(
+        "openstack-helm/memcached",
+        "2025.2.2_c31cd6c96",
+        std::fs::read(&tgz).unwrap(),
+    );
+    // Docker-style credentials, as `helm registry login` writes them.
+    let auth = tmp.join("registry.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{registry}":{{"auth":"dXNlcjpzZWNyZXQ="}}}}}}"#),
+    )
+    .unwrap();
+    // Only this test reads HELM_REGISTRY_CONFIG.
+    std::env::set_var("HELM_REGISTRY_CONFIG", &auth);
+
+    let with_oci = |oci: String, offline: bool| {
+        let mut i = inputs(&shared, ChartStore::Dir(tmp.join("none")), "unused");
+        let c = i.catalog.components.get_mut("memcached").unwrap();
+        c.chart.repo = None;
+        c.chart.oci = Some(oci);
+        i.charts = ChartStore::Repos(Fetcher {
+            cache_dir: tmp.join("cache"),
+            offline,
+            timeout: Duration::from_secs(5),
+        });
+        i
+    };
+    let golden = std::fs::read_to_string(shared.join("corpus/goldens/memcached.yaml")).unwrap();
+    let oci = format!("oci://{registry}/openstack-helm");
+    let got = render_component(&with_oci(oci.clone(), false), "memcached").unwrap();
+    assert_eq!(
+        got.text, golden,
+        "the pulled chart renders like the local one"
+    );
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+
+    // Offline: served from the digest-keyed cache without a request.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let again = render_component(&with_oci(oci.clone(), true), "memcached").unwrap();
+    assert_eq!(again.text, golden);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
+
+    // A repository path without that tag: an unknown version, named with the registry.
+    let err = render_component(
+        &with_oci(format!("oci://{registry}/elsewhere"), false),
+        "memcached",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(pin) && err.contains("elsewhere"), "{err}");
+
+    // Wrong credentials are a fetch error naming the artifact, not a panic.
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{registry}":{{"username":"user","password":"wrong"}}}}}}"#),
+    )
+    .unwrap();
+    let fresh = |oci: String| {
+        let mut i = with_oci(oci, false);
+        i.charts = ChartStore::Repos(Fetcher {
+            cache_dir: tmp.join("cache-fresh"),
+            offline: false,
+            timeout: Duration::from_secs(5),
+        });
+        i
+    };
+    let err = render_component(&fresh(oci), "memcached")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("openstack-helm/memcached:2025.2.2_c31cd6c96"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1,4 +1,5 @@
-//! Getting charts: a local directory of charts, or an HTTP Helm repository (`index.yaml`, the
+//! Getting charts: a local directory of charts, an OCI registry ([`super::oci`]), a path in a
+//! Git repository, or an HTTP Helm repository (`index.yaml`, the
 //! chart archive, its sha256 digest checked) with a local cache keyed by digest, so a chart
 //! once fetched never needs the network again (Helm `pkg/repo/index.go`, `chartrepo.go`).
 //!
@@ -363,12 +364,7 @@ impl ChartStore {
                     f.fetch_git(g, name, version)
                 }
                 (Some(repo), _) => f.fetch(repo, name, version),
-                (None, Some(oci)) => Err(ChartError::Unsupported {
-                    name: name.into(),
-                    cause: format!(
-                        "OCI source {oci}: OCI registries are not supported yet; use --charts"
-                    ),
-                }),
+                (None, Some(oci)) => f.fetch_oci(oci, name, version),
                 _ => Err(ChartError::Unsupported {
                     name: name.into(),
                     cause: "the component names no chart repository".into(),

@@ -14,6 +14,7 @@ pub mod charts;
 pub mod helm;
 pub mod inflate;
 pub mod objects;
+pub mod oci;
 pub mod postrender;
 pub mod values;
 

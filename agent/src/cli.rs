@@ -8,9 +8,35 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "stackwave", version, about)]
 pub struct Cli {
+    /// Output format of `status`, `history`, `plan`, `diff`, `sync` and `rollback`.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "text")]
+    pub output: Output,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--output` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Readable text.
+    Text,
+    /// One JSON document on stdout (for scripts).
+    Json,
+}
+
+/// Where the agent keeps its state and which cluster it changes.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The agent's state directory (revision store, control state, lock).
+    #[arg(long, default_value = "/var/lib/stackwave")]
+    pub state: PathBuf,
+    /// API server URL (plain HTTP, e.g. `stackwave api-server`).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub server: Option<String>,
+    /// Kubeconfig file [default: in-cluster or $KUBECONFIG].
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Top-level commands.
@@ -41,6 +67,53 @@ pub enum Command {
     },
     /// Print the revision history of a state directory, newest first.
     History {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/stackwave")]
+        state: PathBuf,
+    },
+    /// Fetch, render, apply and check drift once, now (one `run` iteration, waiting for a
+    /// running agent's iteration to end first).
+    Sync(RunArgs),
+    /// Show what applying a checkout would change, object by object (server-side dry run
+    /// against live objects; Secret values masked). Exit code 0: no differences, 1: differences,
+    /// 2: error — like `kubectl diff`.
+    Diff {
+        /// The checkout (holds stackwave.yaml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Cluster and (optional) state.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show the applied revision, pin, suspension and drift per component.
+    Status {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/stackwave")]
+        state: PathBuf,
+    },
+    /// Re-apply a stored revision (a number from `history`, or a commit) wave by wave — no
+    /// fetch, no render — and pin the agent there until a newer commit or `resume`.
+    Rollback {
+        /// Revision number or commit (at least 4 hex digits).
+        target: String,
+        /// Cluster and state.
+        #[command(flatten)]
+        cluster: TargetArgs,
+        /// Seconds a wave may take to become healthy.
+        #[arg(long, default_value_t = 300)]
+        health_timeout: u64,
+    },
+    /// Stop applying (drift is still checked, detect-only) until `resume`.
+    Suspend {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/stackwave")]
+        state: PathBuf,
+        /// Why (shown by `status`).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a suspension and a rollback pin: the next loop applies the branch head again.
+    Resume {
         /// The agent's state directory.
         #[arg(long, default_value = "/var/lib/stackwave")]
         state: PathBuf,
@@ -259,41 +332,66 @@ fn render(a: RenderArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
+    crate::run::RunOptions {
+        repo: a.repo.clone(),
+        branch: a.branch.clone(),
+        state: a.state.clone(),
+        server: a.server.clone(),
+        kubeconfig: a.kubeconfig.clone(),
+        interval: std::time::Duration::from_secs(a.interval),
+        once: once || a.once,
+        detect_only: a.detect_only,
+        metrics_addr: a.metrics_addr,
+        settings: crate::reconcile::Settings {
+            health_timeout: std::time::Duration::from_secs(a.health_timeout),
+            max_delete_share: a.max_delete_percent / 100.0,
+            allow_destructive: a.allow_destructive,
+        },
+    }
+}
+
+/// Runs `f` on a new multi-threaded runtime; start-up failures become exit code 1.
+fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            1
+        }
+    }
+}
+
+/// Prints `v` as JSON (pretty) or `text`, whichever `output` asks for.
+fn emit<T: serde::Serialize>(output: Output, v: &T, text: impl FnOnce() -> String) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        ),
+        Output::Text => print!("{}", text()),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("Error: {e}");
+    1
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    let output = cli.output;
     match cli.command {
-        Command::Run(a) => {
-            let opts = crate::run::RunOptions {
-                repo: a.repo.clone(),
-                branch: a.branch.clone(),
-                state: a.state.clone(),
-                server: a.server.clone(),
-                kubeconfig: a.kubeconfig.clone(),
-                interval: std::time::Duration::from_secs(a.interval),
-                once: a.once,
-                detect_only: a.detect_only,
-                metrics_addr: a.metrics_addr,
-                settings: crate::reconcile::Settings {
-                    health_timeout: std::time::Duration::from_secs(a.health_timeout),
-                    max_delete_share: a.max_delete_percent / 100.0,
-                    allow_destructive: a.allow_destructive,
-                },
-            };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    return 1;
-                }
-            };
-            match rt.block_on(crate::run::run(opts)) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    1
-                }
-            }
-        }
+        Command::Run(a) => block_on(async {
+            crate::run::run(run_options(&a, false))
+                .await
+                .map_or_else(fail, |_| 0)
+        }),
+        Command::Sync(a) => block_on(async {
+            crate::run::run(run_options(&a, true))
+                .await
+                .map_or_else(fail, |_| 0)
+        }),
         Command::Plan { dir } => {
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
                 let catalog = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
@@ -301,24 +399,119 @@ pub fn run(cli: Cli) -> i32 {
             });
             match waves {
                 Ok(waves) => {
-                    for w in waves {
-                        println!("wave {}: {}", w.index, w.components.join(", "));
-                    }
+                    emit(output, &waves, || {
+                        waves
+                            .iter()
+                            .map(|w| format!("wave {}: {}\n", w.index, w.components.join(", ")))
+                            .collect()
+                    });
                     0
                 }
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    1
-                }
+                Err(e) => fail(e),
             }
         }
-        Command::History { state } => match crate::run::history(&state) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("Error: {e}");
-                1
+        Command::History { state } => match crate::control::open_store(&state)
+            .and_then(|s| s.revisions().map_err(|e| e.to_string()))
+        {
+            Ok(revs) => {
+                emit(output, &revs, || crate::run::history_text(&revs));
+                0
             }
+            Err(e) => fail(e),
         },
+        Command::Status { state } => match crate::control::status(&state) {
+            Ok(s) => {
+                emit(output, &s, || crate::control::status_text(&s));
+                0
+            }
+            Err(e) => fail(e),
+        },
+        Command::Suspend { state, reason } => {
+            crate::control::suspend(&state, &reason).map_or_else(fail, |_| {
+                println!("suspended: the agent applies nothing until `stackwave resume`");
+                0
+            })
+        }
+        Command::Resume { state } => crate::control::resume(&state).map_or_else(fail, |_| {
+            println!("resumed: the next loop applies the branch head");
+            0
+        }),
+        Command::Rollback {
+            target,
+            cluster,
+            health_timeout,
+        } => block_on(async move {
+            let c =
+                match crate::run::connect(cluster.server.as_deref(), cluster.kubeconfig.as_deref())
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+            let settings = crate::reconcile::Settings {
+                health_timeout: std::time::Duration::from_secs(health_timeout),
+                ..Default::default()
+            };
+            let quiet = |_p: crate::reconcile::Progress| {};
+            let progress: &dyn Fn(crate::reconcile::Progress) = if output == Output::Json {
+                &quiet
+            } else {
+                &crate::run::print_progress
+            };
+            match crate::control::rollback(&cluster.state, c, &target, settings, progress).await {
+                Ok(out) => {
+                    crate::run::clear_progress();
+                    let ok = matches!(out, crate::reconcile::Outcome::Healthy { .. });
+                    emit(output, &crate::run::outcome_json(&out), || {
+                        format!("outcome: {}\n", crate::run::outcome_text(&out))
+                    });
+                    if ok {
+                        0
+                    } else {
+                        1
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }),
+        Command::Diff { dir, target } => block_on(async move {
+            let code = |e: String| {
+                eprintln!("Error: {e}");
+                2
+            };
+            let c =
+                match crate::run::connect(target.server.as_deref(), target.kubeconfig.as_deref())
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => return code(e),
+                };
+            let store = if target.state.join("revisions.sqlite").is_file() {
+                crate::control::open_store(&target.state)
+            } else {
+                crate::record::Store::in_memory().map_err(|e| e.to_string())
+            };
+            let store = match store {
+                Ok(s) => s,
+                Err(e) => return code(e),
+            };
+            let catalog = match crate::component::Catalog::builtin() {
+                Ok(c) => c,
+                Err(e) => return code(e.to_string()),
+            };
+            let mut agent = crate::reconcile::Agent::new(c, store, catalog, Default::default());
+            // Read-only: load the applied state without touching unfinished revisions.
+            if let Err(e) = agent.refresh() {
+                return code(e.to_string());
+            }
+            match agent.diff(&dir, &|_| {}).await {
+                Ok(diffs) => {
+                    emit(output, &diffs, || crate::run::diff_text(&diffs));
+                    i32::from(!diffs.is_empty())
+                }
+                Err(e) => code(e),
+            }
+        }),
         Command::Demo(a) => {
             let bootstrap = if a.secrets.is_empty() {
                 ["secrets.yaml", "cluster-state.yaml"]

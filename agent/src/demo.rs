@@ -8,7 +8,7 @@ use crate::cluster::Cluster;
 use crate::component::Catalog;
 use crate::reconcile::{Agent, Outcome, Settings};
 use crate::record::Store;
-use crate::run::{outcome_text, print_progress};
+use crate::run::{clear_progress, outcome_text, print_progress};
 use crate::source::Source;
 use git2::{Repository, Signature};
 use serde_json::json;
@@ -312,6 +312,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         .rollback(rev2, &print_progress)
         .await
         .map_err(|x| e(&x))?;
+    clear_progress();
     say(&format!("rollback: {} in {} ms; pinned to revision {rev2} until a newer commit or `stackwave resume`", outcome_text(&out), t.elapsed().as_millis()));
     show_replicas(&cluster, &dep, "rollback").await?;
     let _ = rev1;
@@ -363,6 +364,7 @@ async fn sync(
         .sync(&dir, &c, &print_progress)
         .await
         .map_err(|x| x.to_string())?;
+    clear_progress();
     say(&format!(
         "outcome: {} ({} ms)",
         outcome_text(&out),

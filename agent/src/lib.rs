@@ -1,13 +1,17 @@
 //! Stackwave: a GitOps reconciliation agent for Genestack clouds.
 //!
-//! The binary is a thin layer over library crates; each pipeline stage
-//! (source → render → diff → plan → apply → record) gets its own module as it lands.
-//! Today the render stage's kustomize engine is wired in ([`cli`]).
+//! The binary ([`cli`]) is a thin layer over one module per pipeline stage:
+//! [`source`] (Git) → [`render`] (Helm + values + post-render) → [`diff`] (desired vs live)
+//! → [`plan`] (waves) → [`reconcile`] (apply in health-gated waves, prune, rollback, drift)
+//! → [`record`] (revision store). [`cluster`] is the Kubernetes API layer under them all;
+//! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it.
 
 pub mod cli;
 pub mod cluster;
 pub mod component;
+pub mod control;
 pub mod demo;
+pub mod diff;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

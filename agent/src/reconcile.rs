@@ -12,6 +12,7 @@ use crate::cluster::health::{default_rules, health, Health, Rule};
 use crate::cluster::inventory::{self, mark, ObjRef, Protect};
 use crate::cluster::{ApplyOptions, Cluster, ClusterError};
 use crate::component::Catalog;
+use crate::diff;
 use crate::plan;
 use crate::record::{self, Store};
 use crate::render::{
@@ -19,7 +20,7 @@ use crate::render::{
 };
 use crate::source::Commit;
 use kube::api::{Api, DynamicObject, ListParams};
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -205,6 +206,8 @@ pub struct Agent {
     /// A revision a previous agent process began and did not finish: (revision, commit).
     /// The next sync of that commit continues it instead of recording a new one.
     pub unfinished: Option<(i64, String)>,
+    /// The revision whose objects are the applied state (`None` before the first).
+    pub current: Option<i64>,
     health_rules: Vec<Rule>,
     protect: Vec<Protect>,
     ignore: Vec<IgnoreRule>,
@@ -255,6 +258,7 @@ impl Agent {
             pinned: None,
             pinned_from: None,
             unfinished: None,
+            current: None,
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
             health_rules: default_rules(),
@@ -493,6 +497,10 @@ impl Agent {
                 self.wave_of.insert(c.clone(), w.index);
             }
         }
+        self.store.set_state(
+            "wave_of",
+            Some(&serde_json::to_string(&self.wave_of).unwrap_or_default()),
+        )?;
         let same_set = self.desired.len() == rendered.len()
             && self.desired.keys().all(|c| rendered.contains_key(c));
         if same_set
@@ -502,8 +510,7 @@ impl Agent {
         {
             return Ok(Outcome::Unchanged);
         }
-        self.pinned = None;
-        self.pinned_from = None;
+        self.set_pin(None, None)?;
         let rev = match self.unfinished.take() {
             Some((rev, c)) if c == commit.id => {
                 self.store.finish(rev, "applying", "")?;
@@ -623,6 +630,7 @@ impl Agent {
         }
         self.desired.retain(|c, _| rendered.contains_key(c));
         self.store.finish(rev, "healthy", "")?;
+        self.current = Some(rev);
         Ok(Outcome::Healthy {
             revision: rev,
             changed,
@@ -648,16 +656,94 @@ impl Agent {
                 .finish(r.id, "interrupted", "agent restarted mid-revision")?;
             self.unfinished = Some((r.id, r.commit.clone()));
         }
+        self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
+        self.pinned_from = self.store.state("pinned_from")?;
+        if let Some(w) = self.store.state("wave_of")? {
+            self.wave_of = serde_json::from_str(&w).unwrap_or_default();
+        }
         let Some(good) = good else { return Ok(None) };
-        self.applied = good.components.iter().cloned().collect();
-        self.desired = self.store.objects_of(good.id)?.into_iter().collect();
+        self.load_applied(good)?;
         Ok(Some(good.id))
     }
 
+    fn load_applied(&mut self, good: &record::Revision) -> Result<(), record::RecordError> {
+        self.applied = good.components.iter().cloned().collect();
+        self.desired = self.store.objects_of(good.id)?.into_iter().collect();
+        self.current = Some(good.id);
+        Ok(())
+    }
+
+    /// Re-reads what other processes may have changed in the store since the last loop
+    /// (`stackwave rollback`, `resume`, `suspend`, `sync`): the pin, and the applied state
+    /// when a newer healthy revision was recorded. Returns whether the agent is suspended.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn refresh(&mut self) -> Result<bool, record::RecordError> {
+        self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
+        self.pinned_from = self.store.state("pinned_from")?;
+        let revisions = self.store.revisions()?;
+        if let Some(good) = revisions.iter().find(|r| r.outcome == "healthy") {
+            if self.current.is_none_or(|c| good.id > c) {
+                self.load_applied(good)?;
+            }
+        }
+        Ok(self.store.state("suspended")?.is_some())
+    }
+
+    /// Sets (or lifts, with `None`) the rollback pin, in memory and in the store.
+    fn set_pin(
+        &mut self,
+        pin: Option<i64>,
+        from: Option<String>,
+    ) -> Result<(), record::RecordError> {
+        self.store
+            .set_state("pin", pin.map(|p| p.to_string()).as_deref())?;
+        self.store.set_state("pinned_from", from.as_deref())?;
+        self.pinned = pin;
+        self.pinned_from = from;
+        Ok(())
+    }
+
     /// Lifts a rollback pin: the next sync applies the branch head again.
-    pub fn resume(&mut self) {
-        self.pinned = None;
-        self.pinned_from = None;
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn resume(&mut self) -> Result<(), record::RecordError> {
+        self.set_pin(None, None)
+    }
+
+    /// What applying a checkout would change in the cluster, per object (see [`diff`]):
+    /// rendered like a sync (same lookups, same marks), then dry-run applied. Components that
+    /// are applied but left the checkout show their inventory as deletions.
+    ///
+    /// # Errors
+    /// Render failures (naming the component) and API errors (naming the object).
+    pub async fn diff(
+        &self,
+        checkout: &Path,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Vec<diff::ObjectDiff>, String> {
+        let (_, rendered) = self.render_all(checkout, progress).await?;
+        let mut out = Vec::new();
+        let mut names: Vec<&String> = rendered.keys().collect();
+        names.extend(self.desired.keys().filter(|c| !rendered.contains_key(*c)));
+        for c in names {
+            let objs = rendered.get(c).map(Vec::as_slice).unwrap_or(&[]);
+            let keep: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
+            let removed: Vec<ObjRef> = inventory::read(&self.cluster, c)
+                .await
+                .map_err(|e| format!("inventory of {c}: {e}"))?
+                .into_iter()
+                .filter(|r| !keep.contains(r))
+                .collect();
+            out.extend(
+                diff::diff_component(&self.cluster, c, objs, &removed)
+                    .await
+                    .map_err(|e| format!("component {c}: {e}"))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Rolls back to a stored revision: its objects re-applied wave by wave (no fetch, no
@@ -707,8 +793,7 @@ impl Agent {
         )?;
         let out = self.apply_revision(rev, &waves, stored, progress).await?;
         if matches!(out, Outcome::Healthy { .. }) {
-            self.pinned = Some(to);
-            self.pinned_from = head;
+            self.set_pin(Some(to), head)?;
             if let Outcome::Healthy { revision, .. } = &out {
                 self.metrics.applied_revision.set(*revision);
             }
@@ -722,6 +807,7 @@ impl Agent {
     /// API errors.
     pub async fn drift(&mut self, correct: bool) -> Result<Vec<FieldDrift>, ClusterError> {
         let mut all = Vec::new();
+        let mut summary: BTreeMap<String, usize> = BTreeMap::new();
         for (component, objs) in &self.desired {
             let mut count = 0;
             for o in objs {
@@ -755,7 +841,16 @@ impl Agent {
                 .drift_fields
                 .with_label_values(&[component.as_str()])
                 .set(if correct { 0 } else { count as i64 });
+            summary.insert(component.clone(), count);
         }
+        // For `stackwave status`: fields found drifted per component at the last check.
+        let _ = self.store.set_state(
+            "drift",
+            Some(
+                &json!({"checked_at": record::now(), "corrected": correct, "fields": summary})
+                    .to_string(),
+            ),
+        );
         Ok(all)
     }
 }

@@ -64,10 +64,12 @@ CREATE TABLE IF NOT EXISTS revision_objects (rev INTEGER NOT NULL, component TEX
   object_id TEXT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (rev, component, idx));
 CREATE TABLE IF NOT EXISTS revision_waves (rev INTEGER NOT NULL, wave INTEGER NOT NULL, ok INTEGER NOT NULL,
   millis INTEGER NOT NULL, message TEXT, PRIMARY KEY (rev, wave));
+CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revision_images (rev INTEGER NOT NULL, image TEXT NOT NULL, image_id TEXT, PRIMARY KEY (rev, image));
 ";
 
-fn now() -> i64 {
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -134,6 +136,8 @@ impl Store {
                 .map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
         }
         let conn = Connection::open(db)?;
+        // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)?;
         let key = load_key(key_file)?;
@@ -141,6 +145,54 @@ impl Store {
             conn: Mutex::new(conn),
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
         })
+    }
+
+    /// A throw-away store in memory with a random key (for commands that need an agent but
+    /// record nothing, like `stackwave diff`).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn in_memory() -> Result<Store, RecordError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        let key: [u8; 32] = rand::random();
+        Ok(Store {
+            conn: Mutex::new(conn),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        })
+    }
+
+    /// The agent's control state kept beside the history (`pin`, `pinned_from`,
+    /// `suspended`, `wave_of`, `drift`, `last_loop`), so CLI commands in another process and
+    /// a restarted agent see it. `None` when unset.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn state(&self, key: &str) -> Result<Option<String>, RecordError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM agent_state WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Sets (`Some`) or clears (`None`) a control-state key (see [`Store::state`]).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_state(&self, key: &str, value: Option<&str>) -> Result<(), RecordError> {
+        let c = self.conn();
+        match value {
+            Some(v) => c.execute(
+                "INSERT INTO agent_state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, v],
+            )?,
+            None => c.execute("DELETE FROM agent_state WHERE key = ?1", params![key])?,
+        };
+        Ok(())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -106,29 +106,65 @@ pub fn outcome_text(o: &Outcome) -> String {
     }
 }
 
-/// Prints progress lines (what the demo and `run` show on a terminal).
+/// The spinner of the wave being applied (terminal output only).
+static WAVE_BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+fn wave_bar() -> std::sync::MutexGuard<'static, Option<indicatif::ProgressBar>> {
+    WAVE_BAR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Prints progress lines (what the demo and `run` show). On a terminal, the wave being
+/// applied shows a spinner with the count and the last object applied or waited on
+/// (`indicatif`); piped output gets plain lines only.
 pub fn print_progress(p: Progress) {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    let println = |line: String| match wave_bar().as_ref() {
+        Some(b) => b.println(line),
+        None => println!("{line}"),
+    };
     match p {
         Progress::Rendered {
             component,
             objects,
             changed,
             cached,
-        } => println!(
+        } => println(format!(
             "  render  {component:<18} {objects:>4} objects{}{}",
             if changed { "  (changed)" } else { "" },
             if cached { "  [cache]" } else { "" }
-        ),
+        )),
         Progress::WaveStart { wave, components } => {
-            println!("  wave {wave}: {}", components.join(", "))
+            println(format!("  wave {wave}: {}", components.join(", ")));
+            if tty {
+                let b = indicatif::ProgressBar::new_spinner().with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "  {spinner} {prefix} {pos} applied, {elapsed} {wide_msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                b.set_prefix(format!("wave {wave}:"));
+                b.enable_steady_tick(Duration::from_millis(100));
+                *wave_bar() = Some(b);
+            }
         }
-        Progress::Applied { .. } => {}
-        Progress::WaveHealthy { wave, millis } => println!("  wave {wave} healthy in {millis} ms"),
+        Progress::Applied { id, action } => {
+            if let Some(b) = wave_bar().as_ref() {
+                b.inc(1);
+                b.set_message(format!("{action} {id}"));
+            }
+        }
+        Progress::WaveHealthy { wave, millis } => {
+            if let Some(b) = wave_bar().take() {
+                b.finish_and_clear();
+            }
+            println!("  wave {wave} healthy in {millis} ms")
+        }
         Progress::Pruned {
             component,
             deleted,
             skipped,
-        } => println!(
+        } => println(format!(
             "  prune   {component}: {} deleted, {} kept ({})",
             deleted.len(),
             skipped.len(),
@@ -137,8 +173,15 @@ pub fn print_progress(p: Progress) {
                 .map(|(o, why)| format!("{o}: {why}"))
                 .collect::<Vec<_>>()
                 .join("; ")
-        ),
-        Progress::Note(n) => println!("  note: {n}"),
+        )),
+        Progress::Note(n) => println(format!("  note: {n}")),
+    }
+}
+
+/// Clears a wave spinner left by a revision that stopped mid-wave (before printing its outcome).
+pub fn clear_progress() {
+    if let Some(b) = wave_bar().take() {
+        b.finish_and_clear();
     }
 }
 
@@ -169,35 +212,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     }
     let source = Source::open(&opts.repo, &opts.branch, &opts.state).map_err(|e| e.to_string())?;
     loop {
-        match source.fetch() {
-            Err(e) => println!("fetch failed, keeping the last good revision: {e}"),
-            Ok(c) => {
-                println!("commit {} \"{}\"", &c.id[..c.id.len().min(10)], c.summary);
-                match source.export(&c.id, &opts.state.join("checkout")) {
-                    Err(e) => println!("checkout failed: {e}"),
-                    Ok(dir) => match agent.sync(&dir, &c, &print_progress).await {
-                        Ok(out) => println!("outcome: {}", outcome_text(&out)),
-                        Err(e) => println!("revision store error: {e}"),
-                    },
-                }
-            }
-        }
-        match agent.drift(!opts.detect_only).await {
-            Ok(d) if d.is_empty() => {}
-            Ok(d) => {
-                println!(
-                    "drift on {} field(s){}",
-                    d.len(),
-                    if opts.detect_only {
-                        " (detect-only)"
-                    } else {
-                        " (corrected)"
-                    }
-                );
-                print!("{}", crate::cluster::drift::render(&d));
-            }
-            Err(e) => println!("drift check failed: {e}"),
-        }
+        iteration(&opts, &mut agent, &source).await?;
         if opts.once {
             return Ok(());
         }
@@ -205,22 +220,110 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     }
 }
 
-/// Prints the revision history of a state directory, newest first.
+/// One loop iteration under the state directory's lock: re-read the control state
+/// (`rollback`/`resume`/`suspend` from the CLI), fetch and apply the branch head unless
+/// suspended, then check drift (detect-only while suspended).
 ///
 /// # Errors
-/// The store cannot be opened or read.
-pub fn history(state: &std::path::Path) -> Result<(), String> {
-    let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
-        .map_err(|e| e.to_string())?;
-    for r in store.revisions().map_err(|e| e.to_string())? {
-        println!(
-            "rev {:>4}  {}  {:<11}  {}  {}",
-            r.id,
-            &r.commit[..r.commit.len().min(10)],
-            r.outcome,
-            r.author,
-            r.message
-        );
+/// Only the lock and the store failing; everything else is reported and retried.
+async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Result<(), String> {
+    let _lock = crate::control::lock(&opts.state)?;
+    let suspended = match agent.refresh() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("revision store error: {e}");
+            return Ok(());
+        }
+    };
+    if suspended {
+        println!("suspended: not applying (`stackwave resume` to go on)");
+    } else {
+        match source.fetch() {
+            Err(e) => println!("fetch failed, keeping the last good revision: {e}"),
+            Ok(c) => {
+                println!("commit {} \"{}\"", &c.id[..c.id.len().min(10)], c.summary);
+                match source.export(&c.id, &opts.state.join("checkout")) {
+                    Err(e) => println!("checkout failed: {e}"),
+                    Ok(dir) => match agent.sync(&dir, &c, &print_progress).await {
+                        Ok(out) => {
+                            clear_progress();
+                            println!("outcome: {}", outcome_text(&out))
+                        }
+                        Err(e) => println!("revision store error: {e}"),
+                    },
+                }
+            }
+        }
     }
+    let correct = !opts.detect_only && !suspended;
+    match agent.drift(correct).await {
+        Ok(d) if d.is_empty() => {}
+        Ok(d) => {
+            println!(
+                "drift on {} field(s){}",
+                d.len(),
+                if correct {
+                    " (corrected)"
+                } else {
+                    " (detect-only)"
+                }
+            );
+            print!("{}", crate::cluster::drift::render(&d));
+        }
+        Err(e) => println!("drift check failed: {e}"),
+    }
+    let _ = agent
+        .store
+        .set_state("last_loop", Some(&crate::record::now().to_string()));
     Ok(())
+}
+
+/// The readable revision history, newest first (one line per revision).
+pub fn history_text(revisions: &[crate::record::Revision]) -> String {
+    revisions
+        .iter()
+        .map(|r| {
+            format!(
+                "rev {:>4}  {}  {:<11}  {}  {}\n",
+                r.id,
+                &r.commit[..r.commit.len().min(10)],
+                r.outcome,
+                r.author,
+                r.message
+            )
+        })
+        .collect()
+}
+
+/// An outcome as JSON: `{"outcome": "healthy"|"failed"|"refused"|"unchanged"|"pinned", ...}`.
+pub fn outcome_json(o: &Outcome) -> serde_json::Value {
+    use serde_json::json;
+    match o {
+        Outcome::Healthy { revision, changed } => {
+            json!({"outcome": "healthy", "revision": revision, "changed": changed})
+        }
+        Outcome::Failed {
+            revision,
+            wave,
+            reason,
+        } => json!({"outcome": "failed", "revision": revision, "wave": wave, "reason": reason}),
+        Outcome::Refused { reason } => json!({"outcome": "refused", "reason": reason}),
+        Outcome::Unchanged => json!({"outcome": "unchanged"}),
+        Outcome::Pinned { revision } => json!({"outcome": "pinned", "revision": revision}),
+    }
+}
+
+/// The readable form of `stackwave diff`: each object's unified diff, then a summary line.
+pub fn diff_text(diffs: &[crate::diff::ObjectDiff]) -> String {
+    use crate::diff::Change;
+    let mut out: String = diffs.iter().map(|d| d.diff.clone()).collect();
+    let n = |c: Change| diffs.iter().filter(|d| d.change == c).count();
+    out.push_str(&format!(
+        "{} object(s) differ: {} to create, {} to update, {} to delete\n",
+        diffs.len(),
+        n(Change::Create),
+        n(Change::Update),
+        n(Change::Delete)
+    ));
+    out
 }

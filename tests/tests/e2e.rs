@@ -658,3 +658,124 @@ async fn out_of_band_edits_are_reported_then_corrected() {
         .encode()
         .contains("stackwave_drift_fields{component=\"app\"} 0"));
 }
+
+impl Fixture {
+    /// One `stackwave run --once` iteration over the fixture's repo and state directory
+    /// (a separate agent process, as `stackwave sync` is).
+    async fn run_once(&self) {
+        let (server, kubeconfig) = match &self._server {
+            Some(s) => (Some(s.url.clone()), None),
+            None => (
+                None,
+                std::env::var_os("STACKWAVE_TEST_KUBECONFIG").map(PathBuf::from),
+            ),
+        };
+        stackwave::run::run(stackwave::run::RunOptions {
+            repo: format!("file://{}", self.repo.dir.display()),
+            branch: "main".into(),
+            state: self.root.join("state"),
+            server,
+            kubeconfig,
+            interval: Duration::from_secs(1),
+            once: true,
+            detect_only: false,
+            settings: Settings {
+                health_timeout: Duration::from_secs(if self._server.is_some() { 4 } else { 120 }),
+                ..Default::default()
+            },
+            metrics_addr: None,
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_diff_status_suspend_resume_and_rollback_by_commit() {
+    use stackwave::control;
+    use stackwave::diff::Change;
+    let mut f = Fixture::new("control", &[]).await;
+    let state = f.root.join("state");
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("api: one replica");
+    let first = f.repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    f.run_once().await;
+    assert_eq!(f.replicas("api").await, 1);
+    let s = control::status(&state).unwrap();
+    let applied = s.applied.clone().expect("an applied revision");
+    assert_eq!(applied.commit, first);
+    assert_eq!(
+        s.components
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["app", "base", "web"]
+    );
+    assert!(s.drift_checked_at.is_some() && !s.suspended && s.pinned.is_none());
+
+    // diff: the next commit changes exactly the api Deployment's replicas.
+    f.write_state(2, "nginx:1.27", 0);
+    f.repo.commit("api: two replicas");
+    f.agent.refresh().unwrap();
+    let diffs = f.agent.diff(&f.repo.dir, &|_| {}).await.unwrap();
+    assert_eq!(diffs.len(), 1, "{diffs:#?}");
+    assert_eq!(diffs[0].change, Change::Update);
+    assert_eq!(diffs[0].object, format!("Deployment/{}/api", f.ns));
+    assert!(
+        diffs[0].diff.contains("-  replicas: 1") && diffs[0].diff.contains("+  replicas: 2"),
+        "{}",
+        diffs[0].diff
+    );
+
+    // suspend: a loop applies nothing; status says so.
+    control::suspend(&state, "maintenance window").unwrap();
+    f.run_once().await;
+    assert_eq!(f.replicas("api").await, 1, "suspended agents apply nothing");
+    let s = control::status(&state).unwrap();
+    assert!(s.suspended && s.suspend_reason.as_deref() == Some("maintenance window"));
+    control::resume(&state).unwrap();
+    f.run_once().await;
+    assert_eq!(f.replicas("api").await, 2);
+    assert!(f.agent.diff(&f.repo.dir, &|_| {}).await.unwrap().is_empty());
+
+    // rollback by commit prefix from another process: the long-lived agent sees the pin
+    // and the rolled-back state on its next loop and does not undo it.
+    let out = control::rollback(
+        &state,
+        f.cluster.clone(),
+        &first[..8],
+        Settings {
+            health_timeout: Duration::from_secs(30),
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(f.replicas("api").await, 1);
+    let s = control::status(&state).unwrap();
+    let to = s.pinned.expect("pinned");
+    assert_eq!(
+        f.agent
+            .store
+            .revisions()
+            .unwrap()
+            .iter()
+            .find(|r| r.id == to)
+            .unwrap()
+            .commit,
+        first
+    );
+    assert!(!f.agent.refresh().unwrap(), "not suspended");
+    assert!(matches!(f.step().await, Outcome::Pinned { .. }));
+    assert_eq!(f.replicas("api").await, 1);
+    // A restarted agent keeps the pin too (it is in the store).
+    f.run_once().await;
+    assert_eq!(f.replicas("api").await, 1, "the pin survives a restart");
+    // resume: the branch head again.
+    control::resume(&state).unwrap();
+    f.run_once().await;
+    assert_eq!(f.replicas("api").await, 2);
+    assert!(control::status(&state).unwrap().pinned.is_none());
+}

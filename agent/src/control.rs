@@ -1,0 +1,322 @@
+//! Steering a running agent from the command line: `status`, `rollback`, `suspend`,
+//! `resume`. They act on the agent's state directory — the revision store holds the control
+//! state ([`Store::state`]) the loop re-reads every iteration ([`Agent::refresh`]) — and, for
+//! `rollback`, on the cluster, under the state directory's lock so one process changes the
+//! cloud at a time ([`lock`]).
+
+use crate::component::Catalog;
+use crate::reconcile::{Agent, Outcome, Progress, Settings, ROLLBACK_AUTHOR};
+use crate::record::{Revision, Store};
+use serde_json::Value as Json;
+use std::path::Path;
+
+/// Opens the revision store of a state directory (`revisions.sqlite` + `store.key`).
+///
+/// # Errors
+/// The store cannot be opened (naming the file and the cause).
+pub fn open_store(state: &Path) -> Result<Store, String> {
+    Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
+        .map_err(|e| format!("{}: {e}", state.display()))
+}
+
+/// The state directory's lock (`<state>/agent.lock`), held while a process applies to the
+/// cluster (a loop iteration, `sync`, `rollback`). Released on drop.
+pub struct Lock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the state directory's lock, waiting for the holder (an agent mid-iteration) to
+/// release it.
+///
+/// # Errors
+/// The lock file cannot be created or locked.
+pub fn lock(state: &Path) -> Result<Lock, String> {
+    std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
+    let path = state.join("agent.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.lock().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Lock(f))
+}
+
+/// One component in [`Status`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentStatus {
+    /// Component name.
+    pub name: String,
+    /// Digest of its applied objects (sha256 hex).
+    pub digest: String,
+    /// Fields found drifted at the last drift check (0 when in sync or corrected).
+    pub drift_fields: u64,
+}
+
+/// What `stackwave status` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The revision whose objects are applied (the newest healthy one).
+    pub applied: Option<Revision>,
+    /// The newest revision of any outcome (a failed or refused one shows here).
+    pub latest: Option<Revision>,
+    /// The revision a rollback pinned the agent to.
+    pub pinned: Option<i64>,
+    /// Whether `stackwave suspend` stopped applying.
+    pub suspended: bool,
+    /// Why it was suspended.
+    pub suspend_reason: Option<String>,
+    /// Applied components with their drift.
+    pub components: Vec<ComponentStatus>,
+    /// When drift was last checked (seconds since the epoch), and whether it was corrected.
+    pub drift_checked_at: Option<i64>,
+    /// Whether the last drift check corrected what it found (false: detect-only).
+    pub drift_corrected: Option<bool>,
+    /// When the agent last finished a loop iteration (seconds since the epoch).
+    pub last_loop_at: Option<i64>,
+}
+
+/// Reads the status of a state directory.
+///
+/// # Errors
+/// Store failures.
+pub fn status(state: &Path) -> Result<Status, String> {
+    let store = open_store(state)?;
+    let e = |e: crate::record::RecordError| e.to_string();
+    let revisions = store.revisions().map_err(e)?;
+    let applied = revisions.iter().find(|r| r.outcome == "healthy").cloned();
+    let drift: Option<Json> = store
+        .state("drift")
+        .map_err(e)?
+        .and_then(|d| serde_json::from_str(&d).ok());
+    let fields = |c: &str| {
+        drift
+            .as_ref()
+            .and_then(|d| d.pointer(&format!("/fields/{c}")))
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+    };
+    let suspend_reason = store.state("suspended").map_err(e)?;
+    Ok(Status {
+        components: applied
+            .iter()
+            .flat_map(|r| r.components.iter())
+            .map(|(c, d)| ComponentStatus {
+                name: c.clone(),
+                digest: d.clone(),
+                drift_fields: fields(c),
+            })
+            .collect(),
+        latest: revisions.first().cloned(),
+        applied,
+        pinned: store.state("pin").map_err(e)?.and_then(|p| p.parse().ok()),
+        suspended: suspend_reason.is_some(),
+        suspend_reason,
+        drift_checked_at: drift.as_ref().and_then(|d| d["checked_at"].as_i64()),
+        drift_corrected: drift.as_ref().and_then(|d| d["corrected"].as_bool()),
+        last_loop_at: store
+            .state("last_loop")
+            .map_err(e)?
+            .and_then(|t| t.parse().ok()),
+    })
+}
+
+fn short(c: &str) -> &str {
+    &c[..c.len().min(10)]
+}
+
+/// The readable form of a [`Status`].
+pub fn status_text(s: &Status) -> String {
+    let mut out = String::new();
+    match &s.applied {
+        Some(r) => out.push_str(&format!(
+            "applied:   revision {} (commit {}, {} \"{}\")\n",
+            r.id,
+            short(&r.commit),
+            r.author,
+            r.message
+        )),
+        None => out.push_str("applied:   nothing yet\n"),
+    }
+    if let Some(l) = &s.latest {
+        if s.applied.as_ref().is_none_or(|a| a.id != l.id) {
+            out.push_str(&format!(
+                "latest:    revision {} {} (commit {})\n",
+                l.id,
+                l.outcome,
+                short(&l.commit)
+            ));
+        }
+    }
+    if let Some(p) = s.pinned {
+        out.push_str(&format!(
+            "pinned:    to revision {p} by a rollback (until a newer commit or `stackwave resume`)\n"
+        ));
+    }
+    if s.suspended {
+        out.push_str(&format!(
+            "suspended: {} (`stackwave resume` to go on)\n",
+            s.suspend_reason.as_deref().unwrap_or("")
+        ));
+    }
+    match (s.drift_checked_at, s.drift_corrected) {
+        (Some(t), Some(c)) => out.push_str(&format!(
+            "drift:     checked at {} ({})\n",
+            jiff::Timestamp::from_second(t)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            if c { "corrected" } else { "detect-only" }
+        )),
+        _ => out.push_str("drift:     not checked yet\n"),
+    }
+    for c in &s.components {
+        out.push_str(&format!(
+            "  {:<20} {}  {}\n",
+            c.name,
+            &c.digest[..c.digest.len().min(12)],
+            if c.drift_fields == 0 {
+                "in sync".to_string()
+            } else {
+                format!("{} field(s) drifted", c.drift_fields)
+            }
+        ));
+    }
+    out
+}
+
+/// Stops the agent from applying (it keeps checking and reporting drift, detect-only) until
+/// [`resume`]. `reason` is shown by `status`.
+///
+/// # Errors
+/// Store failures.
+pub fn suspend(state: &Path, reason: &str) -> Result<(), String> {
+    open_store(state)?
+        .set_state(
+            "suspended",
+            Some(if reason.is_empty() {
+                "suspended"
+            } else {
+                reason
+            }),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Lifts a suspension and a rollback pin: the next loop applies the branch head again.
+///
+/// # Errors
+/// Store failures.
+pub fn resume(state: &Path) -> Result<(), String> {
+    let store = open_store(state)?;
+    for k in ["suspended", "pin", "pinned_from"] {
+        store.set_state(k, None).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Resolves a rollback target: a revision number, or a commit (full or a prefix of at
+/// least 4 hex digits) → the newest healthy revision that applied it (rollbacks excluded).
+///
+/// # Errors
+/// No such revision, a revision that never became healthy, an ambiguous or unknown commit.
+pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, String> {
+    if let Ok(id) = target.parse::<i64>() {
+        let r = revisions
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| format!("no revision {id} (see `stackwave history`)"))?;
+        if r.outcome != "healthy" {
+            return Err(format!(
+                "revision {id} is {} and cannot be rolled back to (only healthy revisions)",
+                r.outcome
+            ));
+        }
+        return Ok(id);
+    }
+    if target.len() < 4 || !target.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{target}' is neither a revision number nor a commit (at least 4 hex digits)"
+        ));
+    }
+    let matching: Vec<&Revision> = revisions
+        .iter()
+        .filter(|r| r.commit.starts_with(target) && r.author != ROLLBACK_AUTHOR)
+        .collect();
+    let commits: std::collections::BTreeSet<&str> =
+        matching.iter().map(|r| r.commit.as_str()).collect();
+    if commits.len() > 1 {
+        return Err(format!("commit '{target}' is ambiguous: {commits:?}"));
+    }
+    matching
+        .iter()
+        .find(|r| r.outcome == "healthy")
+        .map(|r| r.id)
+        .ok_or_else(|| format!("no healthy revision applied commit '{target}'"))
+}
+
+/// Rolls the cluster back to `target` (see [`resolve`]) from the stored objects — no fetch,
+/// no render — under the state directory's lock, and pins the agent there.
+///
+/// # Errors
+/// Unknown targets, store failures; a failing wave is an [`Outcome::Failed`].
+pub async fn rollback(
+    state: &Path,
+    cluster: crate::cluster::Cluster,
+    target: &str,
+    settings: Settings,
+    progress: &dyn Fn(Progress),
+) -> Result<Outcome, String> {
+    let _lock = lock(state)?;
+    let store = open_store(state)?;
+    let to = resolve(&store.revisions().map_err(|e| e.to_string())?, target)?;
+    let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
+    let mut agent = Agent::new(cluster, store, catalog, settings);
+    agent.restore().map_err(|e| e.to_string())?;
+    agent
+        .rollback(to, progress)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(id: i64, commit: &str, outcome: &str, author: &str) -> Revision {
+        Revision {
+            id,
+            commit: commit.into(),
+            author: author.into(),
+            message: String::new(),
+            applied_at: 0,
+            outcome: outcome.into(),
+            components: vec![],
+        }
+    }
+
+    #[test]
+    fn targets_resolve_by_number_or_commit() {
+        let revs = vec![
+            rev(4, "abcd1111", "healthy", ROLLBACK_AUTHOR),
+            rev(3, "ffff0000", "failed", "a"),
+            rev(2, "abcd1111", "healthy", "a"),
+            rev(1, "abce2222", "healthy", "a"),
+        ];
+        assert_eq!(resolve(&revs, "2"), Ok(2));
+        assert_eq!(resolve(&revs, "abcd1"), Ok(2));
+        assert!(resolve(&revs, "3").unwrap_err().contains("failed"));
+        assert!(resolve(&revs, "ffff").unwrap_err().contains("no healthy"));
+        assert!(resolve(&revs, "abc").unwrap_err().contains("4 hex"));
+        assert!(resolve(&revs, "abcd").is_ok());
+        assert!(resolve(&revs, "ab").is_err());
+        assert!(resolve(
+            &[
+                rev(1, "abcd1", "healthy", "a"),
+                rev(2, "abcd2", "healthy", "a")
+            ],
+            "abcd"
+        )
+        .unwrap_err()
+        .contains("ambiguous"));
+        assert!(resolve(&revs, "9").unwrap_err().contains("no revision 9"));
+    }
+}

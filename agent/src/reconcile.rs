@@ -810,11 +810,8 @@ impl Agent {
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
         for (component, objs) in &self.desired {
             let mut count = 0;
-            for o in objs {
-                let found = drift::drift(&self.cluster, o, &self.ignore).await?;
-                if found.is_empty() {
-                    continue;
-                }
+            for (i, found) in drift::drift_all(&self.cluster, objs, &self.ignore).await? {
+                let o = &objs[i];
                 count += found.len();
                 if correct {
                     self.cluster

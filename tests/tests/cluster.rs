@@ -350,3 +350,77 @@ async fn drift_is_found_on_owned_fields_only_and_masks_secrets() {
     .unwrap();
     assert!(drift(c, &d, &rules).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_of_many_objects_lists_once_per_kind() {
+    use stackwave::cluster::drift::{default_ignore, drift_all};
+    use stackwave::cluster::inventory::mark;
+    use std::sync::atomic::Ordering;
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-drift-many";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let mut objs: Vec<Json> = (0..40)
+        .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": n}, "data": {"i": i.to_string()}}))
+        .collect();
+    let mut d = deployment(n, 2);
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "0.5"}});
+    objs.push(d);
+    for o in objs.iter_mut() {
+        mark(o, "many");
+        c.apply(o, &Default::default()).await.unwrap();
+    }
+    let rules = default_ignore();
+    let before = c.requests.load(Ordering::SeqCst);
+    let found = drift_all(c, &objs, &rules).await.unwrap();
+    assert!(found.is_empty(), "in sync right after apply: {found:?}");
+    let spent = c.requests.load(Ordering::SeqCst) - before;
+    // Two lists (ConfigMaps, Deployments); the Deployment's `0.5` CPU may read back as
+    // `500m` on a real server, which costs one exact check (get + dry-run apply).
+    assert!(spent <= 5, "{spent} requests for 41 objects in sync");
+
+    // Edits: a value changed (listed), an object whose managed-by label was removed (found
+    // by a get), and a deleted one.
+    let api = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+        c.client().clone(),
+        n,
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "",
+            "v1",
+            "ConfigMap",
+        )),
+    );
+    let pp = kube::api::PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    api.patch(
+        "cm-3",
+        &pp,
+        &kube::api::Patch::Merge(json!({"data": {"i": "x"}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "cm-7",
+        &pp,
+        &kube::api::Patch::Merge(
+            json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    api.delete("cm-9", &Default::default()).await.unwrap();
+    let mut got: Vec<(usize, Vec<String>)> = drift_all(c, &objs, &rules)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(i, f)| (i, f.into_iter().map(|x| x.path).collect()))
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], (3, vec!["/data/i".to_string()]));
+    assert_eq!(got[1].0, 7);
+    assert!(got[1].1.iter().any(|p| p.contains("managed-by")), "{got:?}");
+    assert_eq!(got[2], (9, vec!["/".to_string()]));
+}

@@ -255,10 +255,16 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
     let Some(t) = target else {
         return error(ApiError::no_route());
     };
-    if let Ok(mut s) = app.store.lock() {
-        *s.requests.entry(method.as_str().to_string()).or_insert(0) += 1;
-    }
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    if let Ok(mut s) = app.store.lock() {
+        // Dry runs are counted apart: they write nothing.
+        let key = if dry_run {
+            format!("{} (dry run)", method.as_str())
+        } else {
+            method.as_str().to_string()
+        };
+        *s.requests.entry(key).or_insert(0) += 1;
+    }
     let manager = q.get("fieldManager").cloned().unwrap_or(ua);
     let status = t.sub.as_deref() == Some("status");
     if t.sub.is_some() && !status {

@@ -99,7 +99,7 @@ pub struct Store {
     ip: u32,
     /// Watch event fan-out.
     pub events: broadcast::Sender<Event>,
-    /// Requests served, by verb (for benchmarks).
+    /// Requests served, by verb; dry runs as `<VERB> (dry run)` (for benchmarks).
     pub requests: BTreeMap<String, u64>,
 }
 

@@ -187,6 +187,22 @@ pub async fn drift(
             live: Json::Null,
         }]);
     };
+    drift_with_live(cluster, desired, &live, rules).await
+}
+
+/// Drift of one desired object against its `live` state, exactly: a server-side dry-run
+/// apply shows what the object would become, and the fields Stackwave would own there are
+/// compared with `live` (minus ignore rules; Secret values masked).
+///
+/// # Errors
+/// API errors (the dry run rejected, naming the object).
+pub async fn drift_with_live(
+    cluster: &Cluster,
+    desired: &Json,
+    live: &Json,
+    rules: &[IgnoreRule],
+) -> Result<Vec<FieldDrift>, ClusterError> {
+    let id = object_id(desired);
     let would = cluster
         .apply(
             desired,
@@ -201,12 +217,12 @@ pub async fn drift(
     let mut out = Vec::new();
     for path in owned_paths(&would) {
         let p = pointer_of(&path);
-        if p.starts_with("/metadata/managedFields") || ignored(desired, &path, &p, rules, &live) {
+        if p.starts_with("/metadata/managedFields") || ignored(desired, &path, &p, rules, live) {
             continue;
         }
         let (w, l) = (
             ssa::value_at(&would, &path).cloned().unwrap_or(Json::Null),
-            ssa::value_at(&live, &path).cloned().unwrap_or(Json::Null),
+            ssa::value_at(live, &path).cloned().unwrap_or(Json::Null),
         );
         if w != l {
             out.push(FieldDrift {
@@ -215,6 +231,78 @@ pub async fn drift(
                 desired: mask(desired, &p, w),
                 live: mask(desired, &p, l),
             });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every field of `desired` is present with the same value in `live`: maps
+/// field by field, lists of objects item by item (each desired item contained in some live
+/// item, so keyed lists match whatever their keys), other lists and scalars exactly. A
+/// desired `null` (a field to remove) wants the field absent.
+///
+/// When this holds, a dry-run apply of `desired` changes none of the fields Stackwave owns
+/// (they are a subset of `desired`'s), so there is no drift and no request is needed. When it
+/// does not hold, the difference may still be normalization (`0.5` vs `500m`) or a field an
+/// ignore rule drops: [`drift_with_live`] decides.
+pub fn contains(live: &Json, desired: &Json) -> bool {
+    match (live, desired) {
+        (Json::Object(l), Json::Object(d)) => d.iter().all(|(k, dv)| match l.get(k) {
+            Some(lv) => contains(lv, dv),
+            None => dv.is_null(),
+        }),
+        (Json::Array(l), Json::Array(d)) if d.iter().all(Json::is_object) && !d.is_empty() => {
+            d.iter().all(|di| l.iter().any(|li| contains(li, di)))
+        }
+        (l, d) => l == d,
+    }
+}
+
+/// Drift of many desired objects at the cost of one list request per kind and namespace:
+/// live objects are listed by Stackwave's `managed-by` label; objects whose desired fields
+/// are all live ([`contains`]) are in sync without further requests; the rest go through
+/// the exact dry-run comparison ([`drift_with_live`]); objects not listed are fetched one by
+/// one (their label may have been removed). Returns, per desired object index, its drifts.
+///
+/// # Errors
+/// API errors (naming the kind or object).
+pub async fn drift_all(
+    cluster: &Cluster,
+    desired: &[Json],
+    rules: &[IgnoreRule],
+) -> Result<Vec<(usize, Vec<FieldDrift>)>, ClusterError> {
+    let selector = format!("{}={}", super::MANAGED_BY.0, super::MANAGED_BY.1);
+    let mut groups: std::collections::BTreeMap<(String, String, String), Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, o) in desired.iter().enumerate() {
+        let key = (
+            o["apiVersion"].as_str().unwrap_or("").to_string(),
+            o["kind"].as_str().unwrap_or("").to_string(),
+            o.pointer("/metadata/namespace")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+        );
+        groups.entry(key).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for idx in groups.values() {
+        let live: std::collections::HashMap<String, Json> = cluster
+            .list(&desired[idx[0]], &selector)
+            .await?
+            .into_iter()
+            .map(|l| (super::name_of(&l).to_string(), l))
+            .collect();
+        for &i in idx {
+            let o = &desired[i];
+            let found = match live.get(super::name_of(o)) {
+                Some(l) if contains(l, o) => Vec::new(),
+                Some(l) => drift_with_live(cluster, o, l, rules).await?,
+                None => drift(cluster, o, rules).await?,
+            };
+            if !found.is_empty() {
+                out.push((i, found));
+            }
         }
     }
     Ok(out)

@@ -282,6 +282,33 @@ impl Cluster {
         }
     }
 
+    /// Lists the live objects of `sample`'s kind in its namespace (all namespaces for
+    /// cluster-scoped kinds) that match the label `selector` (`key=value,...`): one request
+    /// for many objects, where [`Cluster::get`] costs one each.
+    ///
+    /// # Errors
+    /// Unknown kinds and API errors.
+    pub async fn list(&self, sample: &Json, selector: &str) -> Result<Vec<Json>, ClusterError> {
+        let api = self.api_for(sample).await?;
+        self.count(1);
+        let (ar, _) = self.resolve(sample).await?;
+        let list = api
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .map_err(|e| api_err(&format!("{}List", ar.kind), e))?;
+        list.items
+            .into_iter()
+            .map(|d| {
+                let mut j =
+                    serde_json::to_value(d).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+                // List items carry no apiVersion/kind of their own.
+                j["apiVersion"] = sample["apiVersion"].clone();
+                j["kind"] = sample["kind"].clone();
+                Ok(j)
+            })
+            .collect()
+    }
+
     /// Server-side applies one object as `stackwave`, with retries and backoff on retryable
     /// errors and the immutable-field policy of `opts`.
     ///

@@ -55,6 +55,10 @@ impl ApiResource {
             "kind": self.kind,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
         });
+        // Namespaces are deleted one by one (the namespace lifecycle), never as a collection.
+        if self.kind == "Namespace" && self.group.is_empty() {
+            e["verbs"] = json!(["create", "delete", "get", "list", "patch", "update", "watch"]);
+        }
         if !self.short.is_empty() {
             e["shortNames"] = json!(self.short);
         }

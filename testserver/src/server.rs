@@ -154,6 +154,65 @@ fn discovery(store: &Store, segs: &[&str]) -> Option<Json> {
     }
 }
 
+/// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`), as clients ask for it
+/// in `Accept` and as the server labels the answer.
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Aggregated discovery of the core group (`/api`, `core == true`) or of every named group
+/// (`/apis`): one `APIGroupDiscoveryList` with each version's resources and subresources
+/// (`k8s.io/api/apidiscovery/v2`; responseKind group/version left empty as the real server
+/// does).
+fn aggregated(store: &Store, core: bool) -> Json {
+    let mut groups: Vec<(String, Vec<(String, Vec<Json>)>)> = Vec::new();
+    for r in store
+        .resources
+        .iter()
+        .filter(|r| r.group.is_empty() == core)
+    {
+        let kind = json!({"group": "", "version": "", "kind": r.kind});
+        let mut e = json!({
+            "resource": r.plural,
+            "responseKind": kind,
+            "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": r.singular,
+            "verbs": r.discovery()["verbs"].clone(),
+        });
+        if !r.short.is_empty() {
+            e["shortNames"] = json!(r.short);
+        }
+        if r.status {
+            e["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+        }
+        let g = match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some(g) => g,
+            None => {
+                groups.push((r.group.clone(), Vec::new()));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        match g.1.iter_mut().find(|(v, _)| *v == r.version) {
+            Some((_, rs)) => rs.push(e),
+            None => g.1.push((r.version.clone(), vec![e])),
+        }
+    }
+    let items: Vec<Json> = groups
+        .into_iter()
+        .map(|(g, vs)| {
+            let meta = if g.is_empty() {
+                json!({})
+            } else {
+                json!({"name": g})
+            };
+            let versions: Vec<Json> = vs
+                .into_iter()
+                .map(|(v, rs)| json!({"version": v, "resources": rs, "freshness": "Current"}))
+                .collect();
+            json!({"metadata": meta, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
 fn group_json(g: &str, vs: &[String]) -> Json {
     let versions: Vec<Json> = vs
         .iter()
@@ -170,6 +229,9 @@ fn resource_list(store: &Store, g: &str, v: &str) -> Json {
         .filter(|r| r.group == g && r.version == v)
     {
         res.push(r.discovery());
+        if r.kind == "Namespace" && r.group.is_empty() {
+            res.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
+        }
         if r.status {
             res.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
         }
@@ -242,6 +304,21 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             Ok(s) => s,
             Err(_) => return respond(500, &json!({"message": "store poisoned"})),
         };
+        let accept = headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let wants_aggregated = accept
+            .split(',')
+            .any(|m| m.replace(' ', "") == AGGREGATED.to_ascii_lowercase());
+        if wants_aggregated && matches!(segs.as_slice(), ["api"] | ["apis"]) {
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", AGGREGATED)
+                .body(Body::from(aggregated(&store, segs == ["api"]).to_string()))
+                .unwrap_or_default();
+        }
         if let Some(d) = discovery(&store, &segs) {
             return respond(200, &d);
         }
@@ -253,6 +330,22 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
         route(&store, &segs)
     };
     let Some(t) = target else {
+        let served = app.store.lock().is_ok_and(|store| {
+            let group = match segs.as_slice() {
+                ["api", ..] => Some(""),
+                ["apis", g, ..] => Some(*g),
+                _ => None,
+            };
+            group.is_some_and(|g| store.resources.iter().any(|r| r.group == g))
+        });
+        // An unserved group has no handler at all: the Go mux's plain-text 404.
+        if !served {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(Body::from("404 page not found\n"))
+                .unwrap_or_default();
+        }
         return error(ApiError::no_route());
     };
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");

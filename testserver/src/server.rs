@@ -33,6 +33,9 @@ impl Drop for TestServer {
 #[derive(Clone)]
 struct App {
     store: Arc<Mutex<Store>>,
+    /// Controllers run (the simulator is on): the garbage collector finishes `Foreground` and
+    /// `Orphan` deletions at once. Off: an API server alone, as `../shared/corpus/kube-api`.
+    gc: bool,
 }
 
 /// Starts a server on a free loopback port (call inside a tokio runtime).
@@ -43,9 +46,11 @@ pub async fn start(rules: SimRules) -> std::io::Result<TestServer> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let store = Arc::new(Mutex::new(Store::new()));
+    let gc = rules.enabled;
     let rules = Arc::new(Mutex::new(rules));
     let app = App {
         store: store.clone(),
+        gc,
     };
     let router = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| {
         let app = app.clone();
@@ -386,7 +391,18 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             let Ok(store) = app.store.lock() else {
                 return respond(500, &json!({}));
             };
-            let items = store.list(&t.resource, &t.ns, &selector);
+            // List items carry no apiVersion/kind: the list's own say what they are.
+            let items: Vec<Json> = store
+                .list(&t.resource, &t.ns, &selector)
+                .into_iter()
+                .map(|mut o| {
+                    if let Some(m) = o.as_object_mut() {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                    o
+                })
+                .collect();
             respond(
                 200,
                 &json!({"kind": format!("{}List", t.resource.kind), "apiVersion": t.resource.group_version(), "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
@@ -468,13 +484,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             let Ok(mut store) = app.store.lock() else {
                 return respond(500, &json!({}));
             };
-            match store.delete(
-                &t.resource,
-                &t.ns,
-                n,
-                dry_run,
-                policy.as_deref() == Some("Orphan"),
-            ) {
+            match store.delete(&t.resource, &t.ns, n, dry_run, policy.as_deref(), app.gc) {
                 Ok(o) => respond(200, &o),
                 Err(e) => error(e),
             }

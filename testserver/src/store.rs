@@ -21,6 +21,18 @@ pub struct ApiError {
     pub details: Json,
 }
 
+/// Status `details` naming an object: `{name, group, kind: <plural>}`, `group` left out for
+/// the core group (`metav1.StatusDetails`, omitempty).
+pub fn details(r: &ApiResource, name: &str) -> Json {
+    let mut d = json!({"name": name, "group": r.group, "kind": r.plural});
+    if r.group.is_empty() {
+        if let Some(m) = d.as_object_mut() {
+            m.remove("group");
+        }
+    }
+    d
+}
+
 impl ApiError {
     /// The response body.
     pub fn body(&self) -> Json {
@@ -37,7 +49,7 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("{} \"{name}\" not found", r.qualified()),
-            details: json!({"name": name, "group": r.group, "kind": r.plural}),
+            details: details(r, name),
         }
     }
 
@@ -313,7 +325,7 @@ impl Store {
                     code: 409,
                     reason: "AlreadyExists",
                     message: format!("{} \"{name}\" already exists", r.qualified()),
-                    details: json!({"name": name, "group": r.group, "kind": r.plural}),
+                    details: details(r, name),
                 })
             }
             (Write::Create, None) => {
@@ -780,24 +792,77 @@ impl Store {
         }
     }
 
-    /// Deletes an object: at once, or — with finalizers — by setting `deletionTimestamp`.
+    /// Deletes an object (`propagationPolicy` `Background` — the default —, `Foreground` or
+    /// `Orphan`): at once, answering a `Status` of `Success`; or, while finalizers remain,
+    /// by setting `deletionTimestamp` and answering the object. `Foreground` and `Orphan`
+    /// add the `foregroundDeletion` / `orphan` finalizer that the garbage collector removes;
+    /// with `gc` (a cluster with controllers) that happens at once, without it (an API server
+    /// alone, as the recorded corpus) the object stays until someone removes the finalizer.
+    /// Source: `apiserver/pkg/registry/generic/registry/store.go` (`Delete`,
+    /// `updateForGracefulDeletionAndFinalizers`).
     ///
     /// # Errors
-    /// 404 when absent.
+    /// 404 when absent; 422 for an unknown policy.
     pub fn delete(
         &mut self,
         r: &ApiResource,
         ns: &str,
         name: &str,
         dry_run: bool,
-        orphan: bool,
+        policy: Option<&str>,
+        gc: bool,
     ) -> Result<Json, ApiError> {
         let key = key_of(r, ns, name);
         let Some(mut obj) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(r, name));
         };
+        let gc_finalizer = match policy {
+            None | Some("Background") => None,
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Orphan") => Some("orphan"),
+            Some(other) => {
+                return Err(ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+                    details: json!({"kind": "DeleteOptions", "group": "meta.k8s.io", "causes": [{"reason": "FieldValueNotSupported", "message": format!("Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""), "field": "propagationPolicy"}]}),
+                })
+            }
+        };
+        let orphan = policy == Some("Orphan");
+        if let (Some(f), false) = (gc_finalizer, gc) {
+            if r.kind != "Namespace" {
+                let list = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !list.iter().any(|x| x == f) {
+                    let mut list = list;
+                    list.push(json!(f));
+                    obj["metadata"]["finalizers"] = Json::Array(list);
+                }
+            }
+        }
+        let success = |obj: &Json| {
+            let mut d = details(r, name);
+            d["uid"] = obj
+                .pointer("/metadata/uid")
+                .cloned()
+                .unwrap_or(Json::Null);
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d})
+        };
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Json::as_array)
+            .is_some_and(|f| !f.is_empty())
+            || (r.kind == "Namespace");
         if dry_run {
-            return Ok(self.present(r, &obj));
+            if has_finalizers && r.kind != "Namespace" {
+                obj["metadata"]["deletionTimestamp"] = json!(now());
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                return Ok(self.present(r, &obj));
+            }
+            return Ok(success(&obj));
         }
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
@@ -828,7 +893,10 @@ impl Store {
             resource: (r.group.clone(), r.plural.clone()),
             object: self.present(r, &obj),
         });
-        Ok(self.present(r, &obj))
+        if r.kind == "Namespace" {
+            return Ok(self.present(r, &obj));
+        }
+        Ok(success(&obj))
     }
 
     /// Writes `status` directly (the simulator's controller writes), bumping resourceVersion.

@@ -47,7 +47,26 @@ pub enum Pos {
     Crd(Json),
 }
 
+/// Builtin types that are `+structType=atomic` / `x-kubernetes-map-type: atomic` in
+/// Kubernetes v1.36 (`k8s.io/api`, `apimachinery/pkg/apis/meta/v1`): owned and replaced as one
+/// value under server-side apply (`f:selector: {}`, never `f:selector/f:matchLabels`).
+const ATOMIC_TYPES: &str = include_str!("../data/atomic-types.txt");
+
 impl Pos {
+    /// Whether the value here is owned as one leaf (an atomic struct or map).
+    pub fn is_atomic(&self) -> bool {
+        match self {
+            Pos::Builtin(Some(kustomize_rs::openapi::Schema::Builtin(def))) => ATOMIC_TYPES
+                .lines()
+                .map(str::trim)
+                .any(|l| !l.starts_with('#') && l == *def),
+            Pos::Builtin(_) => false,
+            Pos::Crd(node) => {
+                node.get("x-kubernetes-map-type").and_then(Json::as_str) == Some("atomic")
+            }
+        }
+    }
+
     fn field(&self, name: &str) -> (Pos, ListKind) {
         match self {
             Pos::Builtin(s) => {
@@ -159,7 +178,7 @@ pub fn status_field_set(obj: &Json, pos: &Pos) -> FieldSet {
 
 fn walk(v: &Json, pos: &Pos, lk: &ListKind, path: Path, out: &mut FieldSet) {
     match (v, lk) {
-        (Json::Object(m), _) if !m.is_empty() => {
+        (Json::Object(m), _) if !m.is_empty() && !pos.is_atomic() => {
             for (k, c) in m {
                 let (p, l) = pos.field(k);
                 let mut np = path.clone();
@@ -214,13 +233,20 @@ fn pe_key(pe: &Pe) -> String {
 pub fn to_fields_v1(set: &FieldSet) -> Json {
     let mut root = Map::new();
     for path in set {
+        // A path that is itself in the set and has members in it too (a list item, a map
+        // node an update created) is written `.` beside its members.
+        let interior = matches!(path.last(), Some(Pe::Key(_)))
+            || set
+                .range::<Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
+                .next()
+                .is_some_and(|q| q.len() > path.len() && q[..path.len()] == path[..]);
         let mut cur = &mut root;
         for (i, pe) in path.iter().enumerate() {
             let e = cur
                 .entry(pe_key(pe))
                 .or_insert_with(|| Json::Object(Map::new()));
             let Json::Object(m) = e else { break };
-            if i + 1 == path.len() && matches!(pe, Pe::Key(_)) {
+            if i + 1 == path.len() && interior {
                 m.entry(".").or_insert_with(|| Json::Object(Map::new()));
             }
             cur = m;
@@ -426,11 +452,64 @@ pub fn path_string(path: &[Pe]) -> String {
     s
 }
 
-/// Leaf paths of `a` whose value differs from `b` (or are missing there): what an update
-/// changed.
-pub fn changed_fields(old: &Json, new: &Json, pos: &Pos) -> FieldSet {
-    field_set(new, pos)
+/// What an update (create, PUT, merge or JSON patch) changed, as the manager of an `Update`
+/// operation comes to own it: leaf paths of `new` whose value differs from `old` (all of them
+/// when there is no `old`), plus — as `.` entries — every map node the update created
+/// (absent before). Map nodes are builtin fields without a struct schema (`labels`, `data`,
+/// `selector` of a Service...) and every object node of a custom resource; builtin structs
+/// (`spec`, `metadata`) get no `.` (structured-merge-diff `typed/tofieldset.go` as the
+/// recorded kube-apiserver shows it: `f:labels: {".": {}, ...}` on create, none on a later
+/// merge patch of an existing map).
+pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos) -> FieldSet {
+    let before = |p: &Path| old.and_then(|o| value_at(o, p));
+    let mut out: FieldSet = field_set(new, pos)
         .into_iter()
-        .filter(|p| value_at(old, p) != value_at(new, p))
-        .collect()
+        .filter(|p| before(p) != value_at(new, p))
+        .collect();
+    let mut nodes = Vec::new();
+    map_nodes(new, pos, Vec::new(), &mut nodes);
+    out.extend(nodes.into_iter().filter(|p| before(p).is_none()));
+    out
+}
+
+/// Paths of the map-like object nodes of `v` (see [`changed_fields`]), within the parts of
+/// an object [`field_set`] covers.
+fn map_nodes(v: &Json, pos: &Pos, path: Path, out: &mut Vec<Path>) {
+    let Json::Object(m) = v else { return };
+    for (k, c) in m {
+        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+            continue;
+        }
+        if path == [Pe::Field("metadata".into())] && !matches!(k.as_str(), "labels" | "annotations")
+        {
+            continue;
+        }
+        let (p, lk) = pos.field(k);
+        let mut np = path.clone();
+        np.push(Pe::Field(k.clone()));
+        match c {
+            Json::Object(cm) if !cm.is_empty() && !p.is_atomic() => {
+                let map_like = match &p {
+                    Pos::Builtin(s) => s.is_none(),
+                    Pos::Crd(_) => true,
+                };
+                if map_like {
+                    out.push(np.clone());
+                }
+                map_nodes(c, &p, np, out);
+            }
+            Json::Array(items) => {
+                if let ListKind::Map(keys) = &lk {
+                    for it in items {
+                        if let Some(key) = key_of(it, keys) {
+                            let mut ip = np.clone();
+                            ip.push(Pe::Key(key));
+                            map_nodes(it, &p, ip, out);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }

@@ -555,10 +555,7 @@ impl Store {
         }
         // Update managers own what they changed.
         if !matches!(how, Write::Apply { .. }) && opts.manager != "kube-apiserver" {
-            let changed = match &existing {
-                Some(old) => ssa::changed_fields(old, &obj, &pos),
-                None => ssa::field_set(&obj, &pos),
-            };
+            let changed = ssa::changed_fields(existing.as_ref(), &obj, &pos);
             if !changed.is_empty() {
                 for e in managed.iter_mut() {
                     let mut owned = ssa::from_fields_v1(&e["fieldsV1"]);
@@ -845,10 +842,7 @@ impl Store {
         }
         let success = |obj: &Json| {
             let mut d = details(r, name);
-            d["uid"] = obj
-                .pointer("/metadata/uid")
-                .cloned()
-                .unwrap_or(Json::Null);
+            d["uid"] = obj.pointer("/metadata/uid").cloned().unwrap_or(Json::Null);
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d})
         };
         let has_finalizers = obj

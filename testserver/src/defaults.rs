@@ -4,6 +4,50 @@
 
 use serde_json::{json, Value as Json};
 
+/// Fields a registry strategy sets on create after field ownership is tracked
+/// (`PrepareForCreate`, allocators): the creating manager does not own them unless it sent
+/// them. JSON pointers by kind.
+pub fn set_by_strategy(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Namespace" => &["/spec/finalizers"],
+        "Service" => &["/spec/clusterIP", "/spec/clusterIPs"],
+        _ => &[],
+    }
+}
+
+/// The labels and selector the Job controller's strategy generates from the Job's uid
+/// (`pkg/registry/batch/job/strategy.go` `generateSelector`), unless `manualSelector`.
+pub fn job_selector(obj: &mut Json) {
+    if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let uid = obj["metadata"]["uid"].clone();
+    let name = obj["metadata"]["name"].clone();
+    let labels = json!({
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    });
+    for ptr in ["/metadata/labels", "/spec/template/metadata/labels"] {
+        let target = match ptr {
+            "/metadata/labels" => &mut obj["metadata"]["labels"],
+            _ => &mut obj["spec"]["template"]["metadata"]["labels"],
+        };
+        if let Some(l) = labels.as_object() {
+            for (k, v) in l {
+                if target.get(k).is_none() {
+                    target[k] = v.clone();
+                }
+            }
+        }
+    }
+    if obj.pointer("/spec/selector").is_none() {
+        obj["spec"]["selector"] =
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+}
+
 /// Fills defaults into a new or updated object (`pkg/apis/*/v1/defaults.go`, a subset).
 pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> String) {
     match kind {
@@ -85,6 +129,9 @@ pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> S
                 }
             }
             pod_template_defaults(&mut spec["template"]);
+            if obj.get("status").is_none() {
+                obj["status"] = json!({});
+            }
         }
         "Job" => {
             let spec = &mut obj["spec"];
@@ -92,6 +139,10 @@ pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> S
                 ("backoffLimit", json!(6)),
                 ("completions", json!(1)),
                 ("parallelism", json!(1)),
+                ("manualSelector", json!(false)),
+                ("completionMode", json!("NonIndexed")),
+                ("suspend", json!(false)),
+                ("podReplacementPolicy", json!("TerminatingOrFailed")),
             ] {
                 if spec.get(k).is_none() {
                     spec[k] = v;
@@ -101,6 +152,9 @@ pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> S
                 spec["template"]["spec"]["restartPolicy"] = json!("Never");
             }
             pod_template_defaults(&mut spec["template"]);
+            if obj.get("status").is_none() {
+                obj["status"] = json!({});
+            }
         }
         "PersistentVolumeClaim" => {
             if obj.pointer("/spec/volumeMode").is_none() {

@@ -555,7 +555,22 @@ impl Store {
         }
         // Update managers own what they changed.
         if !matches!(how, Write::Apply { .. }) && opts.manager != "kube-apiserver" {
-            let changed = ssa::changed_fields(existing.as_ref(), &obj, &pos);
+            let mut changed = ssa::changed_fields(existing.as_ref(), &obj, &pos);
+            if existing.is_none() {
+                let strategy = crate::defaults::set_by_strategy(&r.kind);
+                changed.retain(|p| {
+                    let ptr: String = p
+                        .iter()
+                        .map(|pe| match pe {
+                            ssa::Pe::Field(f) => format!("/{f}"),
+                            _ => "/*".into(),
+                        })
+                        .collect();
+                    !strategy
+                        .iter()
+                        .any(|s| ptr == *s || ptr.starts_with(&format!("{s}/")))
+                });
+            }
             if !changed.is_empty() {
                 for e in managed.iter_mut() {
                     let mut owned = ssa::from_fields_v1(&e["fieldsV1"]);
@@ -660,14 +675,13 @@ impl Store {
             }
             obj["metadata"]["uid"] = json!(self.next_uid());
             obj["metadata"]["creationTimestamp"] = json!(now());
+            if r.kind == "Job" && r.group == "batch" {
+                crate::defaults::job_selector(&mut obj);
+            }
         }
         obj["metadata"]["managedFields"] = Json::Array(managed);
         if opts.dry_run {
-            if existing.is_none() {
-                if let Some(m) = obj["metadata"].as_object_mut() {
-                    m.remove("uid");
-                }
-            }
+            // A dry-run create answers with a fresh uid (never stored), as the real server.
             return Ok((self.present(r, &obj), created));
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
@@ -867,6 +881,10 @@ impl Store {
             if obj.pointer("/metadata/deletionTimestamp").is_none() {
                 obj["metadata"]["deletionTimestamp"] = json!(now());
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                // Setting deletionTimestamp moves generation (`BeforeDelete`).
+                if let Some(g) = obj.pointer("/metadata/generation").and_then(Json::as_i64) {
+                    obj["metadata"]["generation"] = json!(g + 1);
+                }
                 obj["metadata"]["resourceVersion"] = json!(self.bump());
                 self.objects.insert(key, obj.clone());
                 let _ = self.events.send(Event {

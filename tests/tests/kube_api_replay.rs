@@ -6,7 +6,13 @@
 use stackwave_tests::shared_dir;
 
 /// Scenarios the test server reproduces exactly.
-const MUST_PASS: &[&str] = &["discovery", "discovery-aggregated"];
+const MUST_PASS: &[&str] = &[
+    "cluster-scoped",
+    "discovery",
+    "discovery-aggregated",
+    "dry-run",
+    "ssa-create-update",
+];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_scenarios_replay_against_the_test_server() {

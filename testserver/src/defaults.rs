@@ -2,6 +2,7 @@
 //! agents trip over — Service cluster IPs, workload defaults, Namespace finalizers, and
 //! immutable fields).
 
+use base64::Engine;
 use serde_json::{json, Value as Json};
 
 /// Fields a registry strategy sets on create after field ownership is tracked
@@ -120,6 +121,10 @@ pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> S
                 }
             }
             if kind == "StatefulSet" {
+                if spec.get("persistentVolumeClaimRetentionPolicy").is_none() {
+                    spec["persistentVolumeClaimRetentionPolicy"] =
+                        json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
+                }
                 if spec.get("podManagementPolicy").is_none() {
                     spec["podManagementPolicy"] = json!("OrderedReady");
                 }
@@ -154,6 +159,20 @@ pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> S
             pod_template_defaults(&mut spec["template"]);
             if obj.get("status").is_none() {
                 obj["status"] = json!({});
+            }
+        }
+        "Secret" => {
+            // `stringData` is write-only: merged into `data` (base64), never stored
+            // (`pkg/apis/core/v1/conversion.go`).
+            if let Some(sd) = obj
+                .as_object_mut()
+                .and_then(|m| m.remove("stringData"))
+                .and_then(|v| v.as_object().cloned())
+            {
+                for (k, v) in sd {
+                    let text = v.as_str().unwrap_or("").as_bytes().to_vec();
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(&text));
+                }
             }
         }
         "PersistentVolumeClaim" => {
@@ -213,25 +232,82 @@ fn pod_template_defaults(t: &mut Json) {
     }
 }
 
-/// An immutable field that an update changed: (field path, message).
-pub fn immutable_violation(kind: &str, old: &Json, new: &Json) -> Option<(String, String)> {
+/// One rejected field of an update: `(field, reason, message)` as the 422's cause reads,
+/// e.g. `("spec.selector", "FieldValueInvalid", "Invalid value: {...}: field is immutable")`.
+pub type Violation = (String, &'static str, String);
+
+fn invalid(field: &str, value: String, msg: &str) -> Option<Violation> {
+    Some((
+        field.into(),
+        "FieldValueInvalid",
+        format!("Invalid value: {value}: {msg}"),
+    ))
+}
+
+fn forbidden(field: &str, msg: &str) -> Option<Violation> {
+    Some((
+        field.into(),
+        "FieldValueForbidden",
+        format!("Forbidden: {msg}"),
+    ))
+}
+
+/// Compact JSON with map keys sorted, as Go's `encoding/json` prints a value in a message.
+fn go_json(v: Option<&Json>) -> String {
+    fn sort(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Json::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
+            }
+            Json::Array(a) => Json::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v.unwrap_or(&Json::Null)).to_string()
+}
+
+/// The immutable-field rule an update breaks, if any (`pkg/apis/*/validation`, a subset).
+/// Values in messages are printed as the real server prints them where that is the versioned
+/// JSON (selectors, cluster IPs) or a small internal struct (`roleRef`); the Job template's
+/// internal-struct dump is not reproduced.
+pub fn immutable_violation(kind: &str, old: &Json, new: &Json) -> Option<Violation> {
     let changed = |p: &str| old.pointer(p) != new.pointer(p);
     match kind {
-        "Job" if changed("/spec/template") => Some(("spec.template".into(), "field is immutable".into())),
-        "Job" if changed("/spec/selector") => Some(("spec.selector".into(), "field is immutable".into())),
+        "Job" if changed("/spec/template") => invalid("spec.template", go_json(new.pointer("/spec/template")), "field is immutable"),
+        "Job" if changed("/spec/selector") => invalid("spec.selector", go_json(new.pointer("/spec/selector")), "field is immutable"),
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" if changed("/spec/selector") => {
-            Some(("spec.selector".into(), "field is immutable".into()))
+            invalid("spec.selector", go_json(new.pointer("/spec/selector")), "field is immutable")
         }
-        "StatefulSet" if changed("/spec/volumeClaimTemplates") || changed("/spec/serviceName") => Some((
-            "spec".into(),
-            "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
-        )),
+        "StatefulSet" if changed("/spec/volumeClaimTemplates") || changed("/spec/serviceName") => forbidden(
+            "spec",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        ),
         "Service" if old.pointer("/spec/clusterIP").is_some() && new.pointer("/spec/clusterIP").is_some() && changed("/spec/clusterIP") => {
-            Some(("spec.clusterIPs[0]".into(), "may not change once set".into()))
+            // clusterIPs[0] follows clusterIP on update: the message shows the new address.
+            let ips = json!([new.pointer("/spec/clusterIP")]);
+            invalid("spec.clusterIPs[0]", go_json(Some(&ips)), "may not change once set")
         }
-        "RoleBinding" | "ClusterRoleBinding" if changed("/roleRef") => Some(("roleRef".into(), "cannot change roleRef".into())),
-        "ConfigMap" | "Secret" if old.get("immutable") == Some(&json!(true)) && (changed("/data") || changed("/binaryData") || changed("/stringData")) => {
-            Some(("data".into(), "field is immutable when `immutable` is set".into()))
+        "RoleBinding" | "ClusterRoleBinding" if changed("/roleRef") => {
+            let r = |k: &str| new.pointer(&format!("/roleRef/{k}")).cloned().unwrap_or(json!(""));
+            // The internal rbac.RoleRef struct has no JSON tags: Go field names, in order.
+            let value = format!(
+                "{{\"APIGroup\":{},\"Kind\":{},\"Name\":{}}}",
+                r("apiGroup"),
+                r("kind"),
+                r("name")
+            );
+            invalid("roleRef", value, "cannot change roleRef")
+        }
+        "ConfigMap" | "Secret" if old.get("immutable") == Some(&json!(true)) => {
+            if changed("/immutable") {
+                forbidden("immutable", "field is immutable when `immutable` is set")
+            } else if changed("/data") || changed("/binaryData") || changed("/stringData") {
+                forbidden("data", "field is immutable when `immutable` is set")
+            } else {
+                None
+            }
         }
         _ => None,
     }

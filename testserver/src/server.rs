@@ -168,7 +168,9 @@ const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGrou
 /// (`k8s.io/api/apidiscovery/v2`; responseKind group/version left empty as the real server
 /// does).
 fn aggregated(store: &Store, core: bool) -> Json {
-    let mut groups: Vec<(String, Vec<(String, Vec<Json>)>)> = Vec::new();
+    /// group → (version → resource entries), in the order first seen.
+    type Groups = Vec<(String, Vec<(String, Vec<Json>)>)>;
+    let mut groups: Groups = Vec::new();
     for r in store
         .resources
         .iter()
@@ -275,6 +277,10 @@ fn route(store: &Store, segs: &[&str]) -> Option<Target> {
     }
     let (plural, tail) = rest.split_first()?;
     let r = find(plural)?;
+    // A namespaced kind is listed across namespaces at the cluster path, never addressed there.
+    if r.namespaced && !tail.is_empty() {
+        return None;
+    }
     Some(Target {
         resource: r,
         ns: String::new(),
@@ -354,6 +360,21 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
         return error(ApiError::no_route());
     };
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    if let Some(v) = q.get("dryRun").filter(|v| *v != "All") {
+        let options = match method {
+            Method::POST => "CreateOptions",
+            Method::PUT => "UpdateOptions",
+            Method::DELETE => "DeleteOptions",
+            _ => "PatchOptions",
+        };
+        let msg = format!("Unsupported value: [\"{v}\"]: supported values: \"All\"");
+        return error(ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("{options}.meta.k8s.io \"\" is invalid: dryRun: {msg}"),
+            details: json!({"group": "meta.k8s.io", "kind": options, "causes": [{"reason": "FieldValueNotSupported", "message": msg, "field": "dryRun"}]}),
+        });
+    }
     if let Ok(mut s) = app.store.lock() {
         // Dry runs are counted apart: they write nothing.
         let key = if dry_run {

@@ -45,6 +45,9 @@ pub enum Pos {
     Builtin(Option<Schema>),
     /// A CRD `openAPIV3Schema` node.
     Crd(Json),
+    /// A builtin field that is atomic by itself (`x-kubernetes-map-type: atomic` on the field,
+    /// e.g. a Service's `spec.selector`).
+    Atomic,
 }
 
 /// Builtin types that are `+structType=atomic` / `x-kubernetes-map-type: atomic` in
@@ -61,6 +64,7 @@ impl Pos {
                 .map(str::trim)
                 .any(|l| !l.starts_with('#') && l == *def),
             Pos::Builtin(_) => false,
+            Pos::Atomic => true,
             Pos::Crd(node) => {
                 node.get("x-kubernetes-map-type").and_then(Json::as_str) == Some("atomic")
             }
@@ -69,6 +73,17 @@ impl Pos {
 
     fn field(&self, name: &str) -> (Pos, ListKind) {
         match self {
+            Pos::Atomic => (Pos::Atomic, ListKind::Atomic),
+            Pos::Builtin(Some(kustomize_rs::openapi::Schema::Builtin(def)))
+                if ATOMIC_TYPES.lines().any(|l| {
+                    l.trim()
+                        .strip_prefix(*def)
+                        .and_then(|r| r.strip_prefix('.'))
+                        == Some(name)
+                }) =>
+            {
+                (Pos::Atomic, ListKind::Atomic)
+            }
             Pos::Builtin(s) => {
                 let fi = s.as_ref().and_then(|s| s.field(name));
                 let kind = match &fi {
@@ -118,6 +133,9 @@ fn key_of(item: &Json, keys: &[String]) -> Option<String> {
     for k in keys {
         if let Some(v) = item.get(k) {
             m.insert(k.clone(), v.clone());
+        } else if k == "protocol" {
+            // Key fields take their schema default when unset: ports are TCP.
+            m.insert(k.clone(), Json::from("TCP"));
         }
     }
     if m.is_empty() {
@@ -193,6 +211,9 @@ fn walk(v: &Json, pos: &Pos, lk: &ListKind, path: Path, out: &mut FieldSet) {
                         let mut np = path.clone();
                         np.push(Pe::Key(k));
                         out.insert(np.clone());
+                        if pos.is_atomic() {
+                            continue;
+                        }
                         if let Json::Object(m) = it {
                             for (f, c) in m {
                                 let (p, l) = pos.field(f);
@@ -235,11 +256,10 @@ pub fn to_fields_v1(set: &FieldSet) -> Json {
     for path in set {
         // A path that is itself in the set and has members in it too (a list item, a map
         // node an update created) is written `.` beside its members.
-        let interior = matches!(path.last(), Some(Pe::Key(_)))
-            || set
-                .range::<Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
-                .next()
-                .is_some_and(|q| q.len() > path.len() && q[..path.len()] == path[..]);
+        let interior = set
+            .range::<Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
+            .next()
+            .is_some_and(|q| q.len() > path.len() && q[..path.len()] == path[..]);
         let mut cur = &mut root;
         for (i, pe) in path.iter().enumerate() {
             let e = cur
@@ -314,23 +334,7 @@ pub fn remove_at(obj: &mut Json, path: &[Pe]) {
     let Some((last, parent)) = path.split_last() else {
         return;
     };
-    fn parent_mut<'a>(obj: &'a mut Json, path: &[Pe]) -> Option<&'a mut Json> {
-        let mut cur = obj;
-        for pe in path {
-            cur = match (pe, cur) {
-                (Pe::Field(f), Json::Object(m)) => m.get_mut(f)?,
-                (Pe::Key(k), Json::Array(items)) => {
-                    let want: Map<String, Json> = serde_json::from_str(k).ok()?;
-                    items
-                        .iter_mut()
-                        .find(|it| want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)))?
-                }
-                _ => return None,
-            };
-        }
-        Some(cur)
-    }
-    if let Some(p) = parent_mut(obj, parent) {
+    if let Some(p) = node_mut(obj, parent) {
         match (last, p) {
             (Pe::Field(f), Json::Object(m)) => {
                 m.shift_remove(f);
@@ -348,33 +352,43 @@ pub fn remove_at(obj: &mut Json, path: &[Pe]) {
             _ => {}
         }
     }
-    // Prune now-empty maps up the path (not lists, which are values of their own).
+    // Prune what the removal emptied, up the path: maps, and the list an item left (the
+    // real server drops `env` once its last applied variable is removed).
     for depth in (1..path.len()).rev() {
         let prefix = &path[..depth];
-        let empty = matches!(value_at(obj, prefix), Some(Json::Object(m)) if m.is_empty());
-        if empty && matches!(prefix.last(), Some(Pe::Field(_))) {
-            remove_at_shallow(obj, prefix);
-        } else {
+        let empty = match value_at(obj, prefix) {
+            Some(Json::Object(m)) => m.is_empty(),
+            Some(Json::Array(a)) => a.is_empty() && depth + 1 == path.len(),
+            _ => false,
+        };
+        let Some((Pe::Field(f), up)) = prefix.split_last() else {
             break;
+        };
+        if !empty {
+            break;
+        }
+        if let Some(Json::Object(m)) = node_mut(obj, up) {
+            m.shift_remove(f);
         }
     }
 }
 
-fn remove_at_shallow(obj: &mut Json, path: &[Pe]) {
-    if let Some((Pe::Field(f), parent)) = path.split_last() {
-        let mut cur = &mut *obj;
-        for pe in parent {
-            let next = match (pe, cur) {
-                (Pe::Field(x), Json::Object(m)) => m.get_mut(x),
-                _ => None,
-            };
-            let Some(n) = next else { return };
-            cur = n;
-        }
-        if let Json::Object(m) = cur {
-            m.shift_remove(f);
-        }
+/// The node at `path` (fields and keyed items), mutably.
+fn node_mut<'a>(obj: &'a mut Json, path: &[Pe]) -> Option<&'a mut Json> {
+    let mut cur = obj;
+    for pe in path {
+        cur = match (pe, cur) {
+            (Pe::Field(f), Json::Object(m)) => m.get_mut(f)?,
+            (Pe::Key(k), Json::Array(items)) => {
+                let want: Map<String, Json> = serde_json::from_str(k).ok()?;
+                items
+                    .iter_mut()
+                    .find(|it| want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)))?
+            }
+            _ => return None,
+        };
     }
+    Some(cur)
 }
 
 /// Merges an applied configuration into the live object: maps recursively, associative lists
@@ -472,6 +486,43 @@ pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos) -> FieldSet {
     out
 }
 
+/// Drops what Go's `omitempty` drops from a builtin object on the way to storage: empty maps
+/// (fields without a struct schema: `data: {}`, `labels: {}`) and empty lists; empty structs
+/// (`securityContext: {}`, `resources: {}`) stay. Custom resources keep everything.
+pub fn drop_empty(v: &mut Json, pos: &Pos) {
+    if !matches!(pos, Pos::Builtin(_)) {
+        return;
+    }
+    let Json::Object(m) = v else { return };
+    let keys: Vec<String> = m.keys().cloned().collect();
+    for k in keys {
+        let (p, _) = pos.field(&k);
+        let Some(c) = m.get_mut(&k) else { continue };
+        match c {
+            Json::Object(cm) => {
+                let is_map = matches!(p, Pos::Builtin(None) | Pos::Atomic);
+                if !cm.is_empty() {
+                    if !is_map {
+                        drop_empty(c, &p);
+                    }
+                } else if is_map && k != "status" {
+                    m.shift_remove(&k);
+                }
+            }
+            Json::Array(items) => {
+                if items.is_empty() {
+                    m.shift_remove(&k);
+                } else {
+                    for it in items.iter_mut() {
+                        drop_empty(it, &p);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Paths of the map-like object nodes of `v` (see [`changed_fields`]), within the parts of
 /// an object [`field_set`] covers.
 fn map_nodes(v: &Json, pos: &Pos, path: Path, out: &mut Vec<Path>) {
@@ -492,6 +543,7 @@ fn map_nodes(v: &Json, pos: &Pos, path: Path, out: &mut Vec<Path>) {
                 let map_like = match &p {
                     Pos::Builtin(s) => s.is_none(),
                     Pos::Crd(_) => true,
+                    Pos::Atomic => false,
                 };
                 if map_like {
                     out.push(np.clone());

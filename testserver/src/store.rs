@@ -539,17 +539,21 @@ impl Store {
             }
         };
         apply_defaults(&r.kind, &mut obj, &mut next_ip);
+        ssa::drop_empty(&mut obj, &pos);
         if let Some(old) = &existing {
-            if let Some((field, msg)) = immutable_violation(&r.kind, old, &obj) {
+            if let Some((field, reason, msg)) = immutable_violation(&r.kind, old, &obj) {
+                let mut d = details(r, name);
+                d["kind"] = json!(r.kind);
+                d["causes"] = json!([{"reason": reason, "message": msg, "field": field}]);
                 return Err(ApiError {
                     code: 422,
                     reason: "Invalid",
                     message: format!(
-                        "{}.{} \"{name}\" is invalid: {field}: Invalid value: {msg}",
+                        "{}.{} \"{name}\" is invalid: {field}: {msg}",
                         r.kind, r.group
                     )
                     .replace(". \"", " \""),
-                    details: json!({"name": name, "group": r.group, "kind": r.kind, "causes": [{"reason": "FieldValueInvalid", "message": format!("Invalid value: {msg}"), "field": field}]}),
+                    details: d,
                 });
             }
         }
@@ -679,7 +683,15 @@ impl Store {
                 crate::defaults::job_selector(&mut obj);
             }
         }
-        obj["metadata"]["managedFields"] = Json::Array(managed);
+        // Entries that own nothing are dropped; no entries, no field.
+        managed.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
+        if managed.is_empty() {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("managedFields");
+            }
+        } else {
+            obj["metadata"]["managedFields"] = Json::Array(managed);
+        }
         if opts.dry_run {
             // A dry-run create answers with a fresh uid (never stored), as the real server.
             return Ok((self.present(r, &obj), created));

@@ -355,6 +355,7 @@ impl Cluster {
                     code: 422, message, ..
                 }) if message.contains("immutable")
                     || message.contains("may not change")
+                    || message.contains("cannot change")
                     || message.contains("Forbidden") =>
                 {
                     if !opts.replace_immutable || opts.dry_run {

@@ -124,7 +124,7 @@ fn main() {
                 first_apply.lock().unwrap().get_or_insert(t2.elapsed());
             }
         };
-        let out = sb.agent.rollback(first_rev, &on3).await.expect("rollback");
+        let out = sb.agent.rollback(first_rev, false, &on3).await.expect("rollback");
         assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
         println!(
             "rollback to revision {first_rev}: first apply after {:?}, healthy after {:?}",

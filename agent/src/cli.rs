@@ -102,6 +102,10 @@ pub enum Command {
         /// Seconds a wave may take to become healthy.
         #[arg(long, default_value_t = 300)]
         health_timeout: u64,
+        /// Roll back even past components marked irreversible (`irreversible:` in
+        /// stackwave.yaml, e.g. after a database migration).
+        #[arg(long)]
+        force: bool,
     },
     /// Stop applying (drift is still checked, detect-only) until `resume`.
     Suspend {
@@ -440,6 +444,7 @@ pub fn run(cli: Cli) -> i32 {
             target,
             cluster,
             health_timeout,
+            force,
         } => block_on(async move {
             let c =
                 match crate::run::connect(cluster.server.as_deref(), cluster.kubeconfig.as_deref())
@@ -458,7 +463,9 @@ pub fn run(cli: Cli) -> i32 {
             } else {
                 &crate::run::print_progress
             };
-            match crate::control::rollback(&cluster.state, c, &target, settings, progress).await {
+            match crate::control::rollback(&cluster.state, c, &target, force, settings, progress)
+                .await
+            {
                 Ok(out) => {
                     crate::run::clear_progress();
                     let ok = matches!(out, crate::reconcile::Outcome::Healthy { .. });

@@ -254,7 +254,8 @@ pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, String> {
 }
 
 /// Rolls the cluster back to `target` (see [`resolve`]) from the stored objects — no fetch,
-/// no render — under the state directory's lock, and pins the agent there.
+/// no render — under the state directory's lock, and pins the agent there. `force` rolls
+/// back past components marked irreversible.
 ///
 /// # Errors
 /// Unknown targets, store failures; a failing wave is an [`Outcome::Failed`].
@@ -262,6 +263,7 @@ pub async fn rollback(
     state: &Path,
     cluster: crate::cluster::Cluster,
     target: &str,
+    force: bool,
     settings: Settings,
     progress: &dyn Fn(Progress),
 ) -> Result<Outcome, String> {
@@ -272,7 +274,7 @@ pub async fn rollback(
     let mut agent = Agent::new(cluster, store, catalog, settings);
     agent.restore().map_err(|e| e.to_string())?;
     agent
-        .rollback(to, progress)
+        .rollback(to, force, progress)
         .await
         .map_err(|e| e.to_string())
 }

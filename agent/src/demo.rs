@@ -309,7 +309,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     ));
     let t = Instant::now();
     let out = agent
-        .rollback(rev2, &print_progress)
+        .rollback(rev2, false, &print_progress)
         .await
         .map_err(|x| e(&x))?;
     clear_progress();

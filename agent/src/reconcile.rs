@@ -39,6 +39,11 @@ pub struct RepoConfig {
     /// Enabled catalog components.
     #[serde(default)]
     pub components: Vec<String>,
+    /// Components that may not be rolled back past this commit (a database migration ran):
+    /// `stackwave rollback` to an earlier revision that would change them is refused unless
+    /// forced.
+    #[serde(default)]
+    pub irreversible: Vec<String>,
 }
 
 /// A path, relative to the repository root unless absolute.
@@ -520,7 +525,46 @@ impl Agent {
                 .store
                 .begin(&commit.id, &commit.author, &commit.summary)?,
         };
+        let marked: Vec<String> = cfg
+            .irreversible
+            .iter()
+            .filter(|c| rendered.contains_key(*c))
+            .cloned()
+            .collect();
+        self.store.mark_irreversible(rev, &marked)?;
         self.apply_revision(rev, &waves, rendered, progress).await
+    }
+
+    /// Why rolling back to `to` would undo an irreversible component (see
+    /// [`RepoConfig::irreversible`]), if it would: a healthy revision after `to` marked the
+    /// component irreversible and the component's objects at `to` differ from the applied ones.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn irreversible_crossing(&self, to: i64) -> Result<Option<String>, record::RecordError> {
+        let revisions = self.store.revisions()?;
+        let digest_at = |rev: i64, c: &str| {
+            revisions
+                .iter()
+                .find(|r| r.id == rev)
+                .and_then(|r| r.components.iter().find(|(n, _)| n == c))
+                .map(|(_, d)| d.clone())
+        };
+        for r in revisions
+            .iter()
+            .filter(|r| r.id > to && r.outcome == "healthy")
+        {
+            for c in self.store.irreversible_of(r.id)? {
+                if digest_at(to, &c) != self.applied.get(&c).cloned() {
+                    return Ok(Some(format!(
+                        "component {c} was marked irreversible in revision {} (commit {}): rolling back to revision {to} would change it; use --force to roll back anyway",
+                        r.id,
+                        &r.commit[..r.commit.len().min(10)]
+                    )));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Records a failed wave and the revision's failure; later waves stay untouched.
@@ -747,15 +791,22 @@ impl Agent {
     }
 
     /// Rolls back to a stored revision: its objects re-applied wave by wave (no fetch, no
-    /// render), recorded as a new revision, and the agent pinned there.
+    /// render), recorded as a new revision, and the agent pinned there. Refused (nothing
+    /// applied) when it would undo a component marked irreversible since, unless `force`.
     ///
     /// # Errors
     /// Store failures; apply failures are an [`Outcome`].
     pub async fn rollback(
         &mut self,
         to: i64,
+        force: bool,
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
+        if !force {
+            if let Some(reason) = self.irreversible_crossing(to)? {
+                return Ok(Outcome::Refused { reason });
+            }
+        }
         let stored: BTreeMap<String, Vec<Json>> = self.store.objects_of(to)?.into_iter().collect();
         let mut comps: Vec<(i32, String)> = stored
             .keys()

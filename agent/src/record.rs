@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS revision_objects (rev INTEGER NOT NULL, component TEX
   object_id TEXT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (rev, component, idx));
 CREATE TABLE IF NOT EXISTS revision_waves (rev INTEGER NOT NULL, wave INTEGER NOT NULL, ok INTEGER NOT NULL,
   millis INTEGER NOT NULL, message TEXT, PRIMARY KEY (rev, wave));
+CREATE TABLE IF NOT EXISTS revision_irreversible (rev INTEGER NOT NULL, component TEXT NOT NULL, PRIMARY KEY (rev, component));
 CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revision_images (rev INTEGER NOT NULL, image TEXT NOT NULL, image_id TEXT, PRIMARY KEY (rev, image));
 ";
@@ -145,6 +146,37 @@ impl Store {
             conn: Mutex::new(conn),
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
         })
+    }
+
+    /// Records that `components` were marked irreversible (`stackwave.yaml` `irreversible:`)
+    /// in revision `rev`: a rollback to an earlier revision may not change them unless forced.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn mark_irreversible(&self, rev: i64, components: &[String]) -> Result<(), RecordError> {
+        let c = self.conn();
+        for comp in components {
+            c.execute(
+                "INSERT OR IGNORE INTO revision_irreversible (rev, component) VALUES (?1, ?2)",
+                params![rev, comp],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The components revision `rev` marked irreversible.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn irreversible_of(&self, rev: i64) -> Result<Vec<String>, RecordError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT component FROM revision_irreversible WHERE rev = ?1 ORDER BY component",
+        )?;
+        let out = st
+            .query_map(params![rev], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
     }
 
     /// A throw-away store in memory with a random key (for commands that need an agent but

@@ -401,7 +401,7 @@ async fn rollback_five_back_is_instant_and_pins() {
     let waves: Mutex<Vec<i32>> = Mutex::new(Vec::new());
     let out = f
         .agent
-        .rollback(first, &|p| match p {
+        .rollback(first, false, &|p| match p {
             Progress::Applied { .. } => {
                 first_apply.lock().unwrap().get_or_insert(started.elapsed());
             }
@@ -744,6 +744,7 @@ async fn cli_diff_status_suspend_resume_and_rollback_by_commit() {
         &state,
         f.cluster.clone(),
         &first[..8],
+        false,
         Settings {
             health_timeout: Duration::from_secs(30),
             ..Default::default()
@@ -778,4 +779,50 @@ async fn cli_diff_status_suspend_resume_and_rollback_by_commit() {
     f.run_once().await;
     assert_eq!(f.replicas("api").await, 2);
     assert!(control::status(&state).unwrap().pinned.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_past_an_irreversible_component_needs_force() {
+    let mut f = Fixture::new("irreversible", &[]).await;
+    f.write_state(1, "nginx:1.0", 0);
+    f.repo.commit("api 1.0");
+    healthy(&f.step().await);
+    let first = f.agent.store.revisions().unwrap()[0].id;
+    // The upgrade to 2.0 migrates the database: the commit marks `app` irreversible.
+    f.write_state(1, "nginx:2.0", 0);
+    let cfg = f.repo.dir.join("stackwave.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}irreversible: [app]\n")).unwrap();
+    f.repo.commit("api 2.0 (database migration)");
+    healthy(&f.step().await);
+    let image = |d: Json| d["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(
+        image(f.live("Deployment", "api").await.unwrap()),
+        "nginx:2.0"
+    );
+
+    let before = f.revisions();
+    let out = f.agent.rollback(first, false, &|_| {}).await.unwrap();
+    match &out {
+        Outcome::Refused { reason } => {
+            assert!(
+                reason.contains("component app") && reason.contains("--force"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(f.revisions(), before, "a refused rollback records nothing");
+    assert_eq!(
+        image(f.live("Deployment", "api").await.unwrap()),
+        "nginx:2.0"
+    );
+    assert_eq!(f.agent.pinned, None);
+
+    // Forced, the rollback goes through.
+    healthy(&f.agent.rollback(first, true, &|_| {}).await.unwrap());
+    assert_eq!(
+        image(f.live("Deployment", "api").await.unwrap()),
+        "nginx:1.0"
+    );
 }

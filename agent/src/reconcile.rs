@@ -44,6 +44,10 @@ pub struct RepoConfig {
     /// forced.
     #[serde(default)]
     pub irreversible: Vec<String>,
+    /// Components whose drift is only reported (metric, Event, `status`), never corrected,
+    /// even when the agent corrects drift elsewhere.
+    #[serde(default, rename = "detectOnly")]
+    pub detect_only: Vec<String>,
 }
 
 /// A path, relative to the repository root unless absolute.
@@ -213,6 +217,9 @@ pub struct Agent {
     pub unfinished: Option<(i64, String)>,
     /// The revision whose objects are the applied state (`None` before the first).
     pub current: Option<i64>,
+    /// Components whose drift is reported, never corrected (`detectOnly:` of the last
+    /// commit rendered; kept in the store across restarts).
+    pub detect_only: Vec<String>,
     health_rules: Vec<Rule>,
     protect: Vec<Protect>,
     ignore: Vec<IgnoreRule>,
@@ -264,6 +271,7 @@ impl Agent {
             pinned_from: None,
             unfinished: None,
             current: None,
+            detect_only: Vec::new(),
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
             health_rules: default_rules(),
@@ -506,6 +514,11 @@ impl Agent {
             "wave_of",
             Some(&serde_json::to_string(&self.wave_of).unwrap_or_default()),
         )?;
+        self.detect_only = cfg.detect_only.clone();
+        self.store.set_state(
+            "detect_only",
+            Some(&serde_json::to_string(&self.detect_only).unwrap_or_default()),
+        )?;
         let same_set = self.desired.len() == rendered.len()
             && self.desired.keys().all(|c| rendered.contains_key(c));
         if same_set
@@ -705,6 +718,9 @@ impl Agent {
         if let Some(w) = self.store.state("wave_of")? {
             self.wave_of = serde_json::from_str(&w).unwrap_or_default();
         }
+        if let Some(d) = self.store.state("detect_only")? {
+            self.detect_only = serde_json::from_str(&d).unwrap_or_default();
+        }
         let Some(good) = good else { return Ok(None) };
         self.load_applied(good)?;
         Ok(Some(good.id))
@@ -852,7 +868,8 @@ impl Agent {
         Ok(out)
     }
 
-    /// Checks every applied object for drift; with `correct`, re-applies drifted components.
+    /// Checks every applied object for drift; with `correct`, re-applies drifted objects of
+    /// components not listed `detectOnly`.
     ///
     /// # Errors
     /// API errors.
@@ -860,6 +877,7 @@ impl Agent {
         let mut all = Vec::new();
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
         for (component, objs) in &self.desired {
+            let correct = correct && !self.detect_only.contains(component);
             let mut count = 0;
             for (i, found) in drift::drift_all(&self.cluster, objs, &self.ignore).await? {
                 let o = &objs[i];

@@ -657,6 +657,43 @@ async fn out_of_band_edits_are_reported_then_corrected() {
         .metrics
         .encode()
         .contains("stackwave_drift_fields{component=\"app\"} 0"));
+
+    // Per component: `detectOnly: [app]` reports app's drift and corrects web's.
+    let cfg = f.repo.dir.join("stackwave.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}detectOnly: [app]\n")).unwrap();
+    f.repo.commit("app: drift is reported only");
+    let _ = f.step().await;
+    let hotfix = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                name,
+                &kube::api::PatchParams { field_manager: Some("kubectl-set".into()), ..Default::default() },
+                &kube::api::Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": "nginx:hotfix"}]}}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    hotfix("api").await;
+    hotfix("web").await;
+    let found = f.agent.drift(true).await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        image(f.live("Deployment", "api").await.unwrap()),
+        json!("nginx:hotfix")
+    );
+    assert_eq!(
+        image(f.live("Deployment", "web").await.unwrap()),
+        json!("nginx:1.27")
+    );
+    let metrics = f.agent.metrics.encode();
+    assert!(
+        metrics.contains("stackwave_drift_fields{component=\"app\"} 1")
+            && metrics.contains("stackwave_drift_fields{component=\"web\"} 0"),
+        "{metrics}"
+    );
 }
 
 impl Fixture {

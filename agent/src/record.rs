@@ -179,6 +179,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Records the image IDs (digests) actually running for image references of revision
+    /// `rev`, as read from Pod status (`image` → `imageID`).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record_image_ids(
+        &self,
+        rev: i64,
+        ids: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), RecordError> {
+        let c = self.conn();
+        for (image, id) in ids {
+            c.execute(
+                "INSERT INTO revision_images (rev, image, image_id) VALUES (?1, ?2, ?3) ON CONFLICT(rev, image) DO UPDATE SET image_id = excluded.image_id",
+                params![rev, image, id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The images of revision `rev`: reference → image ID (`None` until seen running).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn images_of(&self, rev: i64) -> Result<Vec<(String, Option<String>)>, RecordError> {
+        let c = self.conn();
+        let mut st =
+            c.prepare("SELECT image, image_id FROM revision_images WHERE rev = ?1 ORDER BY image")?;
+        let out = st
+            .query_map(params![rev], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
     /// A throw-away store in memory with a random key (for commands that need an agent but
     /// record nothing, like `stackwave diff`).
     ///

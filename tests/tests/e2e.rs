@@ -863,3 +863,56 @@ async fn rollback_past_an_irreversible_component_needs_force() {
         "nginx:1.0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_ids_running_are_recorded_with_the_revision() {
+    let mut f = Fixture::new("images", &[]).await;
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("api on nginx 1.27");
+    healthy(&f.step().await);
+    // A Pod of the api Deployment, as its ReplicaSet and the kubelet would leave it.
+    let pods = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+        f.cluster.client().clone(),
+        &f.ns,
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("", "v1", "Pod")),
+    );
+    let pod: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "api-1", "namespace": f.ns, "labels": {"app": "api"}},
+        "spec": {"containers": [{"name": "api", "image": "nginx:1.28"}]}
+    }))
+    .unwrap();
+    pods.create(&Default::default(), &pod).await.unwrap();
+    let digest = "docker.io/library/nginx@sha256:0000000000000000000000000000000000000000000000000000000000000128";
+    pods.patch_status(
+        "api-1",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"status": {"phase": "Running", "containerStatuses": [{"name": "api", "image": "nginx:1.28", "imageID": digest, "ready": true, "restartCount": 0}]}})),
+    )
+    .await
+    .unwrap();
+
+    f.write_state(1, "nginx:1.28", 0);
+    f.repo.commit("api on nginx 1.28");
+    let rev = match f.step().await {
+        Outcome::Healthy { revision, .. } => revision,
+        other => panic!("{other:?}"),
+    };
+    let images = f.agent.store.images_of(rev).unwrap();
+    let id = images
+        .iter()
+        .find(|(i, _)| i == "nginx:1.28")
+        .and_then(|(_, id)| id.clone());
+    match &f._server {
+        Some(_) => assert_eq!(id.as_deref(), Some(digest), "{images:?}"),
+        // A real kubelet reports the digest it actually pulled.
+        None => assert!(id.is_some_and(|d| d.contains("sha256:")), "{images:?}"),
+    }
+    // The web Deployment has no Pod running: its reference is recorded without an ID.
+    assert!(
+        images
+            .iter()
+            .any(|(i, id)| i == "nginx:1.27" && id.is_none()),
+        "{images:?}"
+    );
+}

@@ -156,15 +156,9 @@ pub struct RunArgs {
     /// Branch to follow.
     #[arg(long, default_value = "main")]
     pub branch: String,
-    /// State directory (Git mirror, checkouts, revision store and its key).
-    #[arg(long, default_value = "/var/lib/stackwave")]
-    pub state: PathBuf,
-    /// API server URL (plain HTTP, e.g. `stackwave api-server`).
-    #[arg(long, conflicts_with = "kubeconfig")]
-    pub server: Option<String>,
-    /// Kubeconfig file [default: in-cluster or $KUBECONFIG].
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    /// State directory (Git mirror, checkouts, revision store and its key) and cluster.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Seconds between loop iterations.
     #[arg(long, default_value_t = 60)]
     pub interval: u64,
@@ -340,9 +334,9 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
     crate::run::RunOptions {
         repo: a.repo.clone(),
         branch: a.branch.clone(),
-        state: a.state.clone(),
-        server: a.server.clone(),
-        kubeconfig: a.kubeconfig.clone(),
+        state: a.target.state.clone(),
+        server: a.target.server.clone(),
+        kubeconfig: a.target.kubeconfig.clone(),
         interval: std::time::Duration::from_secs(a.interval),
         once: once || a.once,
         detect_only: a.detect_only,

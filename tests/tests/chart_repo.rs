@@ -43,6 +43,26 @@ fn serve(files: Vec<(String, Vec<u8>)>, n: usize) -> String {
     base
 }
 
+/// A fresh temporary directory for one test, and the corpus memcached chart packed as a
+/// `.tgz` (as a chart repository or registry serves it).
+fn packed_memcached(shared: &Path, name: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let tmp = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let tgz = tmp.join("memcached.tgz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(shared.join("corpus/charts"))
+        .arg("memcached")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let body = std::fs::read(&tgz).unwrap();
+    (tmp, body)
+}
+
 fn inputs(shared: &Path, store: ChartStore, repo: &str) -> Inputs {
     let g = shared.join("corpus/genestack");
     let mut objects = Objects::default();
@@ -68,20 +88,7 @@ fn fetches_verifies_caches_and_works_offline() {
     {
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("sw-chartrepo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let tgz = tmp.join("memcached.tgz");
-    let st = Command::new("tar")
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(shared.join("corpus/charts"))
-        .arg("memcached")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let body = std::fs::read(&tgz).unwrap();
+    let (tmp, body) = packed_memcached(&shared, "sw-chartrepo");
     use sha2::Digest;
     let digest: String = sha2::Sha256::digest(&body)
         .iter()
@@ -369,25 +376,9 @@ fn charts_from_an_oci_registry_with_credentials() {
     {
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("sw-chartoci-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let tgz = tmp.join("memcached.tgz");
-    let st = Command::new("tar")
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(shared.join("corpus/charts"))
-        .arg("memcached")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (tmp, body) = packed_memcached(&shared, "sw-chartoci");
     let pin = "2025.2.2+c31cd6c96";
-    let (registry, hits) = serve_registry(
-        "openstack-helm/memcached",
-        "2025.2.2_c31cd6c96",
-        std::fs::read(&tgz).unwrap(),
-    );
+    let (registry, hits) = serve_registry("openstack-helm/memcached", "2025.2.2_c31cd6c96", body);
     // Docker-style credentials, as `helm registry login` writes them.
     let auth = tmp.join("registry.json");
     std::fs::write(

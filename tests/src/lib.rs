@@ -130,3 +130,27 @@ pub fn genestack_inputs(shared: &Path, overrides: Option<&Path>) -> stackwave::r
         catalog: stackwave::component::Catalog::builtin().expect("builtin catalog"),
     }
 }
+
+/// Runs the `git` CLI in `dir` as a fixed test identity (no signing); returns its stdout.
+/// Panics, naming the command and git's stderr, when git fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test Operator",
+            "-c",
+            "user.email=ops@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git CLI");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -5,7 +5,7 @@
 use stackwave::component::Catalog;
 use stackwave::render::charts::{ChartStore, Fetcher};
 use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
-use stackwave_tests::shared_dir;
+use stackwave_tests::{git, shared_dir};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
@@ -166,27 +166,6 @@ fn fetches_verifies_caches_and_works_offline() {
     .to_string();
     assert!(err.contains("digest mismatch"), "{err}");
     let _ = std::fs::remove_dir_all(&tmp);
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Chart Maintainer",
-            "-c",
-            "user.email=charts@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git CLI");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -15,7 +15,6 @@ use stackwave::reconcile::{Agent, Outcome, Progress, Settings};
 use stackwave::record::Store;
 use stackwave::source::Source;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,25 +35,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Test Operator",
-                "-c",
-                "user.email=ops@example.com",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("git CLI");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stackwave_tests::git(&self.dir, args)
     }
 
     fn write(&self, path: &str, text: &str) {

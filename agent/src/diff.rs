@@ -107,8 +107,8 @@ pub async fn diff_component(
     let mut out = Vec::new();
     for o in desired {
         let id = object_id(o);
-        let live = cluster.get(o).await?;
-        let after = cluster
+        // The dry run reads the live object first; its answer carries both sides.
+        let applied = cluster
             .apply(
                 o,
                 &ApplyOptions {
@@ -117,8 +117,8 @@ pub async fn diff_component(
                     ..Default::default()
                 },
             )
-            .await?
-            .live;
+            .await?;
+        let (live, after) = (applied.before, applied.live);
         let (before_text, change) = match &live {
             Some(l) => (yaml(&normalize(l, Some(&after), true)), Change::Update),
             None => (String::new(), Change::Create),

@@ -801,10 +801,12 @@ impl Agent {
     pub fn refresh(&mut self) -> Result<bool, record::RecordError> {
         self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
         self.pinned_from = self.store.state("pinned_from")?;
-        let revisions = self.store.revisions()?;
-        if let Some(good) = revisions.iter().find(|r| r.outcome == "healthy") {
-            if self.current.is_none_or(|c| good.id > c) {
-                self.load_applied(good)?;
+        if let Some(id) = self.store.newest_healthy()? {
+            if self.current.is_none_or(|c| id > c) {
+                // Another process recorded a revision (a CLI rollback): rare, read it whole.
+                if let Some(good) = self.store.revisions()?.into_iter().find(|r| r.id == id) {
+                    self.load_applied(&good)?;
+                }
             }
         }
         Ok(self.store.state("suspended")?.is_some())

@@ -414,6 +414,19 @@ impl Store {
         Ok(revs)
     }
 
+    /// The number of the newest healthy revision (one indexed query; what the loop checks
+    /// every iteration, where [`Store::revisions`] would read the whole history).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn newest_healthy(&self) -> Result<Option<i64>, RecordError> {
+        Ok(self.conn().query_row(
+            "SELECT MAX(id) FROM revisions WHERE outcome = 'healthy'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The stored objects of a revision, per component, in apply order.
     ///
     /// # Errors

@@ -87,6 +87,9 @@ pub struct Applied {
     pub action: Action,
     /// The live object after the apply.
     pub live: Json,
+    /// The live object before the apply (`None` when it was absent), as `apply` read it to
+    /// tell created from configured.
+    pub before: Option<Json>,
 }
 
 /// How to apply.
@@ -349,7 +352,12 @@ impl Cluster {
                         }
                         Some(_) => Action::Configured,
                     };
-                    return Ok(Applied { id, action, live });
+                    return Ok(Applied {
+                        id,
+                        action,
+                        live,
+                        before,
+                    });
                 }
                 Err(ClusterError::Api {
                     code: 422, message, ..
@@ -373,6 +381,7 @@ impl Cluster {
                         id,
                         action: Action::Replaced,
                         live,
+                        before,
                     });
                 }
                 Err(e) if retryable(&e) && attempt < 5 => {

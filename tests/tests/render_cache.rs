@@ -6,6 +6,14 @@ use stackwave::render::cache::RenderCache;
 use stackwave::render::{helm, nondeterministic_templates};
 use stackwave_tests::{genestack_inputs as inputs, shared_dir};
 
+/// `helm::calls()` counts Helm calls process-wide: the tests in this binary take turns so
+/// one test's renders never show up in another's count.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn ready() -> Option<std::path::PathBuf> {
     let shared = shared_dir()?;
     if helm::Helm::get().is_err() && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {
@@ -16,6 +24,7 @@ fn ready() -> Option<std::path::PathBuf> {
 
 #[test]
 fn warm_renders_cost_no_helm_call_and_changes_miss() {
+    let _turn = serial();
     let Some(shared) = ready() else { return };
     let o = std::env::temp_dir().join(format!("sw-cache-{}", std::process::id()));
     std::fs::create_dir_all(o.join("helm-configs/keystone")).unwrap();
@@ -56,6 +65,7 @@ fn warm_renders_cost_no_helm_call_and_changes_miss() {
 
 #[test]
 fn nondeterministic_templates_are_reported() {
+    let _turn = serial();
     let Some(shared) = ready() else { return };
     let mut inp = inputs(&shared, None);
     assert!(
@@ -82,6 +92,7 @@ fn nondeterministic_templates_are_reported() {
 
 #[test]
 fn kustomize_helm_charts_inflate_with_the_builtin_renderer() {
+    let _turn = serial();
     let Some(shared) = ready() else { return };
     let dir = std::env::temp_dir().join(format!("sw-helmcharts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

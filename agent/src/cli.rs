@@ -345,6 +345,7 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
             health_timeout: std::time::Duration::from_secs(a.health_timeout),
             max_delete_share: a.max_delete_percent / 100.0,
             allow_destructive: a.allow_destructive,
+            cache_dir: a.target.state.join("cache"),
         },
     }
 }
@@ -449,6 +450,7 @@ pub fn run(cli: Cli) -> i32 {
                 };
             let settings = crate::reconcile::Settings {
                 health_timeout: std::time::Duration::from_secs(health_timeout),
+                cache_dir: cluster.state.join("cache"),
                 ..Default::default()
             };
             let quiet = |_p: crate::reconcile::Progress| {};

@@ -193,6 +193,7 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         Catalog::builtin().map_err(|x| e(&x))?,
         Settings {
             health_timeout: Duration::from_secs(60),
+            cache_dir: state.join("cache"),
             ..Default::default()
         },
     );

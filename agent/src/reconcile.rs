@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 /// The repository's `stackwave.yaml`.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct RepoConfig {
-    /// The Genestack base.
-    pub genestack: PathRef,
-    /// Local charts (offline clouds, tests); charts are fetched from repos otherwise.
+    /// The Genestack base: a directory, or a Git repository pinned at a tag or commit.
+    pub genestack: Base,
+    /// Local charts (offline clouds, tests); without it, charts come from each catalog
+    /// component's source (Helm repository, OCI registry or Git), cached under the agent's
+    /// cache directory ([`Settings::cache_dir`]).
     #[serde(default)]
     pub charts: Option<PathRef>,
     /// Plain kustomize directories applied as components.
@@ -48,6 +50,27 @@ pub struct RepoConfig {
     /// even when the agent corrects drift elsewhere.
     #[serde(default, rename = "detectOnly")]
     pub detect_only: Vec<String>,
+}
+
+/// Where the Genestack base (`base-helm-configs/`, `base-kustomize/`,
+/// `helm-chart-versions.yaml`) comes from: exactly one of `path` or `git`.
+///
+/// ```yaml
+/// genestack:
+///   git:
+///     url: https://github.com/rackerlabs/genestack
+///     ref: release-2025.2.0   # a tag (or commit): the base upgrades only when this changes
+///     path: ""                # the directory holding base-helm-configs/ (default: the root)
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    /// A directory, relative to the repository root unless absolute.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A pinned Git repository.
+    #[serde(default)]
+    pub git: Option<crate::source::Pinned>,
 }
 
 /// A path, relative to the repository root unless absolute.
@@ -175,6 +198,9 @@ pub struct Settings {
     pub max_delete_share: f64,
     /// Allow an over-threshold delete or an empty component.
     pub allow_destructive: bool,
+    /// Where charts from repositories and pinned Git repositories (the Genestack base) are
+    /// cached; `stackwave run` uses `<state>/cache`.
+    pub cache_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -183,6 +209,7 @@ impl Default for Settings {
             health_timeout: Duration::from_secs(300),
             max_delete_share: 0.10,
             allow_destructive: false,
+            cache_dir: std::env::temp_dir().join("stackwave-cache"),
         }
     }
 }
@@ -322,20 +349,44 @@ impl Agent {
                 checkout.join(p)
             }
         };
+        let genestack = match (&cfg.genestack.path, &cfg.genestack.git) {
+            (Some(p), None) => abs(p),
+            (None, Some(g)) => {
+                let cache = self.settings.cache_dir.clone();
+                let g2 = g.clone();
+                let (commit, dir) =
+                    tokio::task::spawn_blocking(move || g2.checkout(&cache, false))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("genestack base {}@{}: {}", g.url, g.r#ref, e.cause))?;
+                progress(Progress::Note(format!(
+                    "genestack base {}@{} = commit {}",
+                    g.url,
+                    g.r#ref,
+                    &commit.id[..commit.id.len().min(10)]
+                )));
+                dir
+            }
+            _ => {
+                return Err(format!(
+                    "{}: genestack needs exactly one of `path` or `git`",
+                    cfg_path.display()
+                ))
+            }
+        };
         let objects = self.lookups().await.map_err(|e| e.to_string())?;
         let inputs = Inputs {
             sources: Sources {
-                genestack: abs(&cfg.genestack.path),
+                genestack,
                 overrides: Some(checkout.to_path_buf()),
             },
             charts: match &cfg.charts {
                 Some(c) => ChartStore::Dir(abs(&c.path)),
-                None => {
-                    return Err(format!(
-                        "{}: charts.path is required (chart repositories need network access)",
-                        cfg_path.display()
-                    ))
-                }
+                None => ChartStore::Repos(crate::render::charts::Fetcher {
+                    cache_dir: self.settings.cache_dir.clone(),
+                    offline: false,
+                    timeout: Duration::from_secs(60),
+                }),
             },
             objects,
             catalog: self.catalog.clone(),

@@ -248,3 +248,88 @@ impl Source {
         }
     }
 }
+
+/// A directory of a Git repository at a pinned tag, branch or commit: a Genestack base
+/// (`genestack.git` in `stackwave.yaml`) or a chart kept in Git.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Pinned {
+    /// Repository URL (`https://`, `file://`, `git://`, ssh).
+    pub url: String,
+    /// Tag, branch or commit (tried in that order).
+    pub r#ref: String,
+    /// Directory inside the repository (`""` for the root).
+    #[serde(default)]
+    pub path: String,
+}
+
+impl Pinned {
+    /// Resolves the ref (fetching it unless `offline`): the mirror at
+    /// `<cache>/git/<sha256 of url>/mirror.git` and the commit. When the remote is
+    /// unreachable, the ref resolves from what the mirror already has — a pinned tag fetched
+    /// once keeps working without the network.
+    ///
+    /// # Errors
+    /// [`SourceError`] naming the URL: the ref resolves to nothing (with the fetch error, if
+    /// any) or the mirror cannot be opened.
+    pub fn resolve(&self, cache: &Path, offline: bool) -> Result<(Source, Commit), SourceError> {
+        use sha2::{Digest, Sha256};
+        let key: String = Sha256::digest(self.url.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let source = Source::open(&self.url, &self.r#ref, &cache.join("git").join(key))?;
+        let commit = source.fetch_ref(&self.r#ref, offline)?;
+        Ok((source, commit))
+    }
+
+    /// A directory holding `path` at `commit` (from [`Pinned::resolve`]): exported once per
+    /// commit to `<cache>/git-trees/<commit>/tree/<path>`, written beside and renamed into
+    /// place, so a directory that exists is complete.
+    ///
+    /// # Errors
+    /// [`SourceError`] naming the URL: `path` is not a directory of that commit, I/O failures.
+    pub fn export(
+        &self,
+        source: &Source,
+        commit: &Commit,
+        cache: &Path,
+    ) -> Result<PathBuf, SourceError> {
+        let sub = self.path.trim_matches('/');
+        let base = cache.join("git-trees").join(&commit.id);
+        let dest = if sub.is_empty() {
+            base.join("tree")
+        } else {
+            base.join("tree").join(sub)
+        };
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let tmp = base.join(format!("partial-{}", std::process::id()));
+        source.export_path(&commit.id, sub, &tmp)?;
+        let io = |e: std::io::Error| SourceError {
+            url: self.url.clone(),
+            cause: format!("{}: {e}", dest.display()),
+        };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Another process may have put the same tree in place first.
+            if !dest.is_dir() {
+                return Err(io(e));
+            }
+        }
+        Ok(dest)
+    }
+
+    /// [`Pinned::resolve`] then [`Pinned::export`].
+    ///
+    /// # Errors
+    /// As theirs.
+    pub fn checkout(&self, cache: &Path, offline: bool) -> Result<(Commit, PathBuf), SourceError> {
+        let (source, commit) = self.resolve(cache, offline)?;
+        let dir = self.export(&source, &commit, cache)?;
+        Ok((commit, dir))
+    }
+}

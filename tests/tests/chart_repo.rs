@@ -428,3 +428,152 @@ fn charts_from_an_oci_registry_with_credentials() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The agent with no local charts and a Genestack base pinned in Git (`genestack.git` in
+/// stackwave.yaml): charts come from the catalog's repository (served on loopback), the base
+/// from its tag; a commit on the base's main branch changes nothing until the desired state
+/// moves the tag, and a base remote that disappeared keeps working from the mirror.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
+    use stackwave::reconcile::{Agent, Outcome, Settings};
+    let Some(shared) = shared_dir() else { return };
+    if stackwave::render::helm::Helm::get().is_err()
+        && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
+    {
+        return;
+    }
+    let (tmp, body) = packed_memcached(&shared, "sw-pinned-base");
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pin = "2025.2.2+c31cd6c96";
+    let index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: {pin}\n    digest: {digest}\n    urls: [memcached-{pin}.tgz]\n");
+    let chart_repo = serve(
+        vec![
+            ("/index.yaml".into(), index.into_bytes()),
+            (format!("/memcached-{pin}.tgz"), body),
+        ],
+        20,
+    );
+
+    // The base repository: release-1, then release-2 with a smaller cache, then a commit on
+    // main that breaks the base's chart pins (never tagged, never applied).
+    let base = tmp.join("genestack");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(shared.join("corpus/genestack"))
+        .arg(&base)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    git(&base, &["init", "-q", "-b", "main"]);
+    git(&base, &["add", "-A"]);
+    git(&base, &["commit", "-q", "-m", "genestack base"]);
+    git(&base, &["tag", "release-1"]);
+    let ov = base.join("base-helm-configs/memcached/memcached-helm-overrides.yaml");
+    let text = std::fs::read_to_string(&ov).unwrap();
+    std::fs::write(&ov, text.replace("memory: 6144", "memory: 4096")).unwrap();
+    git(&base, &["commit", "-q", "-am", "smaller cache"]);
+    git(&base, &["tag", "release-2"]);
+    std::fs::write(base.join("helm-chart-versions.yaml"), "broken: [\n").unwrap();
+    git(&base, &["commit", "-q", "-am", "break main"]);
+
+    let desired = tmp.join("desired");
+    std::fs::create_dir_all(desired.join("ns")).unwrap();
+    std::fs::write(
+        desired.join("ns/kustomization.yaml"),
+        "resources: [ns.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        desired.join("ns/ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: openstack\n",
+    )
+    .unwrap();
+    let write_cfg = |r: &str| {
+        std::fs::write(
+            desired.join("stackwave.yaml"),
+            format!(
+                "genestack:\n  git:\n    url: file://{}\n    ref: {r}\nmanifests:\n- name: ns\n  path: ns\ncomponents: [memcached]\n",
+                base.display()
+            ),
+        )
+        .unwrap();
+    };
+
+    let server = kube_testserver::start(kube_testserver::SimRules {
+        delay: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cluster = stackwave::cluster::Cluster::connect_url(&server.url).unwrap();
+    let mut catalog = Catalog::builtin().unwrap();
+    catalog.components.get_mut("memcached").unwrap().chart.repo = Some(chart_repo);
+    let store = stackwave::record::Store::in_memory().unwrap();
+    let mut agent = Agent::new(
+        cluster.clone(),
+        store,
+        catalog,
+        Settings {
+            health_timeout: Duration::from_secs(20),
+            cache_dir: tmp.join("cache"),
+            ..Default::default()
+        },
+    );
+    let commit = |id: &str| stackwave::source::Commit {
+        id: id.into(),
+        author: "t <t@example.org>".into(),
+        summary: id.into(),
+        time: 0,
+    };
+    let memory = |cluster: stackwave::cluster::Cluster| async move {
+        let sts = cluster
+            .get(&serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "memcached-memcached", "namespace": "openstack"}}))
+            .await
+            .unwrap()
+            .expect("memcached StatefulSet applied");
+        let containers = sts
+            .pointer("/spec/template/spec/containers")
+            .and_then(|e| e.as_array())
+            .cloned()
+            .unwrap_or_default();
+        containers
+            .iter()
+            .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["name"] == "MEMCACHED_MEMORY")
+            .map(|e| e["value"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+
+    write_cfg("release-1");
+    let out = agent.sync(&desired, &commit("c1"), &|_| {}).await.unwrap();
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(memory(cluster.clone()).await, "6144");
+
+    // Moving the pin applies the base's release-2 (and not its broken main).
+    write_cfg("release-2");
+    let out = agent.sync(&desired, &commit("c2"), &|_| {}).await.unwrap();
+    assert!(matches!(&out, Outcome::Healthy { changed, .. } if changed == &["memcached"]), "{out:?}");
+    assert_eq!(memory(cluster.clone()).await, "4096");
+
+    // The base remote is gone: the pinned tag resolves from the mirror, nothing changes.
+    std::fs::remove_dir_all(&base).unwrap();
+    let out = agent.sync(&desired, &commit("c3"), &|_| {}).await.unwrap();
+    assert_eq!(out, Outcome::Unchanged);
+
+    // An unknown tag is refused, naming the base and the ref; the applied state stays.
+    write_cfg("release-9");
+    let out = agent.sync(&desired, &commit("c4"), &|_| {}).await.unwrap();
+    match out {
+        Outcome::Refused { reason } => {
+            assert!(reason.contains("genestack base") && reason.contains("release-9"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(memory(cluster).await, "4096");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

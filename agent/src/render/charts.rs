@@ -117,7 +117,8 @@ pub fn dir_digest(dir: &Path) -> String {
 impl Fetcher {
     /// Fetches a chart from a Git repository: a bare mirror per URL under
     /// `<cache>/git/<sha256(url)>`, the ref resolved (tag, branch, then commit), and the
-    /// chart directory exported to `<cache>/git-charts/<commit>/<path>`. The digest is
+    /// chart directory exported to `<cache>/git-trees/<commit>/tree/<path>`
+    /// ([`crate::source::Pinned`]). The digest is
     /// sha256 of URL, commit and path, so a moved branch gives a new cache key.
     ///
     /// # Errors
@@ -130,35 +131,26 @@ impl Fetcher {
         version: &str,
     ) -> Result<Located, ChartError> {
         let r = g.r#ref.replace("{version}", version);
-        let key = super::objects::hex(&Sha256::digest(g.url.as_bytes()));
-        let source =
-            crate::source::Source::open(&g.url, &r, &self.cache_dir.join("git").join(&key))
-                .map_err(|e| ChartError::Fetch {
-                    what: format!("{name} from {}", g.url),
-                    cause: e.cause,
-                })?;
-        let commit =
-            source
-                .fetch_ref(&r, self.offline)
+        let pinned = crate::source::Pinned {
+            url: g.url.clone(),
+            r#ref: r.clone(),
+            path: g.path.clone(),
+        };
+        let (source, commit) =
+            pinned
+                .resolve(&self.cache_dir, self.offline)
                 .map_err(|e| ChartError::UnknownVersion {
                     name: name.into(),
                     version: version.into(),
                     repo: g.url.clone(),
                     known: e.cause,
                 })?;
-        let dest = self
-            .cache_dir
-            .join("git-charts")
-            .join(&commit.id)
-            .join(g.path.trim_matches('/'));
-        if !dest.join("Chart.yaml").is_file() {
-            source
-                .export_path(&commit.id, &g.path, &dest)
-                .map_err(|e| ChartError::Fetch {
-                    what: format!("{name} from {}", g.url),
-                    cause: e.cause,
-                })?;
-        }
+        let dest = pinned
+            .export(&source, &commit, &self.cache_dir)
+            .map_err(|e| ChartError::Fetch {
+                what: format!("{name} from {}", g.url),
+                cause: e.cause,
+            })?;
         if !dest.join("Chart.yaml").is_file() {
             return Err(ChartError::Fetch {
                 what: format!("{name} from {} at {r}", g.url),

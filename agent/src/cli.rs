@@ -180,6 +180,16 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at this address (e.g. 0.0.0.0:9090), path /metrics.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Accept Git host webhooks (GitHub, GitLab, generic HMAC) at this address, path /hook:
+    /// a verified push fetches at once.
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+    /// File holding the webhook secret (HMAC key; GitLab's token).
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Do not watch a local source (file:// or a path) for changes; poll only.
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 /// Arguments of `api-server`.
@@ -341,6 +351,9 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
         once: once || a.once,
         detect_only: a.detect_only,
         metrics_addr: a.metrics_addr,
+        webhook_addr: a.webhook_addr,
+        webhook_secret_file: a.webhook_secret_file.clone(),
+        watch: !a.no_watch,
         settings: crate::reconcile::Settings {
             health_timeout: std::time::Duration::from_secs(a.health_timeout),
             max_delete_share: a.max_delete_percent / 100.0,

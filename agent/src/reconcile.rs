@@ -354,11 +354,10 @@ impl Agent {
             (None, Some(g)) => {
                 let cache = self.settings.cache_dir.clone();
                 let g2 = g.clone();
-                let (commit, dir) =
-                    tokio::task::spawn_blocking(move || g2.checkout(&cache, false))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| format!("genestack base {}@{}: {}", g.url, g.r#ref, e.cause))?;
+                let (commit, dir) = tokio::task::spawn_blocking(move || g2.checkout(&cache, false))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("genestack base {}@{}: {}", g.url, g.r#ref, e.cause))?;
                 progress(Progress::Note(format!(
                     "genestack base {}@{} = commit {}",
                     g.url,

@@ -11,6 +11,7 @@ use crate::cluster::Cluster;
 use crate::component::Catalog;
 use crate::reconcile::{Agent, Outcome, Progress, Settings};
 use crate::record::Store;
+use crate::source::trigger::{self, Trigger};
 use crate::source::Source;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,14 @@ pub struct RunOptions {
     pub settings: Settings,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where to accept Git host webhooks (`POST /hook`), if anywhere; needs
+    /// `webhook_secret_file` ([`crate::source::trigger`]).
+    pub webhook_addr: Option<std::net::SocketAddr>,
+    /// File holding the webhook secret (HMAC key for GitHub and generic deliveries, token for
+    /// GitLab).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Watch a local source (`file://`, a path) and fetch as soon as it changes.
+    pub watch: bool,
 }
 
 /// Serves `GET /metrics` (Prometheus text format) on `addr` in the background.
@@ -211,12 +220,33 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         println!("revision {r} (commit {c}) was interrupted; continuing it");
     }
     let source = Source::open(&opts.repo, &opts.branch, &opts.state).map_err(|e| e.to_string())?;
+    let trigger = Trigger::new();
+    if let Some(addr) = opts.webhook_addr {
+        let file = opts
+            .webhook_secret_file
+            .as_deref()
+            .ok_or("--webhook-addr needs --webhook-secret-file")?;
+        let secret = trigger::read_secret(file)?;
+        let bound =
+            trigger::serve_webhook(addr, secret, opts.branch.clone(), trigger.clone()).await?;
+        println!("webhook on http://{bound}/hook");
+    }
+    let _watcher = match crate::source::local_path(&opts.repo) {
+        Some(p) if opts.watch && !opts.once => {
+            let w = trigger::watch(&p, trigger.clone())?;
+            println!("watching {}", p.display());
+            Some(w)
+        }
+        _ => None,
+    };
     loop {
         iteration(&opts, &mut agent, &source).await?;
         if opts.once {
             return Ok(());
         }
-        tokio::time::sleep(opts.interval).await;
+        if let Some(why) = trigger.wait(opts.interval).await {
+            println!("fetching now: {why}");
+        }
     }
 }
 

@@ -531,8 +531,10 @@ async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
     };
     let memory = |cluster: stackwave::cluster::Cluster| async move {
         let sts = cluster
-            .get(&serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": "memcached-memcached", "namespace": "openstack"}}))
+            .get(
+                &serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "memcached-memcached", "namespace": "openstack"}}),
+            )
             .await
             .unwrap()
             .expect("memcached StatefulSet applied");
@@ -557,7 +559,10 @@ async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
     // Moving the pin applies the base's release-2 (and not its broken main).
     write_cfg("release-2");
     let out = agent.sync(&desired, &commit("c2"), &|_| {}).await.unwrap();
-    assert!(matches!(&out, Outcome::Healthy { changed, .. } if changed == &["memcached"]), "{out:?}");
+    assert!(
+        matches!(&out, Outcome::Healthy { changed, .. } if changed == &["memcached"]),
+        "{out:?}"
+    );
     assert_eq!(memory(cluster.clone()).await, "4096");
 
     // The base remote is gone: the pinned tag resolves from the mirror, nothing changes.
@@ -570,7 +575,10 @@ async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
     let out = agent.sync(&desired, &commit("c4"), &|_| {}).await.unwrap();
     match out {
         Outcome::Refused { reason } => {
-            assert!(reason.contains("genestack base") && reason.contains("release-9"), "{reason}")
+            assert!(
+                reason.contains("genestack base") && reason.contains("release-9"),
+                "{reason}"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

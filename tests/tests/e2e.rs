@@ -678,9 +678,8 @@ async fn out_of_band_edits_are_reported_then_corrected() {
 }
 
 impl Fixture {
-    /// One `stackwave run --once` iteration over the fixture's repo and state directory
-    /// (a separate agent process, as `stackwave sync` is).
-    async fn run_once(&self) {
+    /// `stackwave run` options over the fixture's cluster, repo and state directory.
+    fn run_options(&self, repo: String, state: PathBuf) -> stackwave::run::RunOptions {
         let (server, kubeconfig) = match &self._server {
             Some(s) => (Some(s.url.clone()), None),
             None => (
@@ -688,23 +687,35 @@ impl Fixture {
                 std::env::var_os("STACKWAVE_TEST_KUBECONFIG").map(PathBuf::from),
             ),
         };
-        stackwave::run::run(stackwave::run::RunOptions {
-            repo: format!("file://{}", self.repo.dir.display()),
+        stackwave::run::RunOptions {
+            repo,
             branch: "main".into(),
-            state: self.root.join("state"),
+            state,
             server,
             kubeconfig,
-            interval: Duration::from_secs(1),
-            once: true,
+            interval: Duration::from_secs(3600),
+            once: false,
             detect_only: false,
             settings: Settings {
                 health_timeout: Duration::from_secs(if self._server.is_some() { 4 } else { 120 }),
                 ..Default::default()
             },
             metrics_addr: None,
-        })
-        .await
-        .unwrap();
+            webhook_addr: None,
+            webhook_secret_file: None,
+            watch: false,
+        }
+    }
+
+    /// One `stackwave run --once` iteration over the fixture's repo and state directory
+    /// (a separate agent process, as `stackwave sync` is).
+    async fn run_once(&self) {
+        let mut opts = self.run_options(
+            format!("file://{}", self.repo.dir.display()),
+            self.root.join("state"),
+        );
+        opts.once = true;
+        stackwave::run::run(opts).await.unwrap();
     }
 }
 
@@ -896,4 +907,199 @@ async fn image_ids_running_are_recorded_with_the_revision() {
             .any(|(i, id)| i == "nginx:1.27" && id.is_none()),
         "{images:?}"
     );
+}
+
+/// Runs `body` while `stackwave run` (not `Send`: it holds a Git repository) runs beside it
+/// on a local task set; the agent stops when `body` ends.
+async fn with_agent<F: std::future::Future>(
+    opts: stackwave::run::RunOptions,
+    body: F,
+) -> F::Output {
+    let local = tokio::task::LocalSet::new();
+    local.spawn_local(async move {
+        if let Err(e) = stackwave::run::run(opts).await {
+            panic!("agent failed to start: {e}");
+        }
+    });
+    local.run_until(body).await
+}
+
+/// Healthy revisions recorded in a state directory (read as another process would).
+fn healthy_revisions(state: &Path) -> usize {
+    Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
+        .and_then(|s| s.revisions())
+        .map(|r| r.iter().filter(|r| r.outcome == "healthy").count())
+        .unwrap_or(0)
+}
+
+/// Waits up to `limit` for `n` healthy revisions; true when they are there.
+async fn wait_for_revisions(state: &Path, n: usize, limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if healthy_revisions(state) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// POSTs `body` to `http://addr/hook` with `headers`; returns the status code.
+fn post_hook(addr: std::net::SocketAddr, headers: &[(&str, String)], body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "POST /hook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn github_signature(secret: &[u8], body: &str) -> String {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    m.update(body.as_bytes());
+    let mac = m.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// With an hour-long poll interval, a verified webhook (and only a verified one) makes the
+/// running agent fetch and apply a new commit at once; a watched local Git repository and a
+/// watched plain directory do the same without any webhook.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_and_watched_local_sources_fetch_at_once() {
+    let f = Fixture::new("triggers", &[]).await;
+    let state = f.root.join("state");
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("api: one replica");
+
+    // Webhook: a free loopback port for the agent's receiver.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let secret_file = f.root.join("webhook-secret");
+    std::fs::write(&secret_file, "hook-secret\n").unwrap();
+    let mut opts = f.run_options(format!("file://{}", f.repo.dir.display()), state.clone());
+    opts.webhook_addr = Some(addr);
+    opts.webhook_secret_file = Some(secret_file);
+    with_agent(opts, async {
+        assert!(
+            wait_for_revisions(&state, 1, Duration::from_secs(20)).await,
+            "first commit applied"
+        );
+
+        f.write_state(2, "nginx:1.27", 0);
+        f.repo.commit("api: two replicas");
+        let body = r#"{"ref":"refs/heads/main"}"#;
+        // Unverified deliveries are refused and change nothing.
+        let bad = vec![
+            ("X-GitHub-Event", "push".to_string()),
+            ("X-Hub-Signature-256", github_signature(b"guess", body)),
+        ];
+        assert_eq!(post_hook(addr, &bad, body), 401);
+        assert_eq!(post_hook(addr, &[], body), 401);
+        // A push to another branch is verified but ignored.
+        let other = r#"{"ref":"refs/heads/feature"}"#;
+        let to_other = vec![
+            ("X-GitHub-Event", "push".to_string()),
+            (
+                "X-Hub-Signature-256",
+                github_signature(b"hook-secret", other),
+            ),
+        ];
+        assert_eq!(post_hook(addr, &to_other, other), 200);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            healthy_revisions(&state),
+            1,
+            "nothing fetched without a verified push"
+        );
+        assert_eq!(f.replicas("api").await, 1);
+
+        let good = vec![
+            ("X-GitHub-Event", "push".to_string()),
+            (
+                "X-Hub-Signature-256",
+                github_signature(b"hook-secret", body),
+            ),
+        ];
+        let t = Instant::now();
+        assert_eq!(post_hook(addr, &good, body), 202);
+        assert!(
+            wait_for_revisions(&state, 2, Duration::from_secs(20)).await,
+            "the verified push is applied"
+        );
+        println!("webhook → revision healthy in {:?}", t.elapsed());
+        assert_eq!(f.replicas("api").await, 2);
+    })
+    .await;
+
+    // A watched local Git repository: a commit is fetched without a webhook.
+    let mut opts = f.run_options(format!("file://{}", f.repo.dir.display()), state.clone());
+    opts.watch = true;
+    with_agent(opts, async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        f.write_state(3, "nginx:1.27", 0);
+        f.repo.commit("api: three replicas");
+        assert!(
+            wait_for_revisions(&state, 3, Duration::from_secs(20)).await,
+            "the watched repository's commit is applied"
+        );
+        assert_eq!(f.replicas("api").await, 3);
+    })
+    .await;
+
+    // A plain directory (no Git): its tree is the desired state; an edit is applied.
+    let plain = f.root.join("plain");
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&f.repo.dir)
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(plain.join(".git")).unwrap();
+    let state2 = f.root.join("state-plain");
+    let mut opts = f.run_options(plain.display().to_string(), state2.clone());
+    opts.watch = true;
+    with_agent(opts, async {
+        assert!(
+            wait_for_revisions(&state2, 1, Duration::from_secs(20)).await,
+            "the directory's tree is applied"
+        );
+        let api = plain.join("manifests/app/api.yaml");
+        let text = std::fs::read_to_string(&api).unwrap();
+        std::fs::write(&api, text.replace("replicas: 3", "replicas: 4")).unwrap();
+        assert!(
+            wait_for_revisions(&state2, 2, Duration::from_secs(20)).await,
+            "the edited directory is applied"
+        );
+        assert_eq!(f.replicas("api").await, 4);
+        let revs = Store::open(&state2.join("revisions.sqlite"), &state2.join("store.key"))
+            .unwrap()
+            .revisions()
+            .unwrap();
+        assert_eq!(
+            revs[0].commit.len(),
+            64,
+            "a directory revision is its tree's sha256"
+        );
+        assert_ne!(revs[0].commit, revs[1].commit);
+    })
+    .await;
 }

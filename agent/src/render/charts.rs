@@ -136,15 +136,14 @@ impl Fetcher {
             r#ref: r.clone(),
             path: g.path.clone(),
         };
-        let (source, commit) =
-            pinned
-                .resolve(&self.cache_dir, self.offline)
-                .map_err(|e| ChartError::UnknownVersion {
-                    name: name.into(),
-                    version: version.into(),
-                    repo: g.url.clone(),
-                    known: e.cause,
-                })?;
+        let (source, commit) = pinned.resolve(&self.cache_dir, self.offline).map_err(|e| {
+            ChartError::UnknownVersion {
+                name: name.into(),
+                version: version.into(),
+                repo: g.url.clone(),
+                known: e.cause,
+            }
+        })?;
         let dest = pinned
             .export(&source, &commit, &self.cache_dir)
             .map_err(|e| ChartError::Fetch {

@@ -2,6 +2,13 @@
 //! the agent's state directory; each poll fetches the branch, and the commit to apply is
 //! exported (its tree, exactly) into a checkout directory. An unreachable remote is an error the
 //! caller reports while keeping the last good state; force-pushed history is followed.
+//!
+//! A plain local directory that is not a Git repository (Genestack's `/etc/genestack` as
+//! operators edit it today) is a source too: each fetch snapshots the tree and its sha256 is
+//! the "commit". [`trigger`] wakes the loop early: a webhook, or a file watcher on local
+//! sources.
+
+pub mod trigger;
 
 use git2::{FetchOptions, Oid, Repository};
 use std::path::{Path, PathBuf};
@@ -29,11 +36,55 @@ pub struct Commit {
     pub time: i64,
 }
 
-/// A followed repository.
+/// A followed repository (or local directory, see [`local_dir`]).
 pub struct Source {
     url: String,
     branch: String,
     repo: Repository,
+    /// A plain directory source, and where its snapshots go.
+    dir: Option<(PathBuf, PathBuf)>,
+}
+
+/// The directory a source URL names when it is a plain local directory that is not a Git
+/// repository (no `scheme://`, no `user@host:` form, no `.git` inside, not a bare
+/// repository); `None` for everything Git handles.
+pub fn local_dir(url: &str) -> Option<PathBuf> {
+    if url.contains("://") || (url.contains('@') && url.contains(':')) {
+        return None;
+    }
+    let p = PathBuf::from(url);
+    (p.is_dir() && !p.join(".git").exists() && Repository::open_bare(&p).is_err()).then_some(p)
+}
+
+/// The local path a source watches for changes ([`trigger::watch`]): a plain directory, or a
+/// `file://` / plain-path Git repository; `None` for remote URLs.
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(p) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(p));
+    }
+    if url.contains("://") || (url.contains('@') && url.contains(':')) {
+        return None;
+    }
+    Some(PathBuf::from(url))
+}
+
+/// Copies `from` into `to` (created), skipping `.git`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let name = e.file_name();
+        if name == ".git" {
+            continue;
+        }
+        let t = e.file_type()?;
+        if t.is_dir() {
+            copy_tree(&e.path(), &to.join(&name))?;
+        } else if t.is_file() || t.is_symlink() {
+            std::fs::copy(e.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 impl Source {
@@ -61,14 +112,55 @@ impl Source {
             url: url.to_string(),
             branch: branch.to_string(),
             repo,
+            dir: local_dir(url).map(|d| (d, state_dir.join("snapshots"))),
         })
     }
 
-    /// Fetches the branch (history rewrites included) and returns its head commit.
+    /// A directory source's fetch: copy the tree (without `.git`) to a staging directory,
+    /// hash the copy ([`crate::render::charts::dir_digest`]), keep it as
+    /// `<state>/snapshots/<sha256>` (older snapshots removed) and return it as the commit.
+    fn snapshot(&self, dir: &Path, snapshots: &Path) -> Result<Commit, SourceError> {
+        let io = |what: &Path, e: std::io::Error| SourceError {
+            url: self.url.clone(),
+            cause: format!("{}: {e}", what.display()),
+        };
+        let staging = snapshots.join(format!("staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        copy_tree(dir, &staging).map_err(|e| io(dir, e))?;
+        let id = crate::render::charts::dir_digest(&staging);
+        let dest = snapshots.join(&id);
+        if dest.is_dir() {
+            let _ = std::fs::remove_dir_all(&staging);
+        } else {
+            std::fs::rename(&staging, &dest).map_err(|e| io(&dest, e))?;
+        }
+        if let Ok(rd) = std::fs::read_dir(snapshots) {
+            for e in rd.flatten() {
+                if e.file_name() != id.as_str() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(Commit {
+            id,
+            author: "local directory".into(),
+            summary: format!("working tree of {}", dir.display()),
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        })
+    }
+
+    /// Fetches the branch (history rewrites included) and returns its head commit; for a
+    /// directory source, snapshots the tree (see [`local_dir`]).
     ///
     /// # Errors
     /// Unreachable remote, missing branch.
     pub fn fetch(&self) -> Result<Commit, SourceError> {
+        if let Some((dir, snapshots)) = &self.dir {
+            return self.snapshot(dir, snapshots);
+        }
         let err = |e: git2::Error| SourceError {
             url: self.url.clone(),
             cause: e.message().to_string(),
@@ -113,11 +205,21 @@ impl Source {
         })
     }
 
-    /// Writes the tree of `commit` into `dest` (replacing what was there).
+    /// Writes the tree of `commit` (or a directory source's snapshot of that digest) into
+    /// `dest` (replacing what was there).
     ///
     /// # Errors
     /// Unknown commit, I/O errors.
     pub fn export(&self, commit: &str, dest: &Path) -> Result<PathBuf, SourceError> {
+        if let Some((_, snapshots)) = &self.dir {
+            let snap = snapshots.join(commit);
+            let _ = std::fs::remove_dir_all(dest);
+            copy_tree(&snap, dest).map_err(|e| SourceError {
+                url: self.url.clone(),
+                cause: format!("snapshot {commit}: {e}"),
+            })?;
+            return Ok(dest.to_path_buf());
+        }
         self.export_path(commit, "", dest)
     }
 

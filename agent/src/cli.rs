@@ -190,6 +190,10 @@ pub struct RunArgs {
     /// Do not watch a local source (file:// or a path) for changes; poll only.
     #[arg(long)]
     pub no_watch: bool,
+    /// Apply only commits signed (SSH signatures) by a key in this allowed-signers file
+    /// (OpenSSH format, as git's gpg.ssh.allowedSignersFile); others are refused.
+    #[arg(long)]
+    pub allowed_signers: Option<PathBuf>,
 }
 
 /// Arguments of `api-server`.
@@ -354,6 +358,7 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
         webhook_addr: a.webhook_addr,
         webhook_secret_file: a.webhook_secret_file.clone(),
         watch: !a.no_watch,
+        allowed_signers: a.allowed_signers.clone(),
         settings: crate::reconcile::Settings {
             health_timeout: std::time::Duration::from_secs(a.health_timeout),
             max_delete_share: a.max_delete_percent / 100.0,

@@ -47,6 +47,10 @@ pub struct RunOptions {
     pub webhook_secret_file: Option<PathBuf>,
     /// Watch a local source (`file://`, a path) and fetch as soon as it changes.
     pub watch: bool,
+    /// An allowed-signers file (OpenSSH format): when set, only commits with a valid SSH
+    /// signature by one of its keys are applied ([`crate::source::verify`]); it is re-read
+    /// every iteration, and an unreadable file refuses every commit.
+    pub allowed_signers: Option<PathBuf>,
 }
 
 /// Serves `GET /metrics` (Prometheus text format) on `addr` in the background.
@@ -272,8 +276,31 @@ async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Res
             Err(e) => println!("fetch failed, keeping the last good revision: {e}"),
             Ok(c) => {
                 println!("commit {} \"{}\"", &c.id[..c.id.len().min(10)], c.summary);
-                match source.export(&c.id, &opts.state.join("checkout")) {
-                    Err(e) => println!("checkout failed: {e}"),
+                let verified = match &opts.allowed_signers {
+                    None => Ok(()),
+                    Some(file) => crate::source::verify::AllowedSigners::load(file)
+                        .and_then(|s| source.verify(&c.id, &s))
+                        .map(|who| println!("signed by {who}")),
+                };
+                let exported = verified
+                    .map_err(|why| format!("commit {}: {why}", &c.id[..c.id.len().min(10)]))
+                    .and_then(|()| {
+                        source
+                            .export(&c.id, &opts.state.join("checkout"))
+                            .map_err(|e| format!("checkout failed: {e}"))
+                    });
+                match exported {
+                    Err(why) => {
+                        agent
+                            .metrics
+                            .revisions
+                            .with_label_values(&["refused"])
+                            .inc();
+                        println!(
+                            "outcome: {}",
+                            outcome_text(&Outcome::Refused { reason: why })
+                        );
+                    }
                     Ok(dir) => match agent.sync(&dir, &c, &print_progress).await {
                         Ok(out) => {
                             clear_progress();

@@ -704,6 +704,7 @@ impl Fixture {
             webhook_addr: None,
             webhook_secret_file: None,
             watch: false,
+            allowed_signers: None,
         }
     }
 
@@ -1102,4 +1103,130 @@ async fn webhooks_and_watched_local_sources_fetch_at_once() {
         assert_ne!(revs[0].commit, revs[1].commit);
     })
     .await;
+}
+
+/// With an allowed-signers file, only commits SSH-signed by an allowed key are applied:
+/// unsigned commits, commits signed by another key and a signed commit changed after signing
+/// are refused (nothing applied), and the next good commit goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_commits_signed_by_allowed_keys_are_applied() {
+    let f = Fixture::new("signed", &[]).await;
+    let state = f.root.join("state");
+    let keys = f.root.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for k in ["ops", "stranger"] {
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", k, "-f"])
+            .arg(keys.join(k))
+            .status()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(st.success());
+    }
+    let ops_pub = std::fs::read_to_string(keys.join("ops.pub")).unwrap();
+    let signers = f.root.join("allowed_signers");
+    std::fs::write(
+        &signers,
+        format!("# who may change the cloud\nops@example.org namespaces=\"git\" {ops_pub}"),
+    )
+    .unwrap();
+    let commit_signed = |key: Option<&str>, msg: &str| {
+        f.repo.git(&["add", "-A"]);
+        match key {
+            Some(k) => {
+                let sk = format!("user.signingkey={}", keys.join(k).display());
+                f.repo.git(&[
+                    "-c",
+                    "gpg.format=ssh",
+                    "-c",
+                    &sk,
+                    "commit",
+                    "-q",
+                    "--allow-empty",
+                    "-S",
+                    "-m",
+                    msg,
+                ]);
+            }
+            None => {
+                f.repo.git(&["commit", "-q", "-m", msg]);
+            }
+        }
+    };
+    let run_once = || {
+        let mut o = f.run_options(format!("file://{}", f.repo.dir.display()), state.clone());
+        o.once = true;
+        o.allowed_signers = Some(signers.clone());
+        stackwave::run::run(o)
+    };
+
+    f.write_state(1, "nginx:1.27", 0);
+    commit_signed(Some("ops"), "api: one replica (signed)");
+    run_once().await.unwrap();
+    assert_eq!(
+        healthy_revisions(&state),
+        1,
+        "a commit signed by an allowed key is applied"
+    );
+    assert_eq!(f.replicas("api").await, 1);
+
+    f.write_state(2, "nginx:1.27", 0);
+    commit_signed(None, "api: two replicas (unsigned)");
+    run_once().await.unwrap();
+    assert_eq!(f.replicas("api").await, 1, "an unsigned commit is refused");
+
+    commit_signed(Some("stranger"), "api: two replicas (signed by a stranger)");
+    run_once().await.unwrap();
+    assert_eq!(f.replicas("api").await, 1, "a key not allowed is refused");
+
+    // A commit signed by ops, then rewritten to carry another tree under the same signature.
+    commit_signed(Some("ops"), "api: two replicas (signed)");
+    let raw = f.repo.git(&["cat-file", "commit", "HEAD"]);
+    f.write_state(5, "nginx:1.27", 0);
+    f.repo.git(&["add", "-A"]);
+    let other_tree = f.repo.git(&["write-tree"]).trim().to_string();
+    let old_tree = f.repo.git(&["rev-parse", "HEAD^{tree}"]).trim().to_string();
+    let forged = raw.replacen(
+        &format!("tree {old_tree}"),
+        &format!("tree {other_tree}"),
+        1,
+    );
+    let forged_file = f.root.join("forged");
+    std::fs::write(&forged_file, forged).unwrap();
+    let id = f
+        .repo
+        .git(&[
+            "hash-object",
+            "-t",
+            "commit",
+            "-w",
+            forged_file.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string();
+    f.repo.git(&["update-ref", "refs/heads/main", &id]);
+    f.repo.git(&["reset", "-q", "--hard", "HEAD"]);
+    run_once().await.unwrap();
+    assert_eq!(
+        f.replicas("api").await,
+        1,
+        "a signature over other content is refused"
+    );
+    assert_eq!(healthy_revisions(&state), 1);
+
+    f.write_state(3, "nginx:1.27", 0);
+    commit_signed(Some("ops"), "api: three replicas (signed)");
+    run_once().await.unwrap();
+    assert_eq!(healthy_revisions(&state), 2);
+    assert_eq!(f.replicas("api").await, 3);
+
+    // The verification itself, as the loop reported it.
+    let source = Source::open(&format!("file://{}", f.repo.dir.display()), "main", &state).unwrap();
+    let head = source.fetch().unwrap();
+    let allowed = stackwave::source::verify::AllowedSigners::load(&signers).unwrap();
+    assert!(source
+        .verify(&head.id, &allowed)
+        .unwrap()
+        .starts_with("ops@example.org (SHA256:"));
+    let err = source.verify(&id, &allowed).unwrap_err();
+    assert!(err.contains("bad signature"), "{err}");
 }

@@ -9,6 +9,7 @@
 //! sources.
 
 pub mod trigger;
+pub mod verify;
 
 use git2::{FetchOptions, Oid, Repository};
 use std::path::{Path, PathBuf};
@@ -181,6 +182,19 @@ impl Source {
             cause: format!("branch {} has no target", self.branch),
         })?;
         self.commit(&oid.to_string())
+    }
+
+    /// Verifies a fetched commit's SSH signature against `signers`
+    /// ([`verify::verify_commit`]): who signed it, or why it is refused. A directory source
+    /// has no commits to sign and is always refused.
+    ///
+    /// # Errors
+    /// The refusal reason.
+    pub fn verify(&self, commit: &str, signers: &verify::AllowedSigners) -> Result<String, String> {
+        if self.dir.is_some() {
+            return Err("a plain directory source cannot be signed; use a Git repository".into());
+        }
+        verify::verify_commit(&self.repo, commit, signers)
     }
 
     /// Facts of a commit already fetched.

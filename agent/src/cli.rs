@@ -177,6 +177,13 @@ pub struct RunArgs {
     /// Apply over-threshold deletes and empty components.
     #[arg(long)]
     pub allow_destructive: bool,
+    /// Seconds a wave may wait for health before a newer commit on the branch cancels the
+    /// revision (recorded `superseded`) so the newer commit is applied at once.
+    #[arg(long, default_value_t = 120)]
+    pub cancel_stuck_after: u64,
+    /// Never cancel a waiting wave for a newer commit (wait out --health-timeout).
+    #[arg(long)]
+    pub no_cancel_stuck: bool,
     /// Serve Prometheus metrics at this address (e.g. 0.0.0.0:9090), path /metrics.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -364,6 +371,8 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
             max_delete_share: a.max_delete_percent / 100.0,
             allow_destructive: a.allow_destructive,
             cache_dir: a.target.state.join("cache"),
+            cancel_stuck_after: (!a.no_cancel_stuck)
+                .then(|| std::time::Duration::from_secs(a.cancel_stuck_after)),
         },
     }
 }

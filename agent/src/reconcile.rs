@@ -145,6 +145,19 @@ pub enum Outcome {
         /// The revision the agent is pinned to.
         revision: i64,
     },
+    /// A newer commit arrived while a wave waited for health past
+    /// [`Settings::cancel_stuck_after`]: the revision stopped there (recorded `superseded`;
+    /// later waves untouched, nothing pruned) so the newer commit can be applied.
+    Superseded {
+        /// Revision number.
+        revision: i64,
+        /// The wave that was waiting.
+        wave: i32,
+        /// The newer commit.
+        by: String,
+        /// What was still not healthy.
+        waiting: String,
+    },
     /// Refused before touching the cluster (render error, guard).
     Refused {
         /// Why.
@@ -201,6 +214,9 @@ pub struct Settings {
     /// Where charts from repositories and pinned Git repositories (the Genestack base) are
     /// cached; `stackwave run` uses `<state>/cache`.
     pub cache_dir: PathBuf,
+    /// A wave that has waited this long for health is cancelled when a newer commit arrives
+    /// ([`Agent::newer_commit`] tells); `None`: waves always wait out `health_timeout`.
+    pub cancel_stuck_after: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -210,6 +226,7 @@ impl Default for Settings {
             max_delete_share: 0.10,
             allow_destructive: false,
             cache_dir: std::env::temp_dir().join("stackwave-cache"),
+            cancel_stuck_after: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -247,10 +264,30 @@ pub struct Agent {
     /// Components whose drift is reported, never corrected (`detectOnly:` of the last
     /// commit rendered; kept in the store across restarts).
     pub detect_only: Vec<String>,
+    /// Asks the source for the newest commit of what the agent follows (network I/O, run on
+    /// a blocking thread), so a stuck wave can be cancelled for a newer commit; see
+    /// [`Settings::cancel_stuck_after`].
+    pub newer_commit: Option<NewerCommit>,
+    /// The commit of the revision being applied (not set during rollbacks).
+    applying: Option<String>,
     health_rules: Vec<Rule>,
     protect: Vec<Protect>,
     ignore: Vec<IgnoreRule>,
 }
+
+/// A check for the source's newest commit id (`None` when it cannot tell).
+pub type NewerCommit = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Why a wave stopped waiting.
+enum Stop {
+    /// Failed or timed out.
+    Failed(String),
+    /// A newer commit arrived: (commit, what was waiting).
+    Superseded(String, String),
+}
+
+/// How often a stuck wave asks for a newer commit.
+const NEWER_COMMIT_CHECK: Duration = Duration::from_secs(2);
 
 fn digest(objs: &[Json]) -> String {
     use sha2::{Digest, Sha256};
@@ -299,6 +336,8 @@ impl Agent {
             unfinished: None,
             current: None,
             detect_only: Vec::new(),
+            newer_commit: None,
+            applying: None,
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
             health_rules: default_rules(),
@@ -459,20 +498,37 @@ impl Agent {
         plan_waves(&self.catalog, cfg)
     }
 
-    async fn wait_healthy(&self, objs: &[Json]) -> Result<(), String> {
-        let deadline = Instant::now() + self.settings.health_timeout;
+    /// Whether a newer commit than the one being applied has arrived.
+    async fn superseded_by(&self) -> Option<String> {
+        let (check, current) = (self.newer_commit.clone()?, self.applying.clone()?);
+        let newest = tokio::task::spawn_blocking(move || check()).await.ok()??;
+        (newest != current).then_some(newest)
+    }
+
+    async fn wait_healthy(&self, objs: &[Json]) -> Result<(), Stop> {
+        let started = Instant::now();
+        let deadline = started + self.settings.health_timeout;
         let mut delay = Duration::from_millis(50);
+        let mut last_check: Option<Instant> = None;
         loop {
             let mut waiting: Option<String> = None;
             for o in objs {
-                let Some(live) = self.cluster.get(o).await.map_err(|e| e.to_string())? else {
+                let Some(live) = self
+                    .cluster
+                    .get(o)
+                    .await
+                    .map_err(|e| Stop::Failed(e.to_string()))?
+                else {
                     waiting = Some(format!("{} is missing", crate::cluster::object_id(o)));
                     break;
                 };
                 match health(&live, &self.health_rules) {
                     Health::Current => {}
                     Health::Failed(m) => {
-                        return Err(format!("{} failed: {m}", crate::cluster::object_id(o)))
+                        return Err(Stop::Failed(format!(
+                            "{} failed: {m}",
+                            crate::cluster::object_id(o)
+                        )))
                     }
                     Health::InProgress(m) => {
                         waiting = Some(format!("{}: {m}", crate::cluster::object_id(o)));
@@ -482,10 +538,21 @@ impl Agent {
             }
             let Some(w) = waiting else { return Ok(()) };
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(Stop::Failed(format!(
                     "not healthy within {:?}: {w}",
                     self.settings.health_timeout
-                ));
+                )));
+            }
+            if self
+                .settings
+                .cancel_stuck_after
+                .is_some_and(|after| started.elapsed() >= after)
+                && last_check.is_none_or(|t| t.elapsed() >= NEWER_COMMIT_CHECK)
+            {
+                last_check = Some(Instant::now());
+                if let Some(newer) = self.superseded_by().await {
+                    return Err(Stop::Superseded(newer, w));
+                }
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
@@ -509,6 +576,7 @@ impl Agent {
                 "healthy"
             }
             Outcome::Failed { .. } => "failed",
+            Outcome::Superseded { .. } => "superseded",
             Outcome::Refused { .. } => "refused",
             Outcome::Unchanged => "unchanged",
             Outcome::Pinned { .. } => "pinned",
@@ -595,7 +663,10 @@ impl Agent {
             .cloned()
             .collect();
         self.store.mark_irreversible(rev, &marked)?;
-        self.apply_revision(rev, &waves, rendered, progress).await
+        self.applying = Some(commit.id.clone());
+        let out = self.apply_revision(rev, &waves, rendered, progress).await;
+        self.applying = None;
+        out
     }
 
     /// Why rolling back to `to` would undo an irreversible component (see
@@ -695,11 +766,51 @@ impl Agent {
                         Err(e) => return self.fail_wave(rev, wave.index, started, e.to_string()),
                     }
                 }
+                // What was applied enters the inventory before the health wait, so a
+                // revision that never becomes healthy leaves nothing a later prune cannot
+                // find (kustomize-controller likewise records its inventory right after
+                // apply).
+                let old = inventory::read(&self.cluster, c).await.unwrap_or_default();
+                let new: Vec<ObjRef> = objs
+                    .iter()
+                    .map(ObjRef::of)
+                    .filter(|r| !old.contains(r))
+                    .collect();
+                if !new.is_empty() {
+                    let mut inv = old;
+                    inv.extend(new);
+                    if let Err(e) = inventory::write(&self.cluster, c, &inv).await {
+                        progress(Progress::Note(format!("inventory of {c}: {e}")));
+                    }
+                }
                 touched.push((c.to_string(), objs));
             }
             let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();
-            if let Err(reason) = self.wait_healthy(&all).await {
-                return self.fail_wave(rev, wave.index, started, reason);
+            match self.wait_healthy(&all).await {
+                Ok(()) => {}
+                Err(Stop::Failed(reason)) => {
+                    return self.fail_wave(rev, wave.index, started, reason)
+                }
+                Err(Stop::Superseded(by, waiting)) => {
+                    let reason = format!(
+                        "superseded by commit {} while waiting: {waiting}",
+                        &by[..by.len().min(10)]
+                    );
+                    self.store.record_wave(
+                        rev,
+                        wave.index,
+                        false,
+                        started.elapsed().as_millis(),
+                        &reason,
+                    )?;
+                    self.store.finish(rev, "superseded", &reason)?;
+                    return Ok(Outcome::Superseded {
+                        revision: rev,
+                        wave: wave.index,
+                        by,
+                        waiting,
+                    });
+                }
             }
             self.store
                 .record_wave(rev, wave.index, true, started.elapsed().as_millis(), "")?;

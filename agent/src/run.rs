@@ -113,6 +113,15 @@ pub fn outcome_text(o: &Outcome) -> String {
             wave,
             reason,
         } => format!("revision {revision} FAILED at wave {wave}: {reason}"),
+        Outcome::Superseded {
+            revision,
+            wave,
+            by,
+            waiting,
+        } => format!(
+            "revision {revision} SUPERSEDED at wave {wave} by commit {} (was waiting: {waiting})",
+            &by[..by.len().min(10)]
+        ),
         Outcome::Refused { reason } => format!("REFUSED: {reason}"),
         Outcome::Unchanged => "unchanged: the commit renders what is applied".into(),
         Outcome::Pinned { revision } => format!("pinned to revision {revision} (rollback)"),
@@ -224,6 +233,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         println!("revision {r} (commit {c}) was interrupted; continuing it");
     }
     let source = Source::open(&opts.repo, &opts.branch, &opts.state).map_err(|e| e.to_string())?;
+    let (url, branch) = (opts.repo.clone(), opts.branch.clone());
+    agent.newer_commit = Some(std::sync::Arc::new(move || {
+        crate::source::head_of(&url, &branch).ok()
+    }));
     let trigger = Trigger::new();
     if let Some(addr) = opts.webhook_addr {
         let file = opts
@@ -244,7 +257,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         _ => None,
     };
     loop {
-        iteration(&opts, &mut agent, &source).await?;
+        if iteration(&opts, &mut agent, &source).await? {
+            trigger.fire("a newer commit superseded the stuck revision");
+        }
         if opts.once {
             return Ok(());
         }
@@ -258,15 +273,18 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 /// (`rollback`/`resume`/`suspend` from the CLI), fetch and apply the branch head unless
 /// suspended, then check drift (detect-only while suspended).
 ///
+/// Returns whether to go again at once (a newer commit superseded the revision).
+///
 /// # Errors
 /// Only the lock and the store failing; everything else is reported and retried.
-async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Result<(), String> {
+async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Result<bool, String> {
+    let mut again = false;
     let _lock = crate::control::lock(&opts.state)?;
     let suspended = match agent.refresh() {
         Ok(s) => s,
         Err(e) => {
             println!("revision store error: {e}");
-            return Ok(());
+            return Ok(false);
         }
     };
     if suspended {
@@ -304,7 +322,8 @@ async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Res
                     Ok(dir) => match agent.sync(&dir, &c, &print_progress).await {
                         Ok(out) => {
                             clear_progress();
-                            println!("outcome: {}", outcome_text(&out))
+                            println!("outcome: {}", outcome_text(&out));
+                            again = matches!(out, Outcome::Superseded { .. });
                         }
                         Err(e) => println!("revision store error: {e}"),
                     },
@@ -332,7 +351,7 @@ async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Res
     let _ = agent
         .store
         .set_state("last_loop", Some(&crate::record::now().to_string()));
-    Ok(())
+    Ok(again)
 }
 
 /// The readable revision history, newest first (one line per revision).
@@ -352,7 +371,8 @@ pub fn history_text(revisions: &[crate::record::Revision]) -> String {
         .collect()
 }
 
-/// An outcome as JSON: `{"outcome": "healthy"|"failed"|"refused"|"unchanged"|"pinned", ...}`.
+/// An outcome as JSON: `{"outcome": "healthy"|"failed"|"superseded"|"refused"|"unchanged"|
+/// "pinned", ...}`.
 pub fn outcome_json(o: &Outcome) -> serde_json::Value {
     use serde_json::json;
     match o {
@@ -364,6 +384,14 @@ pub fn outcome_json(o: &Outcome) -> serde_json::Value {
             wave,
             reason,
         } => json!({"outcome": "failed", "revision": revision, "wave": wave, "reason": reason}),
+        Outcome::Superseded {
+            revision,
+            wave,
+            by,
+            waiting,
+        } => {
+            json!({"outcome": "superseded", "revision": revision, "wave": wave, "by": by, "waiting": waiting})
+        }
         Outcome::Refused { reason } => json!({"outcome": "refused", "reason": reason}),
         Outcome::Unchanged => json!({"outcome": "unchanged"}),
         Outcome::Pinned { revision } => json!({"outcome": "pinned", "revision": revision}),

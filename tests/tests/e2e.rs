@@ -1230,3 +1230,77 @@ async fn only_commits_signed_by_allowed_keys_are_applied() {
     let err = source.verify(&id, &allowed).unwrap_err();
     assert!(err.contains("bad signature"), "{err}");
 }
+
+/// A revision stuck waiting for health is superseded by a newer commit (after
+/// `cancel_stuck_after`), which is applied at once; the stuck object, applied but never
+/// healthy, is pruned once the newer revision is healthy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_commit_supersedes_a_stuck_revision() {
+    let f = Fixture::new("supersede", &["Deployment/stuck"]).await;
+    let state = f.root.join("state");
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("api: one replica");
+    let mut opts = f.run_options(format!("file://{}", f.repo.dir.display()), state.clone());
+    opts.settings.health_timeout = Duration::from_secs(120);
+    opts.settings.cancel_stuck_after = Some(Duration::from_secs(1));
+    opts.watch = true;
+    with_agent(opts, async {
+        assert!(wait_for_revisions(&state, 1, Duration::from_secs(20)).await);
+        // web gains a Deployment that never becomes ready (an image that cannot be pulled on
+        // a real cluster).
+        let image = if f._server.is_some() {
+            "nginx:1.27"
+        } else {
+            "registry.invalid/none:0"
+        };
+        f.repo.write(
+            "manifests/web/stuck.yaml",
+            &deployment(&f.ns, "stuck", 1, image),
+        );
+        f.repo.write(
+            "manifests/web/kustomization.yaml",
+            &kustomization(&["web.yaml".into(), "stuck.yaml".into()]),
+        );
+        f.repo.commit("web: a stuck deployment");
+        // The agent polls hourly; its watcher on the repository fetches the commit.
+        let t = Instant::now();
+        loop {
+            let revs = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
+                .unwrap()
+                .revisions()
+                .unwrap();
+            if revs.iter().any(|r| r.outcome == "applying") {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the stuck revision never started"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        f.write_state(2, "nginx:1.27", 0);
+        f.repo.commit("api: two replicas, no stuck deployment");
+        let t = Instant::now();
+        assert!(
+            wait_for_revisions(&state, 2, Duration::from_secs(30)).await,
+            "the newer commit is applied"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "well before the 120 s health timeout"
+        );
+        assert_eq!(f.replicas("api").await, 2);
+        let revs = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
+            .unwrap()
+            .revisions()
+            .unwrap();
+        assert_eq!(revs[0].outcome, "healthy");
+        assert_eq!(revs[1].outcome, "superseded", "{:?}", revs[1]);
+        assert!(
+            f.live("Deployment", "stuck").await.is_none(),
+            "the stuck object is pruned"
+        );
+    })
+    .await;
+}

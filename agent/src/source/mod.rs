@@ -69,6 +69,35 @@ pub fn local_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(url))
 }
 
+/// The newest "commit" of a source without fetching it: the remote branch head (`git
+/// ls-remote`, through a detached remote: no repository, safe on any thread), or a plain
+/// directory's tree digest. Used to notice a newer commit while a revision is stuck.
+///
+/// # Errors
+/// Unreachable remote, missing branch.
+pub fn head_of(url: &str, branch: &str) -> Result<String, SourceError> {
+    if let Some(d) = local_dir(url) {
+        return Ok(crate::render::charts::dir_digest(&d));
+    }
+    let err = |e: git2::Error| SourceError {
+        url: url.to_string(),
+        cause: e.message().to_string(),
+    };
+    let mut remote = git2::Remote::create_detached(url).map_err(err)?;
+    remote.connect(git2::Direction::Fetch).map_err(err)?;
+    let want = format!("refs/heads/{branch}");
+    let head = remote
+        .list()
+        .map_err(err)?
+        .iter()
+        .find(|h| h.name() == want)
+        .map(|h| h.oid().to_string());
+    head.ok_or_else(|| SourceError {
+        url: url.to_string(),
+        cause: format!("no branch {branch}"),
+    })
+}
+
 /// Copies `from` into `to` (created), skipping `.git`.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;

@@ -197,6 +197,17 @@ pub struct RunArgs {
     /// Do not watch a local source (file:// or a path) for changes; poll only.
     #[arg(long)]
     pub no_watch: bool,
+    /// Directory of credential files for the remote, e.g. a mounted Secret (Flux's keys:
+    /// identity, known_hosts, username, password, bearerToken).
+    #[arg(long)]
+    pub git_secret_dir: Option<PathBuf>,
+    /// known_hosts file for SSH remotes when the secret has none (default
+    /// ~/.ssh/known_hosts, then /etc/ssh/ssh_known_hosts).
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Accept any SSH host key. Never in production: it gives up man-in-the-middle protection.
+    #[arg(long)]
+    pub insecure_skip_host_key_check: bool,
     /// Apply only commits signed (SSH signatures) by a key in this allowed-signers file
     /// (OpenSSH format, as git's gpg.ssh.allowedSignersFile); others are refused.
     #[arg(long)]
@@ -366,6 +377,12 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
         webhook_secret_file: a.webhook_secret_file.clone(),
         watch: !a.no_watch,
         allowed_signers: a.allowed_signers.clone(),
+        auth: crate::source::auth::Auth {
+            secret_dir: a.git_secret_dir.clone(),
+            known_hosts: a.known_hosts.clone(),
+            insecure_skip_host_key: a.insecure_skip_host_key_check,
+            ..Default::default()
+        },
         settings: crate::reconcile::Settings {
             health_timeout: std::time::Duration::from_secs(a.health_timeout),
             max_delete_share: a.max_delete_percent / 100.0,

@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub webhook_secret_file: Option<PathBuf>,
     /// Watch a local source (`file://`, a path) and fetch as soon as it changes.
     pub watch: bool,
+    /// Credentials (a mounted Secret's files) and SSH host verification for the remote.
+    pub auth: crate::source::auth::Auth,
     /// An allowed-signers file (OpenSSH format): when set, only commits with a valid SSH
     /// signature by one of its keys are applied ([`crate::source::verify`]); it is re-read
     /// every iteration, and an unreadable file refuses every commit.
@@ -232,10 +234,12 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     if let Some((r, c)) = &agent.unfinished {
         println!("revision {r} (commit {c}) was interrupted; continuing it");
     }
-    let source = Source::open(&opts.repo, &opts.branch, &opts.state).map_err(|e| e.to_string())?;
-    let (url, branch) = (opts.repo.clone(), opts.branch.clone());
+    let source = Source::open(&opts.repo, &opts.branch, &opts.state)
+        .map_err(|e| e.to_string())?
+        .with_auth(opts.auth.clone());
+    let (url, branch, auth) = (opts.repo.clone(), opts.branch.clone(), opts.auth.clone());
     agent.newer_commit = Some(std::sync::Arc::new(move || {
-        crate::source::head_of(&url, &branch).ok()
+        crate::source::head_of(&url, &branch, &auth).ok()
     }));
     let trigger = Trigger::new();
     if let Some(addr) = opts.webhook_addr {

@@ -705,6 +705,7 @@ impl Fixture {
             webhook_secret_file: None,
             watch: false,
             allowed_signers: None,
+            auth: Default::default(),
         }
     }
 

@@ -8,10 +8,11 @@
 //! the "commit". [`trigger`] wakes the loop early: a webhook, or a file watcher on local
 //! sources.
 
+pub mod auth;
 pub mod trigger;
 pub mod verify;
 
-use git2::{FetchOptions, Oid, Repository};
+use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
 
 /// A source error naming the repository and cause.
@@ -44,6 +45,8 @@ pub struct Source {
     repo: Repository,
     /// A plain directory source, and where its snapshots go.
     dir: Option<(PathBuf, PathBuf)>,
+    /// Credentials and host verification.
+    auth: auth::Auth,
 }
 
 /// The directory a source URL names when it is a plain local directory that is not a Git
@@ -72,10 +75,12 @@ pub fn local_path(url: &str) -> Option<PathBuf> {
 /// The newest "commit" of a source without fetching it: the remote branch head (`git
 /// ls-remote`, through a detached remote: no repository, safe on any thread), or a plain
 /// directory's tree digest. Used to notice a newer commit while a revision is stuck.
+/// (A `bearerToken` is not sent here — libgit2 takes no headers on a bare connect — so
+/// bearer-token remotes are not checked for newer commits.)
 ///
 /// # Errors
 /// Unreachable remote, missing branch.
-pub fn head_of(url: &str, branch: &str) -> Result<String, SourceError> {
+pub fn head_of(url: &str, branch: &str, auth: &auth::Auth) -> Result<String, SourceError> {
     if let Some(d) = local_dir(url) {
         return Ok(crate::render::charts::dir_digest(&d));
     }
@@ -84,11 +89,17 @@ pub fn head_of(url: &str, branch: &str) -> Result<String, SourceError> {
         cause: e.message().to_string(),
     };
     let mut remote = git2::Remote::create_detached(url).map_err(err)?;
-    remote.connect(git2::Direction::Fetch).map_err(err)?;
+    let mut po = git2::ProxyOptions::new();
+    po.auto();
+    let conn = remote
+        .connect_auth(git2::Direction::Fetch, Some(auth.callbacks(url)), Some(po))
+        .map_err(|e| SourceError {
+            url: url.to_string(),
+            cause: auth.explain(&e),
+        })?;
+    let list = conn.list().map_err(err)?;
     let want = format!("refs/heads/{branch}");
-    let head = remote
-        .list()
-        .map_err(err)?
+    let head = list
         .iter()
         .find(|h| h.name() == want)
         .map(|h| h.oid().to_string());
@@ -143,7 +154,14 @@ impl Source {
             branch: branch.to_string(),
             repo,
             dir: local_dir(url).map(|d| (d, state_dir.join("snapshots"))),
+            auth: auth::Auth::default(),
         })
+    }
+
+    /// The same source, fetching with these credentials and host verification.
+    pub fn with_auth(mut self, auth: auth::Auth) -> Source {
+        self.auth = auth;
+        self
     }
 
     /// A directory source's fetch: copy the tree (without `.git`) to a staging directory,
@@ -197,11 +215,14 @@ impl Source {
         };
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(err)?;
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
-        let mut fo = FetchOptions::new();
-        fo.download_tags(git2::AutotagOption::None);
+        let headers = self.auth.headers();
+        let mut fo = self.auth.fetch_options(&self.url, &headers);
         remote
             .fetch(&[&refspec], Some(&mut fo), None)
-            .map_err(err)?;
+            .map_err(|e| SourceError {
+                url: self.url.clone(),
+                cause: self.auth.explain(&e),
+            })?;
         let r = self
             .repo
             .find_reference(&format!("refs/remotes/origin/{}", self.branch))
@@ -285,14 +306,14 @@ impl Source {
                 format!("+refs/tags/{r}:refs/tags/{r}"),
                 format!("+refs/heads/{r}:refs/remotes/origin/{r}"),
             ] {
-                let mut fo = FetchOptions::new();
-                fo.download_tags(git2::AutotagOption::None);
+                let headers = self.auth.headers();
+                let mut fo = self.auth.fetch_options(&self.url, &headers);
                 match remote.fetch(&[&refspec], Some(&mut fo), None) {
                     Ok(()) => {
                         fetch_error.clear();
                         break;
                     }
-                    Err(e) => fetch_error = e.message().to_string(),
+                    Err(e) => fetch_error = self.auth.explain(&e),
                 }
             }
         }

@@ -181,6 +181,10 @@ pub struct RunArgs {
     /// revision (recorded `superseded`) so the newer commit is applied at once.
     #[arg(long, default_value_t = 120)]
     pub cancel_stuck_after: u64,
+    /// Revisions kept in the store (the applied one and a rollback pin always are); 0 keeps
+    /// all.
+    #[arg(long, default_value_t = 200)]
+    pub keep_revisions: usize,
     /// Never cancel a waiting wave for a newer commit (wait out --health-timeout).
     #[arg(long)]
     pub no_cancel_stuck: bool,
@@ -388,6 +392,7 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
             max_delete_share: a.max_delete_percent / 100.0,
             allow_destructive: a.allow_destructive,
             cache_dir: a.target.state.join("cache"),
+            keep_revisions: (a.keep_revisions > 0).then_some(a.keep_revisions),
             cancel_stuck_after: (!a.no_cancel_stuck)
                 .then(|| std::time::Duration::from_secs(a.cancel_stuck_after)),
         },

@@ -214,6 +214,9 @@ pub struct Settings {
     /// Where charts from repositories and pinned Git repositories (the Genestack base) are
     /// cached; `stackwave run` uses `<state>/cache`.
     pub cache_dir: PathBuf,
+    /// How many revisions the store keeps (newest first; the applied revision and a rollback
+    /// pin are always kept); `None` keeps all.
+    pub keep_revisions: Option<usize>,
     /// A wave that has waited this long for health is cancelled when a newer commit arrives
     /// ([`Agent::newer_commit`] tells); `None`: waves always wait out `health_timeout`.
     pub cancel_stuck_after: Option<Duration>,
@@ -227,6 +230,7 @@ impl Default for Settings {
             allow_destructive: false,
             cache_dir: std::env::temp_dir().join("stackwave-cache"),
             cancel_stuck_after: Some(Duration::from_secs(120)),
+            keep_revisions: Some(200),
         }
     }
 }
@@ -582,7 +586,17 @@ impl Agent {
             Outcome::Pinned { .. } => "pinned",
         };
         self.metrics.revisions.with_label_values(&[label]).inc();
+        self.retain()?;
         Ok(out)
+    }
+
+    /// Applies [`Settings::keep_revisions`] (the applied revision and the pin always kept).
+    fn retain(&self) -> Result<(), record::RecordError> {
+        if let (Some(keep), Some(_)) = (self.settings.keep_revisions, self.current) {
+            let also: Vec<i64> = self.current.into_iter().chain(self.pinned).collect();
+            self.store.retain(keep.max(1), &also)?;
+        }
+        Ok(())
     }
 
     async fn sync_commit(
@@ -1087,6 +1101,7 @@ impl Agent {
                 self.metrics.applied_revision.set(*revision);
             }
         }
+        self.retain()?;
         Ok(out)
     }
 

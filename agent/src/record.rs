@@ -463,18 +463,31 @@ impl Store {
         )?)
     }
 
-    /// Keeps the newest `keep` revisions and drops objects no revision refers to.
+    /// Keeps the newest `keep` revisions, plus those in `also` (the applied revision, a
+    /// rollback pin), and drops objects no kept revision refers to. Returns how many
+    /// revisions were dropped.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn retain(&self, keep: usize) -> Result<(), RecordError> {
+    pub fn retain(&self, keep: usize, also: &[i64]) -> Result<usize, RecordError> {
         let c = self.conn();
-        c.execute("DELETE FROM revisions WHERE id NOT IN (SELECT id FROM revisions ORDER BY id DESC LIMIT ?1)", params![keep as i64])?;
+        let also: Vec<String> = also.iter().map(|r| r.to_string()).collect();
+        let dropped = c.execute(
+            &format!(
+                "DELETE FROM revisions WHERE id NOT IN (SELECT id FROM revisions ORDER BY id DESC LIMIT ?1) AND id NOT IN ({})",
+                if also.is_empty() { "-1".to_string() } else { also.join(",") }
+            ),
+            params![keep as i64],
+        )?;
+        if dropped == 0 {
+            return Ok(0);
+        }
         for t in [
             "revision_components",
             "revision_objects",
             "revision_waves",
             "revision_images",
+            "revision_irreversible",
         ] {
             c.execute(
                 &format!("DELETE FROM {t} WHERE rev NOT IN (SELECT id FROM revisions)"),
@@ -485,7 +498,7 @@ impl Store {
             "DELETE FROM objects WHERE sha NOT IN (SELECT sha FROM revision_objects)",
             [],
         )?;
-        Ok(())
+        Ok(dropped)
     }
 }
 
@@ -550,8 +563,24 @@ mod tests {
         );
         let s = Store::open(&dir.join("db.sqlite"), &dir.join("key")).unwrap();
         assert_eq!(s.revisions().unwrap().len(), 2);
-        s.retain(1).unwrap();
+        let r3 = s.begin("0a1", "me", "third").unwrap();
+        s.record_component(
+            r3,
+            "keystone",
+            "d3",
+            &[serde_json::json!({"kind": "ConfigMap"})],
+        )
+        .unwrap();
+        // Keep the newest one and revision 1 (say, the pin): revision 2 goes, with nothing
+        // else lost (revision 1's objects are shared with 2 and stay).
+        assert_eq!(s.retain(1, &[r1]).unwrap(), 1);
+        let ids: Vec<i64> = s.revisions().unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![r3, r1]);
+        assert_eq!(s.objects_of(r1).unwrap()[0].1[0], secret);
+        assert_eq!(s.retain(1, &[r1]).unwrap(), 0);
+        s.retain(1, &[]).unwrap();
         assert_eq!(s.revisions().unwrap().len(), 1);
+        assert!(s.object_bytes().unwrap() > 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1305,3 +1305,80 @@ async fn a_newer_commit_supersedes_a_stuck_revision() {
     })
     .await;
 }
+
+/// History rewritten on the remote (a force push dropping a commit) is followed: the new head
+/// is applied, and the dropped commit's revision stays in the history.
+#[tokio::test(flavor = "multi_thread")]
+async fn force_pushed_history_is_followed() {
+    let mut f = Fixture::new("forcepush", &[]).await;
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.commit("api: one replica");
+    healthy(&f.step().await);
+    let first = f.repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    f.write_state(2, "nginx:1.27", 0);
+    f.repo.commit("api: two replicas");
+    healthy(&f.step().await);
+    let dropped = f.repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    // Rewrite: back to the first commit, then another commit on top.
+    f.repo.git(&["reset", "-q", "--hard", &first]);
+    f.write_state(3, "nginx:1.27", 0);
+    f.repo.commit("api: three replicas (rewritten history)");
+    let out = f.step().await;
+    assert_eq!(healthy(&out), vec!["app".to_string()]);
+    assert_eq!(f.replicas("api").await, 3);
+    let revs = f.agent.store.revisions().unwrap();
+    assert_eq!(revs.len(), 3);
+    assert_eq!(
+        revs[1].commit, dropped,
+        "the dropped commit's revision is kept"
+    );
+}
+
+/// Retention: with `keep_revisions: 2`, the store keeps the two newest revisions (the
+/// applied one and a rollback pin are always kept: `record.rs` unit test), and rolling back
+/// to a kept revision still works.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_the_newest_revisions() {
+    let mut f = Fixture::new("retention", &[]).await;
+    f.agent.settings.keep_revisions = Some(2);
+    for n in 1..=4 {
+        f.write_state(n, "nginx:1.27", 0);
+        f.repo.commit(&format!("api: {n} replicas"));
+        healthy(&f.step().await);
+    }
+    let ids: Vec<i64> = f
+        .agent
+        .store
+        .revisions()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![4, 3]);
+    let out = f.agent.rollback(3, false, &|_| {}).await.unwrap();
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(f.replicas("api").await, 3);
+    let ids: Vec<i64> = f
+        .agent
+        .store
+        .revisions()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    // The rollback is revision 5; revision 3, the pin, is kept beside the newest two.
+    assert_eq!(ids, vec![5, 4, 3]);
+    // Once a newer commit lifts the pin, revision 3 goes.
+    f.write_state(6, "nginx:1.27", 0);
+    f.repo.commit("api: 6 replicas");
+    healthy(&f.step().await);
+    let ids: Vec<i64> = f
+        .agent
+        .store
+        .revisions()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![6, 5]);
+}

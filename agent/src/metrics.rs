@@ -3,7 +3,7 @@
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
 //! | `stackwave_drift_fields` | gauge | `component` | fields differing from the applied revision at the last check |
-//! | `stackwave_revisions_total` | counter | `outcome` | loop outcomes (healthy, failed, refused, unchanged, pinned) |
+//! | `stackwave_revisions_total` | counter | `outcome` | loop outcomes (healthy, failed, superseded, refused, unchanged, pinned) |
 //! | `stackwave_applied_revision` | gauge | | the revision currently applied |
 //!
 //! Labels carry component names and outcomes only: never object content (Secret values

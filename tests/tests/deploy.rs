@@ -1,0 +1,84 @@
+//! `deploy/`: the in-cluster manifests build with our kustomize engine exactly as with the
+//! oracle (`kubectl kustomize` from scripts/setup, when installed), apply cleanly to the API test server (or the real cluster
+//! named by `STACKWAVE_TEST_KUBECONFIG`, server-side dry run), and the agent's arguments are
+//! ones `stackwave run` accepts.
+
+use clap::Parser;
+use std::path::Path;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_manifests_build_apply_and_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let ours = kustomize_rs::build_dir(&dir, &Default::default()).expect("deploy/ builds");
+    // The oracle scripts/setup installs (scripts/test always runs it first).
+    let kubectl = std::env::var_os("KUBECTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/kubectl")
+        });
+    if kubectl.is_file() {
+        let k = kubectl;
+        let out = std::process::Command::new(k)
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .expect("kubectl");
+        assert!(out.status.success());
+        assert_eq!(
+            ours,
+            String::from_utf8_lossy(&out.stdout),
+            "matches kubectl kustomize"
+        );
+    }
+    let objs = stackwave::reconcile::objects_of(&ours).unwrap();
+    let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    for k in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRoleBinding",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(kinds.contains(&k), "deploy/ has a {k}: {kinds:?}");
+    }
+
+    let (_server, cluster, dry) = match std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
+        Some(kc) => (
+            None,
+            stackwave::cluster::Cluster::connect_kubeconfig(Path::new(&kc))
+                .await
+                .unwrap(),
+            true,
+        ),
+        None => {
+            let s = kube_testserver::start(Default::default()).await.unwrap();
+            let c = stackwave::cluster::Cluster::connect_url(&s.url).unwrap();
+            (Some(s), c, false)
+        }
+    };
+    let mut objs = objs;
+    stackwave::plan::order_objects(&mut objs);
+    for o in &objs {
+        let opts = stackwave::cluster::ApplyOptions {
+            dry_run: dry,
+            ..Default::default()
+        };
+        cluster
+            .apply(o, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("{} does not apply: {e}", stackwave::cluster::object_id(o)));
+    }
+
+    let dep = objs.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let args: Vec<String> = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let argv = std::iter::once("stackwave".to_string()).chain(args);
+    if let Err(e) = stackwave::cli::Cli::try_parse_from(argv) {
+        panic!("the Deployment's arguments are not a valid stackwave command line: {e}");
+    }
+}

@@ -239,7 +239,9 @@ pub async fn drift_with_live(
 /// Whether every field of `desired` is present with the same value in `live`: maps
 /// field by field, lists of objects item by item (each desired item contained in some live
 /// item, so keyed lists match whatever their keys), other lists and scalars exactly. A
-/// desired `null` (a field to remove) wants the field absent.
+/// desired `null` (a field to remove) wants the field absent; a desired empty list or map
+/// is satisfied by an absent field too, since the API server drops them (`omitempty` in the
+/// `k8s.io/api` types: `volumeMounts: []` is not stored).
 ///
 /// When this holds, a dry-run apply of `desired` changes none of the fields Stackwave owns
 /// (they are a subset of `desired`'s), so there is no drift and no request is needed. When it
@@ -249,12 +251,23 @@ pub fn contains(live: &Json, desired: &Json) -> bool {
     match (live, desired) {
         (Json::Object(l), Json::Object(d)) => d.iter().all(|(k, dv)| match l.get(k) {
             Some(lv) => contains(lv, dv),
-            None => dv.is_null(),
+            None => vacuous(dv),
         }),
         (Json::Array(l), Json::Array(d)) if d.iter().all(Json::is_object) && !d.is_empty() => {
             d.iter().all(|di| l.iter().any(|li| contains(li, di)))
         }
         (l, d) => l == d,
+    }
+}
+
+/// Whether a desired value is satisfied by an absent field: `null`, an empty list, or a map
+/// of such values only.
+fn vacuous(v: &Json) -> bool {
+    match v {
+        Json::Null => true,
+        Json::Array(a) => a.is_empty(),
+        Json::Object(m) => m.values().all(vacuous),
+        _ => false,
     }
 }
 
@@ -417,4 +430,39 @@ pub async fn record_event(
         )
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containment() {
+        let live = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"},
+            {"name": "b", "image": "y"}
+        ]}}}});
+        assert!(contains(&live, &json!({"spec": {"replicas": 2}})));
+        assert!(!contains(&live, &json!({"spec": {"replicas": 3}})));
+        assert!(contains(
+            &live,
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y"}]}}}})
+        ));
+        assert!(!contains(
+            &live,
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}})
+        ));
+        // Fields to remove, and empty lists/maps the API server does not store.
+        assert!(contains(&live, &json!({"spec": {"paused": null}})));
+        assert!(contains(
+            &live,
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "volumeMounts": []}]}}}})
+        ));
+        assert!(contains(&live, &json!({"metadata": {"annotations": {}}})));
+        assert!(!contains(&live, &json!({"spec": {"paused": false}})));
+        assert!(!contains(
+            &live,
+            &json!({"spec": {"volumes": [{"name": "v"}]}})
+        ));
+    }
 }

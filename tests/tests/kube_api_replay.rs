@@ -11,6 +11,9 @@ const MUST_PASS: &[&str] = &[
     "discovery",
     "discovery-aggregated",
     "dry-run",
+    "immutable",
+    "ownerrefs-labels",
+    "ssa-conflict",
     "ssa-create-update",
 ];
 

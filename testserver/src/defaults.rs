@@ -52,6 +52,25 @@ pub fn job_selector(obj: &mut Json) {
 /// Fills defaults into a new or updated object (`pkg/apis/*/v1/defaults.go`, a subset).
 pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> String) {
     match kind {
+        "CustomResourceDefinition" => {
+            // k8s.io/apiextensions-apiserver pkg/apis/apiextensions/v1/defaults.go
+            if obj.pointer("/spec/conversion").is_none() && obj.get("spec").is_some() {
+                obj["spec"]["conversion"] = json!({"strategy": "None"});
+            }
+            if obj.get("status").is_none() {
+                let stored: Vec<Json> = obj
+                    .pointer("/spec/versions")
+                    .and_then(Json::as_array)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|x| x["storage"] == json!(true))
+                            .map(|x| x["name"].clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                obj["status"] = json!({"conditions": null, "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": stored});
+            }
+        }
         "Namespace" => {
             let name = obj
                 .pointer("/metadata/name")
@@ -132,10 +151,35 @@ pub fn apply_defaults(kind: &str, obj: &mut Json, next_ip: &mut dyn FnMut() -> S
                     spec["updateStrategy"] =
                         json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
                 }
+                // Each claim template is a PersistentVolumeClaim with its own defaults
+                // (k8s.io/kubernetes pkg/apis/apps/v1/defaults.go SetDefaults_StatefulSet).
+                if let Some(vcts) = spec
+                    .get_mut("volumeClaimTemplates")
+                    .and_then(Json::as_array_mut)
+                {
+                    for t in vcts.iter_mut().filter(|t| t.is_object()) {
+                        if t.get("kind").is_none() {
+                            t["kind"] = json!("PersistentVolumeClaim");
+                        }
+                        if t.get("apiVersion").is_none() {
+                            t["apiVersion"] = json!("v1");
+                        }
+                        if t.pointer("/spec/volumeMode").is_none() && t.get("spec").is_some() {
+                            t["spec"]["volumeMode"] = json!("Filesystem");
+                        }
+                        if t.get("status").is_none() {
+                            t["status"] = json!({"phase": "Pending"});
+                        }
+                    }
+                }
             }
             pod_template_defaults(&mut spec["template"]);
             if obj.get("status").is_none() {
-                obj["status"] = json!({});
+                obj["status"] = if kind == "StatefulSet" {
+                    json!({"replicas": 0, "availableReplicas": 0})
+                } else {
+                    json!({})
+                };
             }
         }
         "Job" => {

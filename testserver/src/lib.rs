@@ -16,6 +16,7 @@ pub mod server;
 pub mod simulate;
 pub mod ssa;
 pub mod store;
+pub mod validate;
 
 pub use server::{start, TestServer};
 pub use simulate::SimRules;

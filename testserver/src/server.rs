@@ -443,6 +443,9 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 Ok(b) => b,
                 Err(e) => return error(e),
             };
+            if let Err(e) = body_matches(&t, &b, None, false) {
+                return error(e);
+            }
             let ns = if t.ns.is_empty() {
                 b.pointer("/metadata/namespace")
                     .and_then(Json::as_str)
@@ -472,19 +475,52 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 Ok(b) => b,
                 Err(e) => return error(e),
             };
+            let full = method == Method::PUT || content_type.starts_with("application/apply-patch");
+            if full {
+                if let Err(e) = body_matches(
+                    &t,
+                    &b,
+                    Some(n),
+                    content_type.starts_with("application/apply-patch"),
+                ) {
+                    return error(e);
+                }
+            }
             let how = match (method.as_str(), content_type.as_str()) {
                 ("PUT", _) => Write::Replace,
                 (_, "application/apply-patch+yaml") | (_, "application/apply-patch+json") => {
                     if !q.contains_key("fieldManager") {
-                        return error(ApiError::bad_request("PATCH request must have fieldManager for apply".into()));
+                        return error(patch_options_invalid(
+                            "fieldManager",
+                            "FieldValueRequired",
+                            "Required value: is required for apply patch",
+                        ));
                     }
-                    Write::Apply { force: q.get("force").is_some_and(|f| f == "true") }
+                    Write::Apply {
+                        force: q.get("force").is_some_and(|f| f == "true"),
+                    }
+                }
+                _ if q.contains_key("force") => {
+                    return error(patch_options_invalid(
+                        "force",
+                        "FieldValueForbidden",
+                        "Forbidden: may not be specified for non-apply patch",
+                    ));
                 }
                 (_, "application/json-patch+json") => Write::JsonPatch,
                 (_, "application/merge-patch+json") => Write::MergePatch,
                 (_, "application/strategic-merge-patch+json") => Write::StrategicMergePatch,
-                (_, other) => {
-                    return respond(415, &ApiError { code: 415, reason: "UnsupportedMediaType", message: format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"), details: Json::Null }.body())
+                _ => {
+                    return respond(
+                        415,
+                        &ApiError {
+                            code: 415,
+                            reason: "UnsupportedMediaType",
+                            message: "415: Unsupported Media Type".into(),
+                            details: json!({}),
+                        }
+                        .body(),
+                    )
                 }
             };
             let Ok(mut store) = app.store.lock() else {
@@ -516,7 +552,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 code: 405,
                 reason: "MethodNotAllowed",
                 message: "the server does not allow this method on the requested resource".into(),
-                details: Json::Null,
+                details: json!({}),
             }
             .body(),
         ),
@@ -604,4 +640,48 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A 422 about the request's `PatchOptions` (k8s.io/apimachinery
+/// `pkg/apis/meta/v1/validation` ValidatePatchOptions): `field` is the option.
+fn patch_options_invalid(field: &str, reason: &str, message: &str) -> ApiError {
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}"),
+        details: json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": reason, "message": message, "field": field}]}),
+    }
+}
+
+/// Checks a full body (create, update, apply) against the request's URL, as the real server's
+/// handlers do (k8s.io/apiserver `pkg/endpoints/handlers`: create.go, update.go, patch.go):
+/// an apply body must name the URL's kind (`invalid object type: group/version, Kind=kind`),
+/// and a body's name and namespace, when given, must be the URL's.
+fn body_matches(t: &Target, b: &Json, url_name: Option<&str>, apply: bool) -> Result<(), ApiError> {
+    let meta = |k: &str| b.pointer(&format!("/metadata/{k}")).and_then(Json::as_str);
+    if apply {
+        let av = b["apiVersion"].as_str().unwrap_or("");
+        let kind = b["kind"].as_str().unwrap_or("");
+        if av != t.resource.group_version() || kind != t.resource.kind {
+            let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
+            return Err(ApiError::bad_request(format!(
+                "invalid object type: {g}/{v}, Kind={kind}"
+            )));
+        }
+    }
+    if let (Some(u), Some(n)) = (url_name, meta("name")) {
+        if u != n {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({u})"
+            )));
+        }
+    }
+    if let Some(ns) = meta("namespace").filter(|ns| !ns.is_empty()) {
+        if !t.ns.is_empty() && ns != t.ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+    }
+    Ok(())
 }

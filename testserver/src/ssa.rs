@@ -476,9 +476,15 @@ pub fn path_string(path: &[Pe]) -> String {
 /// merge patch of an existing map).
 pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos) -> FieldSet {
     let before = |p: &Path| old.and_then(|o| value_at(o, p));
+    // A list item that was there before is not itself changed by an update that changes
+    // some of its fields: the manager gets those fields, not the item (`.` stays with whoever
+    // created it) — as recorded from kube-apiserver v1.36 (ssa-conflict).
     let mut out: FieldSet = field_set(new, pos)
         .into_iter()
-        .filter(|p| before(p) != value_at(new, p))
+        .filter(|p| {
+            let b = before(p);
+            b != value_at(new, p) && !(b.is_some() && matches!(p.last(), Some(Pe::Key(_))))
+        })
         .collect();
     let mut nodes = Vec::new();
     map_nodes(new, pos, Vec::new(), &mut nodes);

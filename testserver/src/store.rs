@@ -383,14 +383,17 @@ impl Store {
                         ))
                     }
                 };
-                kustomize_rs::transformers::patch::apply_json_patch(&mut v, &ops).map_err(|e| {
-                    ApiError {
+                // A failing op (a `test` that does not hold, a missing path) is a bare 422:
+                // the recorded server gives no cause.
+                kustomize_rs::transformers::patch::apply_json_patch(&mut v, &ops).map_err(
+                    |_| ApiError {
                         code: 422,
                         reason: "Invalid",
-                        message: e.to_string(),
-                        details: Json::Null,
-                    }
-                })?;
+                        message: "the server rejected our request due to an error in our request"
+                            .into(),
+                        details: json!({}),
+                    },
+                )?;
                 from_kustomize_value(&v)
             }
             (Write::Apply { .. }, None) => {
@@ -414,6 +417,9 @@ impl Store {
                 ssa::field_set(&body, &pos)
             };
             let live = existing.clone().unwrap_or(Json::Null);
+            // (manager as printed, path); k8s.io/apiserver
+            // pkg/endpoints/handlers/fieldmanager/internal/conflict.go (printManager,
+            // getConflictMessage).
             let mut conflicts: Vec<(String, String)> = Vec::new();
             for e in &managed {
                 let mgr = e["manager"].as_str().unwrap_or("");
@@ -421,11 +427,21 @@ impl Store {
                 if mgr == opts.manager && op == "Apply" {
                     continue;
                 }
+                let mut printed = format!("{mgr:?}");
+                if let Some(sub) = e["subresource"].as_str().filter(|s| !s.is_empty()) {
+                    printed.push_str(&format!(" with subresource {sub:?}"));
+                }
+                if op == "Update" {
+                    printed.push_str(&format!(
+                        " using {}",
+                        e["apiVersion"].as_str().unwrap_or("")
+                    ));
+                }
                 let owned = ssa::from_fields_v1(&e["fieldsV1"]);
                 for p in applied_set.intersection(&owned) {
                     let (lv, av) = (ssa::value_at(&live, p), ssa::value_at(&body, p));
                     if lv.is_some() && lv != av && !matches!(p.last(), Some(ssa::Pe::Key(_))) {
-                        conflicts.push((mgr.to_string(), ssa::path_string(p)));
+                        conflicts.push((printed.clone(), ssa::path_string(p)));
                     }
                 }
             }
@@ -433,21 +449,26 @@ impl Store {
                 let n = conflicts.len();
                 let message = if n == 1 {
                     format!(
-                        "Apply failed with 1 conflict: conflict with \"{}\": {}",
+                        "Apply failed with 1 conflict: conflict with {}: {}",
                         conflicts[0].0, conflicts[0].1
                     )
                 } else {
-                    let lines: Vec<String> = conflicts
-                        .iter()
-                        .map(|(m, p)| format!("- conflict with \"{m}\": {p}"))
-                        .collect();
+                    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+                    for (m, p) in &conflicts {
+                        by.entry(m.as_str()).or_default().push(p.as_str());
+                    }
+                    let mut lines = Vec::new();
+                    for (m, paths) in by {
+                        lines.push(format!("conflicts with {m}:"));
+                        lines.extend(paths.iter().map(|p| format!("- {p}")));
+                    }
                     format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
                 };
                 return Err(ApiError {
                     code: 409,
                     reason: "Conflict",
                     message,
-                    details: json!({"causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": p})).collect::<Vec<_>>()}),
+                    details: json!({"causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": p})).collect::<Vec<_>>()}),
                 });
             }
             // Fields this manager applied before but no longer does, owned by nobody else, go.
@@ -540,6 +561,7 @@ impl Store {
         };
         apply_defaults(&r.kind, &mut obj, &mut next_ip);
         ssa::drop_empty(&mut obj, &pos);
+        crate::validate::validate(r, &obj)?;
         if let Some(old) = &existing {
             if let Some((field, reason, msg)) = immutable_violation(&r.kind, old, &obj) {
                 let mut d = details(r, name);
@@ -742,8 +764,23 @@ impl Store {
                 .unwrap_or("")
                 .to_string(),
         );
+        let established = self.objects.get(&key).is_some_and(|o| {
+            o.pointer("/status/conditions")
+                .is_some_and(|c| !c.is_null())
+        });
+        // Establishing is a status update of its own (a new resourceVersion), by
+        // kube-apiserver on the status subresource.
+        let rv = if established {
+            String::new()
+        } else {
+            self.bump()
+        };
         if let Some(o) = self.objects.get_mut(&key) {
-            if o.pointer("/status/conditions").is_none() {
+            if !established {
+                o["metadata"]["resourceVersion"] = json!(rv);
+                if let Some(mf) = o["metadata"]["managedFields"].as_array_mut() {
+                    mf.push(json!({"manager": "kube-apiserver", "operation": "Update", "apiVersion": "apiextensions.k8s.io/v1", "time": now(), "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:acceptedNames": {"f:kind": {}, "f:listKind": {}, "f:plural": {}, "f:shortNames": {}, "f:singular": {}}, "f:conditions": {"k:{\"type\":\"Established\"}": {".": {}, "f:lastTransitionTime": {}, "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}}, "k:{\"type\":\"NamesAccepted\"}": {".": {}, "f:lastTransitionTime": {}, "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}}}}}, "subresource": "status"}));
+                }
                 let names = o["spec"]["names"].clone();
                 o["status"] = json!({
                     "conditions": [

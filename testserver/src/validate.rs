@@ -1,0 +1,261 @@
+//! Object validation the real API server does on every write, with its messages: object
+//! names (RFC 1123 subdomain, or label for Namespaces), label keys and values, ownerReferences,
+//! and a Deployment's selector against its template.
+//!
+//! Messages follow k8s.io/apimachinery `pkg/util/validation/validation.go` (IsQualifiedName,
+//! IsValidLabelValue, IsDNS1123Subdomain, IsDNS1123Label),
+//! `pkg/api/validation/objectmeta.go` (ValidateOwnerReferences) and k8s.io/kubernetes
+//! `pkg/apis/apps/validation` (ValidateDeploymentSpec); the Status shape follows
+//! `errors.NewInvalid`.
+
+use crate::resources::ApiResource;
+use crate::store::ApiError;
+use regex::Regex;
+use serde_json::{json, Value as Json};
+use std::sync::LazyLock;
+
+/// One field error: (field, reason, message).
+type Cause = (String, &'static str, String);
+
+static SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("regex")
+});
+static LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("regex"));
+static QUALIFIED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("regex"));
+static LABEL_VALUE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").expect("regex"));
+
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const QUALIFIED_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+fn subdomain(v: &str) -> Vec<String> {
+    let mut e = Vec::new();
+    if v.len() > 253 {
+        e.push("must be no more than 253 bytes".to_string());
+    }
+    if !SUBDOMAIN.is_match(v) {
+        e.push(SUBDOMAIN_MSG.to_string());
+    }
+    e
+}
+
+fn label(v: &str) -> Vec<String> {
+    let mut e = Vec::new();
+    if v.len() > 63 {
+        e.push("must be no more than 63 bytes".to_string());
+    }
+    if !LABEL.is_match(v) {
+        e.push(LABEL_MSG.to_string());
+    }
+    e
+}
+
+fn qualified_name(v: &str) -> Vec<String> {
+    let mut e = Vec::new();
+    let (prefix, name) = match v.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, v),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            e.push("prefix part must be non-empty".to_string());
+        } else {
+            e.extend(subdomain(p).into_iter().map(|m| format!("prefix part {m}")));
+        }
+    }
+    if name.is_empty() {
+        e.push("name part must be non-empty".to_string());
+    } else if name.len() > 63 {
+        e.push("name part must be no more than 63 bytes".to_string());
+    }
+    if !QUALIFIED.is_match(name) {
+        e.push(QUALIFIED_MSG.to_string());
+    }
+    e
+}
+
+fn label_value(v: &str) -> Vec<String> {
+    let mut e = Vec::new();
+    if v.len() > 63 {
+        e.push("must be no more than 63 bytes".to_string());
+    }
+    if !LABEL_VALUE.is_match(v) {
+        e.push(LABEL_VALUE_MSG.to_string());
+    }
+    e
+}
+
+fn invalid(field: &str, value: &str, msg: &str) -> Cause {
+    (
+        field.to_string(),
+        "FieldValueInvalid",
+        format!("Invalid value: {value}: {msg}"),
+    )
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Go's JSON of an ownerReference (field order of the Go struct, empty fields left out).
+fn owner_json(o: &Json) -> String {
+    let mut m = serde_json::Map::new();
+    for k in [
+        "apiVersion",
+        "kind",
+        "name",
+        "uid",
+        "controller",
+        "blockOwnerDeletion",
+    ] {
+        if let Some(v) = o.get(k) {
+            m.insert(k.to_string(), v.clone());
+        }
+    }
+    Json::Object(m).to_string()
+}
+
+/// Go's JSON of a string map (keys sorted, compact).
+fn map_json(m: &Json) -> String {
+    let sorted: std::collections::BTreeMap<String, Json> = m
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    serde_json::to_string(&sorted).unwrap_or_default()
+}
+
+fn causes(r: &ApiResource, obj: &Json) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let meta = &obj["metadata"];
+    let name = meta["name"].as_str().unwrap_or("");
+    let name_errs = if r.kind == "Namespace" {
+        label(name)
+    } else {
+        subdomain(name)
+    };
+    out.extend(
+        name_errs
+            .iter()
+            .map(|m| invalid("metadata.name", &quoted(name), m)),
+    );
+    if let Some(labels) = meta["labels"].as_object() {
+        for (k, v) in labels {
+            out.extend(
+                qualified_name(k)
+                    .iter()
+                    .map(|m| invalid("metadata.labels", &quoted(k), m)),
+            );
+            let v = v.as_str().unwrap_or("");
+            out.extend(
+                label_value(v)
+                    .iter()
+                    .map(|m| invalid("metadata.labels", &quoted(v), m)),
+            );
+        }
+    }
+    if let Some(refs) = meta["ownerReferences"].as_array() {
+        for o in refs {
+            if o["uid"].as_str().unwrap_or("").is_empty() {
+                out.push(invalid(
+                    "metadata.ownerReferences.uid",
+                    "\"\"",
+                    "must not be empty",
+                ));
+            }
+        }
+        let controllers: Vec<&Json> = refs
+            .iter()
+            .filter(|o| o["controller"] == json!(true))
+            .collect();
+        if controllers.len() > 1 {
+            let all = format!(
+                "[{}]",
+                refs.iter().map(owner_json).collect::<Vec<_>>().join(",")
+            );
+            let named: Vec<String> = controllers
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        o["kind"].as_str().unwrap_or(""),
+                        o["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            out.push(invalid(
+                "metadata.ownerReferences",
+                &all,
+                &format!(
+                    "Only one reference can have Controller set to true. Found \"true\" in references for {}",
+                    named.join(" and ")
+                ),
+            ));
+        }
+    }
+    if r.kind == "Deployment" && r.group == "apps" {
+        let sel = &obj["spec"]["selector"];
+        let labels = &obj["spec"]["template"]["metadata"]["labels"];
+        if sel.is_null() || sel.as_object().is_some_and(|m| m.is_empty()) {
+            out.push((
+                "spec.selector".into(),
+                "FieldValueRequired",
+                "Required value".into(),
+            ));
+        }
+        let matches = match sel.get("matchLabels").and_then(Json::as_object) {
+            Some(want) => want.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            None => sel.as_object().is_some_and(|m| !m.is_empty()),
+        };
+        if !matches {
+            out.push(invalid(
+                "spec.template.metadata.labels",
+                &map_json(labels),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    out
+}
+
+/// Validates an object about to be stored: `Ok` or a 422 `Invalid` Status listing every
+/// cause (`Kind.group "name" is invalid: [a, b]`, or `: a` for one).
+///
+/// # Errors
+/// The 422 [`ApiError`].
+pub fn validate(r: &ApiResource, obj: &Json) -> Result<(), ApiError> {
+    let c = causes(r, obj);
+    if c.is_empty() {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let kind = if r.group.is_empty() {
+        r.kind.clone()
+    } else {
+        format!("{}.{}", r.kind, r.group)
+    };
+    let parts: Vec<String> = c.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
+    let list = if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("[{}]", parts.join(", "))
+    };
+    let mut details = json!({"name": name});
+    if !r.group.is_empty() {
+        details["group"] = json!(r.group);
+    }
+    details["kind"] = json!(r.kind);
+    details["causes"] = c
+        .iter()
+        .map(|(f, reason, m)| json!({"reason": reason, "message": m, "field": f}))
+        .collect();
+    Err(ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("{kind} {} is invalid: {list}", quoted(name)),
+        details,
+    })
+}

@@ -8,10 +8,12 @@ use stackwave_tests::shared_dir;
 /// Scenarios the test server reproduces exactly.
 const MUST_PASS: &[&str] = &[
     "cluster-scoped",
+    "delete-propagation",
     "discovery",
     "discovery-aggregated",
     "dry-run",
     "immutable",
+    "namespace-lifecycle",
     "ownerrefs-labels",
     "ssa-conflict",
     "ssa-create-update",

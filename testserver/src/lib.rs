@@ -11,6 +11,7 @@
 //! Where it still differs from a real kube-apiserver is listed in `README.md` next to this crate.
 
 pub mod defaults;
+pub mod listopts;
 pub mod resources;
 pub mod server;
 pub mod simulate;

@@ -386,6 +386,35 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
     }
     let manager = q.get("fieldManager").cloned().unwrap_or(ua);
     let status = t.sub.as_deref() == Some("status");
+    if t.sub.as_deref() == Some("finalize") && t.resource.kind == "Namespace" {
+        let Some(n) = t.name.clone() else {
+            return error(ApiError::no_route());
+        };
+        if method != Method::PUT {
+            return error(ApiError {
+                code: 405,
+                reason: "MethodNotAllowed",
+                message: "the server does not allow this method on the requested resource".into(),
+                details: json!({}),
+            });
+        }
+        let b = match parse_body(&body) {
+            Ok(b) => b,
+            Err(e) => return error(e),
+        };
+        let opts = WriteOpts {
+            manager,
+            dry_run,
+            status: false,
+        };
+        let Ok(mut store) = app.store.lock() else {
+            return respond(500, &json!({}));
+        };
+        return match store.finalize_namespace(&t.resource, &n, b, &opts) {
+            Ok(o) => respond(200, &o),
+            Err(e) => error(e),
+        };
+    }
     if t.sub.is_some() && !status {
         return error(ApiError::no_route());
     }
@@ -402,19 +431,16 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             watch(app, t, q).await
         }
         (Method::GET, None) => {
-            let selector = match q.get("labelSelector").filter(|s| !s.is_empty()) {
-                Some(s) => match kustomize_rs::transformers::select::LabelSelector::parse(s) {
-                    Ok(l) => Some(l),
-                    Err(e) => return error(ApiError::bad_request(e.to_string())),
-                },
-                None => None,
+            let lo = match crate::listopts::parse(&q, false) {
+                Ok(l) => l,
+                Err(e) => return error(e),
             };
             let Ok(store) = app.store.lock() else {
                 return respond(500, &json!({}));
             };
             // List items carry no apiVersion/kind: the list's own say what they are.
-            let items: Vec<Json> = store
-                .list(&t.resource, &t.ns, &selector)
+            let (items, more) = lo.page(store.list(&t.resource, &t.ns, &lo.labels));
+            let items: Vec<Json> = items
                 .into_iter()
                 .map(|mut o| {
                     if let Some(m) = o.as_object_mut() {
@@ -424,6 +450,50 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                     o
                 })
                 .collect();
+            let mut meta = json!({"resourceVersion": store.resource_version().to_string()});
+            if let Some((token, remaining)) = more {
+                meta["continue"] = json!(token);
+                meta["remainingItemCount"] = json!(remaining);
+            }
+            respond(
+                200,
+                &json!({"kind": format!("{}List", t.resource.kind), "apiVersion": t.resource.group_version(), "metadata": meta, "items": items}),
+            )
+        }
+        (Method::DELETE, None) => {
+            // deletecollection: every selected object is deleted; the answer lists them.
+            let lo = match crate::listopts::parse(&q, false) {
+                Ok(l) => l,
+                Err(e) => return error(e),
+            };
+            let Ok(mut store) = app.store.lock() else {
+                return respond(500, &json!({}));
+            };
+            let (selected, _) = lo.page(store.list(&t.resource, &t.ns, &lo.labels));
+            let mut items = Vec::new();
+            for o in selected {
+                let name = o
+                    .pointer("/metadata/name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let ns = o
+                    .pointer("/metadata/namespace")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if store
+                    .delete(&t.resource, &ns, &name, dry_run, None, app.gc)
+                    .is_ok()
+                {
+                    let mut o = o;
+                    if let Some(m) = o.as_object_mut() {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                    items.push(o);
+                }
+            }
             respond(
                 200,
                 &json!({"kind": format!("{}List", t.resource.kind), "apiVersion": t.resource.group_version(), "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
@@ -560,6 +630,10 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
 }
 
 async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
+    let lo = match crate::listopts::parse(&q, true) {
+        Ok(l) => l,
+        Err(e) => return error(e),
+    };
     let (initial, mut rx) = {
         let Ok(store) = app.store.lock() else {
             return respond(500, &json!({}));
@@ -576,9 +650,7 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(30);
-    let selector = q
-        .get("labelSelector")
-        .and_then(|s| kustomize_rs::transformers::select::LabelSelector::parse(s).ok());
+    let selector = lo.labels.clone();
     let (group, plural, ns) = (
         t.resource.group.clone(),
         t.resource.plural.clone(),
@@ -605,6 +677,9 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
                 .and_then(Json::as_str)
                 .unwrap_or("");
             if !ns.is_empty() && ons != ns {
+                continue;
+            }
+            if !lo.fields_match(&ev.object) {
                 continue;
             }
             if let Some(sel) = &selector {

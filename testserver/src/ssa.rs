@@ -482,8 +482,12 @@ pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos) -> FieldSet {
     let mut out: FieldSet = field_set(new, pos)
         .into_iter()
         .filter(|p| {
-            let b = before(p);
-            b != value_at(new, p) && !(b.is_some() && matches!(p.last(), Some(Pe::Key(_))))
+            let (b, n) = (before(p), value_at(new, p));
+            // A map emptied by removals (`spec: {}` once its finalizers went) is not a change
+            // of its own either: removals give no ownership.
+            let emptied = b.is_some_and(Json::is_object)
+                && n.is_some_and(|x| x.as_object().is_some_and(|m| m.is_empty()));
+            b != n && !(b.is_some() && matches!(p.last(), Some(Pe::Key(_)))) && !emptied
         })
         .collect();
     let mut nodes = Vec::new();

@@ -317,6 +317,21 @@ impl Store {
         }
         let key = key_of(r, ns, name);
         let existing = self.objects.get(&key).cloned();
+        // A terminating namespace takes no new objects; existing ones may still change
+        // (k8s.io/apiserver plugin/pkg/admission/namespace/lifecycle).
+        if r.namespaced && existing.is_none() && self.terminating(ns) {
+            let mut d = details(r, name);
+            d["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+            return Err(ApiError {
+                code: 403,
+                reason: "Forbidden",
+                message: format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    r.qualified()
+                ),
+                details: d,
+            });
+        }
         let pos = Self::pos(r);
         let mut created = false;
         let mut obj = match (&how, &existing) {
@@ -334,6 +349,11 @@ impl Store {
             }
             (Write::Replace, Some(old)) => {
                 let mut b = body.clone();
+                if let Some(dt) = old.pointer("/metadata/deletionTimestamp") {
+                    if b["metadata"].is_object() {
+                        b["metadata"]["deletionTimestamp"] = dt.clone();
+                    }
+                }
                 if opts.status {
                     let mut o = old.clone();
                     o["status"] = b.get("status").cloned().unwrap_or(Json::Null);
@@ -581,6 +601,28 @@ impl Store {
         }
         // Update managers own what they changed.
         if !matches!(how, Write::Apply { .. }) && opts.manager != "kube-apiserver" {
+            // Fields an update removed leave every manager (structured-merge-diff
+            // `Updater.update`: managers minus `Comparison.Removed`).
+            if let Some(old) = &existing {
+                let removed: Vec<ssa::Path> = ssa::field_set(old, &pos)
+                    .difference(&ssa::field_set(&obj, &pos))
+                    .cloned()
+                    .collect();
+                if !removed.is_empty() {
+                    for e in managed.iter_mut() {
+                        let mut owned = ssa::from_fields_v1(&e["fieldsV1"]);
+                        let before = owned.len();
+                        owned.retain(|p| {
+                            !removed
+                                .iter()
+                                .any(|r| p.len() >= r.len() && p[..r.len()] == r[..])
+                        });
+                        if owned.len() != before {
+                            e["fieldsV1"] = ssa::to_fields_v1(&owned);
+                        }
+                    }
+                }
+            }
             let mut changed = ssa::changed_fields(existing.as_ref(), &obj, &pos);
             if existing.is_none() {
                 let strategy = crate::defaults::set_by_strategy(&r.kind);
@@ -719,20 +761,31 @@ impl Store {
             return Ok((self.present(r, &obj), created));
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
-        // Deleted once the last finalizer goes.
-        let finalizers_left = obj
-            .pointer("/metadata/finalizers")
-            .and_then(Json::as_array)
-            .is_some_and(|f| !f.is_empty());
+        // Deleted once the last finalizer goes (a Namespace's spec.finalizers count too).
+        let left = |p: &str| {
+            obj.pointer(p)
+                .and_then(Json::as_array)
+                .is_some_and(|f| !f.is_empty())
+        };
+        let finalizers_left =
+            left("/metadata/finalizers") || (r.kind == "Namespace" && left("/spec/finalizers"));
         if obj.pointer("/metadata/deletionTimestamp").is_some() && !finalizers_left {
             self.objects.remove(&key);
             self.after_delete(r, &obj);
+            // The answer is the object as it was last stored (its resourceVersion too).
+            let mut gone = self.present(r, &obj);
+            if let Some(rv) = existing
+                .as_ref()
+                .and_then(|o| o.pointer("/metadata/resourceVersion"))
+            {
+                gone["metadata"]["resourceVersion"] = rv.clone();
+            }
             let _ = self.events.send(Event {
                 kind: "DELETED",
                 resource: (r.group.clone(), r.plural.clone()),
-                object: self.present(r, &obj),
+                object: gone.clone(),
             });
-            return Ok((self.present(r, &obj), false));
+            return Ok((gone, false));
         }
         self.objects.insert(key, obj.clone());
         if r.kind == "CustomResourceDefinition" {
@@ -873,9 +926,6 @@ impl Store {
         gc: bool,
     ) -> Result<Json, ApiError> {
         let key = key_of(r, ns, name);
-        let Some(mut obj) = self.objects.get(&key).cloned() else {
-            return Err(ApiError::not_found(r, name));
-        };
         let gc_finalizer = match policy {
             None | Some("Background") => None,
             Some("Foreground") => Some("foregroundDeletion"),
@@ -889,7 +939,32 @@ impl Store {
                 })
             }
         };
+        let Some(mut obj) = self.objects.get(&key).cloned() else {
+            return Err(ApiError::not_found(r, name));
+        };
         let orphan = policy == Some("Orphan");
+        // Without a namespace controller (no simulator, as the recording), a Namespace with
+        // spec.finalizers goes Terminating and stays until PUT .../finalize empties them.
+        if r.kind == "Namespace" && !gc && !dry_run {
+            let finalizers = obj
+                .pointer("/spec/finalizers")
+                .and_then(Json::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if finalizers {
+                if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                    obj["metadata"]["deletionTimestamp"] = json!(now());
+                    obj["status"] = json!({"phase": "Terminating"});
+                    obj["metadata"]["resourceVersion"] = json!(self.bump());
+                    self.objects.insert(key, obj.clone());
+                    let _ = self.events.send(Event {
+                        kind: "MODIFIED",
+                        resource: (r.group.clone(), r.plural.clone()),
+                        object: self.present(r, &obj),
+                    });
+                }
+                return Ok(self.present(r, &obj));
+            }
+        }
         if let (Some(f), false) = (gc_finalizer, gc) {
             if r.kind != "Namespace" {
                 let list = obj["metadata"]["finalizers"]
@@ -958,6 +1033,51 @@ impl Store {
             return Ok(self.present(r, &obj));
         }
         Ok(success(&obj))
+    }
+
+    /// Whether namespace `ns` is being deleted (has a deletionTimestamp).
+    fn terminating(&self, ns: &str) -> bool {
+        self.objects
+            .get(&(
+                String::new(),
+                "namespaces".into(),
+                String::new(),
+                ns.to_string(),
+            ))
+            .is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some())
+    }
+
+    /// `PUT /api/v1/namespaces/{name}/finalize`: the body replaces the namespace's metadata
+    /// and spec (status kept); a terminating namespace whose `spec.finalizers` are now empty
+    /// is removed with its content. Answers the namespace as written.
+    ///
+    /// # Errors
+    /// Not found; the write's own errors.
+    pub fn finalize_namespace(
+        &mut self,
+        r: &ApiResource,
+        name: &str,
+        body: Json,
+        opts: &WriteOpts,
+    ) -> Result<Json, ApiError> {
+        let key = key_of(r, "", name);
+        let Some(old) = self.objects.get(&key).cloned() else {
+            return Err(ApiError::not_found(r, name));
+        };
+        let mut body = body;
+        if body.pointer("/spec/finalizers").is_none() {
+            body["spec"]["finalizers"] = json!([]);
+        }
+        let rv_before = old["metadata"]["resourceVersion"].clone();
+        let (written, _) = self.write(r, "", name, Write::Replace, body, opts)?;
+        let done = !self.objects.contains_key(&key);
+        // The write removed the namespace (and its content) when the last finalizer went;
+        // the answer carries the resourceVersion it had, as the real server's does.
+        let mut out = written;
+        if done && old.pointer("/metadata/deletionTimestamp").is_some() {
+            out["metadata"]["resourceVersion"] = rv_before;
+        }
+        Ok(out)
     }
 
     /// Writes `status` directly (the simulator's controller writes), bumping resourceVersion.

@@ -472,16 +472,10 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             let (selected, _) = lo.page(store.list(&t.resource, &t.ns, &lo.labels));
             let mut items = Vec::new();
             for o in selected {
-                let name = o
-                    .pointer("/metadata/name")
-                    .and_then(Json::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let ns = o
-                    .pointer("/metadata/namespace")
-                    .and_then(Json::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let (name, ns) = (
+                    crate::store::meta(&o, "name"),
+                    crate::store::meta(&o, "namespace"),
+                );
                 if store
                     .delete(&t.resource, &ns, &name, dry_run, None, app.gc)
                     .is_ok()

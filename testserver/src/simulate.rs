@@ -55,16 +55,10 @@ pub fn tick(store: &mut Store, rules: &SimRules, seen: &mut HashMap<(String, i64
     }
     let now = Instant::now();
     for (r, o) in store.all() {
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        let ns = o
-            .pointer("/metadata/namespace")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
+        let (name, ns) = (
+            crate::store::meta(&o, "name"),
+            crate::store::meta(&o, "namespace"),
+        );
         let uid = o
             .pointer("/metadata/uid")
             .and_then(Json::as_str)

@@ -88,6 +88,14 @@ pub struct Event {
 type Key = (String, String, String, String); // group, plural, namespace, name
 
 /// The store key of an object (namespace empty for cluster-scoped resources).
+/// `metadata.<field>` of an object as a string (`""` when absent).
+pub fn meta(o: &Json, field: &str) -> String {
+    o.pointer(&format!("/metadata/{field}"))
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 fn key_of(r: &ApiResource, ns: &str, name: &str) -> Key {
     (
         r.group.clone(),
@@ -954,13 +962,7 @@ impl Store {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
                     obj["metadata"]["deletionTimestamp"] = json!(now());
                     obj["status"] = json!({"phase": "Terminating"});
-                    obj["metadata"]["resourceVersion"] = json!(self.bump());
-                    self.objects.insert(key, obj.clone());
-                    let _ = self.events.send(Event {
-                        kind: "MODIFIED",
-                        resource: (r.group.clone(), r.plural.clone()),
-                        object: self.present(r, &obj),
-                    });
+                    self.store_modified(r, key, &mut obj);
                 }
                 return Ok(self.present(r, &obj));
             }
@@ -1009,13 +1011,7 @@ impl Store {
                 if let Some(g) = obj.pointer("/metadata/generation").and_then(Json::as_i64) {
                     obj["metadata"]["generation"] = json!(g + 1);
                 }
-                obj["metadata"]["resourceVersion"] = json!(self.bump());
-                self.objects.insert(key, obj.clone());
-                let _ = self.events.send(Event {
-                    kind: "MODIFIED",
-                    resource: (r.group.clone(), r.plural.clone()),
-                    object: self.present(r, &obj),
-                });
+                self.store_modified(r, key, &mut obj);
             }
             return Ok(self.present(r, &obj));
         }
@@ -1033,6 +1029,17 @@ impl Store {
             return Ok(self.present(r, &obj));
         }
         Ok(success(&obj))
+    }
+
+    /// Stores `obj` under `key` with a new resourceVersion and announces it (`MODIFIED`).
+    fn store_modified(&mut self, r: &ApiResource, key: Key, obj: &mut Json) {
+        obj["metadata"]["resourceVersion"] = json!(self.bump());
+        self.objects.insert(key, obj.clone());
+        let _ = self.events.send(Event {
+            kind: "MODIFIED",
+            resource: (r.group.clone(), r.plural.clone()),
+            object: self.present(r, obj),
+        });
     }
 
     /// Whether namespace `ns` is being deleted (has a deletionTimestamp).

@@ -63,6 +63,19 @@ fn packed_memcached(shared: &Path, name: &str) -> (std::path::PathBuf, Vec<u8>) 
     (tmp, body)
 }
 
+/// The pinned memcached version, the archive's sha256 and a repository `index.yaml` listing it
+/// as `memcached-<pin>.tgz`.
+fn memcached_index(body: &[u8]) -> (&'static str, String, String) {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pin = "2025.2.2+c31cd6c96";
+    let index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: {pin}\n    digest: {digest}\n    urls: [memcached-{pin}.tgz]\n");
+    (pin, digest, index)
+}
+
 fn inputs(shared: &Path, store: ChartStore, repo: &str) -> Inputs {
     let g = shared.join("corpus/genestack");
     let mut objects = Objects::default();
@@ -89,13 +102,7 @@ fn fetches_verifies_caches_and_works_offline() {
         return;
     }
     let (tmp, body) = packed_memcached(&shared, "sw-chartrepo");
-    use sha2::Digest;
-    let digest: String = sha2::Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let pin = "2025.2.2+c31cd6c96";
-    let index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: {pin}\n    digest: {digest}\n    urls: [memcached-{pin}.tgz]\n");
+    let (pin, digest, index) = memcached_index(&body);
     let repo = serve(
         vec![
             ("/index.yaml".into(), index.into_bytes()),
@@ -443,13 +450,7 @@ async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
         return;
     }
     let (tmp, body) = packed_memcached(&shared, "sw-pinned-base");
-    use sha2::Digest;
-    let digest: String = sha2::Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let pin = "2025.2.2+c31cd6c96";
-    let index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: {pin}\n    digest: {digest}\n    urls: [memcached-{pin}.tgz]\n");
+    let (pin, _, index) = memcached_index(&body);
     let chart_repo = serve(
         vec![
             ("/index.yaml".into(), index.into_bytes()),

@@ -239,6 +239,17 @@ impl Fixture {
             .collect()
     }
 
+    /// Revision numbers in the store, newest first.
+    fn revision_ids(&self) -> Vec<i64> {
+        self.agent
+            .store
+            .revisions()
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
     fn revisions(&self) -> usize {
         self.agent.store.revisions().unwrap().len()
     }
@@ -1346,39 +1357,18 @@ async fn retention_keeps_the_newest_revisions() {
         f.repo.commit(&format!("api: {n} replicas"));
         healthy(&f.step().await);
     }
-    let ids: Vec<i64> = f
-        .agent
-        .store
-        .revisions()
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let ids = f.revision_ids();
     assert_eq!(ids, vec![4, 3]);
     let out = f.agent.rollback(3, false, &|_| {}).await.unwrap();
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
     assert_eq!(f.replicas("api").await, 3);
-    let ids: Vec<i64> = f
-        .agent
-        .store
-        .revisions()
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let ids = f.revision_ids();
     // The rollback is revision 5; revision 3, the pin, is kept beside the newest two.
     assert_eq!(ids, vec![5, 4, 3]);
     // Once a newer commit lifts the pin, revision 3 goes.
     f.write_state(6, "nginx:1.27", 0);
     f.repo.commit("api: 6 replicas");
     healthy(&f.step().await);
-    let ids: Vec<i64> = f
-        .agent
-        .store
-        .revisions()
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let ids = f.revision_ids();
     assert_eq!(ids, vec![6, 5]);
 }

@@ -13,10 +13,13 @@ const MUST_PASS: &[&str] = &[
     "discovery-aggregated",
     "dry-run",
     "immutable",
+    "list-watch",
     "namespace-lifecycle",
     "ownerrefs-labels",
     "ssa-conflict",
     "ssa-create-update",
+    "ssa-crd-list-types",
+    "ssa-lists",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

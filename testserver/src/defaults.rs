@@ -247,6 +247,24 @@ fn pod_template_defaults(t: &mut Json) {
             spec[k] = v;
         }
     }
+    // Volume sources' file modes default to 0644 (`k8s.io/kubernetes/pkg/apis/core/v1/defaults.go`,
+    // SetDefaults_ConfigMapVolumeSource and friends); a hostPath's type to "".
+    if let Some(vs) = spec.get_mut("volumes").and_then(Json::as_array_mut) {
+        for v in vs {
+            for src in ["configMap", "secret", "projected", "downwardAPI"] {
+                if let Some(s) = v.get_mut(src).filter(|s| s.is_object()) {
+                    if s.get("defaultMode").is_none() {
+                        s["defaultMode"] = json!(420);
+                    }
+                }
+            }
+            if let Some(h) = v.get_mut("hostPath").filter(|s| s.is_object()) {
+                if h.get("type").is_none() {
+                    h["type"] = json!("");
+                }
+            }
+        }
+    }
     for list in ["containers", "initContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Json::as_array_mut) {
             for c in cs {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 type FieldReq = (String, String, bool);
 
 /// Parsed list options.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ListOpts {
     /// `labelSelector`.
     pub labels: Option<LabelSelector>,

@@ -623,75 +623,127 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
     }
 }
 
+/// Watches a resource (`?watch=1`), as kube-apiserver's watch cache serves it
+/// (`k8s.io/apiserver/pkg/storage/cacher`): with no `resourceVersion` or `0`, synthetic
+/// `ADDED` events for the objects that exist, then changes; from a past resourceVersion, the
+/// changes since (from the history), then new ones — or one `ERROR` event (410 `Expired`)
+/// when that history is gone. With a label or field selector, a change that moves an object
+/// into the selection is `ADDED` and one that moves it out is `DELETED` (the previous object
+/// with the change's resourceVersion; cacher.go `convertToWatchEvent`).
 async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
     let lo = match crate::listopts::parse(&q, true) {
         Ok(l) => l,
         Err(e) => return error(e),
     };
-    let (initial, mut rx) = {
-        let Ok(store) = app.store.lock() else {
-            return respond(500, &json!({}));
-        };
-        let rx = store.events.subscribe();
-        let initial = if q.get("resourceVersion").is_none_or(|v| v.is_empty()) {
-            store.list(&t.resource, &t.ns, &None)
-        } else {
-            Vec::new()
-        };
-        (initial, rx)
-    };
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(30);
-    let selector = lo.labels.clone();
     let (group, plural, ns) = (
         t.resource.group.clone(),
         t.resource.plural.clone(),
         t.ns.clone(),
     );
+    let selects = move |o: &Json| -> bool {
+        let ons = o
+            .pointer("/metadata/namespace")
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        if !ns.is_empty() && ons != ns {
+            return false;
+        }
+        let labels: Vec<(String, String)> = o
+            .pointer("/metadata/labels")
+            .and_then(Json::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        lo.fields_match(o) && lo.labels.as_ref().is_none_or(|s| s.matches(&labels))
+    };
+    let selects_now = selects.clone();
+    let translate = move |ev: &crate::store::Event| -> Option<(&'static str, Json)> {
+        let selects = &selects_now;
+        if ev.resource != (group.clone(), plural.clone()) {
+            return None;
+        }
+        let now = selects(&ev.object);
+        match (ev.kind, now, ev.prev.as_ref().map(selects)) {
+            ("MODIFIED", true, Some(false)) => Some(("ADDED", ev.object.clone())),
+            ("MODIFIED", false, Some(true)) => {
+                let mut gone = ev.prev.clone().unwrap_or(Json::Null);
+                gone["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
+                Some(("DELETED", gone))
+            }
+            (kind, true, _) => Some((kind, ev.object.clone())),
+            _ => None,
+        }
+    };
+    let from = q
+        .get("resourceVersion")
+        .filter(|v| !v.is_empty() && *v != "0");
+    let (initial, mut rx) = {
+        let Ok(store) = app.store.lock() else {
+            return respond(500, &json!({}));
+        };
+        let rx = store.events.subscribe();
+        let initial: Vec<(&'static str, Json)> = match from.map(|v| v.parse::<u64>()) {
+            None => store
+                .list(&t.resource, &t.ns, &None)
+                .into_iter()
+                .filter(|o| selects(o))
+                .map(|o| ("ADDED", o))
+                .collect(),
+            Some(Ok(rv)) if rv >= store.history_floor() => store
+                .history
+                .iter()
+                .filter(|e| e.rv > rv)
+                .filter_map(&translate)
+                .collect(),
+            Some(Ok(rv)) => vec![(
+                "ERROR",
+                ApiError {
+                    code: 410,
+                    reason: "Expired",
+                    message: format!(
+                        "too old resource version: {rv} ({})",
+                        store.history_floor() + 1
+                    ),
+                    details: Json::Null,
+                }
+                .body(),
+            )],
+            Some(Err(_)) => {
+                return error(ApiError::bad_request(format!(
+                    "invalid resource version: {}",
+                    from.map_or("", |v| v.as_str())
+                )))
+            }
+        };
+        (initial, rx)
+    };
+    let expired = initial.first().is_some_and(|(k, _)| *k == "ERROR");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(30);
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        for o in initial {
-            let line = format!("{}\n", json!({"type": "ADDED", "object": o}));
+        for (kind, o) in initial {
+            let line = format!("{}\n", json!({"type": kind, "object": o}));
             if tx.send(Ok(Bytes::from(line))).await.is_err() {
                 return;
             }
+        }
+        if expired {
+            return;
         }
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
         loop {
             let ev = tokio::time::timeout_at(deadline, rx.recv()).await;
             let Ok(Ok(ev)) = ev else { return };
-            if ev.resource != (group.clone(), plural.clone()) {
+            let Some((kind, object)) = translate(&ev) else {
                 continue;
-            }
-            let ons = ev
-                .object
-                .pointer("/metadata/namespace")
-                .and_then(Json::as_str)
-                .unwrap_or("");
-            if !ns.is_empty() && ons != ns {
-                continue;
-            }
-            if !lo.fields_match(&ev.object) {
-                continue;
-            }
-            if let Some(sel) = &selector {
-                let labels: Vec<(String, String)> = ev
-                    .object
-                    .pointer("/metadata/labels")
-                    .and_then(Json::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !sel.matches(&labels) {
-                    continue;
-                }
-            }
-            let line = format!("{}\n", json!({"type": ev.kind, "object": ev.object}));
+            };
+            let line = format!("{}\n", json!({"type": kind, "object": object}));
             if tx.send(Ok(Bytes::from(line))).await.is_err() {
                 return;
             }

@@ -392,8 +392,7 @@ fn node_mut<'a>(obj: &'a mut Json, path: &[Pe]) -> Option<&'a mut Json> {
 }
 
 /// Merges an applied configuration into the live object: maps recursively, associative lists
-/// by key (applied order first, then other live items), sets as unions, everything else
-/// replaced.
+/// by key and sets by value (in the order [`merge_items`] gives), everything else replaced.
 pub fn merge(live: &mut Json, applied: &Json, pos: &Pos, lk: &ListKind) {
     match (live, applied, lk) {
         (Json::Object(l), Json::Object(a), _) => {
@@ -407,37 +406,138 @@ pub fn merge(live: &mut Json, applied: &Json, pos: &Pos, lk: &ListKind) {
                 }
             }
         }
-        (Json::Array(l), Json::Array(a), ListKind::Map(keys)) => {
-            let mut out: Vec<Json> = Vec::new();
-            let mut used = vec![false; l.len()];
-            for it in a {
-                let k = key_of(it, keys);
-                match l.iter().position(|x| k.is_some() && key_of(x, keys) == k) {
-                    Some(i) => {
-                        used[i] = true;
-                        let mut merged = l[i].clone();
-                        merge(&mut merged, it, pos, &ListKind::Atomic);
-                        out.push(merged);
-                    }
-                    None => out.push(it.clone()),
-                }
-            }
-            for (i, x) in l.iter().enumerate() {
-                if !used[i] {
-                    out.push(x.clone());
-                }
-            }
-            *l = out;
-        }
-        (Json::Array(l), Json::Array(a), ListKind::Set) => {
-            for it in a {
-                if !l.contains(it) {
-                    l.push(it.clone());
-                }
+        (Json::Array(l), Json::Array(a), ListKind::Map(_) | ListKind::Set) => {
+            if let Some(out) = merge_items(l, a, pos, lk) {
+                *l = out;
+            } else {
+                *l = a.clone();
             }
         }
         (live, applied, _) => *live = applied.clone(),
     }
+}
+
+/// The path element of a list item: its key for an associative list, its value for a set
+/// (`None` for an atomic list, or an item without any key field).
+fn item_pe(item: &Json, lk: &ListKind) -> Option<Pe> {
+    match lk {
+        ListKind::Map(keys) => key_of(item, keys).map(Pe::Key),
+        ListKind::Set => Some(Pe::Value(item.to_string())),
+        ListKind::Atomic => None,
+    }
+}
+
+/// Merges the items of an associative list or set, in the order structured-merge-diff gives
+/// (`typed/merge.go`, `visitListItems`): live items the applied list does not name stay where
+/// they are; items both name are merged and come in the applied list's order, each where its
+/// live predecessor in that order was; new items follow the applied item before them. So
+/// live `[A, B, EXTRA]` with applied `[B, A]` gives `[B, EXTRA, A]`, as kube-apiserver v1.36
+/// answers (corpus `ssa-lists`). `None` when an item has no key (the list is then replaced).
+fn merge_items(live: &[Json], applied: &[Json], pos: &Pos, lk: &ListKind) -> Option<Vec<Json>> {
+    let lhs: Vec<Pe> = live.iter().map(|i| item_pe(i, lk)).collect::<Option<_>>()?;
+    let rhs: Vec<Pe> = applied
+        .iter()
+        .map(|i| item_pe(i, lk))
+        .collect::<Option<_>>()?;
+    let in_lhs = |pe: &Pe| lhs.iter().position(|x| x == pe);
+    let in_rhs = |pe: &Pe| rhs.iter().position(|x| x == pe);
+    let merged_item = |pe: &Pe, ri: usize| -> Json {
+        match (lk, in_lhs(pe)) {
+            (ListKind::Map(_), Some(li)) => {
+                let mut m = live[li].clone();
+                merge(&mut m, &applied[ri], pos, &ListKind::Atomic);
+                m
+            }
+            _ => applied[ri].clone(),
+        }
+    };
+    let mut shared = rhs.iter().filter(|pe| in_lhs(pe).is_some());
+    let mut next_shared = shared.next();
+    let mut done: BTreeSet<&Pe> = BTreeSet::new();
+    let mut out = Vec::with_capacity(live.len().max(applied.len()));
+    let (mut li, mut ri) = (0, 0);
+    while li < lhs.len() || ri < rhs.len() {
+        if li < lhs.len() && ri < rhs.len() {
+            if lhs[li] == rhs[ri] {
+                done.insert(&rhs[ri]);
+                out.push(merged_item(&rhs[ri], ri));
+                li += 1;
+                ri += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if in_rhs(&lhs[li]).is_some() && next_shared.is_some_and(|n| *n != lhs[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < lhs.len() {
+            if in_rhs(&lhs[li]).is_none() {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            }
+            if done.contains(&lhs[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if ri < rhs.len() {
+            done.insert(&rhs[ri]);
+            out.push(merged_item(&rhs[ri], ri));
+            if next_shared == Some(&rhs[ri]) {
+                next_shared = shared.next();
+            }
+            ri += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The first associative-list or set entry an applied configuration names twice, as
+/// structured-merge-diff reports it when it types the patch (`typed/helpers.go`,
+/// `indexListPathElements`): `.spec.setItems: duplicate entries for key [="x"]`.
+pub fn duplicate_entry(obj: &Json, pos: &Pos) -> Option<String> {
+    fn go(v: &Json, pos: &Pos, lk: &ListKind, path: &mut Path) -> Option<String> {
+        match v {
+            Json::Object(m) if !pos.is_atomic() => {
+                for (k, c) in m {
+                    let (p, l) = pos.field(k);
+                    path.push(Pe::Field(k.clone()));
+                    let found = go(c, &p, &l, path);
+                    path.pop();
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                None
+            }
+            Json::Array(items) if *lk != ListKind::Atomic => {
+                let mut seen = BTreeSet::new();
+                for it in items {
+                    let pe = item_pe(it, lk)?;
+                    if !seen.insert(pe.clone()) {
+                        let key = path_string(std::slice::from_ref(&pe));
+                        return Some(format!(
+                            "{}: duplicate entries for key {key}",
+                            path_string(path)
+                        ));
+                    }
+                    if matches!(lk, ListKind::Map(_)) {
+                        path.push(pe);
+                        let found = go(it, pos, &ListKind::Atomic, path);
+                        path.pop();
+                        if found.is_some() {
+                            return found;
+                        }
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+    go(obj, pos, &ListKind::Atomic, &mut Vec::new())
 }
 
 /// Top-level merge entry.

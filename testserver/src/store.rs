@@ -40,6 +40,12 @@ impl ApiError {
         if !self.details.is_null() {
             b["details"] = self.details.clone();
         }
+        if self.reason.is_empty() {
+            // `metav1.Status.reason` is omitempty: internal errors carry none.
+            if let Some(m) = b.as_object_mut() {
+                m.remove("reason");
+            }
+        }
         b
     }
 
@@ -81,9 +87,19 @@ pub struct Event {
     pub kind: &'static str,
     /// Resource (group, plural).
     pub resource: (String, String),
-    /// The object after the change.
+    /// The object after the change (for `DELETED`: as last stored, with the deletion's
+    /// resourceVersion).
     pub object: Json,
+    /// For `MODIFIED`: the object before the change, so a watch with a selector can tell an
+    /// object entering it (`ADDED`) or leaving it (`DELETED`) from a change within it.
+    pub prev: Option<Json>,
+    /// The resourceVersion the change produced.
+    pub rv: u64,
 }
+
+/// How many events the watch history keeps (a watch from an older resourceVersion gets
+/// `410 Expired`, as from a compacted etcd).
+pub const WATCH_HISTORY: usize = 2048;
 
 type Key = (String, String, String, String); // group, plural, namespace, name
 
@@ -119,6 +135,9 @@ pub struct Store {
     ip: u32,
     /// Watch event fan-out.
     pub events: broadcast::Sender<Event>,
+    /// The last [`WATCH_HISTORY`] events, oldest first, for watches that start from a past
+    /// resourceVersion.
+    pub history: std::collections::VecDeque<Event>,
     /// Requests served, by verb; dry runs as `<VERB> (dry run)` (for benchmarks).
     pub requests: BTreeMap<String, u64>,
 }
@@ -192,6 +211,7 @@ impl Store {
             rv: 1,
             uid: 0,
             ip: 10,
+            history: Default::default(),
             events,
             requests: BTreeMap::new(),
         };
@@ -284,6 +304,39 @@ impl Store {
                     .map(|r| (r.clone(), o.clone()))
             })
             .collect()
+    }
+
+    /// Sends a change to watchers and keeps it in the history.
+    fn announce(&mut self, kind: &'static str, r: &ApiResource, object: Json, prev: Option<Json>) {
+        let rv = meta(&object, "resourceVersion").parse().unwrap_or(self.rv);
+        let ev = Event {
+            kind,
+            resource: (r.group.clone(), r.plural.clone()),
+            object,
+            prev,
+            rv,
+        };
+        if self.history.len() == WATCH_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    /// Announces a deletion: it takes a resourceVersion of its own, which the `DELETED`
+    /// event's object carries (as etcd's delete revision does in kube-apiserver's watch).
+    fn announce_deleted(&mut self, r: &ApiResource, obj: &Json) {
+        let mut gone = self.present(r, obj);
+        gone["metadata"]["resourceVersion"] = json!(self.bump());
+        self.announce("DELETED", r, gone, None);
+    }
+
+    /// The oldest resourceVersion a watch can start from (`0` while nothing was dropped).
+    pub fn history_floor(&self) -> u64 {
+        if self.history.len() < WATCH_HISTORY {
+            return 0;
+        }
+        self.history.front().map_or(0, |e| e.rv.saturating_sub(1))
     }
 
     fn bump(&mut self) -> String {
@@ -439,6 +492,23 @@ impl Store {
             .cloned()
             .unwrap_or_default();
         if let Write::Apply { force } = how {
+            if let Some(dup) = ssa::duplicate_entry(&body, &pos) {
+                // k8s.io/apiserver fieldmanager/internal/structuredmerge.go: the patch cannot
+                // be typed, a 500 naming `namespace/name; GVK`.
+                let ns = body.pointer("/metadata/namespace").and_then(Json::as_str);
+                return Err(ApiError {
+                    code: 500,
+                    reason: "",
+                    message: format!(
+                        "failed to create typed patch object ({}/{name}; {}/{}, Kind={}): {dup}",
+                        ns.unwrap_or(""),
+                        r.group,
+                        r.version,
+                        r.kind
+                    ),
+                    details: Json::Null,
+                });
+            }
             let applied_set = if opts.status {
                 ssa::status_field_set(&body, &pos)
             } else {
@@ -779,7 +849,6 @@ impl Store {
             left("/metadata/finalizers") || (r.kind == "Namespace" && left("/spec/finalizers"));
         if obj.pointer("/metadata/deletionTimestamp").is_some() && !finalizers_left {
             self.objects.remove(&key);
-            self.after_delete(r, &obj);
             // The answer is the object as it was last stored (its resourceVersion too).
             let mut gone = self.present(r, &obj);
             if let Some(rv) = existing
@@ -788,22 +857,19 @@ impl Store {
             {
                 gone["metadata"]["resourceVersion"] = rv.clone();
             }
-            let _ = self.events.send(Event {
-                kind: "DELETED",
-                resource: (r.group.clone(), r.plural.clone()),
-                object: gone.clone(),
-            });
+            self.announce_deleted(r, &obj);
+            self.after_delete(r, &obj);
             return Ok((gone, false));
         }
-        self.objects.insert(key, obj.clone());
+        let prev = self
+            .objects
+            .insert(key, obj.clone())
+            .map(|o| self.present(r, &o));
         if r.kind == "CustomResourceDefinition" {
             self.register_crd(&obj);
         }
-        let _ = self.events.send(Event {
-            kind: if created { "ADDED" } else { "MODIFIED" },
-            resource: (r.group.clone(), r.plural.clone()),
-            object: self.present(r, &obj),
-        });
+        let kind = if created { "ADDED" } else { "MODIFIED" };
+        self.announce(kind, r, self.present(r, &obj), prev);
         Ok((self.present(r, &obj), created))
     }
 
@@ -902,11 +968,7 @@ impl Store {
                         .find(|x| x.group == k.0 && x.plural == k.1)
                         .cloned()
                     {
-                        let _ = self.events.send(Event {
-                            kind: "DELETED",
-                            resource: (k.0.clone(), k.1.clone()),
-                            object: self.present(&dr, &o),
-                        });
+                        self.announce_deleted(&dr, &o);
                     }
                 }
             }
@@ -1016,15 +1078,10 @@ impl Store {
             return Ok(self.present(r, &obj));
         }
         self.objects.remove(&key);
+        self.announce_deleted(r, &obj);
         if !orphan {
             self.after_delete(r, &obj);
         }
-        self.bump();
-        let _ = self.events.send(Event {
-            kind: "DELETED",
-            resource: (r.group.clone(), r.plural.clone()),
-            object: self.present(r, &obj),
-        });
         if r.kind == "Namespace" {
             return Ok(self.present(r, &obj));
         }
@@ -1034,12 +1091,11 @@ impl Store {
     /// Stores `obj` under `key` with a new resourceVersion and announces it (`MODIFIED`).
     fn store_modified(&mut self, r: &ApiResource, key: Key, obj: &mut Json) {
         obj["metadata"]["resourceVersion"] = json!(self.bump());
-        self.objects.insert(key, obj.clone());
-        let _ = self.events.send(Event {
-            kind: "MODIFIED",
-            resource: (r.group.clone(), r.plural.clone()),
-            object: self.present(r, obj),
-        });
+        let prev = self
+            .objects
+            .insert(key, obj.clone())
+            .map(|o| self.present(r, &o));
+        self.announce("MODIFIED", r, self.present(r, obj), prev);
     }
 
     /// Whether namespace `ns` is being deleted (has a deletionTimestamp).
@@ -1102,6 +1158,7 @@ impl Store {
         if o.get("status") == Some(&status) {
             return;
         }
+        let before = o.clone();
         o["status"] = status;
         o["metadata"]["resourceVersion"] = json!(rv.to_string());
         let snapshot = o.clone();
@@ -1112,11 +1169,8 @@ impl Store {
             .find(|x| x.group == group && x.plural == plural)
             .cloned()
         {
-            let _ = self.events.send(Event {
-                kind: "MODIFIED",
-                resource: (group.to_string(), plural.to_string()),
-                object: self.present(&r, &snapshot),
-            });
+            let (now, prev) = (self.present(&r, &snapshot), self.present(&r, &before));
+            self.announce("MODIFIED", &r, now, Some(prev));
         }
     }
 }

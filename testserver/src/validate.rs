@@ -196,6 +196,7 @@ fn causes(r: &ApiResource, obj: &Json) -> Vec<Cause> {
             ));
         }
     }
+    out.extend(volume_mounts(r, obj));
     if r.kind == "Deployment" && r.group == "apps" {
         let sel = &obj["spec"]["selector"];
         let labels = &obj["spec"]["template"]["metadata"]["labels"];
@@ -216,6 +217,64 @@ fn causes(r: &ApiResource, obj: &Json) -> Vec<Cause> {
                 &map_json(labels),
                 "`selector` does not match template `labels`",
             ));
+        }
+    }
+    out
+}
+
+/// Where a kind keeps its pod spec (`spec`, `spec.template.spec`, `spec.jobTemplate.spec.template.spec`).
+fn pod_spec_path(r: &ApiResource) -> Option<&'static str> {
+    match (r.group.as_str(), r.kind.as_str()) {
+        ("", "Pod") => Some("spec"),
+        ("", "ReplicationController")
+        | ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch", "Job") => Some("spec.template.spec"),
+        ("batch", "CronJob") => Some("spec.jobTemplate.spec.template.spec"),
+        _ => None,
+    }
+}
+
+/// Every container's volume mounts must name a volume of the pod (or, in a StatefulSet, one
+/// of its claim templates): `…containers[0].volumeMounts[1].name: Not found: "conf"`
+/// (`k8s.io/kubernetes/pkg/apis/core/validation`, ValidateVolumeMounts).
+fn volume_mounts(r: &ApiResource, obj: &Json) -> Vec<Cause> {
+    let Some(at) = pod_spec_path(r) else {
+        return Vec::new();
+    };
+    let pointer = format!("/{}", at.replace('.', "/"));
+    let Some(spec) = obj.pointer(&pointer) else {
+        return Vec::new();
+    };
+    let names = |list: &Json, ptr: &str| -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.pointer(ptr).and_then(Json::as_str).map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    let mut volumes = names(&spec["volumes"], "/name");
+    volumes.extend(names(
+        &obj["spec"]["volumeClaimTemplates"],
+        "/metadata/name",
+    ));
+    let mut out = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for (ci, c) in spec[list].as_array().into_iter().flatten().enumerate() {
+            for (mi, m) in c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let name = m["name"].as_str().unwrap_or("");
+                if !volumes.iter().any(|v| v == name) {
+                    out.push((
+                        format!("{at}.{list}[{ci}].volumeMounts[{mi}].name"),
+                        "FieldValueNotFound",
+                        format!("Not found: {}", quoted(name)),
+                    ));
+                }
+            }
         }
     }
     out

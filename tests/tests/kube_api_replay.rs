@@ -1,26 +1,8 @@
 //! The recorded kube-apiserver v1.36 behaviour (`../shared/corpus/kube-api`) replayed with
 //! `../shared/tools/kube-api-replay` against the test server as `stackwave api-server
-//! --no-simulator` starts it. The scenarios listed in [`MUST_PASS`] must match the real server
-//! exactly (grow the list as the server improves); the others are measured, not gated.
+//! --no-simulator` starts it: every scenario must match the real server exactly.
 
 use stackwave_tests::shared_dir;
-
-/// Scenarios the test server reproduces exactly.
-const MUST_PASS: &[&str] = &[
-    "cluster-scoped",
-    "delete-propagation",
-    "discovery",
-    "discovery-aggregated",
-    "dry-run",
-    "immutable",
-    "list-watch",
-    "namespace-lifecycle",
-    "ownerrefs-labels",
-    "ssa-conflict",
-    "ssa-create-update",
-    "ssa-crd-list-types",
-    "ssa-lists",
-];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_scenarios_replay_against_the_test_server() {
@@ -68,13 +50,9 @@ async fn recorded_scenarios_replay_against_the_test_server() {
         passed.len(),
         results.as_array().unwrap().len()
     );
-    for s in MUST_PASS {
-        let r = results
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["scenario"] == *s)
-            .unwrap_or_else(|| panic!("scenario {s} not replayed"));
-        assert_eq!(r["passed"], true, "{s}: {}", r["failures"]);
+    let all = results.as_array().unwrap();
+    assert!(all.len() >= 15, "only {} scenarios replayed", all.len());
+    for r in all {
+        assert_eq!(r["passed"], true, "{}: {}", r["scenario"], r["failures"]);
     }
 }

@@ -13,6 +13,7 @@
 pub mod defaults;
 pub mod listopts;
 pub mod resources;
+pub mod schema;
 pub mod server;
 pub mod simulate;
 pub mod ssa;

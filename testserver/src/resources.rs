@@ -25,6 +25,8 @@ pub struct ApiResource {
     pub status: bool,
     /// The CRD's structural schema (custom resources only).
     pub schema: Option<Json>,
+    /// The CRD version's `additionalPrinterColumns` (custom resources only).
+    pub columns: Vec<Json>,
 }
 
 impl ApiResource {
@@ -117,6 +119,7 @@ pub fn builtin() -> Vec<ApiResource> {
                     .unwrap_or_default(),
                 status,
                 schema: None,
+                columns: Vec::new(),
             }
         })
         .collect()
@@ -157,6 +160,10 @@ pub fn from_crd(crd: &Json) -> Vec<ApiResource> {
                     short: short.clone(),
                     status: v.pointer("/subresources/status").is_some(),
                     schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                    columns: v["additionalPrinterColumns"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
                 })
                 .collect()
         })

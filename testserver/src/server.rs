@@ -2,7 +2,7 @@
 
 use crate::resources::ApiResource;
 use crate::simulate::{self, SimRules};
-use crate::store::{ApiError, Store, Write, WriteOpts};
+use crate::store::{ApiError, FieldValidation, Store, Write, WriteOpts};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
@@ -81,6 +81,150 @@ fn respond(code: u16, body: &Json) -> Response {
         .unwrap_or_default()
 }
 
+/// Whether the client asks for a `meta.k8s.io/v1` Table (`Accept: application/json;as=Table;
+/// v=v1;g=meta.k8s.io`, as `kubectl get` does).
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.contains("as=Table"))
+}
+
+/// A custom resource list as a Table: a Name column, then the CRD's printer columns (or
+/// Age when it has none), each cell its `jsonPath` (a plain `.a.b` path) of the object, and
+/// the object as PartialObjectMetadata (apiextensions-apiserver
+/// `pkg/registry/customresource/tableconvertor`).
+fn table(r: &crate::resources::ApiResource, items: &[Json], meta: Json) -> Json {
+    const NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": NAME, "priority": 0}),
+    ];
+    let mut paths = Vec::new();
+    let defaults =
+        [json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})];
+    let declared = if r.columns.is_empty() {
+        &defaults[..]
+    } else {
+        &r.columns[..]
+    };
+    for c in declared {
+        let path = c["jsonPath"].as_str().unwrap_or("").to_string();
+        let description = c["description"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!("Custom resource definition column (in JSONPath format): {path}")
+            });
+        columns.push(json!({"name": c["name"], "type": c["type"], "format": c["format"].as_str().unwrap_or(""), "description": description, "priority": c["priority"].as_i64().unwrap_or(0)}));
+        paths.push(path);
+    }
+    let rows: Vec<Json> = items
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Json::Null)];
+            for p in &paths {
+                let ptr = p.replace('.', "/");
+                cells.push(o.pointer(&ptr).cloned().unwrap_or(Json::Null));
+            }
+            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}})
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": columns, "rows": rows})
+}
+
+/// A response with one `Warning: 299 - "<text>"` header per warning (RFC 7234 form, as
+/// k8s.io/apiserver `pkg/warning` writes them).
+fn respond_warning(code: u16, body: &Json, warnings: Vec<String>) -> Response {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json");
+    for w in warnings {
+        b = b.header("warning", format!("299 - {w:?}"));
+    }
+    b.body(Body::from(body.to_string())).unwrap_or_default()
+}
+
+/// Dotted paths of the keys a JSON document repeats within one object (`data`,
+/// `metadata.name`); nothing for a body that is not JSON.
+fn duplicate_json_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    struct Dups<'a> {
+        path: String,
+        out: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Dups<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Dups<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = m.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{}.{k}", self.path)
+                };
+                if !seen.insert(k) {
+                    self.out.borrow_mut().push(path.clone());
+                }
+                m.next_value_seed(Dups {
+                    path,
+                    out: self.out,
+                })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+            while s
+                .next_element_seed(Dups {
+                    path: self.path.clone(),
+                    out: self.out,
+                })?
+                .is_some()
+            {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    let out = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let seed = Dups {
+        path: String::new(),
+        out: &out,
+    };
+    if seed.deserialize(&mut de).is_err() {
+        return Vec::new();
+    }
+    out.into_inner()
+}
+
 fn error(e: ApiError) -> Response {
     respond(e.code, &e.body())
 }
@@ -102,9 +246,43 @@ fn parse_body(b: &Bytes) -> Result<Json, ApiError> {
     }
     let text =
         std::str::from_utf8(b).map_err(|_| ApiError::bad_request("body is not UTF-8".into()))?;
-    let v = kustomize_rs::yaml::parse_one(text)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let v = kustomize_rs::yaml::parse_one(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "error decoding YAML: error converting YAML to JSON: {}",
+            go_yaml_error(&e)
+        ))
+    })?;
     Ok(crate::store::from_kustomize_value(&v))
+}
+
+/// A YAML syntax error as go-yaml (through `sigs.k8s.io/yaml`) words it: `yaml: line N:
+/// <problem>`, where a parser error names libyaml's problem without its context and the
+/// 0-based line of the problem mark, and a scanner error the 1-based line (go-yaml
+/// `decode.go`, `parser.fail`). Our parser (saphyr) words parser errors `while parsing <context>,
+/// <problem>` with 1-based lines.
+fn go_yaml_error(e: &kustomize_rs::yaml::YamlError) -> String {
+    let parser_error = e.message.starts_with("while parsing")
+        || e.message.starts_with("did not find expected <")
+        || e.message.starts_with("found incompatible");
+    let problem = match e.message.split_once(", ") {
+        Some((context, problem)) if context.starts_with("while parsing") => problem,
+        _ => e.message.as_str(),
+    };
+    // libyaml's wording where saphyr's differs.
+    let problem = match problem {
+        "expected ',' or ']'" => "did not find expected ',' or ']'",
+        p => p,
+    };
+    let line = if parser_error {
+        e.line.saturating_sub(1)
+    } else {
+        e.line
+    };
+    if line == 0 {
+        format!("yaml: {problem}")
+    } else {
+        format!("yaml: line {line}: {problem}")
+    }
 }
 
 fn discovery(store: &Store, segs: &[&str]) -> Option<Json> {
@@ -405,7 +583,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
         let opts = WriteOpts {
             manager,
             dry_run,
-            status: false,
+            ..Default::default()
         };
         let Ok(mut store) = app.store.lock() else {
             return respond(500, &json!({}));
@@ -421,11 +599,39 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
     if status && !t.resource.status {
         return error(ApiError::no_route());
     }
+    let validation = match q.get("fieldValidation").map(String::as_str) {
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        _ => FieldValidation::Warn,
+    };
     let opts = WriteOpts {
         manager,
         dry_run,
         status,
+        validation,
     };
+    // Repeated JSON keys: refused under Strict, a warning otherwise (sigs.k8s.io/json strict
+    // decoding). Apply bodies are typed by structured-merge-diff instead.
+    let mut warnings = Vec::new();
+    if matches!(method, Method::POST | Method::PUT | Method::PATCH)
+        && !content_type.starts_with("application/apply-patch")
+    {
+        let dups: Vec<String> = duplicate_json_fields(&body)
+            .iter()
+            .map(|d| format!("duplicate field {d:?}"))
+            .collect();
+        if !dups.is_empty() && validation == FieldValidation::Strict {
+            return error(ApiError::bad_request(format!(
+                "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                t.resource.version,
+                dups.join(", "),
+                kind = t.resource.kind
+            )));
+        }
+        if validation == FieldValidation::Warn {
+            warnings = dups;
+        }
+    }
     match (method.clone(), &t.name) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(app, t, q).await
@@ -438,12 +644,14 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             let Ok(store) = app.store.lock() else {
                 return respond(500, &json!({}));
             };
-            // List items carry no apiVersion/kind: the list's own say what they are.
+            // Builtin list items carry no apiVersion/kind (the list's own say what they are);
+            // custom resources, served as unstructured, keep theirs and an empty `continue`.
+            let custom = t.resource.schema.is_some();
             let (items, more) = lo.page(store.list(&t.resource, &t.ns, &lo.labels));
             let items: Vec<Json> = items
                 .into_iter()
                 .map(|mut o| {
-                    if let Some(m) = o.as_object_mut() {
+                    if let (Some(m), false) = (o.as_object_mut(), custom) {
                         m.remove("apiVersion");
                         m.remove("kind");
                     }
@@ -454,6 +662,11 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             if let Some((token, remaining)) = more {
                 meta["continue"] = json!(token);
                 meta["remainingItemCount"] = json!(remaining);
+            } else if custom {
+                meta["continue"] = json!("");
+            }
+            if custom && wants_table(&headers) {
+                return respond(200, &table(&t.resource, &items, meta));
             }
             respond(
                 200,
@@ -518,11 +731,20 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             } else {
                 t.ns.clone()
             };
-            let name = b
+            let mut b = b;
+            let mut name = b
                 .pointer("/metadata/name")
                 .and_then(Json::as_str)
                 .unwrap_or("")
                 .to_string();
+            let prefix = b
+                .pointer("/metadata/generateName")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            if name.is_empty() && !prefix.is_empty() {
+                name = generate_name(prefix);
+                b["metadata"]["name"] = json!(name);
+            }
             if name.is_empty() {
                 return error(ApiError { code: 422, reason: "Invalid", message: format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", t.resource.kind), details: Json::Null });
             }
@@ -530,7 +752,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 return respond(500, &json!({}));
             };
             match store.write(&t.resource, &ns, &name, Write::Create, b, &opts) {
-                Ok((o, _)) => respond(201, &o),
+                Ok(w) => respond_warning(201, &w.object, [warnings, w.warnings].concat()),
                 Err(e) => error(e),
             }
         }
@@ -591,7 +813,11 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 return respond(500, &json!({}));
             };
             match store.write(&t.resource, &t.ns, n, how, b, &opts) {
-                Ok((o, created)) => respond(if created { 201 } else { 200 }, &o),
+                Ok(w) => respond_warning(
+                    if w.created { 201 } else { 200 },
+                    &w.object,
+                    [warnings, w.warnings].concat(),
+                ),
                 Err(e) => error(e),
             }
         }
@@ -606,7 +832,19 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 return respond(500, &json!({}));
             };
             match store.delete(&t.resource, &t.ns, n, dry_run, policy.as_deref(), app.gc) {
-                Ok(o) => respond(200, &o),
+                Ok(o) => {
+                    if t.resource.kind == "CustomResourceDefinition" && !dry_run {
+                        // The CRD finalizer works after the answer, as kube-apiserver's does.
+                        let store = app.store.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            if let Ok(mut s) = store.lock() {
+                                s.finish_crd_deletions();
+                            }
+                        });
+                    }
+                    respond(200, &o)
+                }
                 Err(e) => error(e),
             }
         }
@@ -778,6 +1016,31 @@ fn patch_options_invalid(field: &str, reason: &str, message: &str) -> ApiError {
 /// handlers do (k8s.io/apiserver `pkg/endpoints/handlers`: create.go, update.go, patch.go):
 /// an apply body must name the URL's kind (`invalid object type: group/version, Kind=kind`),
 /// and a body's name and namespace, when given, must be the URL's.
+/// A name from `generateName`: the prefix (cut to 58 characters) and five random characters
+/// from apimachinery's alphabet (`pkg/util/rand`, `String`; `names.SimpleNameGenerator`).
+fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos
+        ^ COUNTER
+            .fetch_add(0x9e37_79b9_7f4a_7c15, std::sync::atomic::Ordering::Relaxed)
+            .rotate_left(17)
+        | 1;
+    let mut out: String = prefix.chars().take(58).collect();
+    for _ in 0..5 {
+        // xorshift64*
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        out.push(ALPHABET[(r >> 32) as usize % ALPHABET.len()] as char);
+    }
+    out
+}
+
 fn body_matches(t: &Target, b: &Json, url_name: Option<&str>, apply: bool) -> Result<(), ApiError> {
     let meta = |k: &str| b.pointer(&format!("/metadata/{k}")).and_then(Json::as_str);
     if apply {
@@ -789,6 +1052,11 @@ fn body_matches(t: &Target, b: &Json, url_name: Option<&str>, apply: bool) -> Re
                 "invalid object type: {g}/{v}, Kind={kind}"
             )));
         }
+    }
+    if let (Some(u), true) = (url_name, apply && meta("name").is_none_or(str::is_empty)) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({u} based on URL) was undeterminable: name must be provided"
+        )));
     }
     if let (Some(u), Some(n)) = (url_name, meta("name")) {
         if u != n {

@@ -146,6 +146,17 @@ fn key_of(item: &Json, keys: &[String]) -> Option<String> {
     Some(Json::Object(sorted.into_iter().collect()).to_string())
 }
 
+/// The `metadata` fields managed fields track; the rest (name, namespace, uid,
+/// resourceVersion, generation, creationTimestamp, managedFields) the field manager strips
+/// (k8s.io/apiserver `pkg/endpoints/handlers/fieldmanager/internal/stripmeta.go`).
+pub const TRACKED_METADATA: &[&str] = &[
+    "annotations",
+    "finalizers",
+    "generateName",
+    "labels",
+    "ownerReferences",
+];
+
 /// The fields an object sets (top-level identity fields and status excluded).
 pub fn field_set(obj: &Json, pos: &Pos) -> FieldSet {
     let mut out = FieldSet::new();
@@ -156,10 +167,7 @@ pub fn field_set(obj: &Json, pos: &Pos) -> FieldSet {
                 "metadata" => {
                     if let Json::Object(md) = v {
                         for (mk, mv) in md {
-                            if matches!(
-                                mk.as_str(),
-                                "labels" | "annotations" | "finalizers" | "ownerReferences"
-                            ) {
+                            if TRACKED_METADATA.contains(&mk.as_str()) {
                                 let (p, lk) = pos.field("metadata");
                                 let (p2, lk2) = p.field(mk);
                                 let _ = lk;
@@ -540,6 +548,35 @@ pub fn duplicate_entry(obj: &Json, pos: &Pos) -> Option<String> {
     go(obj, pos, &ListKind::Atomic, &mut Vec::new())
 }
 
+/// A path from [`crate::schema::unknown_fields`] as structured-merge-diff prints it: list
+/// items by key (`.spec.template.spec.containers[name="app"].bogus`), by value in a set,
+/// by index otherwise.
+pub fn typed_path(obj: &Json, pos: &Pos, path: &[crate::schema::Seg]) -> String {
+    use crate::schema::Seg;
+    let (mut cur, mut pos, mut lk) = (obj, pos.clone(), ListKind::Atomic);
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Field(f) => {
+                out.push('.');
+                out.push_str(f);
+                (pos, lk) = pos.field(f);
+                cur = cur.get(f).unwrap_or(&Json::Null);
+            }
+            Seg::Item(i) => {
+                let item = cur.get(*i).unwrap_or(&Json::Null);
+                match item_pe(item, &lk) {
+                    Some(pe) => out.push_str(&path_string(std::slice::from_ref(&pe))),
+                    None => out.push_str(&format!("[{i}]")),
+                }
+                cur = item;
+                lk = ListKind::Atomic;
+            }
+        }
+    }
+    out
+}
+
 /// Top-level merge entry.
 pub fn merge_object(live: &mut Json, applied: &Json, pos: &Pos) {
     merge(live, applied, pos, &ListKind::Atomic);
@@ -574,12 +611,21 @@ pub fn path_string(path: &[Pe]) -> String {
 /// (`spec`, `metadata`) get no `.` (structured-merge-diff `typed/tofieldset.go` as the
 /// recorded kube-apiserver shows it: `f:labels: {".": {}, ...}` on create, none on a later
 /// merge patch of an existing map).
-pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos) -> FieldSet {
+///
+/// With `status` (a `/status` write) only the status is looked at, without it everything but
+/// the status. Custom resources own every created node, lists (`f:conditions: {".": {}}`)
+/// included; builtin structs only when they are pointers in Go (`data/pointer-structs.txt`).
+pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos, status: bool) -> FieldSet {
     let before = |p: &Path| old.and_then(|o| value_at(o, p));
     // A list item that was there before is not itself changed by an update that changes
     // some of its fields: the manager gets those fields, not the item (`.` stays with whoever
     // created it) — as recorded from kube-apiserver v1.36 (ssa-conflict).
-    let mut out: FieldSet = field_set(new, pos)
+    let fields = if status {
+        status_field_set(new, pos)
+    } else {
+        field_set(new, pos)
+    };
+    let mut out: FieldSet = fields
         .into_iter()
         .filter(|p| {
             let (b, n) = (before(p), value_at(new, p));
@@ -591,7 +637,7 @@ pub fn changed_fields(old: Option<&Json>, new: &Json, pos: &Pos) -> FieldSet {
         })
         .collect();
     let mut nodes = Vec::new();
-    map_nodes(new, pos, Vec::new(), &mut nodes);
+    map_nodes(new, pos, Vec::new(), &mut nodes, status);
     out.extend(nodes.into_iter().filter(|p| before(p).is_none()));
     out
 }
@@ -633,12 +679,26 @@ pub fn drop_empty(v: &mut Json, pos: &Pos) {
     }
 }
 
+/// Whether field `name` of the builtin struct at `parent` is a pointer in Go.
+fn is_pointer_struct(parent: &Pos, name: &str) -> bool {
+    const POINTERS: &str = include_str!("../data/pointer-structs.txt");
+    let Pos::Builtin(Some(kustomize_rs::openapi::Schema::Builtin(def))) = parent else {
+        return false;
+    };
+    POINTERS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .any(|l| l.split_once(' ') == Some((*def, name)))
+}
+
 /// Paths of the map-like object nodes of `v` (see [`changed_fields`]), within the parts of
 /// an object [`field_set`] covers.
-fn map_nodes(v: &Json, pos: &Pos, path: Path, out: &mut Vec<Path>) {
+fn map_nodes(v: &Json, pos: &Pos, path: Path, out: &mut Vec<Path>, status: bool) {
     let Json::Object(m) = v else { return };
     for (k, c) in m {
-        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+        if path.is_empty()
+            && (matches!(k.as_str(), "apiVersion" | "kind") || (k == "status") != status)
+        {
             continue;
         }
         if path == [Pe::Field("metadata".into())] && !matches!(k.as_str(), "labels" | "annotations")
@@ -651,22 +711,26 @@ fn map_nodes(v: &Json, pos: &Pos, path: Path, out: &mut Vec<Path>) {
         match c {
             Json::Object(cm) if !cm.is_empty() && !p.is_atomic() => {
                 let map_like = match &p {
-                    Pos::Builtin(s) => s.is_none(),
+                    Pos::Builtin(s) => s.is_none() || is_pointer_struct(pos, k),
                     Pos::Crd(_) => true,
                     Pos::Atomic => false,
                 };
-                if map_like {
+                // `metadata` is a value struct (ObjectMeta) whatever the kind.
+                if map_like && !(path.is_empty() && k == "metadata") {
                     out.push(np.clone());
                 }
-                map_nodes(c, &p, np, out);
+                map_nodes(c, &p, np, out, status);
             }
             Json::Array(items) => {
+                if matches!(pos, Pos::Crd(_)) && !items.is_empty() && lk != ListKind::Atomic {
+                    out.push(np.clone());
+                }
                 if let ListKind::Map(keys) = &lk {
                     for it in items {
                         if let Some(key) = key_of(it, keys) {
                             let mut ip = np.clone();
                             ip.push(Pe::Key(key));
-                            map_nodes(it, &p, ip, out);
+                            map_nodes(it, &p, ip, out, status);
                         }
                     }
                 }

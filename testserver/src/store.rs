@@ -3,6 +3,7 @@
 
 use crate::defaults::{apply_defaults, immutable_violation};
 use crate::resources::{builtin, from_crd, ApiResource};
+use crate::schema;
 use crate::ssa::{self, FieldSet, Pos};
 use serde_json::{json, Map, Value as Json};
 use std::collections::BTreeMap;
@@ -103,6 +104,9 @@ pub const WATCH_HISTORY: usize = 2048;
 
 type Key = (String, String, String, String); // group, plural, namespace, name
 
+/// The finalizer kube-apiserver puts on a CRD being deleted until its resources are gone.
+const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
+
 /// The store key of an object (namespace empty for cluster-scoped resources).
 /// `metadata.<field>` of an object as a string (`""` when absent).
 pub fn meta(o: &Json, field: &str) -> String {
@@ -184,8 +188,33 @@ pub enum Write {
     Apply { force: bool },
 }
 
-/// Options common to writes.
+/// What a write does with fields the schema does not declare (`fieldValidation`): drop them
+/// with a warning (`Warn`, the default), fail (`Strict`, 400), or drop them silently
+/// (`Ignore`). Server-side apply fails on them whatever this says (500).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop, with a `Warning` header per field.
+    #[default]
+    Warn,
+    /// Reject the write (400, "strict decoding error").
+    Strict,
+    /// Drop silently.
+    Ignore,
+}
+
+/// The result of a write.
 #[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run).
+    pub object: Json,
+    /// Whether the write created it.
+    pub created: bool,
+    /// `Warning` header texts (`unknown field "spec.bogus"`).
+    pub warnings: Vec<String>,
+}
+
+/// Options common to writes.
+#[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
     /// Field manager.
     pub manager: String,
@@ -193,6 +222,8 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// Writing the `/status` subresource.
     pub status: bool,
+    /// `fieldValidation`.
+    pub validation: FieldValidation,
 }
 
 impl Default for Store {
@@ -227,8 +258,7 @@ impl Store {
                     o,
                     &WriteOpts {
                         manager: "kube-apiserver".into(),
-                        dry_run: false,
-                        status: false,
+                        ..Default::default()
                     },
                 );
             }
@@ -356,7 +386,7 @@ impl Store {
         how: Write,
         body: Json,
         opts: &WriteOpts,
-    ) -> Result<(Json, bool), ApiError> {
+    ) -> Result<Written, ApiError> {
         if r.namespaced && ns.is_empty() {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request".into()));
         }
@@ -395,6 +425,7 @@ impl Store {
         }
         let pos = Self::pos(r);
         let mut created = false;
+        let mut warnings = Vec::new();
         let mut obj = match (&how, &existing) {
             (Write::Create, Some(_)) => {
                 return Err(ApiError {
@@ -492,9 +523,26 @@ impl Store {
             .cloned()
             .unwrap_or_default();
         if let Write::Apply { force } = how {
-            if let Some(dup) = ssa::duplicate_entry(&body, &pos) {
+            let mut typing: Vec<String> =
+                schema::unknown_fields(&r.group_version(), &r.kind, &body, r.schema.as_ref())
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: field not declared in schema",
+                            ssa::typed_path(&body, &pos, p)
+                        )
+                    })
+                    .collect();
+            typing.extend(ssa::duplicate_entry(&body, &pos));
+            if !typing.is_empty() {
                 // k8s.io/apiserver fieldmanager/internal/structuredmerge.go: the patch cannot
-                // be typed, a 500 naming `namespace/name; GVK`.
+                // be typed, a 500 naming `namespace/name; GVK` (structured-merge-diff
+                // `ValidationErrors`: one error, or "errors:" and one indented line each).
+                let dup = if typing.len() == 1 {
+                    typing.remove(0)
+                } else {
+                    format!("errors:\n  {}", typing.join("\n  "))
+                };
                 let ns = body.pointer("/metadata/namespace").and_then(Json::as_str);
                 return Err(ApiError {
                     code: 500,
@@ -599,12 +647,7 @@ impl Store {
                 m.remove("apiVersion");
                 m.remove("kind");
                 if let Some(md) = m.get_mut("metadata").and_then(Json::as_object_mut) {
-                    md.retain(|k, _| {
-                        matches!(
-                            k.as_str(),
-                            "labels" | "annotations" | "finalizers" | "ownerReferences"
-                        )
-                    });
+                    md.retain(|k, _| ssa::TRACKED_METADATA.contains(&k.as_str()));
                 }
                 if !opts.status {
                     m.remove("status");
@@ -632,6 +675,57 @@ impl Store {
                 entry["subresource"] = json!("status");
             }
             managed.push(entry);
+        }
+        // A status write changes status only; a main-resource write of a kind with a status
+        // subresource leaves status alone (the registries' status strategies,
+        // `PrepareForUpdate`/`PrepareForCreate`; apiextensions-apiserver
+        // `pkg/registry/customresource/strategy.go`).
+        if opts.status {
+            if let Some(old) = &existing {
+                let status = obj.get("status").cloned();
+                obj = old.clone();
+                match status {
+                    Some(s) => obj["status"] = s,
+                    None => {
+                        if let Some(m) = obj.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+        } else if r.status {
+            match existing.as_ref().and_then(|o| o.get("status")) {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    if let Some(m) = obj.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        // Fields the schema does not declare: dropped (with warnings) or refused.
+        if !matches!(how, Write::Apply { .. }) {
+            let unknown =
+                schema::unknown_fields(&r.group_version(), &r.kind, &obj, r.schema.as_ref());
+            if !unknown.is_empty() {
+                let texts: Vec<String> = unknown
+                    .iter()
+                    .map(|p| format!("unknown field {:?}", schema::dotted(p)))
+                    .collect();
+                match opts.validation {
+                    FieldValidation::Strict => {
+                        return Err(ApiError::bad_request(format!(
+                            "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                            r.version,
+                            texts.join(", "),
+                            kind = r.kind
+                        )))
+                    }
+                    FieldValidation::Warn => warnings.extend(texts),
+                    FieldValidation::Ignore => {}
+                }
+                schema::prune(&mut obj, &unknown);
+            }
         }
         // Identity and bookkeeping.
         obj["apiVersion"] = json!(r.group_version());
@@ -701,7 +795,7 @@ impl Store {
                     }
                 }
             }
-            let mut changed = ssa::changed_fields(existing.as_ref(), &obj, &pos);
+            let mut changed = ssa::changed_fields(existing.as_ref(), &obj, &pos, opts.status);
             if existing.is_none() {
                 let strategy = crate::defaults::set_by_strategy(&r.kind);
                 changed.retain(|p| {
@@ -723,18 +817,24 @@ impl Store {
                     owned.retain(|p| !changed.contains(p));
                     e["fieldsV1"] = ssa::to_fields_v1(&owned);
                 }
+                // One Update entry per manager and subresource.
+                let same = |e: &Json| {
+                    e["manager"] == json!(opts.manager)
+                        && e["operation"] == json!("Update")
+                        && e.get("subresource").is_some() == opts.status
+                };
                 let mut mine: FieldSet = managed
                     .iter()
-                    .find(|e| {
-                        e["manager"] == json!(opts.manager) && e["operation"] == json!("Update")
-                    })
+                    .find(|e| same(e))
                     .map(|e| ssa::from_fields_v1(&e["fieldsV1"]))
                     .unwrap_or_default();
                 mine.extend(changed);
-                managed.retain(|e| {
-                    !(e["manager"] == json!(opts.manager) && e["operation"] == json!("Update"))
-                });
-                managed.push(json!({"manager": opts.manager, "operation": "Update", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&mine)}));
+                managed.retain(|e| !same(e));
+                let mut entry = json!({"manager": opts.manager, "operation": "Update", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&mine)});
+                if opts.status {
+                    entry["subresource"] = json!("status");
+                }
+                managed.push(entry);
             }
         }
         managed.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
@@ -777,7 +877,11 @@ impl Store {
                 })
                 .collect();
             if a == b && old_sets == new_sets {
-                return Ok((self.present(r, old), false));
+                return Ok(Written {
+                    object: self.present(r, old),
+                    created: false,
+                    warnings,
+                });
             }
             // generation moves when anything but metadata and status changed
             let spec_changed = {
@@ -836,7 +940,11 @@ impl Store {
         }
         if opts.dry_run {
             // A dry-run create answers with a fresh uid (never stored), as the real server.
-            return Ok((self.present(r, &obj), created));
+            return Ok(Written {
+                object: self.present(r, &obj),
+                created,
+                warnings,
+            });
         }
         obj["metadata"]["resourceVersion"] = json!(self.bump());
         // Deleted once the last finalizer goes (a Namespace's spec.finalizers count too).
@@ -859,7 +967,11 @@ impl Store {
             }
             self.announce_deleted(r, &obj);
             self.after_delete(r, &obj);
-            return Ok((gone, false));
+            return Ok(Written {
+                object: gone,
+                created: false,
+                warnings,
+            });
         }
         let prev = self
             .objects
@@ -870,7 +982,11 @@ impl Store {
         }
         let kind = if created { "ADDED" } else { "MODIFIED" };
         self.announce(kind, r, self.present(r, &obj), prev);
-        Ok((self.present(r, &obj), created))
+        Ok(Written {
+            object: self.present(r, &obj),
+            created,
+            warnings,
+        })
     }
 
     fn register_crd(&mut self, crd: &Json) {
@@ -1042,6 +1158,19 @@ impl Store {
                 }
             }
         }
+        // A CRD is finalized by the apiserver itself: its custom resources go first
+        // (apiextensions-apiserver `pkg/registry/customresourcedefinition/etcd.go` Delete,
+        // `pkg/controller/finalizer/crd_finalizer.go`; see [`Store::finish_crd_deletions`]).
+        if r.kind == "CustomResourceDefinition" && r.group == "apiextensions.k8s.io" {
+            let mut list = obj["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !list.iter().any(|x| x == CRD_CLEANUP) {
+                list.push(json!(CRD_CLEANUP));
+                obj["metadata"]["finalizers"] = Json::Array(list);
+            }
+        }
         let success = |obj: &Json| {
             let mut d = details(r, name);
             d["uid"] = obj.pointer("/metadata/uid").cloned().unwrap_or(Json::Null);
@@ -1088,6 +1217,76 @@ impl Store {
         Ok(success(&obj))
     }
 
+    /// Completes the deletion of CRDs being deleted: removes their custom resources (all
+    /// versions), then the `customresourcecleanup.apiextensions.k8s.io` finalizer, which
+    /// deletes the CRD unless other finalizers remain. Called by the server right after it
+    /// answers a CRD deletion, as kube-apiserver's CRD finalizer controller acts.
+    pub fn finish_crd_deletions(&mut self) {
+        let Some(crds) = self
+            .resources
+            .iter()
+            .find(|x| x.group == "apiextensions.k8s.io" && x.kind == "CustomResourceDefinition")
+            .cloned()
+        else {
+            return;
+        };
+        let terminating: Vec<(Key, Json)> = self
+            .objects
+            .iter()
+            .filter(|(k, o)| {
+                k.0 == crds.group
+                    && k.1 == crds.plural
+                    && o.pointer("/metadata/deletionTimestamp").is_some()
+                    && o.pointer("/metadata/finalizers")
+                        .and_then(Json::as_array)
+                        .is_some_and(|f| f.iter().any(|x| x == CRD_CLEANUP))
+            })
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        for (key, mut crd) in terminating {
+            let group = crd
+                .pointer("/spec/group")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            let plural = crd
+                .pointer("/spec/names/plural")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            let served: Vec<ApiResource> = self
+                .resources
+                .iter()
+                .filter(|x| x.group == group && x.plural == plural)
+                .cloned()
+                .collect();
+            let instances: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|k| k.0 == group && k.1 == plural)
+                .cloned()
+                .collect();
+            for k in instances {
+                if let (Some(o), Some(r)) = (self.objects.remove(&k), served.first()) {
+                    self.announce_deleted(r, &o);
+                }
+            }
+            if let Some(f) = crd["metadata"]["finalizers"].as_array_mut() {
+                f.retain(|x| x != CRD_CLEANUP);
+            }
+            let left = crd["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if left {
+                self.store_modified(&crds, key, &mut crd);
+            } else {
+                self.objects.remove(&key);
+                self.announce_deleted(&crds, &crd);
+                self.after_delete(&crds, &crd);
+            }
+        }
+    }
+
     /// Stores `obj` under `key` with a new resourceVersion and announces it (`MODIFIED`).
     fn store_modified(&mut self, r: &ApiResource, key: Key, obj: &mut Json) {
         obj["metadata"]["resourceVersion"] = json!(self.bump());
@@ -1132,7 +1331,7 @@ impl Store {
             body["spec"]["finalizers"] = json!([]);
         }
         let rv_before = old["metadata"]["resourceVersion"].clone();
-        let (written, _) = self.write(r, "", name, Write::Replace, body, opts)?;
+        let written = self.write(r, "", name, Write::Replace, body, opts)?.object;
         let done = !self.objects.contains_key(&key);
         // The write removed the namespace (and its content) when the last finalizer went;
         // the answer carries the resourceVersion it had, as the real server's does.

@@ -197,6 +197,9 @@ fn causes(r: &ApiResource, obj: &Json) -> Vec<Cause> {
         }
     }
     out.extend(volume_mounts(r, obj));
+    if let Some(schema) = &r.schema {
+        out.extend(crate::schema::validate_crd(obj, schema));
+    }
     if r.kind == "Deployment" && r.group == "apps" {
         let sel = &obj["spec"]["selector"];
         let labels = &obj["spec"]["template"]["metadata"]["labels"];

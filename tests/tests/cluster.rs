@@ -424,3 +424,30 @@ async fn drift_of_many_objects_lists_once_per_kind() {
     assert!(got[1].1.iter().any(|p| p.contains("managed-by")), "{got:?}");
     assert_eq!(got[2], (9, vec!["/".to_string()]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_the_schema_rejects_fails_at_once_naming_the_field() {
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-schema";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    // A typo in an override: `imagePullPolcy`. Server-side apply cannot type the object (a
+    // real kube-apiserver answers 500); retrying would fail the same way.
+    let mut d = deployment(n, 1);
+    d["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = json!("Always");
+    let sent = c.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let err = c.apply(&d, &Default::default()).await.unwrap_err();
+    let used = c.requests.load(std::sync::atomic::Ordering::Relaxed) - sent;
+    let text = err.to_string();
+    assert!(
+        text.contains(".spec.template.spec.containers[name=\"app\"].imagePullPolcy: field not declared in schema"),
+        "{text}"
+    );
+    assert!(text.contains("web"), "the error names the object: {text}");
+    assert!(
+        matches!(err, ClusterError::Api { code: 500, .. }),
+        "{err:?}"
+    );
+    assert!(used <= 3, "no retries: {used} requests");
+    assert!(c.get(&d).await.unwrap().is_none(), "nothing was created");
+}

@@ -177,9 +177,17 @@ fn api_err(id: &str, e: kube::Error) -> ClusterError {
 }
 
 /// Whether an error is worth retrying (conflicts on resourceVersion, throttling, server errors,
-/// transport failures).
+/// transport failures). Not a server-side apply whose object the API server cannot type
+/// against its schema (a 500 `failed to create typed patch object (…): .spec.x: field not
+/// declared in schema`, or duplicate list entries): the same object fails the same way.
 pub fn retryable(e: &ClusterError) -> bool {
-    matches!(e, ClusterError::Api { code, .. } if *code == 0 || *code == 429 || *code >= 500)
+    match e {
+        ClusterError::Api { code, message, .. } => {
+            (*code == 0 || *code == 429 || *code >= 500)
+                && !message.contains("failed to create typed patch object")
+        }
+        _ => false,
+    }
 }
 
 impl Cluster {

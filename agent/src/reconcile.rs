@@ -514,6 +514,7 @@ impl Agent {
         let deadline = started + self.settings.health_timeout;
         let mut delay = Duration::from_millis(50);
         let mut last_check: Option<Instant> = None;
+        let backends = crate::cluster::health::webhook_backends(objs);
         loop {
             let mut waiting: Option<String> = None;
             for o in objs {
@@ -526,7 +527,20 @@ impl Agent {
                     waiting = Some(format!("{} is missing", crate::cluster::object_id(o)));
                     break;
                 };
-                match health(&live, &self.health_rules) {
+                let mut h = health(&live, &self.health_rules);
+                let key = (
+                    crate::cluster::namespace_of(o).to_string(),
+                    crate::cluster::name_of(o).to_string(),
+                );
+                if h.is_current() && o["kind"] == "Service" && backends.contains(&key) {
+                    let slices = self
+                        .cluster
+                        .endpoint_slices(&key.0, &key.1)
+                        .await
+                        .map_err(|e| Stop::Failed(e.to_string()))?;
+                    h = crate::cluster::health::endpoints_health(&slices);
+                }
+                match h {
                     Health::Current => {}
                     Health::Failed(m) => {
                         return Err(Stop::Failed(format!(

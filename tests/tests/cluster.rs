@@ -451,3 +451,71 @@ async fn an_object_the_schema_rejects_fails_at_once_naming_the_field() {
     assert!(used <= 3, "no retries: {used} requests");
     assert!(c.get(&d).await.unwrap().is_none(), "nothing was created");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
+    use stackwave::cluster::health::{endpoints_health, webhook_backends};
+    let real = std::env::var_os("STACKWAVE_TEST_KUBECONFIG").is_some();
+    let rules = kube_testserver::SimRules {
+        // `Deployment/web` in the second namespace never becomes ready (test server only).
+        never_ready: vec!["Deployment/web".into()],
+        ..Default::default()
+    };
+    let e = env(rules).await;
+    let c = &e.cluster;
+    let spaces: &[&str] = if real {
+        &["sw-hook-a"]
+    } else {
+        &["sw-hook-a", "sw-hook-b"]
+    };
+    for n in spaces {
+        c.apply(&ns(n), &Default::default()).await.unwrap();
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hook", "namespace": n},
+            "spec": {"selector": {"app": if *n == "sw-hook-a" { "ready" } else { "web" }}, "ports": [{"port": 443, "targetPort": 8443}]}});
+        let hooks = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": format!("{n}-hook")},
+            "webhooks": [{"name": "check.example.com", "clientConfig": {"service": {"namespace": n, "name": "hook"}},
+                          "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Ignore",
+                          "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["nothings"]}]}]});
+        assert_eq!(
+            webhook_backends(&[hooks, svc.clone()]),
+            [(n.to_string(), "hook".to_string())]
+        );
+        c.apply(&svc, &Default::default()).await.unwrap();
+        // Plain kstatus calls the Service Current at once; as a webhook backend it is not
+        // until a ready pod backs it.
+        let live = c.get(&svc).await.unwrap().unwrap();
+        assert_eq!(health(&live, &default_rules()), Health::Current);
+        assert!(matches!(
+            endpoints_health(&c.endpoint_slices(n, "hook").await.unwrap()),
+            Health::InProgress(_)
+        ));
+        let mut d = deployment(n, 1);
+        if *n == "sw-hook-a" {
+            d["metadata"]["name"] = json!("ready");
+            d["spec"]["selector"]["matchLabels"]["app"] = json!("ready");
+            d["spec"]["template"]["metadata"]["labels"]["app"] = json!("ready");
+        }
+        c.apply(&d, &Default::default()).await.unwrap();
+    }
+    let wait = |n: &'static str, within: Duration| async move {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let h = endpoints_health(&c.endpoint_slices(n, "hook").await.unwrap());
+            if h.is_current() || tokio::time::Instant::now() > deadline {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(
+        wait("sw-hook-a", Duration::from_secs(60)).await,
+        Health::Current
+    );
+    if !real {
+        assert!(matches!(
+            wait("sw-hook-b", Duration::from_millis(800)).await,
+            Health::InProgress(_)
+        ));
+    }
+}

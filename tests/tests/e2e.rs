@@ -369,6 +369,38 @@ async fn a_failing_wave_stops_the_revision_there() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_wave_with_a_webhook_waits_for_its_backend_endpoints() {
+    let mut f = Fixture::new("webhook", &[]).await;
+    let ns = f.ns.clone();
+    // web gains an admission webhook served by Service `hook`, whose selector first matches
+    // no pod: the Service exists (plain kstatus would call it Current) but nothing answers.
+    let web = |selector: &str| {
+        format!(
+            "{}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hook\n  namespace: {ns}\nspec:\n  selector:\n    app: {selector}\n  ports:\n  - port: 443\n    targetPort: 8443\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {ns}-hook\nwebhooks:\n- name: check.example.com\n  clientConfig:\n    service:\n      namespace: {ns}\n      name: hook\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Ignore\n  rules:\n  - apiGroups: [example.com]\n    apiVersions: [v1]\n    operations: [CREATE]\n    resources: [nothings]\n",
+            deployment(&ns, "web", 1, "nginx:1.27")
+        )
+    };
+    f.write_state(1, "nginx:1.27", 0);
+    f.repo.write("manifests/web/web.yaml", &web("nobody"));
+    f.repo.commit("web: a webhook without a backend");
+    match f.step().await {
+        Outcome::Failed { wave, reason, .. } => {
+            assert_eq!(wave, 2);
+            assert!(
+                reason.contains("Service/") && reason.contains("no ready endpoints"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected the webhook wave to fail, got {other:?}"),
+    }
+    // Pointed at the web pods, the backend gets ready endpoints and the wave is healthy.
+    f.repo.write("manifests/web/web.yaml", &web("web"));
+    f.repo.commit("web: the webhook served by the web pods");
+    let out = f.step().await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rollback_five_back_is_instant_and_pins() {
     let mut f = Fixture::new("rollback", &[]).await;
     for r in 1..=6 {

@@ -118,10 +118,103 @@ pub fn tick(store: &mut Store, rules: &SimRules, seen: &mut HashMap<(String, i64
     }
 }
 
+/// The EndpointSlice controller's part: every Service with a selector gets one EndpointSlice
+/// (`kubernetes.io/service-name`, owned by the Service) with one ready endpoint per ready
+/// replica of the workloads in its namespace whose pod template labels match the selector —
+/// none while they are not ready (`pkg/controller/endpointslice` in kube-controller-manager,
+/// with workloads standing in for their pods).
+pub fn endpoint_slices(store: &mut Store) {
+    let Some(services) = store.resource("", "v1", "services").cloned() else {
+        return;
+    };
+    let Some(slices) = store
+        .resource("discovery.k8s.io", "v1", "endpointslices")
+        .cloned()
+    else {
+        return;
+    };
+    let mut workloads = Vec::new();
+    for (g, plural) in [
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("apps", "replicasets"),
+    ] {
+        if let Some(r) = store.resource(g, "v1", plural).cloned() {
+            workloads.extend(store.list(&r, "", &None));
+        }
+    }
+    for svc in store.list(&services, "", &None) {
+        let Some(selector) = svc.pointer("/spec/selector").and_then(Json::as_object) else {
+            continue;
+        };
+        if selector.is_empty() || svc.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let (name, ns) = (
+            crate::store::meta(&svc, "name"),
+            crate::store::meta(&svc, "namespace"),
+        );
+        let ready: i64 = workloads
+            .iter()
+            .filter(|w| crate::store::meta(w, "namespace") == ns)
+            .filter(|w| {
+                let labels = w.pointer("/spec/template/metadata/labels");
+                selector
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            })
+            .map(|w| {
+                ["/status/readyReplicas", "/status/numberReady"]
+                    .iter()
+                    .find_map(|p| w.pointer(p).and_then(Json::as_i64))
+                    .unwrap_or(0)
+            })
+            .sum();
+        let endpoints: Vec<Json> = (0..ready.clamp(0, 16))
+            .map(|i| json!({"addresses": [format!("10.244.0.{}", i + 10)], "conditions": {"ready": true, "serving": true, "terminating": false}}))
+            .collect();
+        let ports: Vec<Json> = svc
+            .pointer("/spec/ports")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let port = p.get("targetPort").filter(|t| t.is_i64()).or(p.get("port"));
+                json!({"name": p.get("name").cloned().unwrap_or(json!("")), "port": port, "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP"))})
+            })
+            .collect();
+        let slice_name = format!("{name}-sim00");
+        let existing = store.get(&slices, &ns, &slice_name).ok();
+        if existing.as_ref().is_some_and(|e| {
+            e.get("endpoints").cloned().unwrap_or(json!([])) == json!(endpoints)
+                && e.get("ports").cloned().unwrap_or(json!([])) == json!(ports)
+        }) {
+            continue;
+        }
+        let body = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": slice_name, "namespace": ns,
+                "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name, "uid": svc.pointer("/metadata/uid").cloned().unwrap_or(Json::Null), "controller": true, "blockOwnerDeletion": true}]},
+            "addressType": "IPv4", "endpoints": endpoints, "ports": ports});
+        let how = if existing.is_some() {
+            crate::store::Write::Replace
+        } else {
+            crate::store::Write::Create
+        };
+        let opts = crate::store::WriteOpts {
+            manager: "endpointslice-controller.k8s.io".into(),
+            ..Default::default()
+        };
+        let _ = store.write(&slices, &ns, &slice_name, how, body, &opts);
+    }
+}
+
 /// Runs the simulator until the store is dropped.
 pub fn spawn(store: Arc<Mutex<Store>>, rules: Arc<Mutex<SimRules>>) {
     tokio::spawn(async move {
         let mut seen = HashMap::new();
+        let mut endpoints_at = 0;
         loop {
             tokio::time::sleep(Duration::from_millis(25)).await;
             let r = rules.lock().map(|r| r.clone()).unwrap_or_default();
@@ -130,6 +223,11 @@ pub fn spawn(store: Arc<Mutex<Store>>, rules: Arc<Mutex<SimRules>>) {
             }
             if let Ok(mut s) = store.lock() {
                 tick(&mut s, &r, &mut seen);
+                // Endpoints follow Services and workload status: only after a change.
+                if r.enabled && s.resource_version() != endpoints_at {
+                    endpoint_slices(&mut s);
+                    endpoints_at = s.resource_version();
+                }
             }
         }
     });

@@ -184,6 +184,20 @@ pub fn health(o: &Json, rules: &[Rule]) -> Health {
                 Health::InProgress("PVC not Bound".into())
             }
         }
+        // kstatus: a LoadBalancer Service waits for its ingress; others are Current (a
+        // webhook backend also needs ready endpoints: see [`endpoints_health`]).
+        "Service" => {
+            let lb = o.pointer("/spec/type") == Some(&Json::from("LoadBalancer"));
+            let ingress = o
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Json::as_array)
+                .is_some_and(|a| !a.is_empty());
+            if lb && !ingress {
+                Health::InProgress("awaiting a load balancer ingress".into())
+            } else {
+                Health::Current
+            }
+        }
         "Namespace" => {
             if o.pointer("/status/phase") == Some(&Json::from("Terminating")) {
                 Health::InProgress("namespace terminating".into())
@@ -222,10 +236,93 @@ pub fn health(o: &Json, rules: &[Rule]) -> Health {
     }
 }
 
+/// The Services that back webhooks among `objs`, as `(namespace, name)`: admission webhooks
+/// (`Mutating`/`ValidatingWebhookConfiguration` `webhooks[].clientConfig.service`), CRD
+/// conversion webhooks (`spec.conversion.webhook.clientConfig.service`) and aggregated APIs
+/// (`APIService` `spec.service`). Until such a Service has ready endpoints, writes that go
+/// through it fail, so a wave holding one waits for them.
+pub fn webhook_backends(objs: &[Json]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut add = |svc: Option<&Json>| {
+        if let Some(s) = svc {
+            let (ns, name) = (s["namespace"].as_str(), s["name"].as_str());
+            if let (Some(ns), Some(name)) = (ns, name) {
+                let key = (ns.to_string(), name.to_string());
+                if !out.contains(&key) {
+                    out.push(key);
+                }
+            }
+        }
+    };
+    for o in objs {
+        match o["kind"].as_str().unwrap_or("") {
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+                for w in o["webhooks"].as_array().into_iter().flatten() {
+                    add(w.pointer("/clientConfig/service"));
+                }
+            }
+            "CustomResourceDefinition" => {
+                add(o.pointer("/spec/conversion/webhook/clientConfig/service"))
+            }
+            "APIService" => add(o.pointer("/spec/service")),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Health of a webhook backend Service from its EndpointSlices (`discovery.k8s.io/v1`,
+/// labelled `kubernetes.io/service-name`): Current once one endpoint is ready — an unset
+/// `conditions.ready` counts as ready (EndpointSlice API docs) — InProgress otherwise.
+pub fn endpoints_health(slices: &[Json]) -> Health {
+    let ready = slices
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+        .any(|e| e.pointer("/conditions/ready") != Some(&Json::Bool(false)));
+    if ready {
+        Health::Current
+    } else {
+        Health::InProgress("webhook Service has no ready endpoints".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn services_and_webhook_backends() {
+        let rules = default_rules();
+        let svc = json!({"kind": "Service", "apiVersion": "v1", "spec": {"type": "ClusterIP"}});
+        assert_eq!(health(&svc, &rules), Health::Current);
+        let mut lb =
+            json!({"kind": "Service", "apiVersion": "v1", "spec": {"type": "LoadBalancer"}});
+        assert!(matches!(health(&lb, &rules), Health::InProgress(_)));
+        lb["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}});
+        assert_eq!(health(&lb, &rules), Health::Current);
+        let hooks = json!({"kind": "ValidatingWebhookConfiguration", "apiVersion": "admissionregistration.k8s.io/v1",
+            "webhooks": [{"name": "a", "clientConfig": {"service": {"namespace": "ops", "name": "hook"}}},
+                         {"name": "b", "clientConfig": {"url": "https://example.invalid"}}]});
+        let crd = json!({"kind": "CustomResourceDefinition", "spec": {"conversion": {"strategy": "Webhook",
+            "webhook": {"clientConfig": {"service": {"namespace": "ops", "name": "conv"}}}}}});
+        assert_eq!(
+            webhook_backends(&[hooks, crd, svc]),
+            [
+                ("ops".to_string(), "hook".to_string()),
+                ("ops".to_string(), "conv".to_string())
+            ]
+        );
+        let unready =
+            json!({"endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": false}}]});
+        assert!(matches!(
+            endpoints_health(std::slice::from_ref(&unready)),
+            Health::InProgress(_)
+        ));
+        assert!(matches!(endpoints_health(&[]), Health::InProgress(_)));
+        let ready = json!({"endpoints": [{"addresses": ["10.0.0.2"]}]});
+        assert_eq!(endpoints_health(&[unready, ready]), Health::Current);
+    }
 
     #[test]
     fn kstatus_rules() {

@@ -138,6 +138,13 @@ pub fn group_of(o: &Json) -> &str {
         .unwrap_or("")
 }
 
+/// `metadata.namespace` (`""` when missing: cluster-scoped, or the default namespace).
+pub fn namespace_of(o: &Json) -> &str {
+    o.pointer("/metadata/namespace")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+}
+
 /// `metadata.name` (`""` when missing).
 pub fn name_of(o: &Json) -> &str {
     o.pointer("/metadata/name")
@@ -291,6 +298,21 @@ impl Cluster {
             Ok(None) => Ok(None),
             Err(e) => Err(api_err(&id, e)),
         }
+    }
+
+    /// The EndpointSlices of Service `namespace/name` (label `kubernetes.io/service-name`).
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn endpoint_slices(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Vec<Json>, ClusterError> {
+        let sample = serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": namespace, "name": service}});
+        self.list(&sample, &format!("kubernetes.io/service-name={service}"))
+            .await
     }
 
     /// Lists the live objects of `sample`'s kind in its namespace (all namespaces for

@@ -519,3 +519,78 @@ async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
         ));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_health_rule_moves_from_in_progress_to_current() {
+    let e = env(Default::default()).await;
+    let c = &e.cluster;
+    let n = "sw-kinds";
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let template = |app: &str| json!({"metadata": {"labels": {"app": app}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}});
+    let mut objs = vec![
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": n},
+               "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": {"app": "db"}}, "template": template("db")}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": n},
+               "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template("agent")}}),
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-init", "namespace": n},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "init", "image": "busybox:1.36", "command": ["true"]}]}}}}),
+    ];
+    if !e.real {
+        // Needs a storage class that binds at once, and the MariaDB and RabbitMQ operators:
+        // the test server's simulator stands in for them.
+        objs.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": n},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}));
+        for (group, plural, kind) in [
+            ("k8s.mariadb.com", "mariadbs", "MariaDB"),
+            ("rabbitmq.com", "rabbitmqclusters", "RabbitmqCluster"),
+        ] {
+            let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.{group}")},
+                "spec": {"group": group, "scope": "Namespaced", "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                         "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                                       "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+            c.apply(&crd, &Default::default()).await.unwrap();
+            assert_eq!(
+                wait_current(c, &crd, Duration::from_secs(30)).await,
+                Health::Current
+            );
+            objs.push(json!({"apiVersion": format!("{group}/v1"), "kind": kind, "metadata": {"name": "main", "namespace": n}, "spec": {"replicas": 1}}));
+        }
+    }
+    for o in &objs {
+        c.apply(o, &Default::default()).await.unwrap();
+        let live = c.get(o).await.unwrap().unwrap();
+        assert!(
+            matches!(health(&live, &default_rules()), Health::InProgress(_)),
+            "{} is not ready at once",
+            o["kind"]
+        );
+    }
+    for o in &objs {
+        assert_eq!(
+            wait_current(c, o, Duration::from_secs(120)).await,
+            Health::Current,
+            "{}",
+            o["kind"]
+        );
+    }
+    // The data rule's failure condition: a RabbitmqCluster whose reconcile failed.
+    if let Some(server) = &e._server {
+        // The simulator would write the ready status back: stop it first.
+        server.rules.lock().unwrap().enabled = false;
+        server.store.lock().unwrap().set_status(
+            "rabbitmq.com",
+            "rabbitmqclusters",
+            n,
+            "main",
+            json!({"conditions": [{"type": "AllReplicasReady", "status": "False"}, {"type": "ReconcileSuccess", "status": "False"}]}),
+        );
+        let rmq = objs.last().unwrap();
+        let live = c.get(rmq).await.unwrap().unwrap();
+        assert!(
+            matches!(health(&live, &default_rules()), Health::Failed(ref m) if m.contains("ReconcileSuccess")),
+            "{:?}",
+            health(&live, &default_rules())
+        );
+    }
+}

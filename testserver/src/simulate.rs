@@ -110,6 +110,14 @@ pub fn tick(store: &mut Store, rules: &SimRules, seen: &mut HashMap<(String, i64
                 json!({"succeeded": 1, "active": 0, "conditions": [{"type": "Complete", "status": "True"}]})
             }
             "PersistentVolumeClaim" => json!({"phase": "Bound"}),
+            // The RabbitMQ cluster operator's conditions (rabbitmq/cluster-operator
+            // `api/v1beta1/rabbitmqcluster_status.go`).
+            "RabbitmqCluster" => json!({"observedGeneration": generation, "conditions": [
+                {"type": "AllReplicasReady", "status": "True", "reason": "AllPodsAreReady"},
+                {"type": "ClusterAvailable", "status": "True", "reason": "AtLeastOneEndpointAvailable"},
+                {"type": "NoWarnings", "status": "True", "reason": "NoWarnings"},
+                {"type": "ReconcileSuccess", "status": "True", "reason": "Success"}
+            ]}),
             _ => {
                 json!({"observedGeneration": generation, "conditions": [{"type": "Ready", "status": "True", "reason": "Simulated", "message": "ready (kube-testserver simulator)"}]})
             }

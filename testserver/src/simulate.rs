@@ -54,41 +54,68 @@ pub fn tick(store: &mut Store, rules: &SimRules, seen: &mut HashMap<(String, i64
         return;
     }
     let now = Instant::now();
-    for (r, o) in store.all() {
-        let (name, ns) = (
-            crate::store::meta(&o, "name"),
-            crate::store::meta(&o, "namespace"),
-        );
-        let uid = o
-            .pointer("/metadata/uid")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        let generation = o
-            .pointer("/metadata/generation")
-            .and_then(Json::as_i64)
-            .unwrap_or(1);
-        let kind = r.kind.as_str();
-        let known = matches!(
-            kind,
-            "Deployment"
-                | "StatefulSet"
-                | "DaemonSet"
-                | "ReplicaSet"
-                | "Job"
-                | "PersistentVolumeClaim"
-        ) || rules.ready_kinds.iter().any(|k| k == kind);
-        if !known || o.pointer("/metadata/deletionTimestamp").is_some() {
-            continue;
+    // Only the kinds the simulator moves, read borrowed (this runs every 25 ms over the whole
+    // store: cloning every object each time cost more than the API calls under test).
+    let kinds: Vec<(String, String, String)> = store
+        .resources
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind.as_str(),
+                "Deployment"
+                    | "StatefulSet"
+                    | "DaemonSet"
+                    | "ReplicaSet"
+                    | "Job"
+                    | "PersistentVolumeClaim"
+            ) || rules.ready_kinds.contains(&r.kind)
+        })
+        .map(|r| (r.group.clone(), r.plural.clone(), r.kind.clone()))
+        .collect();
+    let mut due = Vec::new();
+    for (group, plural, kind) in &kinds {
+        for o in store.objects_of(group, plural) {
+            if o.pointer("/metadata/deletionTimestamp").is_some() {
+                continue;
+            }
+            let uid = o
+                .pointer("/metadata/uid")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            let generation = o
+                .pointer("/metadata/generation")
+                .and_then(Json::as_i64)
+                .unwrap_or(1);
+            let since = *seen.entry((uid.to_string(), generation)).or_insert(now);
+            let name = o
+                .pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            if now.duration_since(since) < rules.delay || rules.never(kind, name) {
+                continue;
+            }
+            let replicas = o
+                .pointer("/spec/replicas")
+                .and_then(Json::as_i64)
+                .unwrap_or(1);
+            let ns = o
+                .pointer("/metadata/namespace")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            due.push((
+                group.clone(),
+                plural.clone(),
+                kind.clone(),
+                ns.to_string(),
+                name.to_string(),
+                generation,
+                replicas,
+                o.get("status").cloned(),
+            ));
         }
-        let since = *seen.entry((uid, generation)).or_insert(now);
-        if now.duration_since(since) < rules.delay || rules.never(kind, &name) {
-            continue;
-        }
-        let replicas = o
-            .pointer("/spec/replicas")
-            .and_then(Json::as_i64)
-            .unwrap_or(1);
+    }
+    for (group, plural, kind, ns, name, generation, replicas, current) in due {
+        let kind = kind.as_str();
         let status = match kind {
             "Deployment" | "ReplicaSet" => json!({
                 "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
@@ -122,7 +149,9 @@ pub fn tick(store: &mut Store, rules: &SimRules, seen: &mut HashMap<(String, i64
                 json!({"observedGeneration": generation, "conditions": [{"type": "Ready", "status": "True", "reason": "Simulated", "message": "ready (kube-testserver simulator)"}]})
             }
         };
-        store.set_status(&r.group, &r.plural, &ns, &name, status);
+        if current.as_ref() != Some(&status) {
+            store.set_status(&group, &plural, &ns, &name, status);
+        }
     }
 }
 
@@ -132,27 +161,32 @@ pub fn tick(store: &mut Store, rules: &SimRules, seen: &mut HashMap<(String, i64
 /// none while they are not ready (`pkg/controller/endpointslice` in kube-controller-manager,
 /// with workloads standing in for their pods).
 pub fn endpoint_slices(store: &mut Store) {
-    let Some(services) = store.resource("", "v1", "services").cloned() else {
-        return;
-    };
     let Some(slices) = store
         .resource("discovery.k8s.io", "v1", "endpointslices")
         .cloned()
     else {
         return;
     };
-    let mut workloads = Vec::new();
-    for (g, plural) in [
-        ("apps", "deployments"),
-        ("apps", "statefulsets"),
-        ("apps", "daemonsets"),
-        ("apps", "replicasets"),
-    ] {
-        if let Some(r) = store.resource(g, "v1", plural).cloned() {
-            workloads.extend(store.list(&r, "", &None));
+    // Ready replicas by namespace and pod-template labels (borrowed: this runs after every
+    // change, so nothing is cloned unless a slice must be written).
+    let mut ready_by_ns: HashMap<&str, Vec<(&Json, i64)>> = HashMap::new();
+    for plural in ["deployments", "statefulsets", "daemonsets", "replicasets"] {
+        for w in store.objects_of("apps", plural) {
+            let ns = w
+                .pointer("/metadata/namespace")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            let ready = ["/status/readyReplicas", "/status/numberReady"]
+                .iter()
+                .find_map(|p| w.pointer(p).and_then(Json::as_i64))
+                .unwrap_or(0);
+            if let Some(labels) = w.pointer("/spec/template/metadata/labels") {
+                ready_by_ns.entry(ns).or_default().push((labels, ready));
+            }
         }
     }
-    for svc in store.list(&services, "", &None) {
+    let mut writes = Vec::new();
+    for svc in store.objects_of("", "services") {
         let Some(selector) = svc.pointer("/spec/selector").and_then(Json::as_object) else {
             continue;
         };
@@ -160,24 +194,15 @@ pub fn endpoint_slices(store: &mut Store) {
             continue;
         }
         let (name, ns) = (
-            crate::store::meta(&svc, "name"),
-            crate::store::meta(&svc, "namespace"),
+            crate::store::meta(svc, "name"),
+            crate::store::meta(svc, "namespace"),
         );
-        let ready: i64 = workloads
-            .iter()
-            .filter(|w| crate::store::meta(w, "namespace") == ns)
-            .filter(|w| {
-                let labels = w.pointer("/spec/template/metadata/labels");
-                selector
-                    .iter()
-                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-            })
-            .map(|w| {
-                ["/status/readyReplicas", "/status/numberReady"]
-                    .iter()
-                    .find_map(|p| w.pointer(p).and_then(Json::as_i64))
-                    .unwrap_or(0)
-            })
+        let ready: i64 = ready_by_ns
+            .get(ns.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(labels, _)| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .map(|(_, r)| *r)
             .sum();
         let endpoints: Vec<Json> = (0..ready.clamp(0, 16))
             .map(|i| json!({"addresses": [format!("10.244.0.{}", i + 10)], "conditions": {"ready": true, "serving": true, "terminating": false}}))
@@ -193,11 +218,17 @@ pub fn endpoint_slices(store: &mut Store) {
             })
             .collect();
         let slice_name = format!("{name}-sim00");
-        let existing = store.get(&slices, &ns, &slice_name).ok();
-        if existing.as_ref().is_some_and(|e| {
-            e.get("endpoints").cloned().unwrap_or(json!([])) == json!(endpoints)
-                && e.get("ports").cloned().unwrap_or(json!([])) == json!(ports)
-        }) {
+        let existing = store.stored(&slices, &ns, &slice_name);
+        // Stored lists drop out when empty (omitempty): absent equals `[]`.
+        let list = |e: &Json, k: &str| {
+            e.get(k)
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let same = existing
+            .is_some_and(|e| list(e, "endpoints") == endpoints && list(e, "ports") == ports);
+        if same {
             continue;
         }
         let body = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -205,16 +236,19 @@ pub fn endpoint_slices(store: &mut Store) {
                 "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
                 "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name, "uid": svc.pointer("/metadata/uid").cloned().unwrap_or(Json::Null), "controller": true, "blockOwnerDeletion": true}]},
             "addressType": "IPv4", "endpoints": endpoints, "ports": ports});
-        let how = if existing.is_some() {
+        writes.push((ns, slice_name, existing.is_some(), body));
+    }
+    let opts = crate::store::WriteOpts {
+        manager: "endpointslice-controller.k8s.io".into(),
+        ..Default::default()
+    };
+    for (ns, name, exists, body) in writes {
+        let how = if exists {
             crate::store::Write::Replace
         } else {
             crate::store::Write::Create
         };
-        let opts = crate::store::WriteOpts {
-            manager: "endpointslice-controller.k8s.io".into(),
-            ..Default::default()
-        };
-        let _ = store.write(&slices, &ns, &slice_name, how, body, &opts);
+        let _ = store.write(&slices, &ns, &name, how, body, &opts);
     }
 }
 
@@ -239,4 +273,68 @@ pub fn spawn(store: Arc<Mutex<Store>>, rules: Arc<Mutex<SimRules>>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Write, WriteOpts};
+
+    fn create(s: &mut Store, group: &str, plural: &str, ns: &str, body: Json) {
+        let r = s.resource(group, "v1", plural).cloned().expect("resource");
+        let name = crate::store::meta(&body, "name");
+        s.write(&r, ns, &name, Write::Create, body, &WriteOpts::default())
+            .expect("created");
+    }
+
+    #[test]
+    fn endpoint_slices_follow_ready_workloads_and_then_settle() {
+        let mut s = Store::new();
+        create(
+            &mut s,
+            "",
+            "namespaces",
+            "",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}}),
+        );
+        create(
+            &mut s,
+            "",
+            "services",
+            "t",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hook"},
+            "spec": {"selector": {"app": "x"}, "ports": [{"port": 443, "targetPort": 8443}]}}),
+        );
+        endpoint_slices(&mut s);
+        let slices = s
+            .resource("discovery.k8s.io", "v1", "endpointslices")
+            .cloned()
+            .unwrap();
+        let slice = s
+            .get(&slices, "t", "hook-sim00")
+            .expect("a slice for the Service");
+        assert!(slice["endpoints"].as_array().is_none_or(|e| e.is_empty()));
+        assert_eq!(slice["ports"][0]["port"], 8443);
+        // Nothing changed: no write (a write would wake the pass again, for ever).
+        let rv = s.resource_version();
+        endpoint_slices(&mut s);
+        assert_eq!(s.resource_version(), rv);
+        // A ready workload with matching pod labels gives one ready endpoint per replica.
+        create(
+            &mut s,
+            "apps",
+            "deployments",
+            "t",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}}),
+        );
+        s.set_status("apps", "deployments", "t", "d", json!({"readyReplicas": 2}));
+        endpoint_slices(&mut s);
+        let slice = s.get(&slices, "t", "hook-sim00").unwrap();
+        assert_eq!(slice["endpoints"].as_array().map(Vec::len), Some(2));
+        let rv = s.resource_version();
+        endpoint_slices(&mut s);
+        assert_eq!(s.resource_version(), rv);
+    }
 }

@@ -324,6 +324,30 @@ impl Store {
     }
 
     /// Every stored object (for the simulator).
+    /// One stored object, borrowed (as stored: no `apiVersion` fix-up).
+    pub fn stored(&self, r: &ApiResource, ns: &str, name: &str) -> Option<&Json> {
+        self.objects.get(&key_of(r, ns, name))
+    }
+
+    /// The stored objects of one resource (all namespaces), borrowed, in key order.
+    pub fn objects_of<'a>(
+        &'a self,
+        group: &'a str,
+        plural: &'a str,
+    ) -> impl Iterator<Item = &'a Json> + 'a {
+        self.objects
+            .range(
+                (
+                    group.to_string(),
+                    plural.to_string(),
+                    String::new(),
+                    String::new(),
+                )..,
+            )
+            .take_while(move |(k, _)| k.0 == group && k.1 == plural)
+            .map(|(_, o)| o)
+    }
+
     pub fn all(&self) -> Vec<(ApiResource, Json)> {
         self.objects
             .iter()

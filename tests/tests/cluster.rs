@@ -45,16 +45,28 @@ fn deployment(ns: &str, replicas: i64) -> Json {
                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}})
 }
 
-async fn wait_current(c: &Cluster, o: &Json, timeout: Duration) -> Health {
+/// Polls `check` every 50 ms until it says Current or `timeout` passes; its last answer.
+async fn poll_until_current<F, Fut>(timeout: Duration, check: F) -> Health
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Health>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let live = c.get(o).await.unwrap().expect("object exists");
-        let h = health(&live, &default_rules());
+        let h = check().await;
         if h.is_current() || tokio::time::Instant::now() > deadline {
             return h;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn wait_current(c: &Cluster, o: &Json, timeout: Duration) -> Health {
+    poll_until_current(timeout, || async {
+        let live = c.get(o).await.unwrap().expect("object exists");
+        health(&live, &default_rules())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -498,15 +510,10 @@ async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
         }
         c.apply(&d, &Default::default()).await.unwrap();
     }
-    let wait = |n: &'static str, within: Duration| async move {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let h = endpoints_health(&c.endpoint_slices(n, "hook").await.unwrap());
-            if h.is_current() || tokio::time::Instant::now() > deadline {
-                return h;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let wait = |n: &'static str, within: Duration| {
+        poll_until_current(within, move || async move {
+            endpoints_health(&c.endpoint_slices(n, "hook").await.unwrap())
+        })
     };
     assert_eq!(
         wait("sw-hook-a", Duration::from_secs(60)).await,

@@ -290,32 +290,27 @@ fn check(v: &Json, s: &Json, path: &mut Vec<Seg>, out: &mut Vec<Violation>) {
         }
     }
     if let Some(x) = v.as_f64() {
-        let excl = |k: &str| s.get(k) == Some(&Json::Bool(true));
-        if let Some(min) = s.get("minimum").filter(|m| m.is_number()) {
-            let m = min.as_f64().unwrap_or(f64::MIN);
-            if x < m || (excl("exclusiveMinimum") && x == m) {
-                let how = if excl("exclusiveMinimum") {
-                    "greater than"
+        // (bound, its exclusive flag, whether x must be above it, the words for each case)
+        let bounds = [
+            ("minimum", "exclusiveMinimum", true, "greater than"),
+            ("maximum", "exclusiveMaximum", false, "less than"),
+        ];
+        for (key, exclusive, above, words) in bounds {
+            let Some(bound) = s.get(key).filter(|b| b.is_number()) else {
+                continue;
+            };
+            let b = bound.as_f64().unwrap_or(0.0);
+            let exclusive = s.get(exclusive) == Some(&Json::Bool(true));
+            let outside = if above { x < b } else { x > b };
+            if outside || (exclusive && x == b) {
+                let how = if exclusive {
+                    words.to_string()
                 } else {
-                    "greater than or equal to"
+                    format!("{words} or equal to")
                 };
                 out.push(invalid(format!(
                     "{at} in body should be {how} {}",
-                    go_number(min)
-                )));
-            }
-        }
-        if let Some(max) = s.get("maximum").filter(|m| m.is_number()) {
-            let m = max.as_f64().unwrap_or(f64::MAX);
-            if x > m || (excl("exclusiveMaximum") && x == m) {
-                let how = if excl("exclusiveMaximum") {
-                    "less than"
-                } else {
-                    "less than or equal to"
-                };
-                out.push(invalid(format!(
-                    "{at} in body should be {how} {}",
-                    go_number(max)
+                    go_number(bound)
                 )));
             }
         }

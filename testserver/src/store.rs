@@ -91,8 +91,9 @@ pub struct Event {
     /// The object after the change (for `DELETED`: as last stored, with the deletion's
     /// resourceVersion).
     pub object: Json,
-    /// For `MODIFIED`: the object before the change, so a watch with a selector can tell an
-    /// object entering it (`ADDED`) or leaving it (`DELETED`) from a change within it.
+    /// For a `MODIFIED` that changed the labels: the object before the change, so a watch
+    /// with a selector can tell an object entering it (`ADDED`) or leaving it (`DELETED`)
+    /// from a change within it.
     pub prev: Option<Json>,
     /// The resourceVersion the change produced.
     pub rv: u64,
@@ -363,6 +364,11 @@ impl Store {
     /// Sends a change to watchers and keeps it in the history.
     fn announce(&mut self, kind: &'static str, r: &ApiResource, object: Json, prev: Option<Json>) {
         let rv = meta(&object, "resourceVersion").parse().unwrap_or(self.rv);
+        // Watches select by labels and by name/namespace (the only field selectors served), so
+        // the previous object matters only when the labels moved: keep it only then (the
+        // history would otherwise hold two copies of every changed object).
+        let labels = "/metadata/labels";
+        let prev = prev.filter(|p| p.pointer(labels) != object.pointer(labels));
         let ev = Event {
             kind,
             resource: (r.group.clone(), r.plural.clone()),

@@ -732,11 +732,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                 t.ns.clone()
             };
             let mut b = b;
-            let mut name = b
-                .pointer("/metadata/name")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string();
+            let mut name = crate::store::meta(&b, "name");
             let prefix = b
                 .pointer("/metadata/generateName")
                 .and_then(Json::as_str)
@@ -886,16 +882,11 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
         if !ns.is_empty() && ons != ns {
             return false;
         }
-        let labels: Vec<(String, String)> = o
-            .pointer("/metadata/labels")
-            .and_then(Json::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        lo.fields_match(o) && lo.labels.as_ref().is_none_or(|s| s.matches(&labels))
+        lo.fields_match(o)
+            && lo
+                .labels
+                .as_ref()
+                .is_none_or(|s| s.matches(&crate::store::labels(o)))
     };
     let selects_now = selects.clone();
     let translate = move |ev: &crate::store::Event| -> Option<(&'static str, Json)> {

@@ -682,13 +682,18 @@ pub fn drop_empty(v: &mut Json, pos: &Pos) {
 /// Whether field `name` of the builtin struct at `parent` is a pointer in Go.
 fn is_pointer_struct(parent: &Pos, name: &str) -> bool {
     const POINTERS: &str = include_str!("../data/pointer-structs.txt");
+    static SET: std::sync::OnceLock<BTreeSet<(&str, &str)>> = std::sync::OnceLock::new();
     let Pos::Builtin(Some(kustomize_rs::openapi::Schema::Builtin(def))) = parent else {
         return false;
     };
-    POINTERS
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .any(|l| l.split_once(' ') == Some((*def, name)))
+    SET.get_or_init(|| {
+        POINTERS
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .collect()
+    })
+    .contains(&(*def, name))
 }
 
 /// Paths of the map-like object nodes of `v` (see [`changed_fields`]), within the parts of

@@ -1069,16 +1069,7 @@ impl Store {
 
     fn after_delete(&mut self, r: &ApiResource, obj: &Json) {
         if r.kind == "CustomResourceDefinition" {
-            let group = obj
-                .pointer("/spec/group")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string();
-            let plural = obj
-                .pointer("/spec/names/plural")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string();
+            let (group, plural) = crd_resource(obj);
             self.resources
                 .retain(|x| !(x.group == group && x.plural == plural));
             self.objects.retain(|k, _| !(k.0 == group && k.1 == plural));
@@ -1274,16 +1265,7 @@ impl Store {
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
         for (key, mut crd) in terminating {
-            let group = crd
-                .pointer("/spec/group")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string();
-            let plural = crd
-                .pointer("/spec/names/plural")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string();
+            let (group, plural) = crd_resource(&crd);
             let served: Vec<ApiResource> = self
                 .resources
                 .iter()
@@ -1404,7 +1386,19 @@ impl Store {
     }
 }
 
-fn labels(o: &Json) -> Vec<(String, String)> {
+/// The `(group, plural)` a CRD serves.
+fn crd_resource(crd: &Json) -> (String, String) {
+    let at = |p: &str| {
+        crd.pointer(p)
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (at("/spec/group"), at("/spec/names/plural"))
+}
+
+/// An object's labels as `(key, value)` pairs (what a label selector matches).
+pub fn labels(o: &Json) -> Vec<(String, String)> {
     o.pointer("/metadata/labels")
         .and_then(Json::as_object)
         .map(|m| {

@@ -41,7 +41,7 @@ fn objects() -> Vec<Json> {
         }
     }
     for o in out.iter_mut() {
-        mark(o, "bench");
+        mark(o, "bench", &Default::default());
     }
     out
 }

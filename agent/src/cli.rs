@@ -56,7 +56,9 @@ pub enum Command {
     /// interrupted, printing its URL.
     ApiServer(ApiServerArgs),
     /// Run the agent: poll the desired-state repository, render, apply in health-gated waves,
-    /// record every revision, check drift; restores its state from the revision store.
+    /// record every revision, check drift; restores its state from the revision store. With
+    /// --once, exit code 0: applied and healthy, or nothing to do; 1: error (fetch, store,
+    /// cluster); 2: the revision failed; 3: it was refused.
     Run(RunArgs),
     /// Print the waves a desired-state checkout applies in (components by wave and
     /// dependsOn, from stackwave.yaml and the component catalog).
@@ -72,7 +74,8 @@ pub enum Command {
         state: PathBuf,
     },
     /// Fetch, render, apply and check drift once, now (one `run` iteration, waiting for a
-    /// running agent's iteration to end first).
+    /// running agent's iteration to end first). Exit code 0: applied and healthy, or nothing to
+    /// do; 1: error (fetch, store, cluster); 2: the revision failed; 3: it was refused.
     Sync(RunArgs),
     /// Show what applying a checkout would change, object by object (server-side dry run
     /// against live objects; Secret values masked). Exit code 0: no differences, 1: differences,
@@ -92,7 +95,8 @@ pub enum Command {
         state: PathBuf,
     },
     /// Re-apply a stored revision (a number from `history`, or a commit) wave by wave — no
-    /// fetch, no render — and pin the agent there until a newer commit or `resume`.
+    /// fetch, no render — and pin the agent there until a newer commit or `resume`. Exit code
+    /// 0: healthy; 1: error; 2: the rollback failed; 3: it was refused (irreversible).
     Rollback {
         /// Revision number or commit (at least 4 hex digits).
         target: String,
@@ -156,6 +160,11 @@ pub struct RunArgs {
     /// Branch to follow.
     #[arg(long, default_value = "main")]
     pub branch: String,
+    /// This agent's instance name: with the repository URL it names the agent's inventories
+    /// and ownership marks, so agents sharing a cluster never prune each other's objects. Give
+    /// agents that follow the same repository on one cluster different names.
+    #[arg(long, default_value = crate::cluster::instance::DEFAULT_NAME)]
+    pub instance: String,
     /// State directory (Git mirror, checkouts, revision store and its key) and cluster.
     #[command(flatten)]
     pub target: TargetArgs,
@@ -370,6 +379,7 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
     crate::run::RunOptions {
         repo: a.repo.clone(),
         branch: a.branch.clone(),
+        instance: a.instance.clone(),
         state: a.target.state.clone(),
         server: a.target.server.clone(),
         kubeconfig: a.target.kubeconfig.clone(),
@@ -433,12 +443,12 @@ pub fn run(cli: Cli) -> i32 {
         Command::Run(a) => block_on(async {
             crate::run::run(run_options(&a, false))
                 .await
-                .map_or_else(fail, |_| 0)
+                .unwrap_or_else(fail)
         }),
         Command::Sync(a) => block_on(async {
             crate::run::run(run_options(&a, true))
                 .await
-                .map_or_else(fail, |_| 0)
+                .unwrap_or_else(fail)
         }),
         Command::Plan { dir } => {
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
@@ -513,15 +523,10 @@ pub fn run(cli: Cli) -> i32 {
             {
                 Ok(out) => {
                     crate::run::clear_progress();
-                    let ok = matches!(out, crate::reconcile::Outcome::Healthy { .. });
                     emit(output, &crate::run::outcome_json(&out), || {
                         format!("outcome: {}\n", crate::run::outcome_text(&out))
                     });
-                    if ok {
-                        0
-                    } else {
-                        1
-                    }
+                    crate::run::exit_code(&out)
                 }
                 Err(e) => fail(e),
             }

@@ -9,6 +9,8 @@
 
 use crate::cluster::drift::{self, FieldDrift, IgnoreRule};
 use crate::cluster::health::{default_rules, health, Health, Rule};
+use crate::cluster::hpa;
+use crate::cluster::instance::Instance;
 use crate::cluster::inventory::{self, mark, ObjRef, Protect};
 use crate::cluster::{ApplyOptions, Cluster, ClusterError};
 use crate::component::Catalog;
@@ -272,6 +274,13 @@ pub struct Agent {
     /// a blocking thread), so a stuck wave can be cancelled for a newer commit; see
     /// [`Settings::cancel_stuck_after`].
     pub newer_commit: Option<NewerCommit>,
+    /// Which Stackwave instance this agent is: every inventory, ownership mark and Event it
+    /// writes is scoped by it ([`crate::cluster::instance`]). Kept in the store (state
+    /// `instance`) so `rollback` and `diff` act as the `run` that set it.
+    pub instance: Instance,
+    /// Object id → the fields Stackwave releases to an HPA targeting the object (dropped from
+    /// the applied configuration, handed over on apply; [`hpa`]).
+    pub released: BTreeMap<String, Vec<String>>,
     /// The commit of the revision being applied (not set during rollbacks).
     applying: Option<String>,
     health_rules: Vec<Rule>,
@@ -341,6 +350,8 @@ impl Agent {
             current: None,
             detect_only: Vec::new(),
             newer_commit: None,
+            instance: Instance::default(),
+            released: BTreeMap::new(),
             applying: None,
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
@@ -441,7 +452,7 @@ impl Agent {
             let mut objs = objects_of(&text).map_err(|e| format!("manifests {}: {e}", m.name))?;
             plan::order_objects(&mut objs);
             for o in objs.iter_mut() {
-                mark(o, &m.name);
+                mark(o, &m.name, &self.instance);
             }
             progress(Progress::Rendered {
                 component: m.name.clone(),
@@ -485,7 +496,7 @@ impl Agent {
             });
             main.extend(hooks);
             for o in main.iter_mut() {
-                mark(o, c);
+                mark(o, c, &self.instance);
             }
             progress(Progress::Rendered {
                 component: c.clone(),
@@ -500,6 +511,88 @@ impl Agent {
 
     fn waves(&self, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
         plan_waves(&self.catalog, cfg)
+    }
+
+    /// The HPA targets in the namespaces of `objs`: live HPAs (one list per namespace) and the
+    /// HPAs among `objs` themselves (a chart that ships its HPA).
+    ///
+    /// # Errors
+    /// API errors.
+    async fn hpa_targets(
+        &self,
+        objs: &BTreeMap<String, Vec<Json>>,
+    ) -> Result<hpa::Targets, ClusterError> {
+        let all = || objs.values().flatten();
+        let mut t =
+            hpa::Targets::load(&self.cluster, all().map(crate::cluster::namespace_of)).await?;
+        for o in all().filter(|o| o["kind"] == "HorizontalPodAutoscaler") {
+            t.add(o);
+        }
+        Ok(t)
+    }
+
+    /// Drops from `objs` the fields HPAs own (`when: hpa` ignore rules whose object an HPA
+    /// targets) and records them in [`Agent::released`], so applies hand them over instead of
+    /// resetting them.
+    ///
+    /// # Errors
+    /// API errors listing HPAs.
+    async fn release_to_hpas(
+        &mut self,
+        objs: &mut BTreeMap<String, Vec<Json>>,
+    ) -> Result<(), ClusterError> {
+        let t = self.hpa_targets(objs).await?;
+        self.released.clear();
+        for o in objs.values_mut().flatten() {
+            let r = hpa::released(o, &self.ignore, &t);
+            if !r.is_empty() {
+                hpa::strip(o, &r);
+                self.released.insert(crate::cluster::object_id(o), r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over this instance's entries of a legacy (unscoped) inventory of `component`
+    /// ([`inventory::claim_legacy`]), reporting what moved; a failure is reported and leaves
+    /// the legacy inventory as it was.
+    async fn claim_legacy(&self, component: &str, desired: &[ObjRef], progress: &dyn Fn(Progress)) {
+        match inventory::claim_legacy(&self.cluster, &self.instance, component, desired).await {
+            Ok(c) if c.claimed.is_empty() => {}
+            Ok(c) => progress(Progress::Note(format!(
+                "inventory of {component}: took over {} entr{} of the legacy {} ({} left there for other instances)",
+                c.claimed.len(),
+                if c.claimed.len() == 1 { "y" } else { "ies" },
+                inventory::legacy_name(component),
+                c.left
+            ))),
+            Err(e) => progress(Progress::Note(format!(
+                "legacy inventory of {component} not claimed: {e}"
+            ))),
+        }
+    }
+
+    /// Sets the instance identity and records it in the store (for `rollback` and `diff`).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn set_instance(&mut self, instance: Instance) -> Result<(), record::RecordError> {
+        self.store.set_state(
+            "instance",
+            Some(&serde_json::to_string(&instance).unwrap_or_default()),
+        )?;
+        self.instance = instance;
+        Ok(())
+    }
+
+    /// Loads the instance identity a `run` recorded in the store, if any.
+    fn load_instance(&mut self) -> Result<(), record::RecordError> {
+        if let Some(i) = self.store.state("instance")? {
+            if let Ok(i) = serde_json::from_str(&i) {
+                self.instance = i;
+            }
+        }
+        Ok(())
     }
 
     /// Whether a newer commit than the one being applied has arrived.
@@ -624,10 +717,15 @@ impl Agent {
                 return Ok(Outcome::Pinned { revision });
             }
         }
-        let (cfg, rendered) = match self.render_all(checkout, progress).await {
+        let (cfg, mut rendered) = match self.render_all(checkout, progress).await {
             Ok(x) => x,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
+        if let Err(e) = self.release_to_hpas(&mut rendered).await {
+            return Ok(Outcome::Refused {
+                reason: format!("HorizontalPodAutoscalers not read: {e}"),
+            });
+        }
         if !self.settings.allow_destructive {
             if let Some((c, _)) = rendered.iter().find(|(_, o)| o.is_empty()) {
                 return Ok(Outcome::Refused { reason: format!("component {c} rendered no objects (refused; allow destructive changes to apply it)") });
@@ -775,6 +873,11 @@ impl Agent {
                 }
                 for o in &objs {
                     let replace = o["kind"] == "Job";
+                    let release = self
+                        .released
+                        .get(&crate::cluster::object_id(o))
+                        .cloned()
+                        .unwrap_or_default();
                     match self
                         .cluster
                         .apply(
@@ -782,6 +885,7 @@ impl Agent {
                             &ApplyOptions {
                                 force: true,
                                 replace_immutable: replace,
+                                release,
                                 ..Default::default()
                             },
                         )
@@ -798,18 +902,18 @@ impl Agent {
                 // revision that never becomes healthy leaves nothing a later prune cannot
                 // find (kustomize-controller likewise records its inventory right after
                 // apply).
-                let old = inventory::read(&self.cluster, c).await.unwrap_or_default();
-                let new: Vec<ObjRef> = objs
-                    .iter()
-                    .map(ObjRef::of)
-                    .filter(|r| !old.contains(r))
-                    .collect();
-                if !new.is_empty() {
-                    let mut inv = old;
-                    inv.extend(new);
-                    if let Err(e) = inventory::write(&self.cluster, c, &inv).await {
-                        progress(Progress::Note(format!("inventory of {c}: {e}")));
-                    }
+                // A read-modify-write: a failed read writes nothing (never an inventory
+                // without the entries it could not read).
+                let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
+                self.claim_legacy(c, &refs, progress).await;
+                let added = inventory::update(&self.cluster, &self.instance, c, |old| {
+                    let mut inv = old.to_vec();
+                    inv.extend(refs.iter().filter(|r| !old.contains(r)).cloned());
+                    inv
+                })
+                .await;
+                if let Err(e) = added {
+                    progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
                 }
                 touched.push((c.to_string(), objs));
             }
@@ -855,8 +959,28 @@ impl Agent {
         // Prune only once the whole revision is healthy.
         for (c, objs) in &rendered {
             let desired: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-            let old = inventory::read(&self.cluster, c).await.unwrap_or_default();
-            match inventory::prune(&self.cluster, c, &old, &desired, &self.protect).await {
+            self.claim_legacy(c, &desired, progress).await;
+            // An inventory that cannot be read is never taken for an empty one: that
+            // component's prune is skipped (nothing deleted) and its inventory left as is.
+            let old = match inventory::read(&self.cluster, &self.instance, c).await {
+                Ok(old) => old,
+                Err(e) => {
+                    progress(Progress::Note(format!(
+                        "prune of {c} skipped, nothing deleted: inventory not read: {e}"
+                    )));
+                    continue;
+                }
+            };
+            match inventory::prune(
+                &self.cluster,
+                &self.instance,
+                c,
+                &old,
+                &desired,
+                &self.protect,
+            )
+            .await
+            {
                 Ok((p, keep)) => {
                     if !p.deleted.is_empty() || !p.skipped.is_empty() {
                         progress(Progress::Pruned {
@@ -865,10 +989,22 @@ impl Agent {
                             skipped: p.skipped,
                         });
                     }
-                    let mut inv = desired.clone();
-                    inv.extend(keep.into_iter().filter(|k| !desired.contains(k)));
-                    if let Err(e) = inventory::write(&self.cluster, c, &inv).await {
-                        progress(Progress::Note(format!("inventory of {c}: {e}")));
+                    // Entries someone added since the read are kept (the write is conditional
+                    // on the read resourceVersion, and re-run on 409).
+                    let written = inventory::update(&self.cluster, &self.instance, c, |cur| {
+                        let mut inv = desired.clone();
+                        inv.extend(keep.iter().filter(|k| !desired.contains(k)).cloned());
+                        let added: Vec<ObjRef> = cur
+                            .iter()
+                            .filter(|r| !old.contains(r) && !inv.contains(r))
+                            .cloned()
+                            .collect();
+                        inv.extend(added);
+                        inv
+                    })
+                    .await;
+                    if let Err(e) = written {
+                        progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
                     }
                 }
                 Err(e) => progress(Progress::Note(format!("prune of {c} skipped: {e}"))),
@@ -963,6 +1099,7 @@ impl Agent {
         }
         self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
         self.pinned_from = self.store.state("pinned_from")?;
+        self.load_instance()?;
         if let Some(w) = self.store.state("wave_of")? {
             self.wave_of = serde_json::from_str(&w).unwrap_or_default();
         }
@@ -988,6 +1125,7 @@ impl Agent {
     /// # Errors
     /// Store failures.
     pub fn refresh(&mut self) -> Result<bool, record::RecordError> {
+        self.load_instance()?;
         self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
         self.pinned_from = self.store.state("pinned_from")?;
         if let Some(id) = self.store.newest_healthy()? {
@@ -1034,14 +1172,21 @@ impl Agent {
         checkout: &Path,
         progress: &dyn Fn(Progress),
     ) -> Result<Vec<diff::ObjectDiff>, String> {
-        let (_, rendered) = self.render_all(checkout, progress).await?;
+        let (_, mut rendered) = self.render_all(checkout, progress).await?;
+        let hpas = self
+            .hpa_targets(&rendered)
+            .await
+            .map_err(|e| e.to_string())?;
+        for o in rendered.values_mut().flatten() {
+            hpa::strip(o, &hpa::released(o, &self.ignore, &hpas));
+        }
         let mut out = Vec::new();
         let mut names: Vec<&String> = rendered.keys().collect();
         names.extend(self.desired.keys().filter(|c| !rendered.contains_key(*c)));
         for c in names {
             let objs = rendered.get(c).map(Vec::as_slice).unwrap_or(&[]);
             let keep: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-            let removed: Vec<ObjRef> = inventory::read(&self.cluster, c)
+            let removed: Vec<ObjRef> = inventory::read(&self.cluster, &self.instance, c)
                 .await
                 .map_err(|e| format!("inventory of {c}: {e}"))?
                 .into_iter()
@@ -1073,7 +1218,13 @@ impl Agent {
                 return Ok(Outcome::Refused { reason });
             }
         }
-        let stored: BTreeMap<String, Vec<Json>> = self.store.objects_of(to)?.into_iter().collect();
+        let mut stored: BTreeMap<String, Vec<Json>> =
+            self.store.objects_of(to)?.into_iter().collect();
+        if let Err(e) = self.release_to_hpas(&mut stored).await {
+            return Ok(Outcome::Refused {
+                reason: format!("HorizontalPodAutoscalers not read: {e}"),
+            });
+        }
         let mut comps: Vec<(i32, String)> = stored
             .keys()
             .map(|c| {
@@ -1127,25 +1278,37 @@ impl Agent {
     pub async fn drift(&mut self, correct: bool) -> Result<Vec<FieldDrift>, ClusterError> {
         let mut all = Vec::new();
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+        // One HPA list per namespace for the whole pass.
+        let hpas = self.hpa_targets(&self.desired).await?;
         for (component, objs) in &self.desired {
             let correct = correct && !self.detect_only.contains(component);
             let mut count = 0;
-            for (i, found) in drift::drift_all(&self.cluster, objs, &self.ignore).await? {
+            for (i, found) in
+                drift::drift_all_with(&self.cluster, objs, &self.ignore, &hpas).await?
+            {
                 let o = &objs[i];
                 count += found.len();
                 if correct {
+                    // Fields an HPA owns (now, or since the revision was applied) are
+                    // neither reset nor kept owned.
+                    let release = hpa::released(o, &self.ignore, &hpas);
+                    let mut fixed = o.clone();
+                    hpa::strip(&mut fixed, &release);
                     self.cluster
                         .apply(
-                            o,
+                            &fixed,
                             &ApplyOptions {
                                 force: true,
+                                release,
                                 ..Default::default()
                             },
                         )
                         .await?;
                 }
                 let refs: Vec<&FieldDrift> = found.iter().collect();
-                if let Err(e) = drift::record_event(&self.cluster, o, &refs, correct).await {
+                if let Err(e) =
+                    drift::record_event(&self.cluster, o, &refs, correct, &self.instance).await
+                {
                     // An Event is a report; failing to write one must not stop the loop.
                     eprintln!(
                         "warning: drift Event for {}: {e}",

@@ -23,6 +23,9 @@ pub struct RunOptions {
     pub repo: String,
     /// Branch followed.
     pub branch: String,
+    /// The instance name (`--instance`): with `repo`, the identity scoping inventories and
+    /// ownership marks ([`crate::cluster::instance`]).
+    pub instance: String,
     /// State directory: Git mirror, checkouts, revision store and its key.
     pub state: PathBuf,
     /// API server URL (plain HTTP, e.g. the test server); else `kubeconfig`.
@@ -100,6 +103,27 @@ pub async fn connect(
             let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
             Ok(Cluster::with_client(client))
         }
+    }
+}
+
+/// Exit code: applied and healthy, or nothing to do (unchanged, pinned, suspended).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: an error outside any revision (arguments, cluster or store unreachable, the Git
+/// fetch failed, the state directory locked).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: the revision failed (a wave failed or timed out, or a newer commit superseded it).
+pub const EXIT_FAILED: i32 = 2;
+/// Exit code: the revision was refused before touching the cluster (render error, guard,
+/// unverified signature, irreversible component).
+pub const EXIT_REFUSED: i32 = 3;
+
+/// The exit code of `run --once`, `sync` and `rollback` for an outcome ([`EXIT_OK`],
+/// [`EXIT_FAILED`], [`EXIT_REFUSED`]).
+pub fn exit_code(o: &Outcome) -> i32 {
+    match o {
+        Outcome::Healthy { .. } | Outcome::Unchanged | Outcome::Pinned { .. } => EXIT_OK,
+        Outcome::Failed { .. } | Outcome::Superseded { .. } => EXIT_FAILED,
+        Outcome::Refused { .. } => EXIT_REFUSED,
     }
 }
 
@@ -209,12 +233,13 @@ pub fn clear_progress() {
     }
 }
 
-/// Runs the agent loop until interrupted (or one iteration with `once`).
+/// Runs the agent loop until interrupted (or one iteration with `once`, returning its exit
+/// code: [`exit_code`] of the revision, [`EXIT_ERROR`] when the fetch or the store failed).
 ///
 /// # Errors
-/// Only start-up failures (cluster connection, revision store, catalog, Git mirror); errors
-/// inside the loop are reported and retried on the next iteration.
-pub async fn run(opts: RunOptions) -> Result<(), String> {
+/// Only start-up failures (cluster connection, revision store, catalog, Git mirror, a bad
+/// instance name); errors inside the loop are reported and retried on the next iteration.
+pub async fn run(opts: RunOptions) -> Result<i32, String> {
     let cluster = connect(opts.server.as_deref(), opts.kubeconfig.as_deref()).await?;
     let store = Store::open(
         &opts.state.join("revisions.sqlite"),
@@ -223,6 +248,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
     let mut agent = Agent::new(cluster, store, catalog, opts.settings.clone());
+    let instance = crate::cluster::instance::Instance::new(&opts.instance, &opts.repo)
+        .map_err(|e| e.to_string())?;
+    println!("instance {} ({})", instance.name, instance.id());
+    agent.set_instance(instance).map_err(|e| e.to_string())?;
     match agent.restore().map_err(|e| e.to_string())? {
         Some(r) => println!("restored applied state of revision {r}"),
         None => println!("no applied revision yet"),
@@ -261,11 +290,12 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         _ => None,
     };
     loop {
-        if iteration(&opts, &mut agent, &source).await? {
-            trigger.fire("a newer commit superseded the stuck revision");
-        }
+        let (again, code) = iteration(&opts, &mut agent, &source).await?;
         if opts.once {
-            return Ok(());
+            return Ok(code);
+        }
+        if again {
+            trigger.fire("a newer commit superseded the stuck revision");
         }
         if let Some(why) = trigger.wait(opts.interval).await {
             println!("fetching now: {why}");
@@ -277,25 +307,34 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 /// (`rollback`/`resume`/`suspend` from the CLI), fetch and apply the branch head unless
 /// suspended, then check drift (detect-only while suspended).
 ///
-/// Returns whether to go again at once (a newer commit superseded the revision).
+/// Returns whether to go again at once (a newer commit superseded the revision), and the
+/// iteration's exit code (see [`run`]).
 ///
 /// # Errors
-/// Only the lock and the store failing; everything else is reported and retried.
-async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Result<bool, String> {
+/// Only the lock failing; everything else is reported and retried.
+async fn iteration(
+    opts: &RunOptions,
+    agent: &mut Agent,
+    source: &Source,
+) -> Result<(bool, i32), String> {
     let mut again = false;
+    let mut code = EXIT_OK;
     let _lock = crate::control::lock(&opts.state)?;
     let suspended = match agent.refresh() {
         Ok(s) => s,
         Err(e) => {
             println!("revision store error: {e}");
-            return Ok(false);
+            return Ok((false, EXIT_ERROR));
         }
     };
     if suspended {
         println!("suspended: not applying (`stackwave resume` to go on)");
     } else {
         match source.fetch() {
-            Err(e) => println!("fetch failed, keeping the last good revision: {e}"),
+            Err(e) => {
+                println!("fetch failed, keeping the last good revision: {e}");
+                code = EXIT_ERROR;
+            }
             Ok(c) => {
                 println!("commit {} \"{}\"", &c.id[..c.id.len().min(10)], c.summary);
                 let verified = match &opts.allowed_signers {
@@ -313,6 +352,7 @@ async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Res
                     });
                 match exported {
                     Err(why) => {
+                        code = EXIT_REFUSED;
                         agent
                             .metrics
                             .revisions
@@ -328,8 +368,12 @@ async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Res
                             clear_progress();
                             println!("outcome: {}", outcome_text(&out));
                             again = matches!(out, Outcome::Superseded { .. });
+                            code = exit_code(&out);
                         }
-                        Err(e) => println!("revision store error: {e}"),
+                        Err(e) => {
+                            println!("revision store error: {e}");
+                            code = EXIT_ERROR;
+                        }
                     },
                 }
             }
@@ -355,7 +399,7 @@ async fn iteration(opts: &RunOptions, agent: &mut Agent, source: &Source) -> Res
     let _ = agent
         .store
         .set_state("last_loop", Some(&crate::record::now().to_string()));
-    Ok(again)
+    Ok((again, code))
 }
 
 /// The readable revision history, newest first (one line per revision).

@@ -229,13 +229,17 @@ async fn inventory_and_prune() {
     let mut db = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept", "namespace": n, "annotations": {"helm.sh/resource-policy": "keep"}}});
     objs.push(db.take());
     for o in objs.iter_mut() {
-        mark(o, "demo");
+        mark(o, "demo", &Default::default());
         c.apply(o, &Default::default()).await.unwrap();
     }
     let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-    inventory::write(c, "demo", &refs).await.unwrap();
+    inventory::write(c, &Default::default(), "demo", &refs)
+        .await
+        .unwrap();
     assert_eq!(
-        inventory::read(c, "demo").await.unwrap(),
+        inventory::read(c, &Default::default(), "demo")
+            .await
+            .unwrap(),
         refs,
         "the inventory survives in the cluster"
     );
@@ -252,10 +256,16 @@ async fn inventory_and_prune() {
     .await
     .unwrap();
     let desired = vec![refs[0].clone()];
-    let (pruned, keep) =
-        inventory::prune(c, "demo", &refs, &desired, &inventory::default_protect())
-            .await
-            .unwrap();
+    let (pruned, keep) = inventory::prune(
+        c,
+        &Default::default(),
+        "demo",
+        &refs,
+        &desired,
+        &inventory::default_protect(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned.deleted, vec![format!("ConfigMap/{n}/b")]);
     assert!(pruned
         .skipped
@@ -379,7 +389,7 @@ async fn drift_of_many_objects_lists_once_per_kind() {
     d["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "0.5"}});
     objs.push(d);
     for o in objs.iter_mut() {
-        mark(o, "many");
+        mark(o, "many", &Default::default());
         c.apply(o, &Default::default()).await.unwrap();
     }
     let rules = default_ignore();

@@ -127,10 +127,20 @@ impl Fixture {
                 (Some(s), c)
             }
         };
-        let agent = new_agent(&cluster, &root, server.is_some());
+        let mut agent = new_agent(&cluster, &root, server.is_some());
         let repo = Repo::new(&root);
         std::fs::create_dir_all(root.join("empty")).unwrap();
         let url = format!("file://{}", repo.dir.display());
+        // The identity `stackwave run --repo <url>` has, so both act as one agent.
+        agent
+            .set_instance(
+                stackwave::cluster::instance::Instance::new(
+                    stackwave::cluster::instance::DEFAULT_NAME,
+                    &url,
+                )
+                .unwrap(),
+            )
+            .unwrap();
         // The source is opened lazily on first fetch (the repo has no commit yet).
         let source = {
             repo.write("README", "desired state\n");
@@ -733,6 +743,7 @@ impl Fixture {
         stackwave::run::RunOptions {
             repo,
             branch: "main".into(),
+            instance: stackwave::cluster::instance::DEFAULT_NAME.into(),
             state,
             server,
             kubeconfig,

@@ -6,6 +6,8 @@
 //! (`policies/drift-ignore.yaml`) drop JSON pointers by GVK/name or everything a field manager
 //! owns. Secret values are masked in both the structured and the readable output.
 
+use super::hpa::Targets;
+use super::instance::{Instance, INSTANCE_LABEL};
 use super::{object_id, ApplyOptions, Cluster, ClusterError, FIELD_MANAGER};
 use kube_testserver::ssa;
 use serde_json::{json, Value as Json};
@@ -41,7 +43,9 @@ pub struct IgnoreRule {
     /// A field manager whose fields are ignored.
     #[serde(default)]
     pub manager: String,
-    /// Only when an HPA exists for the object (`hpa`); informational.
+    /// A condition the rule holds under: `hpa` — only when an autoscaling/v2
+    /// HorizontalPodAutoscaler targets the object ([`super::hpa`]; Stackwave then also stops
+    /// applying the pointers). Empty: always. Any other value never holds.
     #[serde(default)]
     pub when: String,
 }
@@ -123,15 +127,21 @@ fn pointer_of(path: &[ssa::Pe]) -> String {
     s
 }
 
-fn ignored(o: &Json, path: &[ssa::Pe], pointer: &str, rules: &[IgnoreRule], live: &Json) -> bool {
-    let kind = o["kind"].as_str().unwrap_or("");
-    let group = super::group_of(o);
-    let name = super::name_of(o);
+fn ignored(
+    o: &Json,
+    path: &[ssa::Pe],
+    pointer: &str,
+    rules: &[IgnoreRule],
+    live: &Json,
+    targets: &Targets,
+) -> bool {
     rules.iter().any(|r| {
-        let sel = (r.group.is_empty() || r.group == group)
-            && (r.kind.is_empty() || r.kind == kind)
-            && (r.name.is_empty() || r.name == name);
-        if !sel {
+        let holds = match r.when.as_str() {
+            "" => true,
+            super::hpa::WHEN_HPA => targets.targets(o),
+            _ => false,
+        };
+        if !holds || !super::hpa::selects(r, o) {
             return false;
         }
         if r.pointers
@@ -169,7 +179,8 @@ fn mask(o: &Json, pointer: &str, v: Json) -> Json {
     }
 }
 
-/// Drift of one desired object (empty when in sync; an absent object drifts at `/`).
+/// Drift of one desired object (empty when in sync; an absent object drifts at `/`); the
+/// HPAs of its namespace are listed for `when: hpa` rules.
 ///
 /// # Errors
 /// API errors (other than the object being absent).
@@ -177,6 +188,16 @@ pub async fn drift(
     cluster: &Cluster,
     desired: &Json,
     rules: &[IgnoreRule],
+) -> Result<Vec<FieldDrift>, ClusterError> {
+    let targets = Targets::load(cluster, [super::namespace_of(desired)]).await?;
+    drift_one(cluster, desired, rules, &targets).await
+}
+
+async fn drift_one(
+    cluster: &Cluster,
+    desired: &Json,
+    rules: &[IgnoreRule],
+    targets: &Targets,
 ) -> Result<Vec<FieldDrift>, ClusterError> {
     let id = object_id(desired);
     let Some(live) = cluster.get(desired).await? else {
@@ -187,7 +208,7 @@ pub async fn drift(
             live: Json::Null,
         }]);
     };
-    drift_with_live(cluster, desired, &live, rules).await
+    drift_with_live(cluster, desired, &live, rules, targets).await
 }
 
 /// Drift of one desired object against its `live` state, exactly: a server-side dry-run
@@ -201,6 +222,7 @@ pub async fn drift_with_live(
     desired: &Json,
     live: &Json,
     rules: &[IgnoreRule],
+    targets: &Targets,
 ) -> Result<Vec<FieldDrift>, ClusterError> {
     let id = object_id(desired);
     let would = cluster
@@ -217,7 +239,9 @@ pub async fn drift_with_live(
     let mut out = Vec::new();
     for path in owned_paths(&would) {
         let p = pointer_of(&path);
-        if p.starts_with("/metadata/managedFields") || ignored(desired, &path, &p, rules, live) {
+        if p.starts_with("/metadata/managedFields")
+            || ignored(desired, &path, &p, rules, live, targets)
+        {
             continue;
         }
         let (w, l) = (
@@ -275,7 +299,8 @@ fn vacuous(v: &Json) -> bool {
 /// live objects are listed by Stackwave's `managed-by` label; objects whose desired fields
 /// are all live ([`contains`]) are in sync without further requests; the rest go through
 /// the exact dry-run comparison ([`drift_with_live`]); objects not listed are fetched one by
-/// one (their label may have been removed). Returns, per desired object index, its drifts.
+/// one (their label may have been removed). The HPAs of the objects' namespaces are listed
+/// once for `when: hpa` rules. Returns, per desired object index, its drifts.
 ///
 /// # Errors
 /// API errors (naming the kind or object).
@@ -283,6 +308,21 @@ pub async fn drift_all(
     cluster: &Cluster,
     desired: &[Json],
     rules: &[IgnoreRule],
+) -> Result<Vec<(usize, Vec<FieldDrift>)>, ClusterError> {
+    let targets = Targets::load(cluster, desired.iter().map(super::namespace_of)).await?;
+    drift_all_with(cluster, desired, rules, &targets).await
+}
+
+/// [`drift_all`] with the HPA targets already listed (one drift pass over many components
+/// lists them once).
+///
+/// # Errors
+/// API errors (naming the kind or object).
+pub async fn drift_all_with(
+    cluster: &Cluster,
+    desired: &[Json],
+    rules: &[IgnoreRule],
+    targets: &Targets,
 ) -> Result<Vec<(usize, Vec<FieldDrift>)>, ClusterError> {
     let selector = format!("{}={}", super::MANAGED_BY.0, super::MANAGED_BY.1);
     let mut groups: std::collections::BTreeMap<(String, String, String), Vec<usize>> =
@@ -310,8 +350,8 @@ pub async fn drift_all(
             let o = &desired[i];
             let found = match live.get(super::name_of(o)) {
                 Some(l) if contains(l, o) => Vec::new(),
-                Some(l) => drift_with_live(cluster, o, l, rules).await?,
-                None => drift(cluster, o, rules).await?,
+                Some(l) => drift_with_live(cluster, o, l, rules, targets).await?,
+                None => drift_one(cluster, o, rules, targets).await?,
             };
             if !found.is_empty() {
                 out.push((i, found));
@@ -351,8 +391,10 @@ pub fn render(drifts: &[FieldDrift]) -> String {
 /// `DriftDetected` or `DriftCorrected`, reporting component `stackwave`), in the object's
 /// namespace (`default` for cluster-scoped objects). The message names the drifted field
 /// paths only, never values, so Secret material cannot leak into Events. The Event name is
-/// derived from the object and the paths, so a drift that persists updates one Event
-/// (server-side apply) instead of adding one per loop.
+/// derived from the instance, the object and the paths, so a drift that persists updates one
+/// Event (server-side apply) instead of adding one per loop, and two Stackwave instances never
+/// write each other's Events; the Event carries the instance label and
+/// `reportingInstance: stackwave-<instance id>`.
 ///
 /// Shape follows `k8s.io/api/core/v1` `Event` (involvedObject, reason, message, source,
 /// firstTimestamp/lastTimestamp, count).
@@ -364,6 +406,7 @@ pub async fn record_event(
     object: &Json,
     fields: &[&FieldDrift],
     corrected: bool,
+    instance: &Instance,
 ) -> Result<(), ClusterError> {
     use sha2::{Digest, Sha256};
     let meta = |k: &str| {
@@ -376,6 +419,7 @@ pub async fn record_event(
     let (name, ns) = (meta("name"), meta("namespace"));
     let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
     let mut h = Sha256::new();
+    h.update(instance.id().as_bytes());
     h.update(object_id(object).as_bytes());
     for p in &paths {
         h.update(p.as_bytes());
@@ -398,6 +442,7 @@ pub async fn record_event(
         "metadata": {
             "name": format!("{}.stackwave-drift-{hash}", if name.is_empty() { "object" } else { &name }),
             "namespace": if ns.is_empty() { "default" } else { &ns },
+            "labels": {super::MANAGED_BY.0: super::MANAGED_BY.1, INSTANCE_LABEL: instance.id()},
         },
         "involvedObject": {
             "apiVersion": object["apiVersion"],
@@ -415,7 +460,7 @@ pub async fn record_event(
         "type": "Warning",
         "source": {"component": "stackwave"},
         "reportingComponent": "stackwave",
-        "reportingInstance": "stackwave",
+        "reportingInstance": format!("stackwave-{}", instance.id()),
         "firstTimestamp": now.to_string(),
         "lastTimestamp": now.to_string(),
         "count": 1,

@@ -6,6 +6,8 @@
 
 pub mod drift;
 pub mod health;
+pub mod hpa;
+pub mod instance;
 pub mod inventory;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -42,13 +44,25 @@ pub enum ClusterError {
         /// The API server's message (names managers and fields).
         message: String,
     },
-    /// An immutable field changed and the object may not be replaced (422).
+    /// An immutable field changed and the object may not be replaced (422 whose causes are
+    /// all immutable-field causes, [`is_immutable`]).
     #[error("{id}: {message} (the component does not allow replacing it)")]
     Immutable {
         /// Object.
         id: String,
-        /// Message.
+        /// The API server's message.
         message: String,
+    },
+    /// The API server refused the object (422 for any other reason: validation, cluster
+    /// policy); never a reason to replace it.
+    #[error("{id}: refused by the API server: {}", causes_text(message, causes))]
+    Refused {
+        /// Object.
+        id: String,
+        /// The API server's message.
+        message: String,
+        /// `Status.details.causes`, verbatim.
+        causes: Vec<Cause>,
     },
     /// Any other API error.
     #[error("{id}: {message}")]
@@ -63,6 +77,93 @@ pub enum ClusterError {
     /// A bad object.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// One cause of a refusal, as the API server sent it (`Status.details.causes[]`,
+/// `k8s.io/apimachinery/pkg/apis/meta/v1` `StatusCause`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cause {
+    /// Machine-readable reason (`FieldValueInvalid`, `FieldValueForbidden`, ...).
+    pub reason: String,
+    /// The field path (`spec.template`), empty when none.
+    pub field: String,
+    /// The message (`Invalid value: ...: field is immutable`).
+    pub message: String,
+}
+
+/// Causes in readable form, verbatim: `field: message (reason); ...` (the message alone when
+/// the Status carried no causes).
+fn causes_text(message: &str, causes: &[Cause]) -> String {
+    if causes.is_empty() {
+        return message.to_string();
+    }
+    causes
+        .iter()
+        .map(|c| {
+            let field = if c.field.is_empty() { "" } else { &c.field };
+            format!("{field}: {} ({})", c.message, c.reason)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A cause pattern meaning "an immutable field changed" (`policies/immutable-errors.yaml`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImmutableRule {
+    /// The cause's reason.
+    pub reason: String,
+    /// The cause's field, when the rule needs one.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Text the message ends with.
+    #[serde(default)]
+    pub suffix: Option<String>,
+    /// Text the message holds.
+    #[serde(default)]
+    pub contains: Option<String>,
+}
+
+impl ImmutableRule {
+    fn matches(&self, c: &Cause) -> bool {
+        c.reason == self.reason
+            && self.field.as_ref().is_none_or(|f| *f == c.field)
+            && self
+                .suffix
+                .as_ref()
+                .is_none_or(|s| c.message.ends_with(s.as_str()))
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|s| c.message.contains(s.as_str()))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ImmutableFile {
+    immutable: Vec<ImmutableRule>,
+}
+
+/// The shipped immutable-field cause patterns (`policies/immutable-errors.yaml`, each citing
+/// the kube-apiserver validation code that emits it).
+pub fn immutable_rules() -> &'static [ImmutableRule] {
+    static RULES: std::sync::OnceLock<Vec<ImmutableRule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        kustomize_rs::yaml::parse_one(include_str!("../../../policies/immutable-errors.yaml"))
+            .ok()
+            .and_then(|v| {
+                serde_json::from_value::<ImmutableFile>(crate::component::to_json(&v)).ok()
+            })
+            .map(|f| f.immutable)
+            .unwrap_or_default()
+    })
+}
+
+/// Whether a 422's causes say an immutable field changed: there are causes, and every one
+/// matches a rule (a policy cause beside an immutable one would refuse the new object too, so
+/// replacing would only delete the old one).
+pub fn is_immutable(causes: &[Cause], rules: &[ImmutableRule]) -> bool {
+    !causes.is_empty() && causes.iter().all(|c| rules.iter().any(|r| r.matches(c)))
 }
 
 /// What an apply did.
@@ -99,8 +200,14 @@ pub struct ApplyOptions {
     pub force: bool,
     /// Server-side dry run.
     pub dry_run: bool,
-    /// Replace (delete, wait, re-apply) on immutable-field errors.
+    /// Replace (delete, wait, re-apply) on immutable-field errors ([`is_immutable`]); any
+    /// other 422 is [`ClusterError::Refused`] and never replaced.
     pub replace_immutable: bool,
+    /// JSON pointers Stackwave must stop owning without their live values changing (another
+    /// controller, e.g. an HPA, owns them; see [`hpa`]): when Stackwave's apply owns one live,
+    /// it is first handed over ([`hpa::hand_over`]) so dropping it from the applied
+    /// configuration does not remove it.
+    pub release: Vec<String>,
 }
 
 /// A connection to one cluster.
@@ -167,6 +274,20 @@ fn api_err(id: &str, e: kube::Error) -> ClusterError {
                 409 if s.reason == "Conflict" => ClusterError::Conflict {
                     id: id.to_string(),
                     message,
+                },
+                422 => ClusterError::Refused {
+                    id: id.to_string(),
+                    message,
+                    causes: s
+                        .details
+                        .iter()
+                        .flat_map(|d| &d.causes)
+                        .map(|c| Cause {
+                            reason: c.reason.clone(),
+                            field: c.field.clone(),
+                            message: c.message.clone(),
+                        })
+                        .collect(),
                 },
                 _ => ClusterError::Api {
                     id: id.to_string(),
@@ -357,6 +478,9 @@ impl Cluster {
         }
         let api = self.api_for(o).await?;
         let before = self.get(o).await?;
+        if let (Some(live), false) = (&before, opts.dry_run) {
+            hpa::hand_over(self, o, live, &opts.release).await?;
+        }
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = opts.force;
         params.dry_run = opts.dry_run;
@@ -389,13 +513,11 @@ impl Cluster {
                         before,
                     });
                 }
-                Err(ClusterError::Api {
-                    code: 422, message, ..
-                }) if message.contains("immutable")
-                    || message.contains("may not change")
-                    || message.contains("cannot change")
-                    || message.contains("Forbidden") =>
-                {
+                Err(ClusterError::Refused {
+                    id,
+                    message,
+                    causes,
+                }) if is_immutable(&causes, immutable_rules()) => {
                     if !opts.replace_immutable || opts.dry_run {
                         return Err(ClusterError::Immutable { id, message });
                     }
@@ -438,6 +560,61 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
             Err(e) => Err(api_err(&id, e)),
         }
+    }
+
+    /// Replaces an object (PUT): `o`'s `metadata.resourceVersion`, when set, is the
+    /// precondition (409 when the stored object is newer). Returns the stored object.
+    ///
+    /// # Errors
+    /// API errors (409 on a stale resourceVersion).
+    pub async fn replace(&self, o: &Json) -> Result<Json, ClusterError> {
+        let id = object_id(o);
+        let api = self.api_for(o).await?;
+        let d: DynamicObject = serde_json::from_value(o.clone())
+            .map_err(|e| ClusterError::Invalid(format!("{id}: {e}")))?;
+        self.count(1);
+        let live = api
+            .replace(name_of(o), &Default::default(), &d)
+            .await
+            .map_err(|e| api_err(&id, e))?;
+        serde_json::to_value(live).map_err(|e| ClusterError::Invalid(e.to_string()))
+    }
+
+    /// Creates an object (POST); 409 when it exists.
+    ///
+    /// # Errors
+    /// API errors (409 AlreadyExists).
+    pub async fn create(&self, o: &Json) -> Result<Json, ClusterError> {
+        let id = object_id(o);
+        let api = self.api_for(o).await?;
+        let d: DynamicObject = serde_json::from_value(o.clone())
+            .map_err(|e| ClusterError::Invalid(format!("{id}: {e}")))?;
+        self.count(1);
+        let live = api
+            .create(&Default::default(), &d)
+            .await
+            .map_err(|e| api_err(&id, e))?;
+        serde_json::to_value(live).map_err(|e| ClusterError::Invalid(e.to_string()))
+    }
+
+    /// Deletes an object only if it is still at `resource_version` (a delete precondition:
+    /// 409 when it changed since it was read, 404 when it is already gone).
+    ///
+    /// # Errors
+    /// API errors, the 409 and 404 included.
+    pub async fn delete_if(&self, o: &Json, resource_version: &str) -> Result<(), ClusterError> {
+        let id = object_id(o);
+        let api = self.api_for(o).await?;
+        let mut dp = DeleteParams::background();
+        dp.preconditions = Some(kube::api::Preconditions {
+            resource_version: Some(resource_version.to_string()),
+            uid: None,
+        });
+        self.count(1);
+        api.delete(name_of(o), &dp)
+            .await
+            .map(|_| ())
+            .map_err(|e| api_err(&id, e))
     }
 
     /// Deletes an object and waits until it is gone.

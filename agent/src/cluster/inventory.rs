@@ -435,3 +435,37 @@ pub async fn prune(
     keep.reverse();
     Ok((out, keep))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_marks_name_the_instance() {
+        let (a, b) = (
+            Instance::new("a", "https://git.example/cloud").unwrap(),
+            Instance::new("b", "https://git.example/cloud").unwrap(),
+        );
+        let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+        mark(&mut o, "app", &a);
+        assert_eq!(owner(&o, "app", &a), Owner::Ours);
+        assert_eq!(owner(&o, "app", &b), Owner::Other(a.id()));
+        assert_eq!(owner(&o, "other", &a), Owner::NotMarked);
+        // Marked before instances existed: the instance whose inventory lists it owns it.
+        o["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove(INSTANCE_LABEL);
+        assert_eq!(owner(&o, "app", &b), Owner::Unscoped);
+        assert_ne!(inventory_name(&a, "app"), inventory_name(&b, "app"));
+        assert_eq!(legacy_name("app"), "inventory-app");
+    }
+
+    #[test]
+    fn a_malformed_inventory_is_an_error_not_an_empty_one() {
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "inventory-x", "namespace": "stackwave-system"},
+                        "data": {"objects": "[{\"api_version\": "}});
+        assert!(entries(&cm).is_err());
+        assert_eq!(entries(&json!({"data": {}})).unwrap(), Vec::<ObjRef>::new());
+    }
+}

@@ -642,3 +642,102 @@ impl Cluster {
         &self.client
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 422 Status body shaped as kube-apiserver v1.36 sends it (`immutable.json` of the
+    /// shared kube-api corpus), through kube's `Error::Api` into a [`ClusterError`].
+    fn refusal(kind: &str, causes: Json) -> ClusterError {
+        let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": format!("{kind} \"x\" is invalid: ..."),
+            "details": {"name": "x", "kind": kind, "causes": causes}});
+        let status: kube::core::Status = serde_json::from_value(body).unwrap();
+        api_err(&format!("{kind}/ns/x"), kube::Error::Api(Box::new(status)))
+    }
+
+    fn causes(e: &ClusterError) -> &[Cause] {
+        match e {
+            ClusterError::Refused { causes, .. } => causes,
+            other => panic!("not a refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn immutable_field_causes_are_recognised_as_recorded() {
+        let recorded = [
+            (
+                "Job",
+                r#"[{"reason": "FieldValueInvalid", "message": "Invalid value: {\"labels\":{}}: field is immutable", "field": "spec.template"}]"#,
+            ),
+            (
+                "Deployment",
+                r#"[{"reason": "FieldValueInvalid", "message": "Invalid value: {\"matchLabels\":{\"app\":\"web\"}}: field is immutable", "field": "spec.selector"}]"#,
+            ),
+            (
+                "StatefulSet",
+                r#"[{"reason": "FieldValueForbidden", "message": "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden", "field": "spec"}]"#,
+            ),
+            (
+                "ConfigMap",
+                r#"[{"reason": "FieldValueForbidden", "message": "Forbidden: field is immutable when `immutable` is set", "field": "data"}]"#,
+            ),
+            (
+                "Service",
+                r#"[{"reason": "FieldValueInvalid", "message": "Invalid value: [\"10.0.0.77\"]: may not change once set", "field": "spec.clusterIPs[0]"}]"#,
+            ),
+        ];
+        for (kind, c) in recorded {
+            let e = refusal(kind, serde_json::from_str(c).unwrap());
+            assert!(is_immutable(causes(&e), immutable_rules()), "{kind}: {e}");
+        }
+    }
+
+    #[test]
+    fn policy_refusals_are_not_immutable_field_errors() {
+        // A DaemonSet refused by cluster policy: "Forbidden", but not an immutable field.
+        let policy = refusal(
+            "DaemonSet",
+            serde_json::json!([{"reason": "FieldValueForbidden",
+                "message": "Forbidden: disallowed by cluster policy",
+                "field": "spec.template.spec.containers[0].securityContext.privileged"}]),
+        );
+        assert!(!is_immutable(causes(&policy), immutable_rules()));
+        let text = policy.to_string();
+        assert!(
+            text.contains("refused by the API server")
+                && text.contains("spec.template.spec.containers[0].securityContext.privileged: Forbidden: disallowed by cluster policy"),
+            "{text}"
+        );
+        // An immutable cause beside a policy one: replacing would not help either.
+        let mixed = refusal(
+            "Job",
+            serde_json::json!([
+                {"reason": "FieldValueInvalid", "message": "Invalid value: {}: field is immutable", "field": "spec.template"},
+                {"reason": "FieldValueForbidden", "message": "Forbidden: disallowed by cluster policy", "field": "spec.template.spec.hostNetwork"}
+            ]),
+        );
+        assert!(!is_immutable(causes(&mixed), immutable_rules()));
+        // A StatefulSet message on another field is not the StatefulSet rule.
+        let other_field = refusal(
+            "StatefulSet",
+            serde_json::json!([{"reason": "FieldValueForbidden",
+                "message": "Forbidden: updates to statefulset spec for fields other than 'replicas' are forbidden",
+                "field": "spec.template"}]),
+        );
+        assert!(!is_immutable(causes(&other_field), immutable_rules()));
+        // No causes at all (a body kube could not parse as Status): never immutable.
+        let bare: kube::core::Status = serde_json::from_value(serde_json::json!(
+            {"status": "Failure", "message": "field is immutable", "code": 422}))
+        .unwrap();
+        let e = api_err("Job/ns/x", kube::Error::Api(Box::new(bare)));
+        assert!(!is_immutable(causes(&e), immutable_rules()));
+    }
+
+    #[test]
+    fn the_shipped_rules_load() {
+        assert_eq!(immutable_rules().len(), 5);
+    }
+}

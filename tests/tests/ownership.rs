@@ -202,6 +202,26 @@ fn healthy(out: &Outcome) -> bool {
     matches!(out, Outcome::Healthy { .. })
 }
 
+/// Instance `region-<x>` following the one repository every test uses.
+fn region(x: &str) -> Instance {
+    Instance::new(&format!("region-{x}"), "https://git.example/cloud").unwrap()
+}
+
+/// The marks a Stackwave without instances put on component `app`'s objects.
+fn old_mark(o: &mut Json) {
+    o["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "stackwave"});
+    o["metadata"]["annotations"] = json!({"stackwave.io/component": "app"});
+}
+
+/// Applies `o` as Stackwave's field manager, taking over conflicting fields.
+async fn force_apply(c: &Cluster, o: &Json) {
+    let opts = ApplyOptions {
+        force: true,
+        ..Default::default()
+    };
+    c.apply(o, &opts).await.unwrap();
+}
+
 async fn exists(c: &Cluster, o: &Json) -> bool {
     c.get(o).await.unwrap().is_some()
 }
@@ -212,8 +232,8 @@ async fn two_instances_with_the_same_components_prune_only_their_own() {
     let c = &e.cluster;
     let (na, nb) = ("own-two-a", "own-two-b");
     // Same repository, different names: different identities.
-    let ia = Instance::new("region-a", "https://git.example/cloud").unwrap();
-    let ib = Instance::new("region-b", "https://git.example/cloud").unwrap();
+    let ia = region("a");
+    let ib = region("b");
     e.clean(&[na, nb], &[(&ia, "app"), (&ib, "app")]).await;
     let (mut a, mut b) = (agent(&e, ia.clone()), agent(&e, ib.clone()));
     let (da, db) = (tmp("two-a"), tmp("two-b"));
@@ -277,15 +297,7 @@ async fn an_object_marked_by_another_instance_is_never_pruned() {
     // The staging instance (same name, other repository) takes `shared` over.
     let mut theirs = cm(n, "shared", "2");
     mark(&mut theirs, "app", &ib);
-    c.apply(
-        &theirs,
-        &ApplyOptions {
-            force: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    force_apply(c, &theirs).await;
     let (pruned, keep) = inventory::prune(c, &ia, "app", &refs, &[], &inventory::default_protect())
         .await
         .unwrap();
@@ -313,16 +325,12 @@ async fn legacy_inventories_are_claimed_entry_by_entry_once() {
     let e = env().await;
     let c = &e.cluster;
     let n = "own-legacy";
-    let ia = Instance::new("region-a", "https://git.example/cloud").unwrap();
-    let ib = Instance::new("region-b", "https://git.example/cloud").unwrap();
+    let ia = region("a");
+    let ib = region("b");
     e.clean(&[n], &[(&ia, "app"), (&ib, "app")]).await;
     c.apply(&ns(n), &Default::default()).await.unwrap();
     // What a Stackwave without instances left: objects marked by component only, and one
     // inventory per component name.
-    let old_mark = |o: &mut Json| {
-        o["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "stackwave"});
-        o["metadata"]["annotations"] = json!({"stackwave.io/component": "app"});
-    };
     let (mut p, mut q) = (cm(n, "p", "1"), cm(n, "q", "1"));
     old_mark(&mut p);
     old_mark(&mut q);
@@ -416,8 +424,8 @@ async fn concurrent_inventory_writers_lose_nothing_and_claims_happen_once() {
     let e = env().await;
     let c = &e.cluster;
     let n = "own-concurrent";
-    let ia = Instance::new("region-a", "https://git.example/cloud").unwrap();
-    let ib = Instance::new("region-b", "https://git.example/cloud").unwrap();
+    let ia = region("a");
+    let ib = region("b");
     e.clean(&[n], &[(&ia, "app"), (&ib, "app")]).await;
     c.apply(&ns(n), &Default::default()).await.unwrap();
     if !enforces_resource_version(c, n).await {
@@ -446,8 +454,7 @@ async fn concurrent_inventory_writers_lose_nothing_and_claims_happen_once() {
     assert_eq!(inventory::read(c, &ia, "app").await.unwrap().len(), 8);
     // Two instances race for the same unscoped entry of a legacy inventory: one gets it.
     let mut p = cm(n, "p", "1");
-    p["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "stackwave"});
-    p["metadata"]["annotations"] = json!({"stackwave.io/component": "app"});
+    old_mark(&mut p);
     c.apply(&p, &Default::default()).await.unwrap();
     let q = ObjRef::of(&cm(n, "q-left", ""));
     c.apply(&cm(n, "q-left", "1"), &Default::default())
@@ -476,7 +483,7 @@ async fn an_unreadable_inventory_skips_the_prune_and_is_not_rewritten() {
     let e = env().await;
     let c = &e.cluster;
     let n = "own-unreadable";
-    let ia = Instance::new("region-a", "https://git.example/cloud").unwrap();
+    let ia = region("a");
     e.clean(&[n], &[(&ia, "app")]).await;
     let mut a = agent(&e, ia.clone());
     let d = tmp("unreadable");
@@ -486,15 +493,7 @@ async fn an_unreadable_inventory_skips_the_prune_and_is_not_rewritten() {
     // The inventory turns unreadable (a truncated write, a hand edit).
     let mut broken = inv_cm(&inventory::inventory_name(&ia, "app"));
     broken["data"] = json!({"objects": "[{\"api_version\": \"v1\", \"ki"});
-    c.apply(
-        &broken,
-        &ApplyOptions {
-            force: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    force_apply(c, &broken).await;
     assert!(inventory::read(c, &ia, "app").await.is_err());
     write_checkout(&d, n, &[cm(n, "x", "1")]);
     let (out, prog) = sync(&mut a, &d, "c2").await;
@@ -635,7 +634,7 @@ async fn replicas_are_left_to_an_hpa_only_where_one_targets_the_deployment() {
     let e = env().await;
     let c = &e.cluster;
     let n = "own-hpa";
-    let ia = Instance::new("region-a", "https://git.example/cloud").unwrap();
+    let ia = region("a");
     e.clean(&[n], &[(&ia, "app")]).await;
     let mut a = agent(&e, ia.clone());
     let d = tmp("hpa");

@@ -568,16 +568,7 @@ impl Cluster {
     /// # Errors
     /// API errors (409 on a stale resourceVersion).
     pub async fn replace(&self, o: &Json) -> Result<Json, ClusterError> {
-        let id = object_id(o);
-        let api = self.api_for(o).await?;
-        let d: DynamicObject = serde_json::from_value(o.clone())
-            .map_err(|e| ClusterError::Invalid(format!("{id}: {e}")))?;
-        self.count(1);
-        let live = api
-            .replace(name_of(o), &Default::default(), &d)
-            .await
-            .map_err(|e| api_err(&id, e))?;
-        serde_json::to_value(live).map_err(|e| ClusterError::Invalid(e.to_string()))
+        self.write(o, false).await
     }
 
     /// Creates an object (POST); 409 when it exists.
@@ -585,15 +576,23 @@ impl Cluster {
     /// # Errors
     /// API errors (409 AlreadyExists).
     pub async fn create(&self, o: &Json) -> Result<Json, ClusterError> {
+        self.write(o, true).await
+    }
+
+    /// A plain write: POST (`create`) or PUT.
+    async fn write(&self, o: &Json, create: bool) -> Result<Json, ClusterError> {
         let id = object_id(o);
         let api = self.api_for(o).await?;
         let d: DynamicObject = serde_json::from_value(o.clone())
             .map_err(|e| ClusterError::Invalid(format!("{id}: {e}")))?;
         self.count(1);
-        let live = api
-            .create(&Default::default(), &d)
-            .await
-            .map_err(|e| api_err(&id, e))?;
+        let pp = Default::default();
+        let live = if create {
+            api.create(&pp, &d).await
+        } else {
+            api.replace(name_of(o), &pp, &d).await
+        }
+        .map_err(|e| api_err(&id, e))?;
         serde_json::to_value(live).map_err(|e| ClusterError::Invalid(e.to_string()))
     }
 

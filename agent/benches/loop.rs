@@ -87,9 +87,12 @@ fn main() {
 
         // A one-component change.
         let bytes0 = sb.agent.store.object_bytes().expect("store");
-        let f = sb.repo_dir.join("helm-configs/keystone/keystone-helm-overrides.yaml");
-        std::fs::write(&f, "pod:\n  replicas:\n    api: 2\n").expect("write");
-        commit_all(&sb.repo, "keystone: two API replicas").expect("commit");
+        // nova-conductor: keystone-api's replicas belong to its HPA.
+        let f = sb.repo_dir.join("helm-configs/nova/nova-helm-overrides.yaml");
+        let mut text = std::fs::read_to_string(&f).expect("nova overrides");
+        text.push_str("pod:\n  replicas:\n    conductor: 2\n");
+        std::fs::write(&f, text).expect("write");
+        commit_all(&sb.repo, "nova: two conductors").expect("commit");
         let t1 = Instant::now();
         *first_apply.lock().unwrap() = None;
         let c2 = sb.source.fetch().expect("fetch");

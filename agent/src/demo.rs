@@ -288,10 +288,15 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let left = agent.drift(false).await.map_err(|x| e(&x))?;
     say(&format!("corrected: {} drifted field(s) left", left.len()));
 
-    say("\n-- 3. a change to one component: keystone api replicas 3 -> 2");
-    let f = repo_dir.join("helm-configs/keystone/keystone-helm-overrides.yaml");
-    std::fs::write(&f, "# Operator overrides for keystone, layered after Genestack's base values.\npod:\n  replicas:\n    api: 2\n").map_err(|x| e(&x))?;
-    let change = commit_all(&repo, "keystone: two API replicas").map_err(|x| e(&x))?;
+    // keystone-api's replicas belong to its HorizontalPodAutoscaler (Genestack ships one), so
+    // the change is to nova-conductor, which has none.
+    say("\n-- 3. a change to one component: nova conductor replicas 1 -> 2");
+    let conductor = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nova-conductor", "namespace": "openstack"}});
+    let f = repo_dir.join("helm-configs/nova/nova-helm-overrides.yaml");
+    let mut text = std::fs::read_to_string(&f).map_err(|x| e(&x))?;
+    text.push_str("pod:\n  replicas:\n    conductor: 2\n");
+    std::fs::write(&f, text).map_err(|x| e(&x))?;
+    let change = commit_all(&repo, "nova: two conductors").map_err(|x| e(&x))?;
     let o3 = sync(&mut agent, &source, &state, "sync").await?;
     if let Outcome::Healthy { changed, .. } = &o3 {
         say(&format!("components touched: {changed:?}"));
@@ -300,7 +305,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     say("\n-- 4. git revert of that change");
     revert(&repo, change).map_err(|x| e(&x))?;
     sync(&mut agent, &source, &state, "sync").await?;
-    show_replicas(&cluster, &dep, "revert").await?;
+    show_replicas(&cluster, &conductor, "revert").await?;
 
     let Outcome::Healthy { revision: rev2, .. } = o3 else {
         return Err(format!("the change did not apply: {}", outcome_text(&o3)));
@@ -315,7 +320,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         .map_err(|x| e(&x))?;
     clear_progress();
     say(&format!("rollback: {} in {} ms; pinned to revision {rev2} until a newer commit or `stackwave resume`", outcome_text(&out), t.elapsed().as_millis()));
-    show_replicas(&cluster, &dep, "rollback").await?;
+    show_replicas(&cluster, &conductor, "rollback").await?;
     let _ = rev1;
     sync(
         &mut agent,

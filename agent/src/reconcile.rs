@@ -280,13 +280,16 @@ pub struct Agent {
     pub instance: Instance,
     /// Object id → the fields Stackwave releases to an HPA targeting the object (dropped from
     /// the applied configuration, handed over on apply; [`hpa`]).
-    pub released: BTreeMap<String, Vec<String>>,
+    pub released: Released,
     /// The commit of the revision being applied (not set during rollbacks).
     applying: Option<String>,
     health_rules: Vec<Rule>,
     protect: Vec<Protect>,
     ignore: Vec<IgnoreRule>,
 }
+
+/// Object id (`Kind/namespace/name`) → JSON pointers Stackwave releases to an HPA.
+pub type Released = BTreeMap<String, Vec<String>>;
 
 /// A check for the source's newest commit id (`None` when it cannot tell).
 pub type NewerCommit = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -385,7 +388,8 @@ impl Agent {
         Ok(objects)
     }
 
-    /// Renders every component of a checkout: component → objects in apply order.
+    /// Renders every component of a checkout: component → objects in apply order, without the
+    /// fields HPAs own, and those fields per object ([`Agent::released`]).
     ///
     /// # Errors
     /// The first component that fails, named with its cause.
@@ -393,7 +397,7 @@ impl Agent {
         &self,
         checkout: &Path,
         progress: &dyn Fn(Progress),
-    ) -> Result<(RepoConfig, BTreeMap<String, Vec<Json>>), String> {
+    ) -> Result<(RepoConfig, BTreeMap<String, Vec<Json>>, Released), String> {
         let cfg_path = checkout.join("stackwave.yaml");
         let cfg = read_config(checkout)?;
         let abs = |p: &Path| {
@@ -445,6 +449,7 @@ impl Agent {
             catalog: self.catalog.clone(),
         };
         let mut out = BTreeMap::new();
+        let mut shown = Vec::new();
         for m in &cfg.manifests {
             let dir = abs(&m.path);
             let text = kustomize_rs::build_dir(&dir, &Default::default())
@@ -454,12 +459,7 @@ impl Agent {
             for o in objs.iter_mut() {
                 mark(o, &m.name, &self.instance);
             }
-            progress(Progress::Rendered {
-                component: m.name.clone(),
-                objects: objs.len(),
-                changed: self.applied.get(&m.name) != Some(&digest(&objs)),
-                cached: false,
-            });
+            shown.push((m.name.clone(), false));
             out.insert(m.name.clone(), objs);
         }
         for c in &cfg.components {
@@ -498,15 +498,23 @@ impl Agent {
             for o in main.iter_mut() {
                 mark(o, c, &self.instance);
             }
-            progress(Progress::Rendered {
-                component: c.clone(),
-                objects: main.len(),
-                changed: self.applied.get(c) != Some(&digest(&main)),
-                cached,
-            });
+            shown.push((c.clone(), cached));
             out.insert(c.clone(), main);
         }
-        Ok((cfg, out))
+        // Fields HPAs own leave the desired state before anything compares or applies it.
+        let released = self
+            .release_to_hpas(&mut out)
+            .await
+            .map_err(|e| format!("HorizontalPodAutoscalers not read: {e}"))?;
+        for (c, cached) in shown {
+            progress(Progress::Rendered {
+                objects: out[&c].len(),
+                changed: self.applied.get(&c) != Some(&digest(&out[&c])),
+                component: c,
+                cached,
+            });
+        }
+        Ok((cfg, out, released))
     }
 
     fn waves(&self, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
@@ -532,25 +540,25 @@ impl Agent {
     }
 
     /// Drops from `objs` the fields HPAs own (`when: hpa` ignore rules whose object an HPA
-    /// targets) and records them in [`Agent::released`], so applies hand them over instead of
-    /// resetting them.
+    /// targets) and returns them per object (for [`Agent::released`]), so applies hand them
+    /// over instead of resetting them.
     ///
     /// # Errors
     /// API errors listing HPAs.
     async fn release_to_hpas(
-        &mut self,
+        &self,
         objs: &mut BTreeMap<String, Vec<Json>>,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<Released, ClusterError> {
         let t = self.hpa_targets(objs).await?;
-        self.released.clear();
+        let mut released = BTreeMap::new();
         for o in objs.values_mut().flatten() {
             let r = hpa::released(o, &self.ignore, &t);
             if !r.is_empty() {
                 hpa::strip(o, &r);
-                self.released.insert(crate::cluster::object_id(o), r);
+                released.insert(crate::cluster::object_id(o), r);
             }
         }
-        Ok(())
+        Ok(released)
     }
 
     /// Takes over this instance's entries of a legacy (unscoped) inventory of `component`
@@ -717,15 +725,11 @@ impl Agent {
                 return Ok(Outcome::Pinned { revision });
             }
         }
-        let (cfg, mut rendered) = match self.render_all(checkout, progress).await {
+        let (cfg, rendered, released) = match self.render_all(checkout, progress).await {
             Ok(x) => x,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
-        if let Err(e) = self.release_to_hpas(&mut rendered).await {
-            return Ok(Outcome::Refused {
-                reason: format!("HorizontalPodAutoscalers not read: {e}"),
-            });
-        }
+        self.released = released;
         if !self.settings.allow_destructive {
             if let Some((c, _)) = rendered.iter().find(|(_, o)| o.is_empty()) {
                 return Ok(Outcome::Refused { reason: format!("component {c} rendered no objects (refused; allow destructive changes to apply it)") });
@@ -1172,14 +1176,7 @@ impl Agent {
         checkout: &Path,
         progress: &dyn Fn(Progress),
     ) -> Result<Vec<diff::ObjectDiff>, String> {
-        let (_, mut rendered) = self.render_all(checkout, progress).await?;
-        let hpas = self
-            .hpa_targets(&rendered)
-            .await
-            .map_err(|e| e.to_string())?;
-        for o in rendered.values_mut().flatten() {
-            hpa::strip(o, &hpa::released(o, &self.ignore, &hpas));
-        }
+        let (_, rendered, _) = self.render_all(checkout, progress).await?;
         let mut out = Vec::new();
         let mut names: Vec<&String> = rendered.keys().collect();
         names.extend(self.desired.keys().filter(|c| !rendered.contains_key(*c)));
@@ -1220,10 +1217,13 @@ impl Agent {
         }
         let mut stored: BTreeMap<String, Vec<Json>> =
             self.store.objects_of(to)?.into_iter().collect();
-        if let Err(e) = self.release_to_hpas(&mut stored).await {
-            return Ok(Outcome::Refused {
-                reason: format!("HorizontalPodAutoscalers not read: {e}"),
-            });
+        match self.release_to_hpas(&mut stored).await {
+            Ok(r) => self.released = r,
+            Err(e) => {
+                return Ok(Outcome::Refused {
+                    reason: format!("HorizontalPodAutoscalers not read: {e}"),
+                })
+            }
         }
         let mut comps: Vec<(i32, String)> = stored
             .keys()

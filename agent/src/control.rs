@@ -73,6 +73,10 @@ pub struct Status {
     pub drift_corrected: Option<bool>,
     /// When the agent last finished a loop iteration (seconds since the epoch).
     pub last_loop_at: Option<i64>,
+    /// The instance identity `run` recorded ([`crate::cluster::instance`]).
+    pub instance: Option<crate::cluster::instance::Instance>,
+    /// Its id, as in the inventories' names and the `stackwave.io/instance` labels.
+    pub instance_id: Option<String>,
 }
 
 /// Reads the status of a state directory.
@@ -96,6 +100,10 @@ pub fn status(state: &Path) -> Result<Status, String> {
             .unwrap_or(0)
     };
     let suspend_reason = store.state("suspended").map_err(e)?;
+    let instance: Option<crate::cluster::instance::Instance> = store
+        .state("instance")
+        .map_err(e)?
+        .and_then(|i| serde_json::from_str(&i).ok());
     Ok(Status {
         components: applied
             .iter()
@@ -117,6 +125,8 @@ pub fn status(state: &Path) -> Result<Status, String> {
             .state("last_loop")
             .map_err(e)?
             .and_then(|t| t.parse().ok()),
+        instance_id: instance.as_ref().map(|i| i.id()),
+        instance,
     })
 }
 
@@ -127,6 +137,12 @@ fn short(c: &str) -> &str {
 /// The readable form of a [`Status`].
 pub fn status_text(s: &Status) -> String {
     let mut out = String::new();
+    if let (Some(i), Some(id)) = (&s.instance, &s.instance_id) {
+        out.push_str(&format!(
+            "instance:  {} ({id}) following {}\n",
+            i.name, i.repo
+        ));
+    }
     match &s.applied {
         Some(r) => out.push_str(&format!(
             "applied:   revision {} (commit {}, {} \"{}\")\n",

@@ -838,5 +838,13 @@ fn sync_run_once_and_rollback_exit_codes() {
         Some(&json!(ia.id())),
         "the CLI marks objects with its instance"
     );
+    // `rollback` acted as the recorded instance: its inventory, not the default one's.
+    let c = &e.cluster;
+    let refs = rt.block_on(inventory::read(c, &ia, "app")).unwrap();
+    assert!(refs.contains(&ObjRef::of(&cm(n, "a", ""))), "{refs:?}");
+    let other = rt.block_on(inventory::read(c, &Instance::default(), "app"));
+    assert!(other.unwrap().is_empty());
+    let status = stackwave::control::status(&state).unwrap();
+    assert_eq!(status.instance_id, Some(ia.id()));
     rt.block_on(e.clean(&[n], &[(&ia, "app")]));
 }

@@ -201,7 +201,15 @@ pub async fn read(
 }
 
 /// How many times a read-modify-write re-reads after a 409 before giving up.
-const RETRIES: usize = 5;
+const RETRIES: u32 = 8;
+
+/// The pause before attempt `n` (from 1) after a 409: 25 ms × n plus up to as much again at
+/// random, so writers that collided do not collide again in step.
+async fn backoff(n: u32) {
+    let base = 25 * u64::from(n);
+    let jitter = rand::random_range(0..=base);
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
 
 fn is_conflict(e: &ClusterError) -> bool {
     matches!(
@@ -213,7 +221,7 @@ fn is_conflict(e: &ClusterError) -> bool {
 /// Read-modify-write of a component's inventory: `change` maps the stored entries to the new
 /// ones; the write carries the `metadata.resourceVersion` it read (an update) or is a create,
 /// so a concurrent writer makes it fail with 409, and it re-reads and re-applies `change`
-/// (at most 5 times). Returns the entries written.
+/// (8 attempts, with a growing, jittered pause). Returns the entries written.
 ///
 /// # Errors
 /// API errors, a malformed stored inventory, or 409s on every attempt.
@@ -225,7 +233,10 @@ pub async fn update(
 ) -> Result<Vec<ObjRef>, ClusterError> {
     let want = inventory_object(instance, component, &[]);
     let mut last = None;
-    for _ in 0..RETRIES {
+    for attempt in 0..RETRIES {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let live = cluster.get(&want).await?;
         let old = live.as_ref().map(entries).transpose()?.unwrap_or_default();
         let new = change(&old);
@@ -301,7 +312,10 @@ pub async fn claim_legacy(
     desired: &[ObjRef],
 ) -> Result<Claim, ClusterError> {
     let name = legacy_name(component);
-    for _ in 0..RETRIES {
+    for attempt in 0..RETRIES {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let Some(legacy) = cluster.get(&configmap(&name)).await? else {
             return Ok(Claim::default());
         };

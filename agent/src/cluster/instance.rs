@@ -7,9 +7,10 @@
 //! agent never reads another's inventory or prunes another's objects.
 //!
 //! The id is the first 10 hex digits of sha256 over the configured name (`--instance`, default
-//! [`DEFAULT_NAME`]) and the repository URL the agent follows (credentials removed), so two
-//! agents following different repositories differ even with the default name, and two agents
-//! following the same repository differ once given different names.
+//! [`DEFAULT_NAME`]) and the repository URL the agent follows (credentials removed; a local
+//! source by its canonical path), so two agents following different repositories differ even
+//! with the default name, and two agents following the same repository differ once given
+//! different names.
 
 use super::ClusterError;
 use sha2::{Digest, Sha256};
@@ -26,7 +27,8 @@ pub const DEFAULT_NAME: &str = "stackwave";
 pub struct Instance {
     /// The configured name (a DNS label: lowercase letters, digits, `-`; at most 40 characters).
     pub name: String,
-    /// The repository URL followed, without credentials (`https://host/path`, a local path, …).
+    /// The repository followed: a remote URL without credentials (`https://host/path`), or a
+    /// local source's canonical path.
     pub repo: String,
 }
 
@@ -40,9 +42,17 @@ impl Default for Instance {
     }
 }
 
-/// `https://user:token@host/p` → `https://host/p`: credentials never enter a mark (or the id,
-/// so a rotated token keeps the identity). SCP-like `git@host:path` stays as it is.
-fn without_credentials(url: &str) -> String {
+/// The repository as the identity sees it: a local source (`file://` URL or a path) as its
+/// canonical absolute path, so `./cloud`, `/srv/cloud` and `file:///srv/cloud` are one
+/// repository ([`crate::source::local_path`]); a remote URL without credentials
+/// (`https://user:token@host/p` → `https://host/p`, so a rotated token keeps the identity and no
+/// secret enters a mark). SCP-like `git@host:path` stays as it is.
+fn normalized(url: &str) -> String {
+    if let Some(p) = crate::source::local_path(url) {
+        if let Ok(c) = std::fs::canonicalize(&p) {
+            return c.display().to_string();
+        }
+    }
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -74,7 +84,7 @@ impl Instance {
         }
         Ok(Instance {
             name: name.to_string(),
-            repo: without_credentials(repo),
+            repo: normalized(repo),
         })
     }
 
@@ -126,6 +136,22 @@ mod tests {
             Instance::new("x", "git@host:cloud.git").unwrap().repo,
             "git@host:cloud.git"
         );
+        // One local repository however it is spelled.
+        let dir = std::env::temp_dir().join(format!("stackwave-instance-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let canonical = std::fs::canonicalize(&dir).unwrap().display().to_string();
+        for spelled in [
+            dir.display().to_string(),
+            format!("file://{}", dir.display()),
+            format!("{}/sub/..", dir.display()),
+        ] {
+            assert_eq!(
+                Instance::new("x", &spelled).unwrap().repo,
+                canonical,
+                "{spelled}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
         for bad in ["", "Upper", "-x", "x-", "a_b", &"x".repeat(41)] {
             assert!(Instance::new(bad, "r").is_err(), "{bad:?}");
         }

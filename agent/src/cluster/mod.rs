@@ -265,6 +265,9 @@ fn gvk_of(o: &Json) -> GroupVersionKind {
     GroupVersionKind::gvk(g, v, o["kind"].as_str().unwrap_or(""))
 }
 
+/// An API error for object `id`. kube 5's `Error::Api` carries the whole `metav1.Status` the
+/// server sent (`kube-client` `handle_api_errors` deserializes the body; a body that is not a
+/// Status becomes one without details), so a 422's `details.causes` are read from it.
 fn api_err(id: &str, e: kube::Error) -> ClusterError {
     match e {
         kube::Error::Api(s) => {

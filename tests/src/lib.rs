@@ -176,6 +176,8 @@ pub struct TestCluster {
     pub suffix: String,
     kubeconfig: Option<PathBuf>,
     leftovers: std::sync::Mutex<(Vec<String>, Vec<serde_json::Value>)>,
+    /// The rules as given (before scoping) and the fixed-name namespaces in scope.
+    scope: std::sync::Mutex<(kube_standin::Rules, Vec<String>)>,
 }
 
 /// How long cleanup waits for a namespace to go away.
@@ -249,7 +251,7 @@ impl TestCluster {
     ) -> TestCluster {
         let suffix = random_suffix();
         // A client of its own, as a controller manager is.
-        let standin = kube_standin::spawn(standin_client, scoped(rules, &suffix));
+        let standin = kube_standin::spawn(standin_client, scoped(rules.clone(), &suffix, &[]));
         TestCluster {
             cluster,
             server,
@@ -257,6 +259,7 @@ impl TestCluster {
             suffix,
             kubeconfig,
             leftovers: Default::default(),
+            scope: std::sync::Mutex::new((rules, Vec::new())),
         }
     }
 
@@ -287,6 +290,22 @@ impl TestCluster {
         name
     }
 
+    /// A namespace whose name is fixed (e.g. a chart's release namespace): the stand-in acts
+    /// in it, and it is deleted at cleanup. Only one test at a time may use a given name.
+    pub fn fixed_ns(&self, name: &str) -> String {
+        if let Ok(mut l) = self.leftovers.lock() {
+            if !l.0.iter().any(|n| n == name) {
+                l.0.push(name.to_string());
+            }
+        }
+        if let Ok(mut s) = self.scope.lock() {
+            s.1.push(name.to_string());
+            self.standin
+                .set_rules(scoped(s.0.clone(), &self.suffix, &s.1));
+        }
+        name.to_string()
+    }
+
     /// A unique name for a cluster-scoped object of this test (`{base}-{suffix}`).
     pub fn name(&self, base: &str) -> String {
         format!("{base}-{}", self.suffix)
@@ -301,7 +320,11 @@ impl TestCluster {
 
     /// Replaces the stand-in's rules (scoped to this test's namespaces).
     pub fn set_rules(&self, rules: kube_standin::Rules) {
-        self.standin.set_rules(scoped(rules, &self.suffix));
+        if let Ok(mut s) = self.scope.lock() {
+            s.0 = rules;
+            self.standin
+                .set_rules(scoped(s.0.clone(), &self.suffix, &s.1));
+        }
     }
 
     /// Deletes what the test made and waits for its namespaces to go (see the type's docs).
@@ -315,8 +338,9 @@ impl TestCluster {
     }
 }
 
-fn scoped(mut rules: kube_standin::Rules, suffix: &str) -> kube_standin::Rules {
+fn scoped(mut rules: kube_standin::Rules, suffix: &str, fixed: &[String]) -> kube_standin::Rules {
     rules.namespaces = vec![format!("*-{suffix}")];
+    rules.namespaces.extend(fixed.iter().cloned());
     rules
 }
 

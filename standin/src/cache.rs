@@ -42,7 +42,13 @@ pub struct State {
     pub objects: HashMap<Key, BTreeMap<(String, String), Json>>,
     /// Keys whose first list has arrived.
     pub synced: HashSet<Key>,
+    /// uids of objects seen deleted (the newest [`TOMBSTONES`]): a write's answer arriving
+    /// after the watch's `DELETED` must not bring the object back.
+    gone: (HashSet<String>, std::collections::VecDeque<String>),
 }
+
+/// How many deleted uids the cache remembers.
+const TOMBSTONES: usize = 4096;
 
 impl State {
     /// Whether every served resource has been listed once.
@@ -117,9 +123,25 @@ impl Cache {
         self.changed.notify_one();
     }
 
-    /// Stores `o` unless the cache holds a newer version of it.
+    /// Stores `o` unless the cache holds a newer version of it, or it was deleted already
+    /// (also: an answer showing a deletion whose last finalizer just went).
     pub fn upsert(&self, key: &Key, o: Json) {
+        let uid = o
+            .pointer("/metadata/uid")
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        let finished = o.pointer("/metadata/deletionTimestamp").is_some()
+            && o.pointer("/metadata/finalizers")
+                .and_then(Json::as_array)
+                .is_none_or(|f| f.is_empty());
+        if finished {
+            self.remove(key, &o);
+            return;
+        }
         if let Ok(mut s) = self.state.write() {
+            if s.gone.0.contains(uid) {
+                return;
+            }
             let slot = s.objects.entry(key.clone()).or_default();
             let id = ns_name(&o);
             if slot.get(&id).is_some_and(|old| rv_of(old) > rv_of(&o)) {
@@ -134,6 +156,18 @@ impl Cache {
         if let Ok(mut s) = self.state.write() {
             if let Some(m) = s.objects.get_mut(key) {
                 m.remove(&ns_name(o));
+            }
+            let uid = o
+                .pointer("/metadata/uid")
+                .and_then(Json::as_str)
+                .unwrap_or("");
+            if !uid.is_empty() && s.gone.0.insert(uid.to_string()) {
+                s.gone.1.push_back(uid.to_string());
+                if s.gone.1.len() > TOMBSTONES {
+                    if let Some(old) = s.gone.1.pop_front() {
+                        s.gone.0.remove(&old);
+                    }
+                }
             }
         }
         self.touched();

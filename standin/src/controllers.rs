@@ -937,6 +937,10 @@ mod tests {
         );
     }
 
+    fn deps_key() -> crate::cache::Key {
+        ("apps".into(), "deployments".into())
+    }
+
     #[test]
     fn services_get_one_ready_endpoint_per_ready_replica() {
         let svc = kind("", "v1", "Service", "services", true);
@@ -972,6 +976,28 @@ mod tests {
             "hook"
         );
         // Stored as planned: nothing more to do.
+        let mut none = object.clone();
+        none["endpoints"] = json!([]);
+        let mut stored = none.clone();
+        stored.as_object_mut().unwrap().remove("endpoints");
+        s.objects
+            .entry(slices.key())
+            .or_default()
+            .insert(("t".into(), "hook-standin".into()), stored);
+        s.objects
+            .get_mut(&deps_key())
+            .unwrap()
+            .values_mut()
+            .for_each(|d| d["status"] = json!({}));
+        assert!(
+            run(&s, &r).is_empty(),
+            "no ready replica: an absent endpoint list is the same as []"
+        );
+        s.objects
+            .get_mut(&deps_key())
+            .unwrap()
+            .values_mut()
+            .for_each(|d| d["status"] = json!({"readyReplicas": 2}));
         s.objects
             .entry(slices.key())
             .or_default()

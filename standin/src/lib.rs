@@ -90,22 +90,19 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
     let cache = Arc::new(cache::Cache::default());
     let mut reflectors = Reflectors(HashMap::new());
     let mut discovered_at: Option<Instant> = None;
-    let mut crds_seen = 0usize;
+    let mut crds_seen = String::new();
     let mut mem = controllers::Memory::default();
     let mut recent: HashMap<String, Instant> = HashMap::new();
     let mut last_version = u64::MAX;
     let mut next_due: Option<Instant> = None;
     loop {
-        // Discovery: at start, every few seconds, and when the CRDs change.
+        // Discovery: at start, every few seconds, and when any CRD changes (created,
+        // established, deleted) so its resources are watched at once.
         let crds = cache
             .state
             .read()
-            .map(|s| {
-                s.objects_of("apiextensions.k8s.io", "customresourcedefinitions")
-                    .filter(|c| established(c))
-                    .count()
-            })
-            .unwrap_or(0);
+            .map(|s| crd_signature(&s))
+            .unwrap_or_default();
         if discovered_at.is_none_or(|t| t.elapsed() >= REDISCOVER) || crds != crds_seen {
             if let Ok(kinds) = cache::discover(&client).await {
                 crds_seen = crds;
@@ -169,10 +166,20 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
     }
 }
 
-fn established(crd: &serde_json::Value) -> bool {
-    crd.pointer("/status/conditions")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Established" && c["status"] == "True")
+/// The cached CRDs' names and resourceVersions: changes when any CRD does.
+fn crd_signature(s: &cache::State) -> String {
+    s.objects_of("apiextensions.k8s.io", "customresourcedefinitions")
+        .map(|c| {
+            let at = |p: &str| {
+                c.pointer(p)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+            };
+            format!(
+                "{}@{} ",
+                at("/metadata/name"),
+                at("/metadata/resourceVersion")
+            )
+        })
+        .collect()
 }

@@ -123,21 +123,12 @@ impl Cache {
         self.changed.notify_one();
     }
 
-    /// Stores `o` unless the cache holds a newer version of it, or it was deleted already
-    /// (also: an answer showing a deletion whose last finalizer just went).
+    /// Stores `o` unless the cache holds a newer version of it, or it was deleted already.
     pub fn upsert(&self, key: &Key, o: Json) {
         let uid = o
             .pointer("/metadata/uid")
             .and_then(Json::as_str)
             .unwrap_or("");
-        let finished = o.pointer("/metadata/deletionTimestamp").is_some()
-            && o.pointer("/metadata/finalizers")
-                .and_then(Json::as_array)
-                .is_none_or(|f| f.is_empty());
-        if finished {
-            self.remove(key, &o);
-            return;
-        }
         if let Ok(mut s) = self.state.write() {
             if s.gone.0.contains(uid) {
                 return;
@@ -152,7 +143,8 @@ impl Cache {
         self.touched();
     }
 
-    fn remove(&self, key: &Key, o: &Json) {
+    /// Drops `o` (deleted) and remembers its uid.
+    pub fn remove(&self, key: &Key, o: &Json) {
         if let Ok(mut s) = self.state.write() {
             if let Some(m) = s.objects.get_mut(key) {
                 m.remove(&ns_name(o));

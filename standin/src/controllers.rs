@@ -677,7 +677,17 @@ pub async fn execute(
                 .await
             {
                 Ok(o) => {
-                    written(&kind, o);
+                    // The last finalizer of a deleting object went: the server removed it
+                    // (the watch's DELETED may have come first; keep it gone).
+                    let gone = kind.ar.kind != "Namespace"
+                        && o.metadata.deletion_timestamp.is_some()
+                        && o.metadata.finalizers.as_ref().is_none_or(Vec::is_empty);
+                    let o = crate::cache::to_json(&kind, o);
+                    if gone {
+                        cache.remove(&kind.key(), &o);
+                    } else {
+                        cache.upsert(&kind.key(), o);
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e),

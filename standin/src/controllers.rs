@@ -938,8 +938,10 @@ mod tests {
         ]);
         s.kinds.insert(sas.key(), sas.clone());
         s.synced.insert(sas.key());
-        let mut r = Rules::default();
-        r.namespaces = vec!["*-x1".into()];
+        let r = Rules {
+            namespaces: vec!["*-x1".into()],
+            ..Default::default()
+        };
         let a = run(&s, &r);
         assert!(
             matches!(&a[..], [Action::Create { object, .. }] if object["metadata"]["namespace"] == "a-x1"),

@@ -115,11 +115,9 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
                     keep
                 });
                 for k in &kinds {
-                    if !reflectors.0.contains_key(&k.key()) {
-                        let t =
-                            tokio::spawn(cache::reflect(client.clone(), k.clone(), cache.clone()));
-                        reflectors.0.insert(k.key(), t);
-                    }
+                    reflectors.0.entry(k.key()).or_insert_with(|| {
+                        tokio::spawn(cache::reflect(client.clone(), k.clone(), cache.clone()))
+                    });
                 }
                 cache.set_kinds(kinds);
             }

@@ -28,9 +28,9 @@ pub enum RulesError {
     Parse {
         /// Where the text came from (a file name, or `text`).
         origin: String,
-        /// The YAML/serde error.
+        /// The YAML/serde error (boxed: it is large).
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
 }
 
@@ -142,7 +142,7 @@ impl Rules {
     pub fn from_yaml(text: &str, origin: &str) -> Result<Rules, RulesError> {
         serde_saphyr::from_str(text).map_err(|source| RulesError::Parse {
             origin: origin.to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 

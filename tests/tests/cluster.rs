@@ -63,7 +63,7 @@ async fn apply_conflicts_and_health() {
         Action::Unchanged,
         "re-applying the same object changes nothing"
     );
-    // Health: InProgress until the controller (the simulator, on the test server) reports.
+    // Health: InProgress until the controller (the stand-in) reports.
     assert_eq!(
         wait_current(c, &d, Duration::from_secs(30)).await,
         Health::Current

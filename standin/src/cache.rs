@@ -215,6 +215,21 @@ pub async fn discover(client: &kube::Client) -> Result<Vec<Kind>, kube::Error> {
     Ok(out)
 }
 
+/// Puts one watched object into the cache (or drops it when `deleted`); its resourceVersion.
+fn observe(cache: &Cache, kind: &Kind, o: DynamicObject, deleted: bool) -> Option<String> {
+    let j = to_json(kind, o);
+    let rv = j
+        .pointer("/metadata/resourceVersion")
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    if deleted {
+        cache.remove(&kind.key(), &j);
+    } else {
+        cache.upsert(&kind.key(), j);
+    }
+    rv
+}
+
 /// Keeps the cache's copy of one resource current until aborted.
 pub async fn reflect(client: kube::Client, kind: Kind, cache: std::sync::Arc<Cache>) {
     let api: Api<DynamicObject> = Api::all_with(client, &kind.ar);
@@ -254,24 +269,10 @@ pub async fn reflect(client: kube::Client, kind: Kind, cache: std::sync::Arc<Cac
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
-                    let j = to_json(&kind, o);
-                    rv = j
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Json::as_str)
-                        .map(str::to_string)
-                        .or(rv);
-                    cache.upsert(&key, j);
+                Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) => {
+                    rv = observe(&cache, &kind, o, false).or(rv);
                 }
-                Ok(WatchEvent::Deleted(o)) => {
-                    let j = to_json(&kind, o);
-                    rv = j
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Json::as_str)
-                        .map(str::to_string)
-                        .or(rv);
-                    cache.remove(&key, &j);
-                }
+                Ok(WatchEvent::Deleted(o)) => rv = observe(&cache, &kind, o, true).or(rv),
                 Ok(WatchEvent::Bookmark(b)) => rv = Some(b.metadata.resource_version),
                 // 410 Gone (history compacted) or a broken stream: list again.
                 Ok(WatchEvent::Error(_)) | Err(_) => {

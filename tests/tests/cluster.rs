@@ -29,10 +29,28 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Health>,
 {
+    poll_until(timeout, Health::is_current, check).await
+}
+
+/// Polls `check` every 50 ms until it says Failed or `timeout` passes; its last answer.
+async fn poll_until_failed<F, Fut>(timeout: Duration, check: F) -> Health
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Health>,
+{
+    poll_until(timeout, |h| matches!(h, Health::Failed(_)), check).await
+}
+
+/// Polls `check` every 50 ms until `done` holds for its answer or `timeout` passes.
+async fn poll_until<F, Fut>(timeout: Duration, done: impl Fn(&Health) -> bool, check: F) -> Health
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Health>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let h = check().await;
-        if h.is_current() || tokio::time::Instant::now() > deadline {
+        if done(&h) || tokio::time::Instant::now() > deadline {
             return h;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -293,22 +311,6 @@ async fn workloads_that_never_become_ready_stay_in_progress() {
     })
     .await;
     assert!(matches!(failed, Health::Failed(_)), "{failed:?}");
-}
-
-/// Polls `check` every 50 ms until it says Failed or `timeout` passes; its last answer.
-async fn poll_until_failed<F, Fut>(timeout: Duration, check: F) -> Health
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Health>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let h = check().await;
-        if matches!(h, Health::Failed(_)) || tokio::time::Instant::now() > deadline {
-            return h;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

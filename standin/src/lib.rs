@@ -63,8 +63,10 @@ impl Drop for Handle {
     }
 }
 
-/// How often discovery runs again (new CRDs start being watched).
-const REDISCOVER: Duration = Duration::from_secs(2);
+/// How often discovery runs again besides on CRD changes (aggregated APIs coming and going).
+const REDISCOVER: Duration = Duration::from_secs(10);
+/// The longest wait between two looks at the cache.
+const IDLE: Duration = Duration::from_secs(2);
 /// How long a sent action is not sent again while the cache catches up.
 const RESEND_AFTER: Duration = Duration::from_millis(750);
 
@@ -152,8 +154,8 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
         }
         let wait = next_due
             .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(REDISCOVER)
-            .clamp(Duration::from_millis(5), REDISCOVER);
+            .unwrap_or(IDLE)
+            .clamp(Duration::from_millis(5), IDLE);
         tokio::select! {
             _ = cache.changed.notified() => {}
             _ = rules.changed() => {}

@@ -97,6 +97,7 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
     let mut recent: HashMap<String, Instant> = HashMap::new();
     let mut last_version = u64::MAX;
     let mut next_due: Option<Instant> = None;
+    let mut rules_moved = false;
     loop {
         // Discovery: at start, every few seconds, and when any CRD changes (created,
         // established, deleted) so its resources are watched at once.
@@ -127,7 +128,9 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
         }
         // A pass when something changed, the rules changed, or a delay ran out.
         let now = Instant::now();
-        let rules_changed = rules.has_changed().unwrap_or(false);
+        // (`changed()` below marks the new rules seen: remember that it fired.)
+        let rules_changed =
+            std::mem::take(&mut rules_moved) || rules.has_changed().unwrap_or(false);
         let due = next_due.is_some_and(|t| t <= now);
         let version = cache.version();
         if version != last_version || rules_changed || due {
@@ -158,7 +161,7 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
             .clamp(Duration::from_millis(5), IDLE);
         tokio::select! {
             _ = cache.changed.notified() => {}
-            _ = rules.changed() => {}
+            r = rules.changed() => rules_moved = r.is_ok(),
             _ = tokio::time::sleep(wait) => {}
         }
         // Let a burst of watch events land before the next pass.

@@ -140,3 +140,44 @@ async fn foreground_and_orphan_deletions_are_finished_by_the_garbage_collector()
         }
     }
 }
+
+/// New rules apply at once: a ready Deployment turns failing within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_rules_apply_at_once() {
+    let server = kube_testserver::start().await.expect("server");
+    let c = client(&server.url);
+    let standin = kube_standin::spawn(
+        client(&server.url),
+        kube_standin::Rules::default().with_delay(Duration::from_millis(50)),
+    );
+    apply(
+        &c,
+        ("", "v1", "Namespace"),
+        "namespaces",
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "r"}}),
+    )
+    .await;
+    apply(&c, ("apps", "v1", "Deployment"), "deployments", Some("r"), json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "r"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "r",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
+    );
+    let reason = || async {
+        api.get("web")
+            .await
+            .ok()
+            .and_then(|o| o.data.pointer("/status/conditions/1/reason").cloned())
+    };
+    eventually("available", Duration::from_secs(2), || async {
+        reason().await == Some(json!("NewReplicaSetAvailable"))
+    })
+    .await;
+    standin.set_rules(kube_standin::Rules::default().failing("Deployment/web"));
+    eventually("failing", Duration::from_secs(1), || async {
+        reason().await == Some(json!("ProgressDeadlineExceeded"))
+    })
+    .await;
+}

@@ -57,7 +57,7 @@ fn main() {
                     .expect("kubeconfig"),
             ),
             None => {
-                let s = kube_testserver::start(Default::default())
+                let s = kube_testserver::start()
                     .await
                     .expect("test server");
                 let c = Cluster::connect_url(&s.url).expect("client");

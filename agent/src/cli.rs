@@ -227,14 +227,23 @@ pub struct RunArgs {
     pub allowed_signers: Option<PathBuf>,
 }
 
-/// Arguments of `api-server`.
+/// Arguments of `api-server`: the API only (as kube-apiserver without controllers), or with
+/// the controller stand-in (`kube-standin`) beside it as a client over HTTP.
 #[derive(Debug, Args)]
 pub struct ApiServerArgs {
-    /// Milliseconds from a workload's new generation to its simulated ready status.
-    #[arg(long, default_value_t = 200)]
-    pub ready_after_ms: u64,
-    /// Turn the status simulator off (objects keep whatever status is written).
+    /// Also run the controller stand-in (workload/Job/PVC/operator status, EndpointSlices,
+    /// default ServiceAccounts, garbage collection, namespace deletion).
     #[arg(long)]
+    pub with_standin: bool,
+    /// The stand-in's rules (YAML, the shape of `standin/data/rules.yaml`; default: those).
+    #[arg(long, requires = "with_standin")]
+    pub standin_rules: Option<PathBuf>,
+    /// Milliseconds from a workload's new generation to its ready status (stand-in; overrides
+    /// the rules' `readyAfterMilliseconds`).
+    #[arg(long, requires = "with_standin")]
+    pub ready_after_ms: Option<u64>,
+    /// Accepted for compatibility: the server never runs controllers itself now.
+    #[arg(long, hide = true)]
     pub no_simulator: bool,
 }
 
@@ -612,14 +621,33 @@ pub fn run(cli: Cli) -> i32 {
                 }
             };
             rt.block_on(async move {
-                let rules = kube_testserver::SimRules {
-                    delay: std::time::Duration::from_millis(a.ready_after_ms),
-                    enabled: !a.no_simulator,
-                    ..Default::default()
+                let mut rules = match &a.standin_rules {
+                    Some(f) => match kube_standin::Rules::load(f) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("Error: {e}");
+                            return 2;
+                        }
+                    },
+                    None => kube_standin::Rules::default(),
                 };
-                match kube_testserver::start(rules).await {
+                if let Some(ms) = a.ready_after_ms {
+                    rules.ready_after_milliseconds = ms;
+                }
+                match kube_testserver::start().await {
                     Ok(s) => {
                         println!("{}", s.url);
+                        let _standin =
+                            match (a.with_standin, crate::cluster::Cluster::connect_url(&s.url)) {
+                                (false, _) => None,
+                                (true, Ok(c)) => {
+                                    Some(kube_standin::spawn(c.client().clone(), rules))
+                                }
+                                (true, Err(e)) => {
+                                    eprintln!("Error: cannot start the controller stand-in: {e}");
+                                    return 1;
+                                }
+                            };
                         let _ = tokio::signal::ctrl_c().await;
                         0
                     }

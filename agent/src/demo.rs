@@ -102,6 +102,8 @@ fn say(s: &str) {
 pub struct Sandbox {
     /// The in-process API test server (stops when dropped).
     pub server: kube_testserver::TestServer,
+    /// The controller stand-in, a client of `server` over HTTP (stops when dropped).
+    pub standin: kube_standin::Handle,
     /// A client of it.
     pub cluster: Cluster,
     /// The agent.
@@ -143,14 +145,20 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
     let repo = Repository::init(&repo_dir).map_err(|x| e(&x))?;
     let first = commit_all(&repo, "Initial desired state from repo-template").map_err(|x| e(&x))?;
 
-    let server = kube_testserver::start(kube_testserver::SimRules {
-        delay: Duration::from_millis(150),
-        ..Default::default()
-    })
-    .await
-    .map_err(|x| format!("API server: {x}"))?;
+    let server = kube_testserver::start()
+        .await
+        .map_err(|x| format!("API server: {x}"))?;
     say(&format!("API server (in-process): {}", server.url));
     let cluster = Cluster::connect_url(&server.url).map_err(|x| e(&x))?;
+    // The controllers' part (workload status, EndpointSlices, GC, ...), as a separate client.
+    let standin = kube_standin::spawn(
+        Cluster::connect_url(&server.url)
+            .map_err(|x| e(&x))?
+            .client()
+            .clone(),
+        kube_standin::Rules::default().with_delay(Duration::from_millis(150)),
+    );
+    say("controller stand-in (kube-standin) running as a client of it");
     for f in &opts.bootstrap {
         let text = std::fs::read_to_string(f).map_err(|x| format!("{}: {x}", f.display()))?;
         for mut o in
@@ -213,6 +221,7 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
     };
     Ok(Sandbox {
         server,
+        standin,
         cluster,
         agent,
         source,
@@ -232,6 +241,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let Sandbox {
         server,
+        standin: _standin,
         cluster,
         mut agent,
         source,

@@ -154,3 +154,253 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// One test's cluster: the server named by `STACKWAVE_TEST_KUBECONFIG` when set, else an
+/// in-process API test server; in both cases the controller stand-in (`kube-standin`) runs
+/// beside it as a separate client, acting only in this test's namespaces (see
+/// [`TestCluster::ns`]), so tests can share a server.
+///
+/// Cleanup: on a server the test did not start, dropping the `TestCluster` (also when the test
+/// panics) deletes the namespaces made with [`TestCluster::ns`] and the cluster-scoped objects
+/// given to [`TestCluster::cleanup_later`], and waits until the namespaces are gone (the
+/// stand-in deletes their content and finalizes them), so the suites can run again on the
+/// same server. An in-process server simply goes away with the test.
+pub struct TestCluster {
+    /// A client of the server.
+    pub cluster: stackwave::cluster::Cluster,
+    /// The in-process server, when the test started one.
+    pub server: Option<kube_testserver::TestServer>,
+    /// The stand-in (scoped to this test's namespaces).
+    pub standin: kube_standin::Handle,
+    /// The random suffix of this test's namespace names.
+    pub suffix: String,
+    kubeconfig: Option<PathBuf>,
+    leftovers: std::sync::Mutex<(Vec<String>, Vec<serde_json::Value>)>,
+    /// The rules as given (before scoping) and the fixed-name namespaces in scope.
+    scope: std::sync::Mutex<(kube_standin::Rules, Vec<String>)>,
+}
+
+/// How long cleanup waits for a namespace to go away.
+const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A random lowercase suffix for names (5 characters of `[a-z0-9]`).
+pub fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    let mut n = h.finish();
+    (0..5)
+        .map(|_| {
+            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(n % 36) as usize] as char;
+            n /= 36;
+            c
+        })
+        .collect()
+}
+
+impl TestCluster {
+    /// Connects to `STACKWAVE_TEST_KUBECONFIG`'s server, or starts an in-process one, and
+    /// starts the stand-in with `rules` (their `namespaces` are set to this test's).
+    ///
+    /// # Panics
+    /// When the kubeconfig cannot be read or the server cannot start.
+    pub async fn start(rules: kube_standin::Rules) -> TestCluster {
+        match std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
+            Some(kc) => {
+                let kc = PathBuf::from(kc);
+                let connect = || stackwave::cluster::Cluster::connect_kubeconfig(&kc);
+                let msg = "STACKWAVE_TEST_KUBECONFIG names a readable kubeconfig";
+                let cluster = connect().await.expect(msg);
+                let standin = connect().await.expect(msg).client().clone();
+                TestCluster::with(cluster, standin, None, Some(kc.clone()), rules)
+            }
+            None => {
+                let s = kube_testserver::start().await.expect("test server");
+                let connect = || stackwave::cluster::Cluster::connect_url(&s.url).expect("client");
+                let (cluster, standin) = (connect(), connect().client().clone());
+                TestCluster::with(cluster, standin, Some(s), None, rules)
+            }
+        }
+    }
+
+    /// Connects to a server at `url` that the test did not start (no auth), as
+    /// `STACKWAVE_TEST_KUBECONFIG` would: cleanup on drop.
+    ///
+    /// # Panics
+    /// When the URL is not a valid server URL.
+    pub fn connect(url: &str, rules: kube_standin::Rules) -> TestCluster {
+        let connect = || stackwave::cluster::Cluster::connect_url(url).expect("client");
+        let (cluster, standin) = (connect(), connect().client().clone());
+        TestCluster::with(cluster, standin, None, None, rules)
+    }
+
+    fn with(
+        cluster: stackwave::cluster::Cluster,
+        standin_client: kube::Client,
+        server: Option<kube_testserver::TestServer>,
+        kubeconfig: Option<PathBuf>,
+        rules: kube_standin::Rules,
+    ) -> TestCluster {
+        let suffix = random_suffix();
+        // A client of its own, as a controller manager is.
+        let standin = kube_standin::spawn(standin_client, scoped(rules.clone(), &suffix, &[]));
+        TestCluster {
+            cluster,
+            server,
+            standin,
+            suffix,
+            kubeconfig,
+            leftovers: Default::default(),
+            scope: std::sync::Mutex::new((rules, Vec::new())),
+        }
+    }
+
+    /// Whether the server is the in-process one this test started.
+    pub fn in_process(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// The in-process server's URL, if this test started one.
+    pub fn url(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.url.clone())
+    }
+
+    /// The kubeconfig of `STACKWAVE_TEST_KUBECONFIG`, when that is the server.
+    pub fn kubeconfig(&self) -> Option<PathBuf> {
+        self.kubeconfig.clone()
+    }
+
+    /// A unique namespace name for this test (`{base}-{suffix}`), deleted at cleanup. The
+    /// stand-in acts in it.
+    pub fn ns(&self, base: &str) -> String {
+        let name = format!("{base}-{}", self.suffix);
+        if let Ok(mut l) = self.leftovers.lock() {
+            if !l.0.contains(&name) {
+                l.0.push(name.clone());
+            }
+        }
+        name
+    }
+
+    /// A namespace whose name is fixed (e.g. a chart's release namespace): the stand-in acts
+    /// in it, and it is deleted at cleanup. Only one test at a time may use a given name.
+    pub fn fixed_ns(&self, name: &str) -> String {
+        if let Ok(mut l) = self.leftovers.lock() {
+            if !l.0.iter().any(|n| n == name) {
+                l.0.push(name.to_string());
+            }
+        }
+        if let Ok(mut s) = self.scope.lock() {
+            s.1.push(name.to_string());
+            self.standin
+                .set_rules(scoped(s.0.clone(), &self.suffix, &s.1));
+        }
+        name.to_string()
+    }
+
+    /// A unique name for a cluster-scoped object of this test (`{base}-{suffix}`).
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}-{}", self.suffix)
+    }
+
+    /// Deletes `object` (cluster-scoped, or outside this test's namespaces) at cleanup.
+    pub fn cleanup_later(&self, object: serde_json::Value) {
+        if let Ok(mut l) = self.leftovers.lock() {
+            l.1.push(object);
+        }
+    }
+
+    /// Replaces the stand-in's rules (scoped to this test's namespaces).
+    pub fn set_rules(&self, rules: kube_standin::Rules) {
+        if let Ok(mut s) = self.scope.lock() {
+            s.0 = rules;
+            self.standin
+                .set_rules(scoped(s.0.clone(), &self.suffix, &s.1));
+        }
+    }
+
+    /// Deletes what the test made and waits for its namespaces to go (see the type's docs).
+    pub async fn cleanup(&self) {
+        let (namespaces, objects) = self
+            .leftovers
+            .lock()
+            .map(|mut l| (std::mem::take(&mut l.0), std::mem::take(&mut l.1)))
+            .unwrap_or_default();
+        cleanup(&self.cluster, namespaces, objects).await;
+    }
+}
+
+fn scoped(mut rules: kube_standin::Rules, suffix: &str, fixed: &[String]) -> kube_standin::Rules {
+    rules.namespaces = vec![format!("*-{suffix}")];
+    rules.namespaces.extend(fixed.iter().cloned());
+    rules
+}
+
+async fn cleanup(
+    cluster: &stackwave::cluster::Cluster,
+    namespaces: Vec<String>,
+    objects: Vec<serde_json::Value>,
+) {
+    let ns_of = |n: &str| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
+    for o in &objects {
+        if let Err(e) = cluster.delete(o).await {
+            eprintln!("cleanup: {}: {e}", stackwave::cluster::object_id(o));
+        }
+    }
+    for n in &namespaces {
+        if let Err(e) = cluster.delete(&ns_of(n)).await {
+            eprintln!("cleanup: namespace {n}: {e}");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + CLEANUP_WAIT;
+    for n in &namespaces {
+        loop {
+            match cluster.get(&ns_of(n)).await {
+                Ok(None) => break,
+                _ if tokio::time::Instant::now() > deadline => {
+                    eprintln!("cleanup: namespace {n} still there after {CLEANUP_WAIT:?}");
+                    break;
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            return;
+        }
+        let has_work = self
+            .leftovers
+            .lock()
+            .map(|l| !l.0.is_empty() || !l.1.is_empty())
+            .unwrap_or(false);
+        if !has_work {
+            return;
+        }
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            // The stand-in keeps running on the runtime's workers while this thread waits.
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(self.cleanup()))
+            }
+            _ => eprintln!(
+                "cleanup skipped (not on a multi-thread tokio runtime): namespaces {:?}",
+                self.leftovers
+                    .lock()
+                    .map(|l| l.0.clone())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}

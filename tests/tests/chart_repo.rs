@@ -504,13 +504,19 @@ async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
         .unwrap();
     };
 
-    let server = kube_testserver::start(kube_testserver::SimRules {
-        delay: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let cluster = stackwave::cluster::Cluster::connect_url(&server.url).unwrap();
+    // The chart's release namespace is fixed (`openstack`): the stand-in acts there, and it
+    // goes at cleanup with the components' inventories.
+    let tc = stackwave_tests::TestCluster::start(
+        kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
+    )
+    .await;
+    tc.fixed_ns("openstack");
+    for c in ["ns", "memcached"] {
+        tc.cleanup_later(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": stackwave::cluster::inventory::inventory_name(&Default::default(), c),
+                "namespace": stackwave::cluster::inventory::INVENTORY_NAMESPACE}}));
+    }
+    let cluster = tc.cluster.clone();
     let mut catalog = Catalog::builtin().unwrap();
     catalog.components.get_mut("memcached").unwrap().chart.repo = Some(chart_repo);
     let store = stackwave::record::Store::in_memory().unwrap();

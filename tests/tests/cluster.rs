@@ -1,39 +1,17 @@
 //! The cluster layer against the in-process API test server — or, when
-//! `STACKWAVE_TEST_KUBECONFIG` is set, against that real cluster (same tests, unchanged): apply
-//! and re-apply, conflicts with another field manager, immutable-field replacement, CRDs
-//! resolving right after they land, health gates, inventory and prune with protections.
+//! `STACKWAVE_TEST_KUBECONFIG` is set, against that server (same tests, unchanged), with the
+//! controller stand-in as a separate client in both cases: apply and re-apply, conflicts with
+//! another field manager, immutable-field replacement, CRDs resolving right after they land,
+//! health gates, inventory and prune with protections. Every test works in namespaces of its
+//! own and cleans up (see `stackwave_tests::TestCluster`).
 
+use kube_standin::Rules;
 use serde_json::{json, Value as Json};
 use stackwave::cluster::health::{default_rules, health, Health};
 use stackwave::cluster::inventory::{self, mark, ObjRef};
 use stackwave::cluster::{Action, ApplyOptions, Cluster, ClusterError};
+use stackwave_tests::TestCluster;
 use std::time::Duration;
-
-struct Env {
-    cluster: Cluster,
-    _server: Option<kube_testserver::TestServer>,
-    real: bool,
-}
-
-async fn env(rules: kube_testserver::SimRules) -> Env {
-    if let Some(kc) = std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
-        let cluster = Cluster::connect_kubeconfig(std::path::Path::new(&kc))
-            .await
-            .expect("kubeconfig");
-        return Env {
-            cluster,
-            _server: None,
-            real: true,
-        };
-    }
-    let server = kube_testserver::start(rules).await.expect("test server");
-    let cluster = Cluster::connect_url(&server.url).expect("client");
-    Env {
-        cluster,
-        _server: Some(server),
-        real: false,
-    }
-}
 
 fn ns(name: &str) -> Json {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -51,10 +29,28 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Health>,
 {
+    poll_until(timeout, Health::is_current, check).await
+}
+
+/// Polls `check` every 50 ms until it says Failed or `timeout` passes; its last answer.
+async fn poll_until_failed<F, Fut>(timeout: Duration, check: F) -> Health
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Health>,
+{
+    poll_until(timeout, |h| matches!(h, Health::Failed(_)), check).await
+}
+
+/// Polls `check` every 50 ms until `done` holds for its answer or `timeout` passes.
+async fn poll_until<F, Fut>(timeout: Duration, done: impl Fn(&Health) -> bool, check: F) -> Health
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Health>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let h = check().await;
-        if h.is_current() || tokio::time::Instant::now() > deadline {
+        if done(&h) || tokio::time::Instant::now() > deadline {
             return h;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -71,9 +67,9 @@ async fn wait_current(c: &Cluster, o: &Json, timeout: Duration) -> Health {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_conflicts_and_health() {
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-apply";
+    let n = &e.ns("sw-apply");
     c.apply(&ns(n), &Default::default()).await.unwrap();
     let d = deployment(n, 2);
     assert_eq!(
@@ -85,7 +81,7 @@ async fn apply_conflicts_and_health() {
         Action::Unchanged,
         "re-applying the same object changes nothing"
     );
-    // Health: InProgress until the controller (the simulator, on the test server) reports.
+    // Health: InProgress until the controller (the stand-in) reports.
     assert_eq!(
         wait_current(c, &d, Duration::from_secs(30)).await,
         Health::Current
@@ -156,18 +152,17 @@ async fn apply_conflicts_and_health() {
         c.get(&d).await.unwrap().unwrap().pointer("/spec/replicas"),
         Some(&json!(4))
     );
-    if !e.real {
-        c.delete_and_wait(&ns(n), Duration::from_secs(30))
-            .await
-            .unwrap();
-    }
+    // The namespace goes with its content (the stand-in's namespace controller).
+    c.delete_and_wait(&ns(n), Duration::from_secs(30))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn immutable_fields_and_crds() {
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-immut";
+    let n = &e.ns("sw-immut");
     c.apply(&ns(n), &Default::default()).await.unwrap();
     let job = |image: &str| {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-sync", "namespace": n},
@@ -198,9 +193,11 @@ async fn immutable_fields_and_crds() {
         Some(&json!("tool:2"))
     );
     // A CRD, then a custom resource of it right away: discovery is refreshed on the miss.
+    // A group of this test's own: the CRD is cluster-scoped, and removed at cleanup.
+    let group = e.name("sw") + ".example.com";
     let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.sw.example.com"},
-        "spec": {"group": "sw.example.com", "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
                  "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
     c.apply(&crd, &Default::default()).await.unwrap();
@@ -208,38 +205,39 @@ async fn immutable_fields_and_crds() {
         wait_current(c, &crd, Duration::from_secs(30)).await,
         Health::Current
     );
-    let w = json!({"apiVersion": "sw.example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": n}, "spec": {"size": 3}});
+    e.cleanup_later(crd.clone());
+    let w = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": "w", "namespace": n}, "spec": {"size": 3}});
     assert_eq!(
         c.apply(&w, &Default::default()).await.unwrap().action,
         Action::Created
     );
-    if !e.real {
-        c.delete(&crd).await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inventory_and_prune() {
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-prune";
+    let n = &e.ns("sw-prune");
     c.apply(&ns(n), &Default::default()).await.unwrap();
+    // The inventory lives outside the test's namespace: a component name of this test's own.
+    let comp = e.name("demo");
+    let comp = comp.as_str();
     let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": n}, "data": {"k": "v"}});
     let mut objs = vec![cm("a"), cm("b"), cm("c")];
     let mut db = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept", "namespace": n, "annotations": {"helm.sh/resource-policy": "keep"}}});
     objs.push(db.take());
     for o in objs.iter_mut() {
-        mark(o, "demo", &Default::default());
+        mark(o, comp, &Default::default());
         c.apply(o, &Default::default()).await.unwrap();
     }
+    e.cleanup_later(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": inventory::inventory_name(&Default::default(), comp), "namespace": inventory::INVENTORY_NAMESPACE}}));
     let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-    inventory::write(c, &Default::default(), "demo", &refs)
+    inventory::write(c, &Default::default(), comp, &refs)
         .await
         .unwrap();
     assert_eq!(
-        inventory::read(c, &Default::default(), "demo")
-            .await
-            .unwrap(),
+        inventory::read(c, &Default::default(), comp).await.unwrap(),
         refs,
         "the inventory survives in the cluster"
     );
@@ -259,7 +257,7 @@ async fn inventory_and_prune() {
     let (pruned, keep) = inventory::prune(
         c,
         &Default::default(),
-        "demo",
+        comp,
         &refs,
         &desired,
         &inventory::default_protect(),
@@ -287,30 +285,49 @@ async fn inventory_and_prune() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workloads_that_never_become_ready_stay_in_progress() {
-    if std::env::var_os("STACKWAVE_TEST_KUBECONFIG").is_some() {
-        return; // needs the simulator's never-ready rule
-    }
-    let rules = kube_testserver::SimRules {
-        never_ready: vec!["Deployment/web".into()],
-        ..Default::default()
-    };
-    let e = env(rules).await;
+    // By pattern (`Deployment/web`), and by an image that cannot be pulled.
+    let e = TestCluster::start(Rules::default().never_ready("Deployment/web")).await;
     let c = &e.cluster;
-    c.apply(&ns("sw-stuck"), &Default::default()).await.unwrap();
-    let d = deployment("sw-stuck", 1);
+    let n = &e.ns("sw-stuck");
+    c.apply(&ns(n), &Default::default()).await.unwrap();
+    let d = deployment(n, 1);
     c.apply(&d, &Default::default()).await.unwrap();
-    assert!(matches!(
-        wait_current(c, &d, Duration::from_millis(800)).await,
-        Health::InProgress(_)
-    ));
+    let mut pull = deployment(n, 2);
+    pull["metadata"]["name"] = json!("pull");
+    pull["spec"]["template"]["spec"]["containers"][0]["image"] = json!("registry.invalid/none:0");
+    c.apply(&pull, &Default::default()).await.unwrap();
+    for o in [&d, &pull] {
+        assert!(matches!(
+            wait_current(c, o, Duration::from_millis(1500)).await,
+            Health::InProgress(_)
+        ));
+    }
+    // The status says why, as the deployment controller writes it.
+    let live = c.get(&pull).await.unwrap().unwrap();
+    assert_eq!(
+        live.pointer("/status/unavailableReplicas"),
+        Some(&json!(2)),
+        "{live}"
+    );
+    assert_eq!(
+        live.pointer("/status/conditions/0/reason"),
+        Some(&json!("MinimumReplicasUnavailable"))
+    );
+    // A failing rule: the progress deadline is exceeded, which health reports as failed.
+    e.set_rules(Rules::default().failing("Deployment/web"));
+    let failed = poll_until_failed(Duration::from_secs(30), || async {
+        health(&c.get(&d).await.unwrap().unwrap(), &default_rules())
+    })
+    .await;
+    assert!(matches!(failed, Health::Failed(_)), "{failed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_found_on_owned_fields_only_and_masks_secrets() {
     use stackwave::cluster::drift::{default_ignore, drift, render};
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-drift";
+    let n = &e.ns("sw-drift");
     c.apply(&ns(n), &Default::default()).await.unwrap();
     let d = deployment(n, 2);
     c.apply(&d, &Default::default()).await.unwrap();
@@ -378,9 +395,9 @@ async fn drift_of_many_objects_lists_once_per_kind() {
     use stackwave::cluster::drift::{default_ignore, drift_all};
     use stackwave::cluster::inventory::mark;
     use std::sync::atomic::Ordering;
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-drift-many";
+    let n = &e.ns("sw-drift-many");
     c.apply(&ns(n), &Default::default()).await.unwrap();
     let mut objs: Vec<Json> = (0..40)
         .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": n}, "data": {"i": i.to_string()}}))
@@ -449,9 +466,9 @@ async fn drift_of_many_objects_lists_once_per_kind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_object_the_schema_rejects_fails_at_once_naming_the_field() {
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-schema";
+    let n = &e.ns("sw-schema");
     c.apply(&ns(n), &Default::default()).await.unwrap();
     // A typo in an override: `imagePullPolcy`. Server-side apply cannot type the object (a
     // real kube-apiserver answers 500); retrying would fail the same way.
@@ -477,28 +494,21 @@ async fn an_object_the_schema_rejects_fails_at_once_naming_the_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
     use stackwave::cluster::health::{endpoints_health, webhook_backends};
-    let real = std::env::var_os("STACKWAVE_TEST_KUBECONFIG").is_some();
-    let rules = kube_testserver::SimRules {
-        // `Deployment/web` in the second namespace never becomes ready (test server only).
-        never_ready: vec!["Deployment/web".into()],
-        ..Default::default()
-    };
-    let e = env(rules).await;
+    // `Deployment/web` in the second namespace never becomes ready.
+    let e = TestCluster::start(Rules::default().never_ready("Deployment/web")).await;
     let c = &e.cluster;
-    let spaces: &[&str] = if real {
-        &["sw-hook-a"]
-    } else {
-        &["sw-hook-a", "sw-hook-b"]
-    };
-    for n in spaces {
+    let (a, b) = (e.ns("sw-hook-a"), e.ns("sw-hook-b"));
+    let (a, b): (&'static str, &'static str) = (a.leak(), b.leak());
+    for n in &[a, b] {
         c.apply(&ns(n), &Default::default()).await.unwrap();
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hook", "namespace": n},
-            "spec": {"selector": {"app": if *n == "sw-hook-a" { "ready" } else { "web" }}, "ports": [{"port": 443, "targetPort": 8443}]}});
+            "spec": {"selector": {"app": if *n == a { "ready" } else { "web" }}, "ports": [{"port": 443, "targetPort": 8443}]}});
         let hooks = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": format!("{n}-hook")},
             "webhooks": [{"name": "check.example.com", "clientConfig": {"service": {"namespace": n, "name": "hook"}},
                           "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Ignore",
                           "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["nothings"]}]}]});
+        e.cleanup_later(hooks.clone());
         assert_eq!(
             webhook_backends(&[hooks, svc.clone()]),
             [(n.to_string(), "hook".to_string())]
@@ -513,7 +523,7 @@ async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
             Health::InProgress(_)
         ));
         let mut d = deployment(n, 1);
-        if *n == "sw-hook-a" {
+        if *n == a {
             d["metadata"]["name"] = json!("ready");
             d["spec"]["selector"]["matchLabels"]["app"] = json!("ready");
             d["spec"]["template"]["metadata"]["labels"]["app"] = json!("ready");
@@ -525,23 +535,18 @@ async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
             endpoints_health(&c.endpoint_slices(n, "hook").await.unwrap())
         })
     };
-    assert_eq!(
-        wait("sw-hook-a", Duration::from_secs(60)).await,
-        Health::Current
-    );
-    if !real {
-        assert!(matches!(
-            wait("sw-hook-b", Duration::from_millis(800)).await,
-            Health::InProgress(_)
-        ));
-    }
+    assert_eq!(wait(a, Duration::from_secs(60)).await, Health::Current);
+    assert!(matches!(
+        wait(b, Duration::from_millis(800)).await,
+        Health::InProgress(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_health_rule_moves_from_in_progress_to_current() {
-    let e = env(Default::default()).await;
+    let e = TestCluster::start(Rules::default()).await;
     let c = &e.cluster;
-    let n = "sw-kinds";
+    let n = &e.ns("sw-kinds");
     c.apply(&ns(n), &Default::default()).await.unwrap();
     let template = |app: &str| json!({"metadata": {"labels": {"app": app}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}});
     let mut objs = vec![
@@ -552,9 +557,9 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-init", "namespace": n},
                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "init", "image": "busybox:1.36", "command": ["true"]}]}}}}),
     ];
-    if !e.real {
-        // Needs a storage class that binds at once, and the MariaDB and RabbitMQ operators:
-        // the test server's simulator stands in for them.
+    // A claim that binds (a storage class would), and the MariaDB and RabbitMQ operators'
+    // resources: the stand-in plays the volume controller and the operators.
+    {
         objs.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": n},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}));
         for (group, plural, kind) in [
@@ -566,6 +571,10 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
                 "spec": {"group": group, "scope": "Namespaced", "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
                          "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
                                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+            // Operator CRDs already installed stay; ones this test adds go at cleanup.
+            if c.get(&crd).await.unwrap().is_none() {
+                e.cleanup_later(crd.clone());
+            }
             c.apply(&crd, &Default::default()).await.unwrap();
             assert_eq!(
                 wait_current(c, &crd, Duration::from_secs(30)).await,
@@ -591,23 +600,82 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
             o["kind"]
         );
     }
-    // The data rule's failure condition: a RabbitmqCluster whose reconcile failed.
-    if let Some(server) = &e._server {
-        // The simulator would write the ready status back: stop it first.
-        server.rules.lock().unwrap().enabled = false;
-        server.store.lock().unwrap().set_status(
-            "rabbitmq.com",
-            "rabbitmqclusters",
-            n,
-            "main",
-            json!({"conditions": [{"type": "AllReplicasReady", "status": "False"}, {"type": "ReconcileSuccess", "status": "False"}]}),
-        );
-        let rmq = objs.last().unwrap();
-        let live = c.get(rmq).await.unwrap().unwrap();
-        assert!(
-            matches!(health(&live, &default_rules()), Health::Failed(ref m) if m.contains("ReconcileSuccess")),
-            "{:?}",
-            health(&live, &default_rules())
+    // The data rule's failure condition: a RabbitmqCluster whose reconcile failed (the
+    // stand-in writes the operator's failure conditions by rule).
+    e.set_rules(Rules::default().failing("RabbitmqCluster/main"));
+    let rmq = objs.last().unwrap();
+    let h = poll_until_failed(Duration::from_secs(30), || async {
+        health(&c.get(rmq).await.unwrap().unwrap(), &default_rules())
+    })
+    .await;
+    assert!(
+        matches!(h, Health::Failed(ref m) if m.contains("ReconcileSuccess")),
+        "{h:?}"
+    );
+}
+
+/// A server that outlives its tests (as a shared real cluster does): two rounds of work with
+/// garbage-collected dependents, each in fresh namespaces, and nothing left behind after
+/// either — cleanup runs when the `TestCluster` is dropped, also on a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_server_is_left_clean_for_the_next_run() {
+    let server = kube_testserver::start().await.expect("test server");
+    let observer = Cluster::connect_url(&server.url).unwrap();
+    let count = |c: &Cluster, kind: &'static str, av: &'static str| {
+        let c = c.clone();
+        async move {
+            c.list(&json!({"apiVersion": av, "kind": kind}), "")
+                .await
+                .map(|l| l.len())
+                .unwrap_or(0)
+        }
+    };
+    let before = count(&observer, "Namespace", "v1").await;
+    for round in 0..2 {
+        let made = {
+            let e = TestCluster::connect(&server.url, Rules::default());
+            let c = &e.cluster;
+            let n = e.ns("sw-shared");
+            c.apply(&ns(&n), &Default::default()).await.unwrap();
+            let d = deployment(&n, 1);
+            let live = c.apply(&d, &Default::default()).await.unwrap().live;
+            // A dependent of the Deployment: gone with it (the stand-in's garbage collector).
+            let owned = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned", "namespace": n,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": live["metadata"]["uid"]}]}});
+            c.apply(&owned, &Default::default()).await.unwrap();
+            assert_eq!(
+                wait_current(c, &d, Duration::from_secs(30)).await,
+                Health::Current
+            );
+            c.delete(&d).await.unwrap();
+            let gone = poll_until_current(Duration::from_secs(30), || async {
+                match c.get(&owned).await.unwrap() {
+                    None => Health::Current,
+                    Some(_) => Health::InProgress("dependent still there".into()),
+                }
+            })
+            .await;
+            assert_eq!(
+                gone,
+                Health::Current,
+                "round {round}: the dependent was collected"
+            );
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": n}});
+            assert!(
+                c.get(&sa).await.unwrap().is_some(),
+                "the default ServiceAccount"
+            );
+            n
+        };
+        let left = observer
+            .get(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": made}}))
+            .await
+            .unwrap();
+        assert!(left.is_none(), "round {round}: {left:?}");
+        assert_eq!(
+            count(&observer, "Namespace", "v1").await,
+            before,
+            "round {round}: no namespace left behind"
         );
     }
 }

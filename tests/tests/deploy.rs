@@ -1,7 +1,7 @@
 //! `deploy/`: the in-cluster manifests build with our kustomize engine exactly as with the
-//! oracle (`kubectl kustomize` from scripts/setup, when installed), apply cleanly to the API test server (or the real cluster
-//! named by `STACKWAVE_TEST_KUBECONFIG`, server-side dry run), and the agent's arguments are
-//! ones `stackwave run` accepts.
+//! oracle (`kubectl kustomize` from scripts/setup, when installed), apply cleanly to the API test server (or the server
+//! named by `STACKWAVE_TEST_KUBECONFIG`, server-side dry run: nothing is left there), and the
+//! agent's arguments are ones `stackwave run` accepts.
 
 use clap::Parser;
 use std::path::Path;
@@ -43,25 +43,19 @@ async fn deploy_manifests_build_apply_and_parse() {
         assert!(kinds.contains(&k), "deploy/ has a {k}: {kinds:?}");
     }
 
-    let (_server, cluster, dry) = match std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
-        Some(kc) => (
-            None,
-            stackwave::cluster::Cluster::connect_kubeconfig(Path::new(&kc))
-                .await
-                .unwrap(),
-            true,
-        ),
-        None => {
-            let s = kube_testserver::start(Default::default()).await.unwrap();
-            let c = stackwave::cluster::Cluster::connect_url(&s.url).unwrap();
-            (Some(s), c, false)
-        }
-    };
+    let tc = stackwave_tests::TestCluster::start(Default::default()).await;
+    let (cluster, dry) = (tc.cluster.clone(), !tc.in_process());
     let mut objs = objs;
     stackwave::plan::order_objects(&mut objs);
     for o in &objs {
+        // A dry run into a namespace that does not exist fails: a missing Namespace is made
+        // for real (and removed at cleanup).
+        let missing_ns = o["kind"] == "Namespace" && cluster.get(o).await.unwrap().is_none();
+        if dry && missing_ns {
+            tc.fixed_ns(stackwave::cluster::name_of(o));
+        }
         let opts = stackwave::cluster::ApplyOptions {
-            dry_run: dry,
+            dry_run: dry && !missing_ns,
             ..Default::default()
         };
         cluster

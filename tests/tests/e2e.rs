@@ -1,6 +1,7 @@
 //! End to end: real Git repositories (made with the `git` CLI, fetched over `file://`), the
 //! reconcile loop (source → render → plan → apply → record), and the in-process API test
-//! server — or the real cluster named by `STACKWAVE_TEST_KUBECONFIG`.
+//! server — or the server named by `STACKWAVE_TEST_KUBECONFIG` — with the controller
+//! stand-in beside it (`stackwave_tests::TestCluster`: unique namespaces, cleanup on drop).
 //!
 //! Covers issue 5's (a) waves with health gates, (b) one-component changes, (d) `git revert`,
 //! (e) instant rollback five revisions back, (f) broken commits change nothing, (g) the
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The simulator's time from a new generation to ready status.
+/// The stand-in's time from a new generation to ready status.
 const READY_DELAY: Duration = Duration::from_millis(300);
 
 struct Repo {
@@ -51,7 +52,7 @@ impl Repo {
 }
 
 struct Fixture {
-    _server: Option<kube_testserver::TestServer>,
+    tc: stackwave_tests::TestCluster,
     cluster: Cluster,
     agent: Agent,
     source: Source,
@@ -83,7 +84,7 @@ fn kustomization(files: &[String]) -> String {
 }
 
 /// An agent over the fixture's state directory (a second one models a restarted process).
-fn new_agent(cluster: &Cluster, root: &Path, test_server: bool) -> Agent {
+fn new_agent(cluster: &Cluster, root: &Path, in_process: bool) -> Agent {
     let store = Store::open(
         &root.join("state/revisions.sqlite"),
         &root.join("state/store.key"),
@@ -94,11 +95,20 @@ fn new_agent(cluster: &Cluster, root: &Path, test_server: bool) -> Agent {
         store,
         Catalog::builtin().unwrap(),
         Settings {
-            health_timeout: Duration::from_secs(if test_server { 4 } else { 120 }),
+            health_timeout: health_timeout(in_process),
             ..Default::default()
         },
     )
 }
+
+/// How long a wave waits for health: the stand-in answers within its delay on any server;
+/// one out of process gets more room for its latency.
+fn health_timeout(in_process: bool) -> Duration {
+    Duration::from_secs(if in_process { 4 } else { 20 })
+}
+
+/// The components the fixtures' repositories hold (their inventories are removed at cleanup).
+const COMPONENTS: [&str; 3] = ["base", "app", "web"];
 
 impl Fixture {
     async fn new(name: &str, never_ready: &[&str]) -> Fixture {
@@ -107,40 +117,31 @@ impl Fixture {
 
     async fn with_delay(name: &str, never_ready: &[&str], delay: Duration) -> Fixture {
         let root = tmp(name);
-        let ns = format!("e2e-{name}");
-        let (server, cluster) = match std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
-            Some(kc) => (
-                None,
-                Cluster::connect_kubeconfig(Path::new(&kc))
-                    .await
-                    .expect("kubeconfig"),
-            ),
-            None => {
-                let s = kube_testserver::start(kube_testserver::SimRules {
-                    delay,
-                    never_ready: never_ready.iter().map(|s| s.to_string()).collect(),
-                    ..Default::default()
-                })
-                .await
-                .expect("test server");
-                let c = Cluster::connect_url(&s.url).expect("client");
-                (Some(s), c)
-            }
-        };
-        let mut agent = new_agent(&cluster, &root, server.is_some());
+        let mut rules = kube_standin::Rules::default().with_delay(delay);
+        for p in never_ready {
+            rules = rules.never_ready(p);
+        }
+        let tc = stackwave_tests::TestCluster::start(rules).await;
+        let ns = tc.ns(&format!("e2e-{name}"));
+        let cluster = tc.cluster.clone();
+        let mut agent = new_agent(&cluster, &root, tc.in_process());
         let repo = Repo::new(&root);
         std::fs::create_dir_all(root.join("empty")).unwrap();
         let url = format!("file://{}", repo.dir.display());
         // The identity `stackwave run --repo <url>` has, so both act as one agent.
-        agent
-            .set_instance(
-                stackwave::cluster::instance::Instance::new(
-                    stackwave::cluster::instance::DEFAULT_NAME,
-                    &url,
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        let instance = stackwave::cluster::instance::Instance::new(
+            stackwave::cluster::instance::DEFAULT_NAME,
+            &url,
+        )
+        .unwrap();
+        for c in COMPONENTS {
+            tc.cleanup_later(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": stackwave::cluster::inventory::inventory_name(&instance, c),
+                "namespace": stackwave::cluster::inventory::INVENTORY_NAMESPACE}}),
+            );
+        }
+        agent.set_instance(instance).unwrap();
         // The source is opened lazily on first fetch (the repo has no commit yet).
         let source = {
             repo.write("README", "desired state\n");
@@ -148,7 +149,7 @@ impl Fixture {
             Source::open(&url, "main", &root.join("state")).unwrap()
         };
         Fixture {
-            _server: server,
+            tc,
             cluster,
             agent,
             source,
@@ -265,6 +266,13 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // The repository and state directories (the cluster side: `TestCluster`'s drop).
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 fn healthy(o: &Outcome) -> Vec<String> {
     match o {
         Outcome::Healthy { changed, .. } => changed.clone(),
@@ -289,8 +297,8 @@ async fn waves_health_gates_one_component_changes_and_revert() {
         .filter_map(|e| match e {
             Progress::WaveStart { wave, .. } => Some(format!("start {wave}")),
             Progress::WaveHealthy { wave, millis } => {
-                if *wave == 1 && f._server.is_some() {
-                    // The gate waited for the simulated rollout of `api`.
+                if *wave == 1 {
+                    // The gate waited for the (stand-in's) rollout of `api`.
                     assert!(
                         *millis >= READY_DELAY.as_millis(),
                         "wave 1 healthy after {millis} ms"
@@ -353,12 +361,7 @@ async fn a_failing_wave_stops_the_revision_there() {
     let mut f = Fixture::new("gate", &["Deployment/api"]).await;
     f.write_state(1, "nginx:1.27", 0);
     f.repo.commit("initial desired state");
-    // On the test server `api` never becomes ready; on a real cluster, give it an image that
-    // cannot be pulled for the same effect.
-    if f._server.is_none() {
-        f.write_state(1, "registry.invalid/none:0", 0);
-        f.repo.commit("unpullable api image");
-    }
+    // `api` never becomes ready (the stand-in's rule).
     let out = f.step().await;
     match out {
         Outcome::Failed { wave, reason, .. } => {
@@ -390,6 +393,7 @@ async fn a_wave_with_a_webhook_waits_for_its_backend_endpoints() {
             deployment(&ns, "web", 1, "nginx:1.27")
         )
     };
+    f.tc.cleanup_later(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": format!("{ns}-hook")}}));
     f.write_state(1, "nginx:1.27", 0);
     f.repo.write("manifests/web/web.yaml", &web("nobody"));
     f.repo.commit("web: a webhook without a backend");
@@ -572,7 +576,7 @@ async fn an_agent_killed_mid_wave_finishes_the_revision_after_restart() {
 
     // (h) The first process applies wave 0, then wave 1, and is killed (its future dropped
     // at an await point) while wave 1 waits for health.
-    let mut first = new_agent(&f.cluster, &f.root, f._server.is_some());
+    let mut first = new_agent(&f.cluster, &f.root, f.tc.in_process());
     tokio::select! {
         out = first.sync(&checkout, &commit, &|_| {}) => panic!("finished before the kill: {out:?}"),
         _ = async {
@@ -602,7 +606,7 @@ async fn an_agent_killed_mid_wave_finishes_the_revision_after_restart() {
     assert_eq!(f.replicas("web").await, 1);
 
     // A third process restores the healthy state: the same commit is a no-op.
-    let mut third = new_agent(&f.cluster, &f.root, f._server.is_some());
+    let mut third = new_agent(&f.cluster, &f.root, f.tc.in_process());
     assert_eq!(third.restore().unwrap(), Some(revs[0].id));
     let out = third.sync(&checkout, &commit, &|_| {}).await.unwrap();
     assert_eq!(out, Outcome::Unchanged);
@@ -733,13 +737,7 @@ async fn out_of_band_edits_are_reported_then_corrected() {
 impl Fixture {
     /// `stackwave run` options over the fixture's cluster, repo and state directory.
     fn run_options(&self, repo: String, state: PathBuf) -> stackwave::run::RunOptions {
-        let (server, kubeconfig) = match &self._server {
-            Some(s) => (Some(s.url.clone()), None),
-            None => (
-                None,
-                std::env::var_os("STACKWAVE_TEST_KUBECONFIG").map(PathBuf::from),
-            ),
-        };
+        let (server, kubeconfig) = (self.tc.url(), self.tc.kubeconfig());
         stackwave::run::RunOptions {
             repo,
             branch: "main".into(),
@@ -751,7 +749,7 @@ impl Fixture {
             once: false,
             detect_only: false,
             settings: Settings {
-                health_timeout: Duration::from_secs(if self._server.is_some() { 4 } else { 120 }),
+                health_timeout: health_timeout(self.tc.in_process()),
                 ..Default::default()
             },
             metrics_addr: None,
@@ -951,11 +949,8 @@ async fn image_ids_running_are_recorded_with_the_revision() {
         .iter()
         .find(|(i, _)| i == "nginx:1.28")
         .and_then(|(_, id)| id.clone());
-    match &f._server {
-        Some(_) => assert_eq!(id.as_deref(), Some(digest), "{images:?}"),
-        // A real kubelet reports the digest it actually pulled.
-        None => assert!(id.is_some_and(|d| d.contains("sha256:")), "{images:?}"),
-    }
+    // No kubelet runs the Pod: its status is the one written above.
+    assert_eq!(id.as_deref(), Some(digest), "{images:?}");
     // The web Deployment has no Pod running: its reference is recorded without an ID.
     assert!(
         images
@@ -1291,7 +1286,7 @@ async fn only_commits_signed_by_allowed_keys_are_applied() {
 /// healthy, is pruned once the newer revision is healthy.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_newer_commit_supersedes_a_stuck_revision() {
-    let f = Fixture::new("supersede", &["Deployment/stuck"]).await;
+    let f = Fixture::new("supersede", &[]).await;
     let state = f.root.join("state");
     f.write_state(1, "nginx:1.27", 0);
     f.repo.commit("api: one replica");
@@ -1301,16 +1296,10 @@ async fn a_newer_commit_supersedes_a_stuck_revision() {
     opts.watch = true;
     with_agent(opts, async {
         assert!(wait_for_revisions(&state, 1, Duration::from_secs(20)).await);
-        // web gains a Deployment that never becomes ready (an image that cannot be pulled on
-        // a real cluster).
-        let image = if f._server.is_some() {
-            "nginx:1.27"
-        } else {
-            "registry.invalid/none:0"
-        };
+        // web gains a Deployment that never becomes ready (an image that cannot be pulled).
         f.repo.write(
             "manifests/web/stuck.yaml",
-            &deployment(&f.ns, "stuck", 1, image),
+            &deployment(&f.ns, "stuck", 1, "registry.invalid/none:0"),
         );
         f.repo.write(
             "manifests/web/kustomization.yaml",

@@ -1,6 +1,6 @@
 //! The recorded kube-apiserver v1.36 behaviour (`../shared/corpus/kube-api`) replayed with
-//! `../shared/tools/kube-api-replay` against the test server as `stackwave api-server
-//! --no-simulator` starts it: every scenario must match the real server exactly.
+//! `../shared/tools/kube-api-replay` against the test server as `stackwave api-server` starts
+//! it (an API server alone, no stand-in): every scenario must match the real server exactly.
 
 use stackwave_tests::shared_dir;
 
@@ -10,12 +10,7 @@ async fn recorded_scenarios_replay_against_the_test_server() {
         eprintln!("skipped: ../shared is not present");
         return;
     };
-    let server = kube_testserver::start(kube_testserver::SimRules {
-        enabled: false,
-        ..Default::default()
-    })
-    .await
-    .expect("test server");
+    let server = kube_testserver::start().await.expect("test server");
     let out = std::env::temp_dir().join(format!("sw-replay-{}.json", std::process::id()));
     let url = server.url.clone();
     let tool = shared.join("tools/kube-api-replay");

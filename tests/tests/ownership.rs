@@ -32,39 +32,29 @@ struct Env {
     url: Option<String>,
     /// The real cluster's kubeconfig (`None` on the test server).
     kubeconfig: Option<PathBuf>,
-    _server: Option<kube_testserver::TestServer>,
+    /// The server (in-process, or `STACKWAVE_TEST_KUBECONFIG`'s) and the controller stand-in.
+    tc: stackwave_tests::TestCluster,
 }
 
-/// The one place the tests get their API server.
+/// The one place the tests get their API server: the shared test environment, with the
+/// controller stand-in as a separate client (it acts in the namespaces given to
+/// [`Env::clean`]).
 async fn env() -> Env {
-    if let Some(kc) = std::env::var_os("STACKWAVE_TEST_KUBECONFIG") {
-        let kc = PathBuf::from(kc);
-        let cluster = Cluster::connect_kubeconfig(&kc).await.expect("kubeconfig");
-        return Env {
-            cluster,
-            url: None,
-            kubeconfig: Some(kc),
-            _server: None,
-        };
-    }
-    let server = kube_testserver::start(kube_testserver::SimRules {
-        delay: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .expect("test server");
-    let cluster = Cluster::connect_url(&server.url).expect("client");
+    let tc = stackwave_tests::TestCluster::start(
+        kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
+    )
+    .await;
     Env {
-        cluster,
-        url: Some(server.url.clone()),
-        kubeconfig: None,
-        _server: Some(server),
+        cluster: tc.cluster.clone(),
+        url: tc.url(),
+        kubeconfig: tc.kubeconfig(),
+        tc,
     }
 }
 
 impl Env {
     fn real(&self) -> bool {
-        self._server.is_none()
+        !self.tc.in_process()
     }
 
     /// `--server URL` or `--kubeconfig FILE`, for the CLI.
@@ -80,6 +70,7 @@ impl Env {
     /// a rerun against a real cluster starts clean).
     async fn clean(&self, namespaces: &[&str], inventories: &[(&Instance, &str)]) {
         for n in namespaces {
+            self.tc.fixed_ns(n);
             let _ = self.cluster.delete(&ns(n)).await;
         }
         for (i, c) in inventories {

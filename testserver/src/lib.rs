@@ -5,8 +5,9 @@
 //! once their CRD is Established), namespaced and cluster-scoped CRUD, lists with label
 //! selectors, watch, `resourceVersion`/`generation`, `/status` subresources, server-side apply
 //! with managed fields per field manager and 409 conflicts (unless `force`), `dryRun=All`,
-//! deletion with finalizers, immutable-field rejections in the real API's error shape, and a
-//! status simulator that makes workloads ready after a configurable delay (or never).
+//! deletion with finalizers, and immutable-field rejections in the real API's error shape. It
+//! runs no controllers (as kube-apiserver alone): the `kube-standin` crate stands in for them,
+//! as a client.
 //!
 //! Where it still differs from a real kube-apiserver is listed in `README.md` next to this crate.
 
@@ -15,10 +16,8 @@ pub mod listopts;
 pub mod resources;
 pub mod schema;
 pub mod server;
-pub mod simulate;
 pub mod ssa;
 pub mod store;
 pub mod validate;
 
 pub use server::{start, TestServer};
-pub use simulate::SimRules;

@@ -1,7 +1,6 @@
 //! The HTTP front end: routes Kubernetes API paths to the store.
 
 use crate::resources::ApiResource;
-use crate::simulate::{self, SimRules};
 use crate::store::{ApiError, FieldValidation, Store, Write, WriteOpts};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -17,8 +16,6 @@ pub struct TestServer {
     pub url: String,
     /// The state (for tests that inspect or change it directly).
     pub store: Arc<Mutex<Store>>,
-    /// Simulator rules (changeable while running).
-    pub rules: Arc<Mutex<SimRules>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -33,24 +30,21 @@ impl Drop for TestServer {
 #[derive(Clone)]
 struct App {
     store: Arc<Mutex<Store>>,
-    /// Controllers run (the simulator is on): the garbage collector finishes `Foreground` and
-    /// `Orphan` deletions at once. Off: an API server alone, as `../shared/corpus/kube-api`.
-    gc: bool,
 }
 
-/// Starts a server on a free loopback port (call inside a tokio runtime).
+/// Starts a server on a free loopback port (call inside a tokio runtime). It is an API server
+/// alone, as `../shared/corpus/kube-api` records kube-apiserver: `Foreground`/`Orphan`
+/// deletions and terminating namespaces wait for a garbage collector / namespace controller
+/// (run `kube-standin` beside it for those).
 ///
 /// # Errors
 /// When no port can be bound.
-pub async fn start(rules: SimRules) -> std::io::Result<TestServer> {
+pub async fn start() -> std::io::Result<TestServer> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let store = Arc::new(Mutex::new(Store::new()));
-    let gc = rules.enabled;
-    let rules = Arc::new(Mutex::new(rules));
     let app = App {
         store: store.clone(),
-        gc,
     };
     let router = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| {
         let app = app.clone();
@@ -64,11 +58,9 @@ pub async fn start(rules: SimRules) -> std::io::Result<TestServer> {
             })
             .await;
     });
-    simulate::spawn(store.clone(), rules.clone());
     Ok(TestServer {
         url: format!("http://{addr}"),
         store,
-        rules,
         shutdown: Some(tx),
     })
 }
@@ -689,10 +681,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
                     crate::store::meta(&o, "name"),
                     crate::store::meta(&o, "namespace"),
                 );
-                if store
-                    .delete(&t.resource, &ns, &name, dry_run, None, app.gc)
-                    .is_ok()
-                {
+                if store.delete(&t.resource, &ns, &name, dry_run, None).is_ok() {
                     let mut o = o;
                     if let Some(m) = o.as_object_mut() {
                         m.remove("apiVersion");
@@ -827,7 +816,7 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             let Ok(mut store) = app.store.lock() else {
                 return respond(500, &json!({}));
             };
-            match store.delete(&t.resource, &t.ns, n, dry_run, policy.as_deref(), app.gc) {
+            match store.delete(&t.resource, &t.ns, n, dry_run, policy.as_deref()) {
                 Ok(o) => {
                     if t.resource.kind == "CustomResourceDefinition" && !dry_run {
                         // The CRD finalizer works after the answer, as kube-apiserver's does.

@@ -324,31 +324,7 @@ impl Store {
             .collect()
     }
 
-    /// Every stored object (for the simulator).
-    /// One stored object, borrowed (as stored: no `apiVersion` fix-up).
-    pub fn stored(&self, r: &ApiResource, ns: &str, name: &str) -> Option<&Json> {
-        self.objects.get(&key_of(r, ns, name))
-    }
-
-    /// The stored objects of one resource (all namespaces), borrowed, in key order.
-    pub fn objects_of<'a>(
-        &'a self,
-        group: &'a str,
-        plural: &'a str,
-    ) -> impl Iterator<Item = &'a Json> + 'a {
-        self.objects
-            .range(
-                (
-                    group.to_string(),
-                    plural.to_string(),
-                    String::new(),
-                    String::new(),
-                )..,
-            )
-            .take_while(move |(k, _)| k.0 == group && k.1 == plural)
-            .map(|(_, o)| o)
-    }
-
+    /// Every stored object.
     pub fn all(&self) -> Vec<(ApiResource, Json)> {
         self.objects
             .iter()
@@ -1082,42 +1058,15 @@ impl Store {
                 .to_string();
             self.objects.retain(|k, _| k.2 != ns);
         }
-        // Garbage collection: dependents whose only owner is gone are deleted.
-        let uid = obj.pointer("/metadata/uid").cloned();
-        if let Some(uid) = uid {
-            let dependents: Vec<Key> = self
-                .objects
-                .iter()
-                .filter(|(_, o)| {
-                    o.pointer("/metadata/ownerReferences")
-                        .and_then(Json::as_array)
-                        .is_some_and(|refs| {
-                            !refs.is_empty() && refs.iter().all(|x| x["uid"] == uid)
-                        })
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in dependents {
-                if let Some(o) = self.objects.remove(&k) {
-                    if let Some(dr) = self
-                        .resources
-                        .iter()
-                        .find(|x| x.group == k.0 && x.plural == k.1)
-                        .cloned()
-                    {
-                        self.announce_deleted(&dr, &o);
-                    }
-                }
-            }
-        }
+        // Dependents are left to a garbage collector (a client: kube-apiserver has none).
     }
 
     /// Deletes an object (`propagationPolicy` `Background` — the default —, `Foreground` or
     /// `Orphan`): at once, answering a `Status` of `Success`; or, while finalizers remain,
     /// by setting `deletionTimestamp` and answering the object. `Foreground` and `Orphan`
-    /// add the `foregroundDeletion` / `orphan` finalizer that the garbage collector removes;
-    /// with `gc` (a cluster with controllers) that happens at once, without it (an API server
-    /// alone, as the recorded corpus) the object stays until someone removes the finalizer.
+    /// add the `foregroundDeletion` / `orphan` finalizer that the garbage collector removes
+    /// (an API server alone, as the recorded corpus: the object stays until a client such as
+    /// `kube-standin` removes the finalizer).
     /// Source: `apiserver/pkg/registry/generic/registry/store.go` (`Delete`,
     /// `updateForGracefulDeletionAndFinalizers`).
     ///
@@ -1130,7 +1079,6 @@ impl Store {
         name: &str,
         dry_run: bool,
         policy: Option<&str>,
-        gc: bool,
     ) -> Result<Json, ApiError> {
         let key = key_of(r, ns, name);
         let gc_finalizer = match policy {
@@ -1150,9 +1098,9 @@ impl Store {
             return Err(ApiError::not_found(r, name));
         };
         let orphan = policy == Some("Orphan");
-        // Without a namespace controller (no simulator, as the recording), a Namespace with
-        // spec.finalizers goes Terminating and stays until PUT .../finalize empties them.
-        if r.kind == "Namespace" && !gc && !dry_run {
+        // Without a namespace controller (as the recording), a Namespace with spec.finalizers
+        // goes Terminating and stays until PUT .../finalize empties them.
+        if r.kind == "Namespace" && !dry_run {
             let finalizers = obj
                 .pointer("/spec/finalizers")
                 .and_then(Json::as_array)
@@ -1166,7 +1114,7 @@ impl Store {
                 return Ok(self.present(r, &obj));
             }
         }
-        if let (Some(f), false) = (gc_finalizer, gc) {
+        if let Some(f) = gc_finalizer {
             if r.kind != "Namespace" {
                 let list = obj["metadata"]["finalizers"]
                     .as_array()
@@ -1352,37 +1300,6 @@ impl Store {
             out["metadata"]["resourceVersion"] = rv_before;
         }
         Ok(out)
-    }
-
-    /// Writes `status` directly (the simulator's controller writes), bumping resourceVersion.
-    pub fn set_status(&mut self, group: &str, plural: &str, ns: &str, name: &str, status: Json) {
-        let key = (
-            group.to_string(),
-            plural.to_string(),
-            ns.to_string(),
-            name.to_string(),
-        );
-        let rv = self.rv + 1;
-        let Some(o) = self.objects.get_mut(&key) else {
-            return;
-        };
-        if o.get("status") == Some(&status) {
-            return;
-        }
-        let before = o.clone();
-        o["status"] = status;
-        o["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let snapshot = o.clone();
-        self.rv = rv;
-        if let Some(r) = self
-            .resources
-            .iter()
-            .find(|x| x.group == group && x.plural == plural)
-            .cloned()
-        {
-            let (now, prev) = (self.present(&r, &snapshot), self.present(&r, &before));
-            self.announce("MODIFIED", &r, now, Some(prev));
-        }
     }
 }
 

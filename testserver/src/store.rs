@@ -545,6 +545,15 @@ impl Store {
             (Write::Apply { .. }, Some(old)) => old.clone(),
             (_, None) => return Err(ApiError::not_found(r, name)),
         };
+        // The new object's resourceVersion and uid are the write's preconditions: the PUT
+        // body's, the patched object's, the applied configuration's (concurrency.rs).
+        let (requested_rv, requested_uid) = {
+            let source = match how {
+                Write::Replace | Write::Apply { .. } => &body,
+                _ => &obj,
+            };
+            (meta(source, "resourceVersion"), meta(source, "uid"))
+        };
         // Server-side apply: conflicts, removal of fields the manager stopped applying, merge.
         let mut managed = existing
             .as_ref()
@@ -552,7 +561,17 @@ impl Store {
             .and_then(Json::as_array)
             .cloned()
             .unwrap_or_default();
+        // Managed fields an update sends are taken as sent (managedfields.rs).
+        let sent = match how {
+            Write::Apply { .. } => None,
+            Write::Create | Write::Replace => crate::managedfields::from_request(&body),
+            _ => crate::managedfields::from_request(&obj),
+        };
+        if let Some(sent) = sent {
+            managed = sent;
+        }
         if let Write::Apply { force } = how {
+            crate::managedfields::check_apply_body(&body)?;
             let mut typing: Vec<String> =
                 schema::unknown_fields(&r.group_version(), &r.kind, &body, r.schema.as_ref())
                     .iter()
@@ -695,16 +714,24 @@ impl Store {
                     e["fieldsV1"] = ssa::to_fields_v1(&owned);
                 }
             }
-            managed.retain(|e| {
-                !(e["manager"] == json!(opts.manager)
-                    && e["operation"] == json!("Apply")
-                    && (e.get("subresource").is_some() == opts.status))
-            });
-            let mut entry = json!({"manager": opts.manager, "operation": "Apply", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&applied_set)});
-            if opts.status {
-                entry["subresource"] = json!("status");
-            }
-            managed.push(entry);
+            let mine =
+                |e: &Json| crate::managedfields::is_entry(e, &opts.manager, "Apply", opts.status);
+            // The entry keeps the time it had; it is restamped only if the apply changes the
+            // object (below).
+            let apply_time = managed
+                .iter()
+                .find(|e| mine(e))
+                .and_then(|e| e.get("time"))
+                .cloned();
+            managed.retain(|e| !mine(e));
+            managed.push(crate::managedfields::entry(
+                &opts.manager,
+                "Apply",
+                &r.group_version(),
+                apply_time.as_ref(),
+                ssa::to_fields_v1(&applied_set),
+                opts.status,
+            ));
         }
         // A status write changes status only; a main-resource write of a kind with a status
         // subresource leaves status alone (the registries' status strategies,
@@ -755,6 +782,20 @@ impl Store {
                     FieldValidation::Ignore => {}
                 }
                 schema::prune(&mut obj, &unknown);
+            }
+        }
+        // Optimistic concurrency, checked before anything else the store does (validation,
+        // change detection): GuaranteedUpdate in generic/registry/store.go.
+        if let Some(old) = &existing {
+            crate::concurrency::check_update_uid(r, ns, name, &requested_uid, &meta(old, "uid"))?;
+            crate::concurrency::check_resource_version(
+                r,
+                name,
+                &requested_rv,
+                &meta(old, "resourceVersion"),
+            )?;
+            if obj["metadata"].is_object() {
+                obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
             }
         }
         // Identity and bookkeeping.
@@ -860,29 +901,46 @@ impl Store {
                     .unwrap_or_default();
                 mine.extend(changed);
                 managed.retain(|e| !same(e));
-                let mut entry = json!({"manager": opts.manager, "operation": "Update", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&mine)});
-                if opts.status {
-                    entry["subresource"] = json!("status");
-                }
-                managed.push(entry);
+                // The operation took fields: the entry is stamped now.
+                managed.push(crate::managedfields::entry(
+                    &opts.manager,
+                    "Update",
+                    &r.group_version(),
+                    Some(&json!(now())),
+                    ssa::to_fields_v1(&mine),
+                    opts.status,
+                ));
             }
         }
         managed.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
-        managed.sort_by_key(|e| {
-            (
-                e["operation"].as_str() != Some("Apply"),
-                e["manager"].as_str().unwrap_or("").to_string(),
-            )
-        });
-        // Unchanged object: no write, same resourceVersion.
-        if let Some(old) = &existing {
-            let mut a = old.clone();
-            let mut b = obj.clone();
-            for x in [&mut a, &mut b] {
+        // An apply that changed the object stamps its entry (managedfieldsupdater.go).
+        let object_changed = existing.as_ref().is_none_or(|old| {
+            let strip = |x: &Json| {
+                let mut x = x.clone();
                 if let Some(m) = x.get_mut("metadata").and_then(Json::as_object_mut) {
                     m.remove("managedFields");
                 }
+                x
+            };
+            strip(old) != strip(&obj)
+        });
+        if matches!(how, Write::Apply { .. }) && object_changed {
+            for e in managed.iter_mut() {
+                if crate::managedfields::is_entry(e, &opts.manager, "Apply", opts.status) {
+                    *e = crate::managedfields::entry(
+                        &opts.manager,
+                        "Apply",
+                        &r.group_version(),
+                        Some(&json!(now())),
+                        e["fieldsV1"].clone(),
+                        opts.status,
+                    );
+                }
             }
+        }
+        crate::managedfields::sort(&mut managed);
+        // Unchanged object: no write, same resourceVersion.
+        if let Some(old) = &existing {
             let old_sets: Vec<(String, FieldSet)> = old
                 .pointer("/metadata/managedFields")
                 .and_then(Json::as_array)
@@ -906,7 +964,10 @@ impl Store {
                     )
                 })
                 .collect();
-            if a == b && old_sets == new_sets {
+            let (mut old_sets, mut new_sets) = (old_sets, new_sets);
+            old_sets.sort();
+            new_sets.sort();
+            if !object_changed && old_sets == new_sets {
                 return Ok(Written {
                     object: self.present(r, old),
                     created: false,
@@ -923,7 +984,17 @@ impl Store {
                     }
                     x
                 };
+                // A Deployment's annotations count too: they are copied to its ReplicaSets
+                // (pkg/registry/apps/deployment/strategy.go PrepareForUpdate).
+                let annotations = |x: &Json| {
+                    x.pointer("/metadata/annotations")
+                        .filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
+                        .cloned()
+                };
                 strip(old) != strip(&obj)
+                    || (r.kind == "Deployment"
+                        && r.group == "apps"
+                        && annotations(old) != annotations(&obj))
             };
             if let Some(gen) = old.pointer("/metadata/generation").and_then(Json::as_i64) {
                 obj["metadata"]["generation"] = json!(if spec_changed { gen + 1 } else { gen });
@@ -950,6 +1021,7 @@ impl Store {
                     | "Service"
                     | "Endpoints"
                     | "Event"
+                    | "Lease"
             ) {
                 obj["metadata"]["generation"] = json!(1);
             }

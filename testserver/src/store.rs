@@ -118,9 +118,10 @@ pub fn meta(o: &Json, field: &str) -> String {
 }
 
 fn key_of(r: &ApiResource, ns: &str, name: &str) -> Key {
+    let (group, plural) = crate::events::storage_resource(&r.group, &r.plural);
     (
-        r.group.clone(),
-        r.plural.clone(),
+        group.to_string(),
+        plural.to_string(),
         if r.namespaced {
             ns.to_string()
         } else {
@@ -304,8 +305,9 @@ impl Store {
 
     /// The object as served at the resource's version.
     fn present(&self, r: &ApiResource, o: &Json) -> Json {
-        let mut o = o.clone();
+        let mut o = crate::events::convert(o, r);
         o["apiVersion"] = json!(r.group_version());
+        crate::events::fill_unset(&mut o, r);
         o
     }
 
@@ -316,9 +318,10 @@ impl Store {
         ns: &str,
         selector: &Option<kustomize_rs::transformers::select::LabelSelector>,
     ) -> Vec<Json> {
+        let (group, plural) = crate::events::storage_resource(&r.group, &r.plural);
         self.objects
             .iter()
-            .filter(|(k, _)| k.0 == r.group && k.1 == r.plural && (ns.is_empty() || k.2 == ns))
+            .filter(|(k, _)| k.0 == group && k.1 == plural && (ns.is_empty() || k.2 == ns))
             .filter(|(_, o)| selector.as_ref().is_none_or(|s| s.matches(&labels(o))))
             .map(|(_, o)| self.present(r, o))
             .collect()
@@ -420,6 +423,10 @@ impl Store {
         if r.namespaced && ns.is_empty() {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request".into()));
         }
+        // The typed decoder refuses bad times and Secret data first (decode.rs).
+        if matches!(how, Write::Create | Write::Replace) {
+            crate::decode::check(r, &body)?;
+        }
         if r.namespaced
             && ns != "default"
             && !self.objects.contains_key(&(
@@ -437,7 +444,9 @@ impl Store {
             });
         }
         let key = key_of(r, ns, name);
-        let existing = self.objects.get(&key).cloned();
+        // In the representation of the version written (an Event may have been stored
+        // through the other one).
+        let existing = self.objects.get(&key).map(|o| crate::events::convert(o, r));
         // A terminating namespace takes no new objects; existing ones may still change
         // (k8s.io/apiserver plugin/pkg/admission/namespace/lifecycle).
         if r.namespaced && existing.is_none() && self.terminating(ns) {
@@ -545,6 +554,8 @@ impl Store {
             (Write::Apply { .. }, Some(old)) => old.clone(),
             (_, None) => return Err(ApiError::not_found(r, name)),
         };
+        // What an Event is served with but never stored (events.rs).
+        crate::events::strip_unset(&mut obj, r);
         // The new object's resourceVersion and uid are the write's preconditions: the PUT
         // body's, the patched object's, the applied configuration's (concurrency.rs).
         let (requested_rv, requested_uid) = {
@@ -824,7 +835,7 @@ impl Store {
         };
         apply_defaults(&r.kind, &mut obj, &mut next_ip);
         ssa::drop_empty(&mut obj, &pos);
-        crate::validate::validate(r, &obj)?;
+        crate::validate::validate(r, existing.as_ref(), &obj)?;
         if let Some(old) = &existing {
             if let Some((field, reason, msg)) = immutable_violation(&r.kind, old, &obj) {
                 let mut d = details(r, name);

@@ -925,11 +925,23 @@ impl Store {
         }
         managed.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
         // An apply that changed the object stamps its entry (managedfieldsupdater.go).
+        // The server-kept metadata (restored from the stored object below, as `BeforeUpdate`
+        // does) is no change either.
         let object_changed = existing.as_ref().is_none_or(|old| {
             let strip = |x: &Json| {
                 let mut x = x.clone();
                 if let Some(m) = x.get_mut("metadata").and_then(Json::as_object_mut) {
-                    m.remove("managedFields");
+                    for k in [
+                        "managedFields",
+                        "uid",
+                        "creationTimestamp",
+                        "generation",
+                        "resourceVersion",
+                        "deletionTimestamp",
+                        "deletionGracePeriodSeconds",
+                    ] {
+                        m.remove(k);
+                    }
                 }
                 x
             };
@@ -1017,6 +1029,13 @@ impl Store {
             }
             if let Some(dt) = old.pointer("/metadata/deletionTimestamp") {
                 obj["metadata"]["deletionTimestamp"] = dt.clone();
+            }
+            // rest/update.go BeforeUpdate: grace period seconds cannot be removed either.
+            if let (Some(g), None) = (
+                old.pointer("/metadata/deletionGracePeriodSeconds"),
+                obj.pointer("/metadata/deletionGracePeriodSeconds"),
+            ) {
+                obj["metadata"]["deletionGracePeriodSeconds"] = g.clone();
             }
         } else {
             if !matches!(

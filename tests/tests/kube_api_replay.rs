@@ -28,7 +28,8 @@ async fn recorded_scenarios_replay_against_the_test_server() {
         .flat_map(|d| std::fs::read_dir(d).expect("scenario directory"))
         .filter_map(|e| {
             let p = e.ok()?.path();
-            (p.extension()? == "json").then(|| p.file_stem()?.to_string_lossy().into_owned())
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension()? == "json").then_some(stem)
         })
         .collect();
     expected.sort();

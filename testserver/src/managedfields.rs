@@ -11,6 +11,7 @@
 //!   when the operation took fields (the object changed under it); an apply stamps it only
 //!   when structured-merge-diff returned a changed object (a no-op apply adds or reshapes the
 //!   manager's entry without touching `time`; an entry that never changed anything has none).
+//! - `lastappliedupdater.go`: see [`sync_last_applied`].
 //! - `managedfields.go` (`sortEncodedManagedFields`): entries are ordered by operation
 //!   (`Apply` < `Update`), then `time` in whole seconds (none counts as 0), then manager,
 //!   apiVersion and subresource.
@@ -43,6 +44,36 @@ pub fn check_apply_body(body: &Json) -> Result<(), ApiError> {
             "metadata.managedFields must be nil".into(),
         )),
     }
+}
+
+/// `kubectl.kubernetes.io/last-applied-configuration`.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `lastappliedupdater.go`: a server-side apply by the manager `kubectl` onto an object that
+/// carries the client-side apply annotation (`result`, after the merge) rewrites it to the
+/// applied configuration (`applied`, without that annotation; Go's JSON, keys sorted), so a
+/// later client-side apply diffs against what was server-side applied.
+pub fn sync_last_applied(manager: &str, applied: &Json, result: &mut Json) {
+    let has = result
+        .pointer("/metadata/annotations")
+        .and_then(Json::as_object)
+        .is_some_and(|a| a.contains_key(LAST_APPLIED));
+    if manager != "kubectl" || !has {
+        return;
+    }
+    let mut last = applied.clone();
+    if let Some(a) = last
+        .pointer_mut("/metadata/annotations")
+        .and_then(Json::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            if let Some(m) = last["metadata"].as_object_mut() {
+                m.remove("annotations");
+            }
+        }
+    }
+    result["metadata"]["annotations"][LAST_APPLIED] = json!(crate::defaults::go_json(Some(&last)));
 }
 
 /// A managed-fields entry in kube-apiserver's key order; `time` is left out when `None`.
@@ -144,6 +175,26 @@ mod tests {
             (e.code, e.message.as_str()),
             (400, "metadata.managedFields must be nil")
         );
+    }
+
+    #[test]
+    fn kubectl_applies_keep_the_client_side_annotation_in_step() {
+        let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "old"}}, "data": {"b": "2", "a": "1"}});
+        let mut result = applied.clone();
+        sync_last_applied("kubectl", &applied, &mut result);
+        assert_eq!(
+            result["metadata"]["annotations"][LAST_APPLIED],
+            r#"{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap","metadata":{"name":"c"}}"#
+        );
+        // Other managers, or objects without the annotation, are left alone.
+        let mut other = applied.clone();
+        sync_last_applied("stackwave", &applied, &mut other);
+        assert_eq!(other, applied);
+        let bare = json!({"metadata": {"name": "c"}});
+        let mut r = bare.clone();
+        sync_last_applied("kubectl", &bare, &mut r);
+        assert_eq!(r, bare);
     }
 
     #[test]

@@ -714,6 +714,7 @@ impl Store {
                 }
             }
             ssa::merge_object(&mut obj, &applied, &pos);
+            crate::managedfields::sync_last_applied(&opts.manager, &body, &mut obj);
             // Ownership: this manager owns what it applied; forced fields leave other managers.
             for e in managed.iter_mut() {
                 if e["manager"] == json!(opts.manager) && e["operation"] == json!("Apply") {

@@ -69,6 +69,17 @@ pub fn convert(obj: &Json, r: &ApiResource) -> Json {
     o
 }
 
+/// `obj` as `r` serves it: an Event converted and filled ([`convert`], [`fill_unset`]),
+/// anything else borrowed as it is.
+pub fn served_as<'a>(obj: &'a Json, r: &ApiResource) -> std::borrow::Cow<'a, Json> {
+    if !is_event(r) {
+        return std::borrow::Cow::Borrowed(obj);
+    }
+    let mut o = convert(obj, r);
+    fill_unset(&mut o, r);
+    std::borrow::Cow::Owned(o)
+}
+
 /// The fields Go always serializes, as an Event of `r` is served.
 pub fn fill_unset(o: &mut Json, r: &ApiResource) {
     if !is_event(r) {

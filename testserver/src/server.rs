@@ -888,11 +888,9 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
         Ok(l) => l,
         Err(e) => return error(e),
     };
-    let (group, plural, ns) = (
-        t.resource.group.clone(),
-        t.resource.plural.clone(),
-        t.ns.clone(),
-    );
+    let (group, plural) = crate::events::storage_resource(&t.resource.group, &t.resource.plural);
+    let (group, plural, ns) = (group.to_string(), plural.to_string(), t.ns.clone());
+    let watched = t.resource.clone();
     let selects = move |o: &Json| -> bool {
         let ons = o
             .pointer("/metadata/namespace")
@@ -913,15 +911,20 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
         if ev.resource != (group.clone(), plural.clone()) {
             return None;
         }
-        let now = selects(&ev.object);
-        match (ev.kind, now, ev.prev.as_ref().map(selects)) {
-            ("MODIFIED", true, Some(false)) => Some(("ADDED", ev.object.clone())),
+        let object = crate::events::served_as(&ev.object, &watched);
+        let prev = ev
+            .prev
+            .as_ref()
+            .map(|p| crate::events::served_as(p, &watched));
+        let now = selects(&object);
+        match (ev.kind, now, prev.as_deref().map(selects)) {
+            ("MODIFIED", true, Some(false)) => Some(("ADDED", object.into_owned())),
             ("MODIFIED", false, Some(true)) => {
-                let mut gone = ev.prev.clone().unwrap_or(Json::Null);
+                let mut gone = prev.map(|p| p.into_owned()).unwrap_or(Json::Null);
                 gone["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
                 Some(("DELETED", gone))
             }
-            (kind, true, _) => Some((kind, ev.object.clone())),
+            (kind, true, _) => Some((kind, object.into_owned())),
             _ => None,
         }
     };
@@ -948,7 +951,10 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
             json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata}})
         )
     };
-    let resource = (t.resource.group.clone(), t.resource.plural.clone());
+    let resource = {
+        let (g, p) = crate::events::storage_resource(&t.resource.group, &t.resource.plural);
+        (g.to_string(), p.to_string())
+    };
     let (initial, mut rx, mut type_rv, watch_rv, end_bookmark) = {
         let Ok(store) = app.store.lock() else {
             return respond(500, &json!({}));

@@ -86,7 +86,8 @@ impl ApiError {
 pub struct Event {
     /// `ADDED`, `MODIFIED`, `DELETED`.
     pub kind: &'static str,
-    /// Resource (group, plural).
+    /// Resource (group, plural) as stored: events.k8s.io Events are core Events
+    /// (`events::storage_resource`); `object` is in the version it was written with.
     pub resource: (String, String),
     /// The object after the change (for `DELETED`: as last stored, with the deletion's
     /// resourceVersion).
@@ -372,9 +373,10 @@ impl Store {
         // history would otherwise hold two copies of every changed object).
         let labels = "/metadata/labels";
         let prev = prev.filter(|p| p.pointer(labels) != object.pointer(labels));
+        let (group, plural) = crate::events::storage_resource(&r.group, &r.plural);
         let ev = Event {
             kind,
-            resource: (r.group.clone(), r.plural.clone()),
+            resource: (group.to_string(), plural.to_string()),
             object,
             prev,
             rv,

@@ -259,3 +259,36 @@ async fn field_selectors_follow_each_resource_s_conversion() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_core_events_watch_sees_events_api_writes_in_core_form() {
+    let s = server().await;
+    let before = configmap(&s.url, "anchor", "x").await;
+    let rv = before["metadata"]["resourceVersion"].as_str().unwrap();
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000001Z", "reportingController": "example.com/c",
+        "reportingInstance": "i", "action": "A", "reason": "R", "type": "Normal", "note": "hi",
+        "regarding": {"kind": "ConfigMap", "namespace": "default", "name": "anchor"}});
+    let (code, text) = request(
+        &s.url,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        Some(&ev),
+    )
+    .await;
+    assert_eq!(code, 201, "{text}");
+    let (_, body) = request(
+        &s.url,
+        "GET",
+        &format!("/api/v1/namespaces/default/events?watch=1&timeoutSeconds=1&resourceVersion={rv}&fieldSelector=involvedObject.name%3Danchor"),
+        None,
+    )
+    .await;
+    let events = lines(&body);
+    assert_eq!(events.len(), 1, "{body}");
+    let o = &events[0]["object"];
+    assert_eq!(
+        (&o["apiVersion"], &o["message"], &o["source"]),
+        (&json!("v1"), &json!("hi"), &json!({}))
+    );
+}

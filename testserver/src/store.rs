@@ -839,6 +839,11 @@ impl Store {
         apply_defaults(&r.kind, &mut obj, &mut next_ip);
         ssa::drop_empty(&mut obj, &pos);
         crate::validate::validate(r, existing.as_ref(), &obj)?;
+        warnings.extend(crate::validate::finalizer_warnings(
+            r,
+            existing.as_ref(),
+            &obj,
+        ));
         if let Some(old) = &existing {
             if let Some((field, reason, msg)) = immutable_violation(&r.kind, old, &obj) {
                 let mut d = details(r, name);

@@ -370,6 +370,40 @@ fn finalizer_causes(old: Option<&Json>, obj: &Json) -> Vec<Cause> {
     out
 }
 
+/// `Warning`s for the finalizers a write of a custom resource adds that are not
+/// domain-qualified (apiextensions-apiserver `pkg/registry/customresource/strategy.go`
+/// `generateWarningsFromObj`, `validateKubeFinalizerName`): names without a `/` other than
+/// the standard `kubernetes`, `orphan` and `foregroundDeletion`.
+pub fn finalizer_warnings(r: &ApiResource, old: Option<&Json>, obj: &Json) -> Vec<String> {
+    if r.schema.is_none() {
+        return Vec::new();
+    }
+    let list = |o: Option<&Json>| -> Vec<String> {
+        o.and_then(|o| o.pointer("/metadata/finalizers"))
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = list(old);
+    list(Some(obj))
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .filter(|f| !f.contains('/') && !matches!(f.as_str(), "kubernetes" | "orphan" | "foregroundDeletion"))
+        .map(|f| {
+            let hint = if f.contains('.') {
+                "prefer a domain-qualified finalizer name including a path (/) to avoid accidental conflicts with other finalizer writers"
+            } else {
+                "prefer a domain-qualified finalizer name to avoid accidental conflicts with other finalizer writers"
+            };
+            format!("metadata.finalizers: {}: {hint}", quoted(&f))
+        })
+        .collect()
+}
+
 /// `IsConfigMapKey` (apimachinery `pkg/util/validation/validation.go`).
 fn config_map_key(k: &str) -> Vec<String> {
     static KEY: LazyLock<Regex> =
@@ -556,5 +590,55 @@ pub fn invalid_error(group: &str, kind: &str, name: &str, c: &[Cause]) -> ApiErr
         reason: "Invalid",
         message: format!("{qualified} {} is invalid: {list}", quoted(name)),
         details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_resources_get_warnings_for_unqualified_new_finalizers() {
+        let mut r = crate::resources::builtin()
+            .into_iter()
+            .find(|r| r.kind == "ConfigMap")
+            .expect("configmaps");
+        let obj = json!({"metadata": {"finalizers": ["kubernetes", "example.com/ok", "cleanup", "finalizers.example.com", "old"]}});
+        // Builtin kinds: none.
+        assert!(finalizer_warnings(&r, None, &obj).is_empty());
+        r.schema = Some(json!({"type": "object"}));
+        let old = json!({"metadata": {"finalizers": ["old"]}});
+        assert_eq!(
+            finalizer_warnings(&r, Some(&old), &obj),
+            [
+                "metadata.finalizers: \"cleanup\": prefer a domain-qualified finalizer name to avoid accidental conflicts with other finalizer writers",
+                "metadata.finalizers: \"finalizers.example.com\": prefer a domain-qualified finalizer name including a path (/) to avoid accidental conflicts with other finalizer writers",
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_errors_aggregate_distinct_messages() {
+        let c = vec![
+            invalid("reason", "\"x\"", "field is immutable"),
+            invalid("reason", "\"x\"", "field is immutable"),
+        ];
+        let e = invalid_error("", "Event", "e", &c);
+        assert_eq!(
+            e.message,
+            "Event \"e\" is invalid: reason: Invalid value: \"x\": field is immutable"
+        );
+        assert_eq!(e.details["causes"].as_array().map(Vec::len), Some(2));
+        let e = invalid_error(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            &[required("a"), required("b")],
+        );
+        assert_eq!(
+            e.message,
+            "ListOptions.meta.k8s.io \"\" is invalid: [a: Required value, b: Required value]"
+        );
+        assert!(e.details.get("name").is_none());
     }
 }

@@ -11,6 +11,9 @@
 //! - A Secret's `data` values are `[]byte`, base64 in JSON: an invalid one is Go's
 //!   `encoding/base64` `CorruptInputError` (`illegal base64 data at input byte N`).
 //!
+//! A patch's result is decoded the same way, and a failure is a 422 on `patch` instead
+//! ([`check_patched`]); server-side apply bodies are not decoded here.
+//!
 //! The time errors are Go's `time.ParseError` texts (`parsing time "V" as "LAYOUT": cannot
 //! parse "REST" as "ELEMENT"`).
 
@@ -141,42 +144,63 @@ pub fn check_base64(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What the typed decoder would fail on in `obj` (see the module docs): its error text.
+fn decode_error(r: &ApiResource, obj: &Json) -> Option<String> {
+    if r.schema.is_some() {
+        return None;
+    }
+    let gv = r.group_version();
+    for (ty, micro) in [(MICRO_TIME, true), (TIME, false)] {
+        for (_, v) in schema::values_of_type(&gv, &r.kind, obj, ty) {
+            if let Some(e) = v.as_str().and_then(|s| parse_time(s, micro).err()) {
+                return Some(e);
+            }
+        }
+    }
+    if r.kind == "Secret" && r.group.is_empty() {
+        for v in obj["data"].as_object().into_iter().flat_map(|m| m.values()) {
+            if let Some(e) = v.as_str().and_then(|s| check_base64(s).err()) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
 /// Decodes a create/update body of `r` the way the typed decoder would, refusing bad times
 /// and Secret data (see the module docs).
 ///
 /// # Errors
 /// The 400 [`ApiError`].
 pub fn check(r: &ApiResource, body: &Json) -> Result<(), ApiError> {
-    if r.schema.is_some() {
-        return Ok(());
-    }
-    let fail = |e: String| {
-        ApiError::bad_request(format!(
+    match decode_error(r, body) {
+        None => Ok(()),
+        Some(e) => Err(ApiError::bad_request(format!(
             "{kind} in version {:?} cannot be handled as a {kind}: {e}",
             r.version,
             kind = r.kind
-        ))
-    };
-    let gv = r.group_version();
-    for (ty, micro) in [(MICRO_TIME, true), (TIME, false)] {
-        for (_, v) in schema::values_of_type(&gv, &r.kind, body, ty) {
-            if let Some(s) = v.as_str() {
-                parse_time(s, micro).map_err(fail)?;
-            }
+        ))),
+    }
+}
+
+/// The same for the object a merge, strategic merge or JSON patch produced: the patcher
+/// reports the decode failure as a 422 on the field `patch` whose value is the patched
+/// object (k8s.io/apiserver `pkg/endpoints/handlers/patch.go`, `applyPatchToCurrentObject`:
+/// `errors.NewInvalid(schema.GroupKind{}, "", field.Invalid(field.NewPath("patch"), ...))`).
+/// The value is printed as compact JSON with sorted keys, which is what Go prints for JSON
+/// and merge patches up to key order (a strategic merge patch prints a Go map instead).
+///
+/// # Errors
+/// The 422 [`ApiError`].
+pub fn check_patched(r: &ApiResource, patched: &Json) -> Result<(), ApiError> {
+    match decode_error(r, patched) {
+        None => Ok(()),
+        Some(e) => {
+            let value = crate::validate::quoted(&crate::defaults::go_json(Some(patched)));
+            let cause = crate::validate::invalid("patch", &value, &e);
+            Err(crate::validate::invalid_error("", "", "", &[cause]))
         }
     }
-    if r.kind == "Secret" && r.group.is_empty() {
-        for v in body["data"]
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-        {
-            if let Some(s) = v.as_str() {
-                check_base64(s).map_err(fail)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -236,6 +260,31 @@ mod tests {
             check_base64("a=bc").unwrap_err(),
             "illegal base64 data at input byte 1"
         );
+    }
+
+    #[test]
+    fn patches_producing_bad_times_are_422s_on_the_patch() {
+        let events = crate::resources::builtin()
+            .into_iter()
+            .find(|r| r.group == "events.k8s.io")
+            .expect("events");
+        let patched = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "series": {"count": 2, "lastObservedTime": "2026-01-01T00:00:00Z"}});
+        let e = check_patched(&events, &patched).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message
+                .starts_with(" \"\" is invalid: patch: Invalid value: \"{"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.ends_with(r#"cannot parse "Z" as ".000000""#),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.details["causes"][0]["field"], "patch");
+        assert!(e.details.get("kind").is_none());
     }
 
     #[test]

@@ -425,7 +425,8 @@ impl Store {
         if r.namespaced && ns.is_empty() {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request".into()));
         }
-        // The typed decoder refuses bad times and Secret data first (decode.rs).
+        // The typed decoder refuses bad times and Secret data first (decode.rs); a patch's
+        // result is decoded once patched.
         if matches!(how, Write::Create | Write::Replace) {
             crate::decode::check(r, &body)?;
         }
@@ -556,6 +557,12 @@ impl Store {
             (Write::Apply { .. }, Some(old)) => old.clone(),
             (_, None) => return Err(ApiError::not_found(r, name)),
         };
+        if matches!(
+            how,
+            Write::MergePatch | Write::StrategicMergePatch | Write::JsonPatch
+        ) {
+            crate::decode::check_patched(r, &obj)?;
+        }
         // What an Event is served with but never stored (events.rs).
         crate::events::strip_unset(&mut obj, r);
         // The new object's resourceVersion and uid are the write's preconditions: the PUT
@@ -839,6 +846,9 @@ impl Store {
         apply_defaults(&r.kind, &mut obj, &mut next_ip);
         ssa::drop_empty(&mut obj, &pos);
         crate::validate::validate(r, existing.as_ref(), &obj)?;
+        if existing.is_none() && !opts.dry_run {
+            crate::concurrency::check_create(&requested_rv)?;
+        }
         warnings.extend(crate::validate::finalizer_warnings(
             r,
             existing.as_ref(),

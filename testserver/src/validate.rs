@@ -553,7 +553,7 @@ fn kind_causes(r: &ApiResource, old: Option<&Json>, obj: &Json) -> Vec<Cause> {
 /// (k8s.io/apimachinery `pkg/api/errors/errors.go`): every cause in `details.causes`, the
 /// message `Kind.group "name" is invalid: ` followed by the aggregate of the distinct cause
 /// texts (`field.ErrorList.ToAggregate`: one as is, several as `[a, b]`); `details.group`
-/// only for a non-core group.
+/// only for a non-core group (`name`, `group` and `kind` are omitempty).
 pub fn invalid_error(group: &str, kind: &str, name: &str, c: &[Cause]) -> ApiError {
     let qualified = if group.is_empty() {
         kind.to_string()
@@ -580,7 +580,9 @@ pub fn invalid_error(group: &str, kind: &str, name: &str, c: &[Cause]) -> ApiErr
     if !group.is_empty() {
         details["group"] = json!(group);
     }
-    details["kind"] = json!(kind);
+    if !kind.is_empty() {
+        details["kind"] = json!(kind);
+    }
     details["causes"] = c
         .iter()
         .map(|(f, reason, m)| json!({"reason": reason, "message": m, "field": f}))

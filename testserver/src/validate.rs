@@ -313,6 +313,18 @@ pub(crate) fn required(field: &str) -> Cause {
     (field.into(), "FieldValueRequired", "Required value".into())
 }
 
+/// `metadata.finalizers` of an object (none for no object).
+fn finalizers_of(o: Option<&Json>) -> Vec<String> {
+    o.and_then(|o| o.pointer("/metadata/finalizers"))
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `metadata.finalizers`: each a qualified name (`ValidateFinalizers` →
 /// `ValidateFinalizerName`, apimachinery `pkg/api/validation/objectmeta.go`; the legacy
 /// standard names such as `kubernetes` or `orphan` pass as qualified names without a
@@ -320,16 +332,7 @@ pub(crate) fn required(field: &str) -> Cause {
 /// deleted, no finalizer that was not there before (`ValidateNoNewFinalizers`, from
 /// `ValidateObjectMetaUpdate`).
 fn finalizer_causes(old: Option<&Json>, obj: &Json) -> Vec<Cause> {
-    let list = |o: &Json| -> Vec<String> {
-        o.pointer("/metadata/finalizers")
-            .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|f| f.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |o: &Json| finalizers_of(Some(o));
     let field = "metadata.finalizers";
     let finalizers = list(obj);
     let mut out = Vec::new();
@@ -378,18 +381,8 @@ pub fn finalizer_warnings(r: &ApiResource, old: Option<&Json>, obj: &Json) -> Ve
     if r.schema.is_none() {
         return Vec::new();
     }
-    let list = |o: Option<&Json>| -> Vec<String> {
-        o.and_then(|o| o.pointer("/metadata/finalizers"))
-            .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|f| f.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let before = list(old);
-    list(Some(obj))
+    let before = finalizers_of(old);
+    finalizers_of(Some(obj))
         .into_iter()
         .filter(|f| !before.contains(f))
         .filter(|f| !f.contains('/') && !matches!(f.as_str(), "kubernetes" | "orphan" | "foregroundDeletion"))

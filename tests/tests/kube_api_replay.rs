@@ -1,26 +1,41 @@
-//! The recorded kube-apiserver v1.36 behaviour (`../shared/corpus/kube-api`) replayed with
-//! `../shared/tools/kube-api-replay` against the test server as `stackwave api-server` starts
-//! it (an API server alone, no stand-in): every scenario must match the real server exactly.
+//! The recorded kube-apiserver v1.36 behaviour (`../shared/corpus/kube-api`, both
+//! `scenarios/` and `scenarios-next/`) replayed with `../shared/tools/kube-api-replay` against
+//! the test server as `stackwave api-server` starts it (an API server alone, no stand-in):
+//! every scenario of both directories must be replayed and match the real server exactly.
 
 use stackwave_tests::shared_dir;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_scenarios_replay_against_the_test_server() {
     let Some(shared) = shared_dir() else {
-        eprintln!("skipped: ../shared is not present");
+        eprintln!("SKIPPED: ../shared is not present");
         return;
     };
     let server = kube_testserver::start().await.expect("test server");
     let out = std::env::temp_dir().join(format!("sw-replay-{}.json", std::process::id()));
     let url = server.url.clone();
     let tool = shared.join("tools/kube-api-replay");
+    let corpus = shared.join("corpus/kube-api");
+    let dirs = [corpus.join("scenarios"), corpus.join("scenarios-next")];
+    // The scenarios the corpus holds: each must be replayed and pass.
+    let mut expected: Vec<String> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).expect("scenario directory"))
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension()? == "json").then_some(stem)
+        })
+        .collect();
+    expected.sort();
     let out2 = out.clone();
     let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(tool)
-            .args(["--server", &url, "--json"])
-            .arg(&out2)
-            .output()
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(tool).args(["--server", &url, "--json"]).arg(&out2);
+        for d in &dirs {
+            cmd.arg("--scenarios").arg(d);
+        }
+        cmd.output()
     })
     .await
     .unwrap()
@@ -46,7 +61,20 @@ async fn recorded_scenarios_replay_against_the_test_server() {
         results.as_array().unwrap().len()
     );
     let all = results.as_array().unwrap();
-    assert!(all.len() >= 15, "only {} scenarios replayed", all.len());
+    let mut replayed: Vec<String> = all
+        .iter()
+        .filter_map(|r| r["scenario"].as_str().map(str::to_string))
+        .collect();
+    replayed.sort();
+    assert!(
+        expected.len() >= 20,
+        "only {} scenarios in the corpus",
+        expected.len()
+    );
+    assert_eq!(
+        replayed, expected,
+        "every scenario of both directories is replayed"
+    );
     for r in all {
         assert_eq!(r["passed"], true, "{}: {}", r["scenario"], r["failures"]);
     }

@@ -315,7 +315,7 @@ fn forbidden(field: &str, msg: &str) -> Option<Violation> {
 }
 
 /// Compact JSON with map keys sorted, as Go's `encoding/json` prints a value in a message.
-fn go_json(v: Option<&Json>) -> String {
+pub(crate) fn go_json(v: Option<&Json>) -> String {
     fn sort(v: &Json) -> Json {
         match v {
             Json::Object(m) => {

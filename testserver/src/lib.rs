@@ -11,8 +11,12 @@
 //!
 //! Where it still differs from a real kube-apiserver is listed in `README.md` next to this crate.
 
+pub mod concurrency;
+pub mod decode;
 pub mod defaults;
+pub mod events;
 pub mod listopts;
+pub mod managedfields;
 pub mod resources;
 pub mod schema;
 pub mod server;

@@ -5,8 +5,9 @@
 //! support only `metadata.name` and `metadata.namespace`).
 
 use crate::store::ApiError;
+use crate::validate::{invalid_error, Cause};
 use kustomize_rs::transformers::select::LabelSelector;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use std::collections::HashMap;
 
 /// One field requirement: (field, wanted value, equal?).
@@ -25,15 +26,96 @@ pub struct ListOpts {
     pub after: Option<String>,
 }
 
-fn invalid_list_options(message: &str) -> ApiError {
-    ApiError {
-        code: 422,
-        reason: "Invalid",
-        message: format!(
-            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: {message}"
+/// A `ListOptions` field error: (field, reason, message).
+fn forbidden(field: &str, message: &str) -> Cause {
+    (
+        field.to_string(),
+        "FieldValueForbidden",
+        format!("Forbidden: {message}"),
+    )
+}
+
+fn not_supported(field: &str, value: &str, supported: &[&str]) -> Cause {
+    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    (
+        field.to_string(),
+        "FieldValueNotSupported",
+        format!(
+            "Unsupported value: {value:?}: supported values: {}",
+            list.join(", ")
         ),
-        details: json!({"group": "meta.k8s.io", "kind": "ListOptions", "causes": [{"reason": "FieldValueForbidden", "message": format!("Forbidden: {message}"), "field": "resourceVersionMatch"}]}),
+    )
+}
+
+/// `ValidateListOptions` (k8s.io/apiserver `pkg/apis/meta/internalversion/validation/
+/// validation.go`): `resourceVersionMatch` and `sendInitialEvents` for a list
+/// (`watch` false) or a watch, every error of the request at once.
+fn list_option_errors(q: &HashMap<String, String>, watch: bool) -> Vec<Cause> {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    let (rvm, rv, cont) = (
+        get("resourceVersionMatch"),
+        get("resourceVersion"),
+        get("continue"),
+    );
+    let send_initial = q.contains_key("sendInitialEvents");
+    let m = "resourceVersionMatch";
+    let mut errs = Vec::new();
+    if watch {
+        if send_initial && rvm != "NotOlderThan" {
+            errs.push(forbidden(
+                m,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !rvm.is_empty() {
+            if !send_initial {
+                errs.push(forbidden(
+                    m,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if rvm != "NotOlderThan" {
+                errs.push(not_supported(m, rvm, &["NotOlderThan"]));
+            }
+            if !cont.is_empty() {
+                errs.push(forbidden(
+                    m,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+        return errs;
     }
+    if !rvm.is_empty() {
+        if rv.is_empty() {
+            errs.push(forbidden(
+                m,
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if !cont.is_empty() {
+            errs.push(forbidden(
+                m,
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+        if rvm != "Exact" && rvm != "NotOlderThan" {
+            errs.push(not_supported(m, rvm, &["Exact", "NotOlderThan", ""]));
+        }
+        if rvm == "Exact" && rv == "0" {
+            errs.push(forbidden(
+                m,
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+    }
+    if send_initial {
+        errs.push(forbidden(
+            "sendInitialEvents",
+            "sendInitialEvents is forbidden for list",
+        ));
+    }
+    errs
 }
 
 /// A label selector the real parser accepts: each requirement's value must not begin with
@@ -58,23 +140,22 @@ fn check_labels(s: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Parses the query of a collection request; `watch` selects the watch rules.
+/// Parses the query of a collection request; `watch` selects the watch rules; `selectors`
+/// are the resource's own field selectors (`ApiResource::field_selectors`: `None` for the
+/// default conversion, whose error lists only the metadata ones; a resource with its own
+/// conversion answers "field label not supported").
 ///
 /// # Errors
 /// 400 for malformed or unsupported selectors, 422 for `resourceVersionMatch` misuse.
-pub fn parse(q: &HashMap<String, String>, watch: bool) -> Result<ListOpts, ApiError> {
+pub fn parse(
+    q: &HashMap<String, String>,
+    watch: bool,
+    selectors: Option<&[(String, String)]>,
+) -> Result<ListOpts, ApiError> {
     let mut o = ListOpts::default();
-    if q.contains_key("resourceVersionMatch") {
-        if watch && !q.contains_key("sendInitialEvents") {
-            return Err(invalid_list_options(
-                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-            ));
-        }
-        if q.get("resourceVersion").is_none_or(|v| v.is_empty()) {
-            return Err(invalid_list_options(
-                "resourceVersionMatch is forbidden unless resourceVersion is provided",
-            ));
-        }
+    let errs = list_option_errors(q, watch);
+    if !errs.is_empty() {
+        return Err(invalid_error("meta.k8s.io", "ListOptions", "", &errs));
     }
     if let Some(s) = q.get("labelSelector").filter(|s| !s.is_empty()) {
         check_labels(s)?;
@@ -93,12 +174,23 @@ pub fn parse(q: &HashMap<String, String>, watch: bool) -> Result<ListOpts, ApiEr
                     "invalid selector: '{s}'; can't understand '{req}'"
                 )));
             };
-            if !matches!(f, "metadata.name" | "metadata.namespace") {
-                return Err(ApiError::bad_request(format!(
-                    "\"{f}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-                )));
-            }
-            o.fields.push((f.to_string(), v.to_string(), eq));
+            let path = match (f, selectors) {
+                ("metadata.name" | "metadata.namespace", _) => f.to_string(),
+                (_, None) => {
+                    return Err(ApiError::bad_request(format!(
+                        "\"{f}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )))
+                }
+                (_, Some(known)) => match known.iter().find(|(label, _)| label == f) {
+                    Some((_, path)) => path.clone(),
+                    None => {
+                        return Err(ApiError::bad_request(format!(
+                            "field label not supported: {f}"
+                        )))
+                    }
+                },
+            };
+            o.fields.push((path, v.to_string(), eq));
         }
     }
     o.limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);

@@ -27,6 +27,10 @@ pub struct ApiResource {
     pub schema: Option<Json>,
     /// The CRD version's `additionalPrinterColumns` (custom resources only).
     pub columns: Vec<Json>,
+    /// Field selectors the resource supports beyond `metadata.name`/`metadata.namespace`
+    /// (its field label conversion function), as `(label, dotted path in the object)`;
+    /// `None`: the default conversion (`DefaultMetaV1FieldSelectorConversion`).
+    pub field_selectors: Option<Vec<(String, String)>>,
 }
 
 impl ApiResource {
@@ -120,6 +124,15 @@ pub fn builtin() -> Vec<ApiResource> {
                 status,
                 schema: None,
                 columns: Vec::new(),
+                field_selectors: i.get("fields").and_then(Value::as_seq).map(|s| {
+                    s.iter()
+                        .filter_map(Value::scalar_string)
+                        .map(|f| match f.split_once('=') {
+                            Some((label, path)) => (label.to_string(), path.to_string()),
+                            None => (f.clone(), f),
+                        })
+                        .collect()
+                }),
             }
         })
         .collect()
@@ -164,6 +177,7 @@ pub fn from_crd(crd: &Json) -> Vec<ApiResource> {
                         .as_array()
                         .cloned()
                         .unwrap_or_default(),
+                    field_selectors: None,
                 })
                 .collect()
         })

@@ -90,6 +90,66 @@ pub fn unknown_fields(
     out
 }
 
+/// The values of a builtin object whose schema is definition `ty` (e.g.
+/// `io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime`), with their paths, in the object's order.
+/// Empty for kinds the field table does not know.
+pub fn values_of_type<'a>(
+    api_version: &str,
+    kind: &str,
+    obj: &'a Json,
+    ty: &str,
+) -> Vec<(Vec<Seg>, &'a Json)> {
+    fn walk<'a>(
+        v: &'a Json,
+        def: &str,
+        ty: &str,
+        path: &mut Vec<Seg>,
+        out: &mut Vec<(Vec<Seg>, &'a Json)>,
+    ) {
+        if def == ty {
+            out.push((path.clone(), v));
+            return;
+        }
+        match v {
+            Json::Array(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    path.push(Seg::Item(i));
+                    walk(it, def, ty, path, out);
+                    path.pop();
+                }
+            }
+            Json::Object(m) => {
+                let Some(fields) = tables().0.get(def) else {
+                    return;
+                };
+                for (k, c) in m {
+                    let Some(Some(t)) = fields.get(k.as_str()) else {
+                        continue;
+                    };
+                    path.push(Seg::Field(k.clone()));
+                    match t.strip_prefix('*') {
+                        Some(t) => {
+                            for (mk, mv) in c.as_object().into_iter().flatten() {
+                                path.push(Seg::Field(mk.clone()));
+                                walk(mv, t, ty, path, out);
+                                path.pop();
+                            }
+                        }
+                        None => walk(c, t, ty, path, out),
+                    }
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(def) = tables().1.get(&(api_version, kind)) {
+        walk(obj, def, ty, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
 fn builtin_walk(v: &Json, def: &str, path: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
     let (Some(fields), Json::Object(m)) = (tables().0.get(def), v) else {
         return; // opaque, or not an object

@@ -629,7 +629,8 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             watch(app, t, q).await
         }
         (Method::GET, None) => {
-            let lo = match crate::listopts::parse(&q, false) {
+            let lo = match crate::listopts::parse(&q, false, t.resource.field_selectors.as_deref())
+            {
                 Ok(l) => l,
                 Err(e) => return error(e),
             };
@@ -667,7 +668,8 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
         }
         (Method::DELETE, None) => {
             // deletecollection: every selected object is deleted; the answer lists them.
-            let lo = match crate::listopts::parse(&q, false) {
+            let lo = match crate::listopts::parse(&q, false, t.resource.field_selectors.as_deref())
+            {
                 Ok(l) => l,
                 Err(e) => return error(e),
             };
@@ -816,6 +818,17 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             let Ok(mut store) = app.store.lock() else {
                 return respond(500, &json!({}));
             };
+            // DeleteOptions.preconditions, checked against the stored object (concurrency.rs).
+            if let (Some(pre), Some(obj)) = (
+                b.get("preconditions").filter(|p| p.is_object()),
+                store.stored(&t.resource, &t.ns, n),
+            ) {
+                if let Err(e) =
+                    crate::concurrency::check_delete_preconditions(&t.resource, &t.ns, n, pre, obj)
+                {
+                    return error(e);
+                }
+            }
             match store.delete(&t.resource, &t.ns, n, dry_run, policy.as_deref()) {
                 Ok(o) => {
                     if t.resource.kind == "CustomResourceDefinition" && !dry_run {
@@ -853,16 +866,20 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
 /// when that history is gone. With a label or field selector, a change that moves an object
 /// into the selection is `ADDED` and one that moves it out is `DELETED` (the previous object
 /// with the change's resourceVersion; cacher.go `convertToWatchEvent`).
+///
+/// `sendInitialEvents=true` (with `resourceVersionMatch=NotOlderThan`, listopts.rs) is a
+/// streaming list: the selected objects as `ADDED` events in key order, then — with
+/// `allowWatchBookmarks=true` — a `BOOKMARK` annotated `k8s.io/initial-events-end: "true"`
+/// at the store's current resourceVersion, then changes. With `allowWatchBookmarks=true`,
+/// `BOOKMARK` events carry only kind, apiVersion and `metadata.resourceVersion`.
 async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
-    let lo = match crate::listopts::parse(&q, true) {
+    let lo = match crate::listopts::parse(&q, true, t.resource.field_selectors.as_deref()) {
         Ok(l) => l,
         Err(e) => return error(e),
     };
-    let (group, plural, ns) = (
-        t.resource.group.clone(),
-        t.resource.plural.clone(),
-        t.ns.clone(),
-    );
+    let (group, plural) = crate::events::storage_resource(&t.resource.group, &t.resource.plural);
+    let (group, plural, ns) = (group.to_string(), plural.to_string(), t.ns.clone());
+    let watched = t.resource.clone();
     let selects = move |o: &Json| -> bool {
         let ons = o
             .pointer("/metadata/namespace")
@@ -883,27 +900,73 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
         if ev.resource != (group.clone(), plural.clone()) {
             return None;
         }
-        let now = selects(&ev.object);
-        match (ev.kind, now, ev.prev.as_ref().map(selects)) {
-            ("MODIFIED", true, Some(false)) => Some(("ADDED", ev.object.clone())),
+        let object = crate::events::served_as(&ev.object, &watched);
+        let prev = ev
+            .prev
+            .as_ref()
+            .map(|p| crate::events::served_as(p, &watched));
+        let now = selects(&object);
+        match (ev.kind, now, prev.as_deref().map(selects)) {
+            ("MODIFIED", true, Some(false)) => Some(("ADDED", object.into_owned())),
             ("MODIFIED", false, Some(true)) => {
-                let mut gone = ev.prev.clone().unwrap_or(Json::Null);
+                let mut gone = prev.map(|p| p.into_owned()).unwrap_or(Json::Null);
                 gone["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
                 Some(("DELETED", gone))
             }
-            (kind, true, _) => Some((kind, ev.object.clone())),
+            (kind, true, _) => Some((kind, object.into_owned())),
             _ => None,
         }
     };
     let from = q
         .get("resourceVersion")
         .filter(|v| !v.is_empty() && *v != "0");
-    let (initial, mut rx) = {
+    let flag = |k: &str| q.get(k).map(String::as_str);
+    let bookmarks = matches!(flag("allowWatchBookmarks"), Some("true" | "1"));
+    // A streaming list: asked for, or defaulted for a bookmark-allowing watch from "" or "0"
+    // (apimachinery internalversion `SetListOptionsDefaults`, the WatchList feature).
+    let streaming = matches!(flag("sendInitialEvents"), Some("true" | "1"))
+        || (bookmarks
+            && from.is_none()
+            && !q.contains_key("sendInitialEvents")
+            && !q.contains_key("resourceVersionMatch"));
+    let (kind, api_version) = (t.resource.kind.clone(), t.resource.group_version());
+    let bookmark = move |rv: u64, end: bool| -> String {
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        format!(
+            "{}\n",
+            json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata}})
+        )
+    };
+    let resource = {
+        let (g, p) = crate::events::storage_resource(&t.resource.group, &t.resource.plural);
+        (g.to_string(), p.to_string())
+    };
+    let (initial, mut rx, mut type_rv, watch_rv, end_bookmark) = {
         let Ok(store) = app.store.lock() else {
             return respond(500, &json!({}));
         };
         let rx = store.events.subscribe();
+        // The resource type's latest resourceVersion, as the watch cache knows it.
+        let type_rv = store
+            .history
+            .iter()
+            .filter(|e| e.resource == resource)
+            .map(|e| e.rv)
+            .max()
+            .unwrap_or(0);
+        let from_rv = from.and_then(|v| v.parse::<u64>().ok());
+        let watch_rv = from_rv.unwrap_or_else(|| store.resource_version());
+        let end_bookmark = (streaming && bookmarks).then(|| store.resource_version());
         let initial: Vec<(&'static str, Json)> = match from.map(|v| v.parse::<u64>()) {
+            _ if streaming => store
+                .list(&t.resource, &t.ns, &None)
+                .into_iter()
+                .filter(|o| selects(o))
+                .map(|o| ("ADDED", o))
+                .collect(),
             None => store
                 .list(&t.resource, &t.ns, &None)
                 .into_iter()
@@ -936,7 +999,7 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
                 )))
             }
         };
-        (initial, rx)
+        (initial, rx, type_rv, watch_rv, end_bookmark)
     };
     let expired = initial.first().is_some_and(|(k, _)| *k == "ERROR");
     let timeout = q
@@ -954,10 +1017,40 @@ async fn watch(app: App, t: Target, q: HashMap<String, String>) -> Response {
         if expired {
             return;
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+        if let Some(rv) = end_bookmark {
+            if tx.send(Ok(Bytes::from(bookmark(rv, true)))).await.is_err() {
+                return;
+            }
+        }
+        let start = tokio::time::Instant::now();
+        let deadline = start + std::time::Duration::from_secs(timeout);
+        // Bookmarks (cacher.go `nextBookmarkTime`): 2 s before the deadline, or every
+        // minute, whichever is sooner; one is sent only when the resource type has moved
+        // past the watch's resourceVersion, and carries the type's latest one.
+        let next_bookmark = |now: tokio::time::Instant| {
+            let pre_timeout = deadline
+                .checked_sub(std::time::Duration::from_secs(2))
+                .unwrap_or(start);
+            let at = (now + std::time::Duration::from_secs(60)).min(pre_timeout);
+            (bookmarks && at > now).then_some(at)
+        };
+        let mut due = next_bookmark(start);
         loop {
-            let ev = tokio::time::timeout_at(deadline, rx.recv()).await;
+            let ev = tokio::select! {
+                ev = tokio::time::timeout_at(deadline, rx.recv()) => ev,
+                _ = tokio::time::sleep_until(due.unwrap_or(deadline)), if due.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    due = next_bookmark(now);
+                    if type_rv > watch_rv && tx.send(Ok(Bytes::from(bookmark(type_rv, false)))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let Ok(Ok(ev)) = ev else { return };
+            if ev.resource == resource {
+                type_rv = type_rv.max(ev.rv);
+            }
             let Some((kind, object)) = translate(&ev) else {
                 continue;
             };

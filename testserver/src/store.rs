@@ -86,7 +86,8 @@ impl ApiError {
 pub struct Event {
     /// `ADDED`, `MODIFIED`, `DELETED`.
     pub kind: &'static str,
-    /// Resource (group, plural).
+    /// Resource (group, plural) as stored: events.k8s.io Events are core Events
+    /// (`events::storage_resource`); `object` is in the version it was written with.
     pub resource: (String, String),
     /// The object after the change (for `DELETED`: as last stored, with the deletion's
     /// resourceVersion).
@@ -118,9 +119,10 @@ pub fn meta(o: &Json, field: &str) -> String {
 }
 
 fn key_of(r: &ApiResource, ns: &str, name: &str) -> Key {
+    let (group, plural) = crate::events::storage_resource(&r.group, &r.plural);
     (
-        r.group.clone(),
-        r.plural.clone(),
+        group.to_string(),
+        plural.to_string(),
         if r.namespaced {
             ns.to_string()
         } else {
@@ -302,10 +304,16 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(r, name))
     }
 
+    /// One stored object, borrowed (as stored: no `apiVersion` fix-up).
+    pub fn stored(&self, r: &ApiResource, ns: &str, name: &str) -> Option<&Json> {
+        self.objects.get(&key_of(r, ns, name))
+    }
+
     /// The object as served at the resource's version.
     fn present(&self, r: &ApiResource, o: &Json) -> Json {
-        let mut o = o.clone();
+        let mut o = crate::events::convert(o, r);
         o["apiVersion"] = json!(r.group_version());
+        crate::events::fill_unset(&mut o, r);
         o
     }
 
@@ -316,9 +324,10 @@ impl Store {
         ns: &str,
         selector: &Option<kustomize_rs::transformers::select::LabelSelector>,
     ) -> Vec<Json> {
+        let (group, plural) = crate::events::storage_resource(&r.group, &r.plural);
         self.objects
             .iter()
-            .filter(|(k, _)| k.0 == r.group && k.1 == r.plural && (ns.is_empty() || k.2 == ns))
+            .filter(|(k, _)| k.0 == group && k.1 == plural && (ns.is_empty() || k.2 == ns))
             .filter(|(_, o)| selector.as_ref().is_none_or(|s| s.matches(&labels(o))))
             .map(|(_, o)| self.present(r, o))
             .collect()
@@ -345,9 +354,10 @@ impl Store {
         // history would otherwise hold two copies of every changed object).
         let labels = "/metadata/labels";
         let prev = prev.filter(|p| p.pointer(labels) != object.pointer(labels));
+        let (group, plural) = crate::events::storage_resource(&r.group, &r.plural);
         let ev = Event {
             kind,
-            resource: (r.group.clone(), r.plural.clone()),
+            resource: (group.to_string(), plural.to_string()),
             object,
             prev,
             rv,
@@ -396,6 +406,11 @@ impl Store {
         if r.namespaced && ns.is_empty() {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request".into()));
         }
+        // The typed decoder refuses bad times and Secret data first (decode.rs); a patch's
+        // result is decoded once patched.
+        if matches!(how, Write::Create | Write::Replace) {
+            crate::decode::check(r, &body)?;
+        }
         if r.namespaced
             && ns != "default"
             && !self.objects.contains_key(&(
@@ -413,7 +428,9 @@ impl Store {
             });
         }
         let key = key_of(r, ns, name);
-        let existing = self.objects.get(&key).cloned();
+        // In the representation of the version written (an Event may have been stored
+        // through the other one).
+        let existing = self.objects.get(&key).map(|o| crate::events::convert(o, r));
         // A terminating namespace takes no new objects; existing ones may still change
         // (k8s.io/apiserver plugin/pkg/admission/namespace/lifecycle).
         if r.namespaced && existing.is_none() && self.terminating(ns) {
@@ -521,6 +538,23 @@ impl Store {
             (Write::Apply { .. }, Some(old)) => old.clone(),
             (_, None) => return Err(ApiError::not_found(r, name)),
         };
+        if matches!(
+            how,
+            Write::MergePatch | Write::StrategicMergePatch | Write::JsonPatch
+        ) {
+            crate::decode::check_patched(r, &obj)?;
+        }
+        // What an Event is served with but never stored (events.rs).
+        crate::events::strip_unset(&mut obj, r);
+        // The new object's resourceVersion and uid are the write's preconditions: the PUT
+        // body's, the patched object's, the applied configuration's (concurrency.rs).
+        let (requested_rv, requested_uid) = {
+            let source = match how {
+                Write::Replace | Write::Apply { .. } => &body,
+                _ => &obj,
+            };
+            (meta(source, "resourceVersion"), meta(source, "uid"))
+        };
         // Server-side apply: conflicts, removal of fields the manager stopped applying, merge.
         let mut managed = existing
             .as_ref()
@@ -528,7 +562,17 @@ impl Store {
             .and_then(Json::as_array)
             .cloned()
             .unwrap_or_default();
+        // Managed fields an update sends are taken as sent (managedfields.rs).
+        let sent = match how {
+            Write::Apply { .. } => None,
+            Write::Create | Write::Replace => crate::managedfields::from_request(&body),
+            _ => crate::managedfields::from_request(&obj),
+        };
+        if let Some(sent) = sent {
+            managed = sent;
+        }
         if let Write::Apply { force } = how {
+            crate::managedfields::check_apply_body(&body)?;
             let mut typing: Vec<String> =
                 schema::unknown_fields(&r.group_version(), &r.kind, &body, r.schema.as_ref())
                     .iter()
@@ -660,6 +704,7 @@ impl Store {
                 }
             }
             ssa::merge_object(&mut obj, &applied, &pos);
+            crate::managedfields::sync_last_applied(&opts.manager, &body, &mut obj);
             // Ownership: this manager owns what it applied; forced fields leave other managers.
             for e in managed.iter_mut() {
                 if e["manager"] == json!(opts.manager) && e["operation"] == json!("Apply") {
@@ -671,16 +716,24 @@ impl Store {
                     e["fieldsV1"] = ssa::to_fields_v1(&owned);
                 }
             }
-            managed.retain(|e| {
-                !(e["manager"] == json!(opts.manager)
-                    && e["operation"] == json!("Apply")
-                    && (e.get("subresource").is_some() == opts.status))
-            });
-            let mut entry = json!({"manager": opts.manager, "operation": "Apply", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&applied_set)});
-            if opts.status {
-                entry["subresource"] = json!("status");
-            }
-            managed.push(entry);
+            let mine =
+                |e: &Json| crate::managedfields::is_entry(e, &opts.manager, "Apply", opts.status);
+            // The entry keeps the time it had; it is restamped only if the apply changes the
+            // object (below).
+            let apply_time = managed
+                .iter()
+                .find(|e| mine(e))
+                .and_then(|e| e.get("time"))
+                .cloned();
+            managed.retain(|e| !mine(e));
+            managed.push(crate::managedfields::entry(
+                &opts.manager,
+                "Apply",
+                &r.group_version(),
+                apply_time.as_ref(),
+                ssa::to_fields_v1(&applied_set),
+                opts.status,
+            ));
         }
         // A status write changes status only; a main-resource write of a kind with a status
         // subresource leaves status alone (the registries' status strategies,
@@ -733,6 +786,20 @@ impl Store {
                 schema::prune(&mut obj, &unknown);
             }
         }
+        // Optimistic concurrency, checked before anything else the store does (validation,
+        // change detection): GuaranteedUpdate in generic/registry/store.go.
+        if let Some(old) = &existing {
+            crate::concurrency::check_update_uid(r, ns, name, &requested_uid, &meta(old, "uid"))?;
+            crate::concurrency::check_resource_version(
+                r,
+                name,
+                &requested_rv,
+                &meta(old, "resourceVersion"),
+            )?;
+            if obj["metadata"].is_object() {
+                obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+            }
+        }
         // Identity and bookkeeping.
         obj["apiVersion"] = json!(r.group_version());
         obj["kind"] = json!(r.kind);
@@ -759,7 +826,15 @@ impl Store {
         };
         apply_defaults(&r.kind, &mut obj, &mut next_ip);
         ssa::drop_empty(&mut obj, &pos);
-        crate::validate::validate(r, &obj)?;
+        crate::validate::validate(r, existing.as_ref(), &obj)?;
+        if existing.is_none() && !opts.dry_run {
+            crate::concurrency::check_create(&requested_rv)?;
+        }
+        warnings.extend(crate::validate::finalizer_warnings(
+            r,
+            existing.as_ref(),
+            &obj,
+        ));
         if let Some(old) = &existing {
             if let Some((field, reason, msg)) = immutable_violation(&r.kind, old, &obj) {
                 let mut d = details(r, name);
@@ -836,29 +911,58 @@ impl Store {
                     .unwrap_or_default();
                 mine.extend(changed);
                 managed.retain(|e| !same(e));
-                let mut entry = json!({"manager": opts.manager, "operation": "Update", "apiVersion": r.group_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": ssa::to_fields_v1(&mine)});
-                if opts.status {
-                    entry["subresource"] = json!("status");
-                }
-                managed.push(entry);
+                // The operation took fields: the entry is stamped now.
+                managed.push(crate::managedfields::entry(
+                    &opts.manager,
+                    "Update",
+                    &r.group_version(),
+                    Some(&json!(now())),
+                    ssa::to_fields_v1(&mine),
+                    opts.status,
+                ));
             }
         }
         managed.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
-        managed.sort_by_key(|e| {
-            (
-                e["operation"].as_str() != Some("Apply"),
-                e["manager"].as_str().unwrap_or("").to_string(),
-            )
-        });
-        // Unchanged object: no write, same resourceVersion.
-        if let Some(old) = &existing {
-            let mut a = old.clone();
-            let mut b = obj.clone();
-            for x in [&mut a, &mut b] {
+        // An apply that changed the object stamps its entry (managedfieldsupdater.go).
+        // The server-kept metadata (restored from the stored object below, as `BeforeUpdate`
+        // does) is no change either.
+        let object_changed = existing.as_ref().is_none_or(|old| {
+            let strip = |x: &Json| {
+                let mut x = x.clone();
                 if let Some(m) = x.get_mut("metadata").and_then(Json::as_object_mut) {
-                    m.remove("managedFields");
+                    for k in [
+                        "managedFields",
+                        "uid",
+                        "creationTimestamp",
+                        "generation",
+                        "resourceVersion",
+                        "deletionTimestamp",
+                        "deletionGracePeriodSeconds",
+                    ] {
+                        m.remove(k);
+                    }
+                }
+                x
+            };
+            strip(old) != strip(&obj)
+        });
+        if matches!(how, Write::Apply { .. }) && object_changed {
+            for e in managed.iter_mut() {
+                if crate::managedfields::is_entry(e, &opts.manager, "Apply", opts.status) {
+                    *e = crate::managedfields::entry(
+                        &opts.manager,
+                        "Apply",
+                        &r.group_version(),
+                        Some(&json!(now())),
+                        e["fieldsV1"].clone(),
+                        opts.status,
+                    );
                 }
             }
+        }
+        crate::managedfields::sort(&mut managed);
+        // Unchanged object: no write, same resourceVersion.
+        if let Some(old) = &existing {
             let old_sets: Vec<(String, FieldSet)> = old
                 .pointer("/metadata/managedFields")
                 .and_then(Json::as_array)
@@ -882,7 +986,10 @@ impl Store {
                     )
                 })
                 .collect();
-            if a == b && old_sets == new_sets {
+            let (mut old_sets, mut new_sets) = (old_sets, new_sets);
+            old_sets.sort();
+            new_sets.sort();
+            if !object_changed && old_sets == new_sets {
                 return Ok(Written {
                     object: self.present(r, old),
                     created: false,
@@ -899,7 +1006,17 @@ impl Store {
                     }
                     x
                 };
+                // A Deployment's annotations count too: they are copied to its ReplicaSets
+                // (pkg/registry/apps/deployment/strategy.go PrepareForUpdate).
+                let annotations = |x: &Json| {
+                    x.pointer("/metadata/annotations")
+                        .filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
+                        .cloned()
+                };
                 strip(old) != strip(&obj)
+                    || (r.kind == "Deployment"
+                        && r.group == "apps"
+                        && annotations(old) != annotations(&obj))
             };
             if let Some(gen) = old.pointer("/metadata/generation").and_then(Json::as_i64) {
                 obj["metadata"]["generation"] = json!(if spec_changed { gen + 1 } else { gen });
@@ -911,6 +1028,13 @@ impl Store {
             }
             if let Some(dt) = old.pointer("/metadata/deletionTimestamp") {
                 obj["metadata"]["deletionTimestamp"] = dt.clone();
+            }
+            // rest/update.go BeforeUpdate: grace period seconds cannot be removed either.
+            if let (Some(g), None) = (
+                old.pointer("/metadata/deletionGracePeriodSeconds"),
+                obj.pointer("/metadata/deletionGracePeriodSeconds"),
+            ) {
+                obj["metadata"]["deletionGracePeriodSeconds"] = g.clone();
             }
         } else {
             if !matches!(
@@ -926,6 +1050,7 @@ impl Store {
                     | "Service"
                     | "Endpoints"
                     | "Event"
+                    | "Lease"
             ) {
                 obj["metadata"]["generation"] = json!(1);
             }

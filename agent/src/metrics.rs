@@ -10,7 +10,7 @@
 //! | `stackwave_reconcile_duration_seconds` | histogram | | one sync of a commit (render, waves, prune, record) |
 //! | `stackwave_revisions_total` | counter | `outcome` | loop outcomes (healthy, failed, superseded, refused, unchanged, pinned) |
 //! | `stackwave_last_successful_reconcile_timestamp_seconds` | gauge | | when a sync last ended healthy, unchanged or pinned |
-//! | `stackwave_wave_duration_seconds` | histogram | `wave` | a wave from its first apply to healthy (or failed) |
+//! | `stackwave_wave_duration_seconds` | histogram | `wave` | a wave, from its start to healthy, failed or superseded |
 //! | `stackwave_wave_timeouts_total` | counter | `wave` | waves not healthy within `--health-timeout` |
 //! | `stackwave_objects_applied_total` | counter | `component` | server-side applies (revisions and drift corrections) |
 //! | `stackwave_objects_replaced_total` | counter | `component` | objects deleted and re-created for an immutable field |
@@ -19,7 +19,7 @@
 //! | `stackwave_drift_fields` | gauge | `component` | fields left drifted by the last drift check (0 once corrected) |
 //! | `stackwave_applied_revision` | gauge | | the revision currently applied |
 //! | `stackwave_applied_revision_info` | gauge (1) | `commit`, `revision` | the same, with its commit |
-//! | `stackwave_component_healthy` | gauge | `component` | 1 healthy, 0 not, at the component's last health gate |
+//! | `stackwave_component_healthy` | gauge | `component` | 0 when the component's objects failed to apply or failed their health gate; 1 once they pass it or a revision holding them ends healthy |
 //! | `stackwave_render_cache_hits_total` / `_misses_total` | counter | | component renders served from / missing the render cache |
 //! | `stackwave_git_fetch_duration_seconds` | histogram | | fetches of the followed branch |
 //! | `stackwave_git_fetch_errors_total` | counter | | failed fetches |
@@ -106,7 +106,8 @@ pub struct Metrics {
     pub applied_revision: IntGauge,
     /// The applied revision and its commit (one series, value 1).
     pub applied_revision_info: IntGaugeVec,
-    /// Component health at its last health gate (1 healthy, 0 not).
+    /// Component health: 0 after a failed apply or health gate, 1 after a passed one or a
+    /// healthy revision.
     pub component_healthy: IntGaugeVec,
     /// Render-cache hits.
     pub cache_hits: IntCounter,
@@ -185,7 +186,7 @@ impl Metrics {
                 HistogramVec::new(
                     hist(
                         "stackwave_wave_duration_seconds",
-                        "Duration of a wave, from its first apply to healthy or failed.",
+                        "Duration of a wave, from its start to healthy, failed or superseded.",
                         &LONG_BUCKETS,
                     ),
                     &["wave"],
@@ -270,7 +271,7 @@ impl Metrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "stackwave_component_healthy",
-                        "Component health at its last health gate (1 healthy, 0 not).",
+                        "Component health: 0 after a failed apply or health gate, 1 after a passed one or a healthy revision.",
                     ),
                     &["component"],
                 ),

@@ -1054,6 +1054,8 @@ impl Agent {
             Ok(ids) => self.store.record_image_ids(rev, &ids)?,
             Err(e) => progress(Progress::Note(format!("image IDs not read: {e}"))),
         }
+        // Components left unchanged passed their gate when last applied.
+        self.set_healthy(rendered.keys().map(String::as_str), true);
         self.store.finish(rev, "healthy", "")?;
         self.current = Some(rev);
         Ok(Outcome::Healthy {

@@ -142,10 +142,12 @@ fn prometheusrule_carries_the_rule_file_and_every_alert_is_actionable() {
     }
 }
 
-/// The cluster the live test uses: the API test server started here (kept alive by the
-/// returned handle), or the real one named by `STACKWAVE_TEST_KUBECONFIG`. The only place
-/// this file starts a test server.
-async fn test_cluster() -> (
+/// The cluster the live tests use: the API test server started here (kept alive by the
+/// returned handle; objects `never_ready` names, `Kind/name`, never turn ready), or the real
+/// one named by `STACKWAVE_TEST_KUBECONFIG`. The only place this file starts a test server.
+async fn test_cluster(
+    never_ready: &[&str],
+) -> (
     Option<kube_testserver::TestServer>,
     stackwave::cluster::Cluster,
     Option<String>,
@@ -160,7 +162,12 @@ async fn test_cluster() -> (
             (None, c, None, Some(kc))
         }
         None => {
-            let s = kube_testserver::start(Default::default()).await.unwrap();
+            let s = kube_testserver::start(kube_testserver::SimRules {
+                never_ready: never_ready.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
             let c = stackwave::cluster::Cluster::connect_url(&s.url).unwrap();
             let url = s.url.clone();
             (Some(s), c, Some(url), None)
@@ -342,6 +349,32 @@ fn dashboard_exprs(d: &Json, out: &mut Vec<String>) {
     }
 }
 
+/// A desired-state directory: one `manifests:` component `app` holding namespace `ns`, the
+/// ConfigMap `settings` (`data.mode: desired`) and `more` objects.
+fn write_repo(repo: &Path, ns: &str, more: &[Json]) {
+    let app = repo.join("manifests/app");
+    let _ = std::fs::remove_dir_all(&app);
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(repo.join("empty")).unwrap();
+    std::fs::write(
+        repo.join("stackwave.yaml"),
+        "genestack:\n  path: empty\ncharts:\n  path: empty\nmanifests:\n- name: app\n  path: manifests/app\ncomponents: []\n",
+    )
+    .unwrap();
+    let mut objs = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": ns}, "data": {"mode": "desired"}}),
+    ];
+    objs.extend(more.iter().cloned());
+    let mut k = "resources:\n".to_string();
+    for (i, o) in objs.iter().enumerate() {
+        std::fs::write(app.join(format!("o{i}.yaml")), o.to_string()).unwrap();
+        k.push_str(&format!("- o{i}.yaml\n"));
+    }
+    std::fs::write(app.join("kustomization.yaml"), k).unwrap();
+}
+
 /// The drift alert of component `app` in Prometheus's alert list, and its state.
 fn drift_alert(p: &Prometheus) -> Option<String> {
     p.alerts()
@@ -358,7 +391,7 @@ async fn live_prometheus_fires_and_resolves_the_drift_alert() {
         eprintln!("SKIPPED: prometheus not installed (scripts/setup installs Debian's prometheus)");
         return;
     };
-    let (_server, cluster, server, kubeconfig) = test_cluster().await;
+    let (_server, cluster, server, kubeconfig) = test_cluster(&[]).await;
     let tmp = std::env::temp_dir().join(format!("stackwave-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let (repo, state, prom_dir) = (tmp.join("repo"), tmp.join("state"), tmp.join("prometheus"));
@@ -367,27 +400,7 @@ async fn live_prometheus_fires_and_resolves_the_drift_alert() {
     }
     // The desired state: a plain directory (snapshotted per fetch) with one ConfigMap.
     let ns = format!("stackwave-alerts-{}", std::process::id());
-    let app = repo.join("manifests/app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::create_dir_all(repo.join("empty")).unwrap();
-    std::fs::write(
-        repo.join("stackwave.yaml"),
-        "genestack:\n  path: empty\ncharts:\n  path: empty\nmanifests:\n- name: app\n  path: manifests/app\ncomponents: []\n",
-    )
-    .unwrap();
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "namespace": ns}, "data": {"mode": "desired"}});
-    std::fs::write(
-        app.join("ns.yaml"),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(app.join("cm.yaml"), cm.to_string()).unwrap();
-    std::fs::write(
-        app.join("kustomization.yaml"),
-        "resources:\n- ns.yaml\n- cm.yaml\n",
-    )
-    .unwrap();
+    write_repo(&repo, &ns, &[]);
 
     // The agent, in-process on its own thread and runtime, every second.
     let agent_port = free_port();
@@ -605,6 +618,146 @@ async fn live_prometheus_fires_and_resolves_the_drift_alert() {
     let _ = stop.send(());
     agent.join().unwrap().unwrap();
     if _server.is_none() {
+        let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(cluster.client().clone());
+        let _ = nss.delete(&ns, &Default::default()).await;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// What the wave and rollback metrics say after real syncs: a healthy revision, one whose
+/// wave never becomes healthy (timeout counted, component unhealthy, no success time moved),
+/// then a rollback to the first (counted, pinned, the info metric naming it, the stuck object
+/// pruned).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_wave_and_a_rollback_show_in_the_metrics() {
+    use stackwave::reconcile::{Agent, Outcome, Settings};
+    let (server, cluster, _, _) = test_cluster(&["Deployment/stuck"]).await;
+    let real = server.is_none();
+    let tmp = std::env::temp_dir().join(format!("stackwave-alerts-timeout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let repo = tmp.join("repo");
+    let ns = format!("stackwave-alerts-t-{}", std::process::id());
+    let timeout = Duration::from_secs(if real { 30 } else { 2 });
+    let mut agent = Agent::new(
+        cluster.clone(),
+        stackwave::record::Store::in_memory().unwrap(),
+        stackwave::component::Catalog::builtin().unwrap(),
+        Settings {
+            health_timeout: timeout,
+            cancel_stuck_after: None,
+            cache_dir: tmp.join("cache"),
+            ..Default::default()
+        },
+    );
+    agent
+        .set_instance(
+            stackwave::cluster::instance::Instance::new(
+                "alerts-timeout",
+                &repo.display().to_string(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let commit = |n: char, summary: &str| stackwave::source::Commit {
+        id: n.to_string().repeat(40),
+        author: "Test <test@example.org>".into(),
+        summary: summary.into(),
+        time: 0,
+    };
+    write_repo(&repo, &ns, &[]);
+    let out = agent
+        .sync(&repo, &commit('a', "settings"), &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Healthy { revision: 1, .. }),
+        "{out:?}"
+    );
+    let first_success = agent.metrics.last_success.get();
+    assert!(first_success > 1.0e9);
+
+    // On the test server `stuck` never turns ready; on a real cluster its image cannot be pulled.
+    let image = if real {
+        "registry.invalid/none:0"
+    } else {
+        "nginx:1.27"
+    };
+    let stuck = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "stuck", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stuck"}},
+            "template": {"metadata": {"labels": {"app": "stuck"}},
+                "spec": {"containers": [{"name": "stuck", "image": image}]}}}});
+    write_repo(&repo, &ns, &[stuck]);
+    let out = agent
+        .sync(&repo, &commit('b', "a stuck deployment"), &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::Failed {
+                revision: 2,
+                wave: 0,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let text = agent.metrics.encode();
+    let at = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series}:\n{text}"));
+    assert_eq!(at("stackwave_wave_timeouts_total{wave=\"0\"}"), 1.0);
+    assert_eq!(at("stackwave_component_healthy{component=\"app\"}"), 0.0);
+    assert_eq!(at("stackwave_revisions_total{outcome=\"failed\"}"), 1.0);
+    assert_eq!(at("stackwave_revisions_total{outcome=\"healthy\"}"), 1.0);
+    assert_eq!(at("stackwave_reconcile_duration_seconds_count"), 2.0);
+    assert_eq!(at("stackwave_wave_duration_seconds_count{wave=\"0\"}"), 2.0);
+    assert!(at("stackwave_wave_duration_seconds_sum{wave=\"0\"}") >= timeout.as_secs_f64());
+    // Revision 1 applied Namespace + ConfigMap; revision 2 re-applied them and the Deployment.
+    assert_eq!(
+        at("stackwave_objects_applied_total{component=\"app\"}"),
+        5.0
+    );
+    assert_eq!(
+        agent.metrics.last_success.get(),
+        first_success,
+        "a failure is no success"
+    );
+    assert_eq!(at("stackwave_applied_revision"), 1.0);
+
+    let out = agent.rollback(1, false, &|_| {}).await.unwrap();
+    assert!(
+        matches!(out, Outcome::Healthy { revision: 3, .. }),
+        "{out:?}"
+    );
+    let text = agent.metrics.encode();
+    let at = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series}:\n{text}"));
+    assert_eq!(at("stackwave_rollbacks_total"), 1.0);
+    assert_eq!(at("stackwave_pinned"), 1.0);
+    assert_eq!(at("stackwave_applied_revision"), 3.0);
+    let info = format!(
+        "stackwave_applied_revision_info{{commit=\"{}\",revision=\"3\"}}",
+        commit('a', "").id
+    );
+    assert_eq!(at(&info), 1.0);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("stackwave_applied_revision_info{"))
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        at("stackwave_objects_pruned_total{component=\"app\"}"),
+        1.0,
+        "the stuck Deployment"
+    );
+    assert_eq!(at("stackwave_component_healthy{component=\"app\"}"), 1.0);
+    // A later refresh (the loop's) does not count the same rollback again.
+    agent.refresh().unwrap();
+    assert_eq!(agent.metrics.rollbacks.get(), 1);
+
+    if real {
         let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> =
             kube::Api::all(cluster.client().clone());
         let _ = nss.delete(&ns, &Default::default()).await;

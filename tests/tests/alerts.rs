@@ -764,3 +764,54 @@ async fn a_timed_out_wave_and_a_rollback_show_in_the_metrics() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Render-cache hits and misses as the agent counts them: the first render of a catalog
+/// component (Genestack's memcached chart from `../shared`, through Helm) misses, an identical
+/// second render hits.
+#[tokio::test(flavor = "multi_thread")]
+async fn render_cache_hits_and_misses_are_counted() {
+    let Some(shared) = stackwave_tests::shared_dir() else {
+        eprintln!("SKIPPED: ../shared not present");
+        return;
+    };
+    if let Err(e) = stackwave::render::helm::Helm::get() {
+        eprintln!("SKIPPED: libhelm_c not available ({e}); run scripts/setup");
+        return;
+    }
+    let (_server, cluster, _, _) = test_cluster(&[]).await;
+    let dir = std::env::temp_dir().join(format!("stackwave-alerts-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("stackwave.yaml"),
+        format!(
+            "genestack:\n  path: {}\ncharts:\n  path: {}\ncomponents: [memcached]\n",
+            shared.join("corpus/genestack").display(),
+            shared.join("corpus/charts").display()
+        ),
+    )
+    .unwrap();
+    let agent = stackwave::reconcile::Agent::new(
+        cluster,
+        stackwave::record::Store::in_memory().unwrap(),
+        stackwave::component::Catalog::builtin().unwrap(),
+        stackwave::reconcile::Settings {
+            cache_dir: dir.join("cache"),
+            ..Default::default()
+        },
+    );
+    for _ in 0..2 {
+        agent.render_all(&dir, &|_| {}).await.unwrap();
+    }
+    let text = agent.metrics.encode();
+    assert_eq!(
+        sample(&text, "stackwave_render_cache_misses_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "stackwave_render_cache_hits_total"),
+        Some(1.0),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

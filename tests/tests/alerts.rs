@@ -375,6 +375,16 @@ fn write_repo(repo: &Path, ns: &str, more: &[Json]) {
     std::fs::write(app.join("kustomization.yaml"), k).unwrap();
 }
 
+/// Removes a test's temporary directory and, on a real cluster, its namespace.
+async fn clean_up(cluster: &stackwave::cluster::Cluster, real: bool, ns: &str, tmp: &Path) {
+    if real {
+        let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(cluster.client().clone());
+        let _ = nss.delete(ns, &Default::default()).await;
+    }
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
 /// The drift alert of component `app` in Prometheus's alert list, and its state.
 fn drift_alert(p: &Prometheus) -> Option<String> {
     p.alerts()
@@ -617,12 +627,7 @@ async fn live_prometheus_fires_and_resolves_the_drift_alert() {
     drop(prom);
     let _ = stop.send(());
     agent.join().unwrap().unwrap();
-    if _server.is_none() {
-        let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-            kube::Api::all(cluster.client().clone());
-        let _ = nss.delete(&ns, &Default::default()).await;
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
+    clean_up(&cluster, _server.is_none(), &ns, &tmp).await;
 }
 
 /// What the wave and rollback metrics say after real syncs: a healthy revision, one whose
@@ -757,12 +762,7 @@ async fn a_timed_out_wave_and_a_rollback_show_in_the_metrics() {
     agent.refresh().unwrap();
     assert_eq!(agent.metrics.rollbacks.get(), 1);
 
-    if real {
-        let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-            kube::Api::all(cluster.client().clone());
-        let _ = nss.delete(&ns, &Default::default()).await;
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
+    clean_up(&cluster, real, &ns, &tmp).await;
 }
 
 /// Render-cache hits and misses as the agent counts them: the first render of a catalog

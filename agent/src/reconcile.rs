@@ -260,7 +260,7 @@ pub struct Agent {
     /// Component → the wave it was last planned in (rollback reuses it; `manifests:`
     /// entries are not in the catalog). Falls back to the catalog after a restart.
     pub wave_of: BTreeMap<String, i32>,
-    /// Prometheus metrics (drift per component, loop outcomes, applied revision).
+    /// Prometheus metrics ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     /// A revision a previous agent process began and did not finish: (revision, commit).
     /// The next sync of that commit continues it instead of recording a new one.
@@ -296,8 +296,10 @@ pub type NewerCommit = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Why a wave stopped waiting.
 enum Stop {
-    /// Failed or timed out.
+    /// Failed.
     Failed(String),
+    /// Not healthy within [`Settings::health_timeout`].
+    TimedOut(String),
     /// A newer commit arrived: (commit, what was waiting).
     Superseded(String, String),
 }
@@ -464,6 +466,12 @@ impl Agent {
         }
         for c in &cfg.components {
             let (r, cached) = self.cache.render(&inputs, c).map_err(|e| e.to_string())?;
+            if cached {
+                &self.metrics.cache_hits
+            } else {
+                &self.metrics.cache_misses
+            }
+            .inc();
             let mut objs: Vec<Json> =
                 objects_of(&r.text).map_err(|e| format!("component {c}: rendered output: {e}"))?;
             objs.retain(|o| !is_test_hook(o));
@@ -657,7 +665,7 @@ impl Agent {
             }
             let Some(w) = waiting else { return Ok(()) };
             if Instant::now() > deadline {
-                return Err(Stop::Failed(format!(
+                return Err(Stop::TimedOut(format!(
                     "not healthy within {:?}: {w}",
                     self.settings.health_timeout
                 )));
@@ -688,10 +696,14 @@ impl Agent {
         commit: &Commit,
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
+        let started = Instant::now();
         let out = self.sync_commit(checkout, commit, progress).await?;
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
         let label = match &out {
             Outcome::Healthy { revision, .. } => {
-                self.metrics.applied_revision.set(*revision);
+                self.metrics.set_applied(*revision, &commit.id);
                 "healthy"
             }
             Outcome::Failed { .. } => "failed",
@@ -700,7 +712,7 @@ impl Agent {
             Outcome::Unchanged => "unchanged",
             Outcome::Pinned { .. } => "pinned",
         };
-        self.metrics.revisions.with_label_values(&[label]).inc();
+        self.metrics.count_outcome(label);
         self.retain()?;
         Ok(out)
     }
@@ -839,6 +851,7 @@ impl Agent {
         started: Instant,
         reason: String,
     ) -> Result<Outcome, record::RecordError> {
+        self.observe_wave(wave, started);
         self.store
             .record_wave(rev, wave, false, started.elapsed().as_millis(), &reason)?;
         self.store.finish(rev, "failed", &reason)?;
@@ -895,11 +908,17 @@ impl Agent {
                         )
                         .await
                     {
-                        Ok(a) => progress(Progress::Applied {
-                            id: a.id,
-                            action: format!("{:?}", a.action).to_lowercase(),
-                        }),
-                        Err(e) => return self.fail_wave(rev, wave.index, started, e.to_string()),
+                        Ok(a) => {
+                            self.count_apply(c, &a.action);
+                            progress(Progress::Applied {
+                                id: a.id,
+                                action: format!("{:?}", a.action).to_lowercase(),
+                            })
+                        }
+                        Err(e) => {
+                            self.set_healthy([c.as_str()], false);
+                            return self.fail_wave(rev, wave.index, started, e.to_string());
+                        }
                     }
                 }
                 // What was applied enters the inventory before the health wait, so a
@@ -922,16 +941,26 @@ impl Agent {
                 touched.push((c.to_string(), objs));
             }
             let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();
-            match self.wait_healthy(&all).await {
+            let healthy = self.wait_healthy(&all).await;
+            self.set_healthy(touched.iter().map(|(c, _)| c.as_str()), healthy.is_ok());
+            match healthy {
                 Ok(()) => {}
                 Err(Stop::Failed(reason)) => {
                     return self.fail_wave(rev, wave.index, started, reason)
+                }
+                Err(Stop::TimedOut(reason)) => {
+                    self.metrics
+                        .wave_timeouts
+                        .with_label_values(&[&wave.index.to_string()])
+                        .inc();
+                    return self.fail_wave(rev, wave.index, started, reason);
                 }
                 Err(Stop::Superseded(by, waiting)) => {
                     let reason = format!(
                         "superseded by commit {} while waiting: {waiting}",
                         &by[..by.len().min(10)]
                     );
+                    self.observe_wave(wave.index, started);
                     self.store.record_wave(
                         rev,
                         wave.index,
@@ -948,6 +977,7 @@ impl Agent {
                     });
                 }
             }
+            self.observe_wave(wave.index, started);
             self.store
                 .record_wave(rev, wave.index, true, started.elapsed().as_millis(), "")?;
             progress(Progress::WaveHealthy {
@@ -986,6 +1016,10 @@ impl Agent {
             .await
             {
                 Ok((p, keep)) => {
+                    self.metrics
+                        .pruned
+                        .with_label_values(&[c.as_str()])
+                        .inc_by(p.deleted.len() as u64);
                     if !p.deleted.is_empty() || !p.skipped.is_empty() {
                         progress(Progress::Pruned {
                             component: c.clone(),
@@ -1020,6 +1054,8 @@ impl Agent {
             Ok(ids) => self.store.record_image_ids(rev, &ids)?,
             Err(e) => progress(Progress::Note(format!("image IDs not read: {e}"))),
         }
+        // Components left unchanged passed their gate when last applied.
+        self.set_healthy(rendered.keys().map(String::as_str), true);
         self.store.finish(rev, "healthy", "")?;
         self.current = Some(rev);
         Ok(Outcome::Healthy {
@@ -1082,6 +1118,32 @@ impl Agent {
         Ok(out)
     }
 
+    /// Counts one server-side apply of `component`'s object (and a replacement).
+    fn count_apply(&self, component: &str, action: &crate::cluster::Action) {
+        self.metrics.applied.with_label_values(&[component]).inc();
+        if matches!(action, crate::cluster::Action::Replaced) {
+            self.metrics.replaced.with_label_values(&[component]).inc();
+        }
+    }
+
+    /// Observes a wave's duration (`stackwave_wave_duration_seconds`).
+    fn observe_wave(&self, wave: i32, started: Instant) {
+        self.metrics
+            .wave_duration
+            .with_label_values(&[&wave.to_string()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Sets `stackwave_component_healthy` of these components.
+    fn set_healthy<'a>(&self, components: impl IntoIterator<Item = &'a str>, healthy: bool) {
+        for c in components {
+            self.metrics
+                .component_healthy
+                .with_label_values(&[c])
+                .set(i64::from(healthy));
+        }
+    }
+
     /// Restores what a previous agent process had applied, from the revision store: the
     /// newest healthy revision's objects become the applied state (so unchanged components
     /// are not re-applied), and a newer revision left `applying` (the process was killed
@@ -1119,6 +1181,7 @@ impl Agent {
         self.applied = good.components.iter().cloned().collect();
         self.desired = self.store.objects_of(good.id)?.into_iter().collect();
         self.current = Some(good.id);
+        self.metrics.set_applied(good.id, &good.commit);
         Ok(())
     }
 
@@ -1130,7 +1193,13 @@ impl Agent {
     /// Store failures.
     pub fn refresh(&mut self) -> Result<bool, record::RecordError> {
         self.load_instance()?;
-        self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
+        let pin = self.store.state("pin")?.and_then(|p| p.parse().ok());
+        if pin.is_some() && pin != self.pinned {
+            // `stackwave rollback` (another process) pinned the agent.
+            self.metrics.rollbacks.inc();
+        }
+        self.pinned = pin;
+        self.metrics.pinned.set(i64::from(pin.is_some()));
         self.pinned_from = self.store.state("pinned_from")?;
         if let Some(id) = self.store.newest_healthy()? {
             if self.current.is_none_or(|c| id > c) {
@@ -1140,7 +1209,9 @@ impl Agent {
                 }
             }
         }
-        Ok(self.store.state("suspended")?.is_some())
+        let suspended = self.store.state("suspended")?.is_some();
+        self.metrics.suspended.set(i64::from(suspended));
+        Ok(suspended)
     }
 
     /// Sets (or lifts, with `None`) the rollback pin, in memory and in the store.
@@ -1154,6 +1225,7 @@ impl Agent {
         self.store.set_state("pinned_from", from.as_deref())?;
         self.pinned = pin;
         self.pinned_from = from;
+        self.metrics.pinned.set(i64::from(pin.is_some()));
         Ok(())
     }
 
@@ -1254,8 +1326,9 @@ impl Agent {
             .max_by_key(|r| r.id)
             .map(|r| r.commit.clone());
         let from = revisions.into_iter().find(|r| r.id == to);
+        let commit = from.as_ref().map(|r| r.commit.clone()).unwrap_or_default();
         let rev = self.store.begin(
-            &from.as_ref().map(|r| r.commit.clone()).unwrap_or_default(),
+            &commit,
             ROLLBACK_AUTHOR,
             &format!("rollback to revision {to}"),
         )?;
@@ -1263,8 +1336,9 @@ impl Agent {
         if matches!(out, Outcome::Healthy { .. }) {
             self.set_pin(Some(to), head)?;
             if let Outcome::Healthy { revision, .. } = &out {
-                self.metrics.applied_revision.set(*revision);
+                self.metrics.set_applied(*revision, &commit);
             }
+            self.metrics.rollbacks.inc();
         }
         self.retain()?;
         Ok(out)
@@ -1282,19 +1356,21 @@ impl Agent {
         let hpas = self.hpa_targets(&self.desired).await?;
         for (component, objs) in &self.desired {
             let correct = correct && !self.detect_only.contains(component);
-            let mut count = 0;
+            let (mut count, mut objects) = (0, 0);
             for (i, found) in
                 drift::drift_all_with(&self.cluster, objs, &self.ignore, &hpas).await?
             {
                 let o = &objs[i];
                 count += found.len();
+                objects += 1;
                 if correct {
                     // Fields an HPA owns (now, or since the revision was applied) are
                     // neither reset nor kept owned.
                     let release = hpa::released(o, &self.ignore, &hpas);
                     let mut fixed = o.clone();
                     hpa::strip(&mut fixed, &release);
-                    self.cluster
+                    let a = self
+                        .cluster
                         .apply(
                             &fixed,
                             &ApplyOptions {
@@ -1304,6 +1380,7 @@ impl Agent {
                             },
                         )
                         .await?;
+                    self.count_apply(component, &a.action);
                 }
                 let refs: Vec<&FieldDrift> = found.iter().collect();
                 if let Err(e) =
@@ -1317,10 +1394,16 @@ impl Agent {
                 }
                 all.extend(found);
             }
+            // What is left drifted: nothing once corrected.
+            let left = |n: usize| if correct { 0 } else { n as i64 };
             self.metrics
                 .drift_fields
                 .with_label_values(&[component.as_str()])
-                .set(if correct { 0 } else { count as i64 });
+                .set(left(count));
+            self.metrics
+                .drift_objects
+                .with_label_values(&[component.as_str()])
+                .set(left(objects));
             summary.insert(component.clone(), count);
         }
         // For `stackwave status`: fields found drifted per component at the last check.

@@ -58,7 +58,10 @@ pub struct RunOptions {
     pub allowed_signers: Option<PathBuf>,
 }
 
-/// Serves `GET /metrics` (Prometheus text format) on `addr` in the background.
+/// Serves on `addr`, in the background: `GET /metrics` (Prometheus text format),
+/// `GET /healthz` (200 while the process serves) and `GET /readyz` (200 once
+/// [`crate::metrics::Readiness`] is set — the store open and the first reconcile run — else
+/// 503), the Kubernetes probe conventions.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -66,17 +69,42 @@ pub async fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: crate::metrics::Metrics,
 ) -> Result<std::net::SocketAddr, String> {
+    use axum::http::StatusCode;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("metrics address {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { m.encode() }
-        }),
-    );
+    let ready = metrics.readiness.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let r = ready.clone();
+                async move {
+                    if r.is_ready() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: the first reconcile has not run\n",
+                        )
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -291,6 +319,7 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
     };
     loop {
         let (again, code) = iteration(&opts, &mut agent, &source).await?;
+        agent.metrics.readiness.set_ready();
         if opts.once {
             return Ok(code);
         }
@@ -330,7 +359,12 @@ async fn iteration(
     if suspended {
         println!("suspended: not applying (`stackwave resume` to go on)");
     } else {
-        match source.fetch() {
+        let started = std::time::Instant::now();
+        let fetched = source.fetch();
+        agent
+            .metrics
+            .observe_fetch(started.elapsed(), fetched.is_ok());
+        match fetched {
             Err(e) => {
                 println!("fetch failed, keeping the last good revision: {e}");
                 code = EXIT_ERROR;
@@ -353,11 +387,7 @@ async fn iteration(
                 match exported {
                     Err(why) => {
                         code = EXIT_REFUSED;
-                        agent
-                            .metrics
-                            .revisions
-                            .with_label_values(&["refused"])
-                            .inc();
+                        agent.metrics.count_outcome("refused");
                         println!(
                             "outcome: {}",
                             outcome_text(&Outcome::Refused { reason: why })

@@ -290,9 +290,17 @@ impl Resource {
 
     /// All identities the resource has had, oldest first, ending with the current one.
     pub fn prev_ids(&self) -> Vec<ResId> {
+        let mut ids = self.previous_ids();
+        ids.push(self.cur_id());
+        ids
+    }
+
+    /// The identities the resource had before its current one, oldest first; empty when it
+    /// was never renamed, re-kinded or moved (kustomize `Resource.PrevIds`,
+    /// `api/resource/resource.go`: "does not include the resource's current ID").
+    pub fn previous_ids(&self) -> Vec<ResId> {
         let gvk = self.gvk();
-        let mut ids: Vec<ResId> = self
-            .prev
+        self.prev
             .iter()
             .map(|(k, n, ns)| ResId {
                 gvk: Gvk {
@@ -302,9 +310,7 @@ impl Resource {
                 name: n.clone(),
                 namespace: ns.clone(),
             })
-            .collect();
-        ids.push(self.cur_id());
-        ids
+            .collect()
     }
 
     /// The original identity (kustomize `OrgId`).

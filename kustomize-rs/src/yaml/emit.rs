@@ -512,7 +512,29 @@ fn is_printable(c: char) -> bool {
         || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
 }
 
+/// Whether the scalar is one `analyze` passes for every style without looking further: it
+/// starts with a letter or digit (no leading indicator, space, break or `---`) and the rest is
+/// printable ASCII with none of the characters that matter after the first position
+/// (`,?[]{}:#`, spaces, tabs, breaks). Most values in manifests are like this.
+fn is_simple_scalar(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter().all(|&c| {
+            (0x21..=0x7E).contains(&c)
+                && !matches!(c, b',' | b'?' | b'[' | b']' | b'{' | b'}' | b':' | b'#')
+        })
+}
+
 fn analyze(value: &str) -> Analysis {
+    if is_simple_scalar(value) {
+        return Analysis {
+            multiline: false,
+            flow_plain: true,
+            block_plain: true,
+            single: true,
+            block: true,
+        };
+    }
     if value.is_empty() {
         return Analysis {
             multiline: false,
@@ -843,6 +865,14 @@ impl Emitter {
     fn write_plain(&mut self, value: &str, allow_breaks: bool) {
         if !self.whitespace {
             self.put(' ');
+        }
+        if !value.contains(' ') {
+            // Nothing to fold: the text goes out as it is.
+            self.out.push_str(value);
+            self.column += value.chars().count();
+            self.whitespace = false;
+            self.indention = false;
+            return;
         }
         let mut spaces = false;
         let mut it = value.chars().peekable();

@@ -732,7 +732,7 @@ fn run_transformers(
         mark(res, "PatchTransformer");
     }
     if !k.namespace.is_empty() {
-        meta::namespace(&k.namespace, &tc.namespace, res)?;
+        meta::namespace(&k.namespace, &tc.namespace, Default::default(), res)?;
         mark(res, "NamespaceTransformer");
     }
     if !k.name_prefix.is_empty() {
@@ -822,7 +822,11 @@ fn run_plugin(
         }
         "NamespaceTransformer" => {
             let ns = cfg.str_at(&["metadata", "namespace"]).unwrap_or("").to_string();
-            meta::namespace(&ns, &specs_or(cfg, "fieldSpecs", &tc.namespace)?, res)
+            let opts = meta::NamespaceOptions {
+                unset_only: matches!(cfg.get("unsetOnly"), Some(Value::Bool(true))),
+                subjects: meta::SubjectMode::parse(&s("setRoleBindingSubjects"))?,
+            };
+            meta::namespace(&ns, &specs_or(cfg, "fieldSpecs", &tc.namespace)?, opts, res)
         }
         "ImageTagTransformer" => {
             let img = cfg.get("imageTag").cloned().unwrap_or(Value::Null);

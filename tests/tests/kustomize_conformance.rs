@@ -124,15 +124,11 @@ fn project_feature_cases_match_kubectl_kustomize() {
 /// The `error_contains: ["...", ...]` list of a case (JSON strings on one line).
 fn error_contains(case_dir: &Path) -> Vec<String> {
     let meta = std::fs::read_to_string(case_dir.join("case.yaml")).unwrap_or_default();
-    let Some(list) = meta
-        .lines()
-        .find_map(|l| l.strip_prefix("error_contains:"))
-    else {
+    let Some(list) = meta.lines().find_map(|l| l.strip_prefix("error_contains:")) else {
         return Vec::new();
     };
-    serde_json::from_str(list.trim()).unwrap_or_else(|e| {
-        panic!("{}: bad error_contains: {e}", case_dir.display())
-    })
+    serde_json::from_str(list.trim())
+        .unwrap_or_else(|e| panic!("{}: bad error_contains: {e}", case_dir.display()))
 }
 
 #[test]

@@ -522,7 +522,8 @@ fn accumulate_resources(
                             path: Some(join_rel(dir, p)),
                             ..Default::default()
                         });
-                        acc.append(r)?;
+                        acc.append(r)
+                            .map_err(|e| e.context(format!("merging resources from '{p}'")))?;
                     }
                     continue;
                 }

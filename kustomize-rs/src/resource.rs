@@ -127,17 +127,38 @@ impl ResId {
     }
 }
 
-impl fmt::Display for ResId {
+/// `s`, or the placeholder `d` when `s` is empty.
+fn or<'a>(s: &'a str, d: &'a str) -> &'a str {
+    if s.is_empty() {
+        d
+    } else {
+        s
+    }
+}
+
+/// `Kind.version.group` with kustomize's placeholders for empty parts (`resid.Gvk.String`).
+impl fmt::Display for Gvk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = if self.namespace.is_empty() {
-            "[noNs]"
-        } else {
-            &self.namespace
-        };
         write!(
             f,
-            "{}.{}.{}/{}.{}",
-            self.gvk.kind, self.gvk.version, self.gvk.group, self.name, ns
+            "{}.{}.{}",
+            or(&self.kind, "[noKind]"),
+            or(&self.version, "[noVer]"),
+            or(&self.group, "[noGrp]")
+        )
+    }
+}
+
+/// `Kind.version.group/name.namespace` as kustomize prints ids in messages
+/// (`resid.ResId.String`: `[noGrp]`, `[noVer]`, `[noName]`, `[noNs]` for empty parts).
+impl fmt::Display for ResId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}.{}",
+            self.gvk,
+            or(&self.name, "[noName]"),
+            or(&self.namespace, "[noNs]")
         )
     }
 }

@@ -283,21 +283,40 @@ fn options(v: Option<&Value>) -> (String, i64, bool) {
     )
 }
 
+/// The id a selector names, for messages: `Kind.version.group/name.namespace`.
+fn selector_id(sel: &Value) -> crate::resource::ResId {
+    let s = |k: &str| {
+        sel.get(k)
+            .and_then(Value::scalar_string)
+            .unwrap_or_default()
+    };
+    crate::resource::ResId {
+        gvk: Gvk {
+            group: s("group"),
+            version: s("version"),
+            kind: s("kind"),
+        },
+        name: s("name"),
+        namespace: s("namespace"),
+    }
+}
+
 fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
     let sel = IdSelector::from_value(src)?;
     let matched: Vec<&Resource> = resources.iter().filter(|r| sel.matches_id(r)).collect();
     let r = match matched.as_slice() {
         [one] => *one,
+        // kustomize names the selector as a resource id (`types.Selector` `ResId.String`).
         [] => {
             return Err(Error::msg(format!(
                 "nothing selected by {}",
-                crate::yaml::to_yaml(src).unwrap_or_default().trim()
+                selector_id(src)
             )))
         }
         _ => {
             return Err(Error::msg(format!(
                 "multiple matches for selector {}",
-                crate::yaml::to_yaml(src).unwrap_or_default().trim()
+                selector_id(src)
             )))
         }
     };

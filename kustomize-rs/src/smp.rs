@@ -466,6 +466,55 @@ mod tests {
 
     const DEP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: a:1\n        args: [x, y]\n      - name: b\n        image: b:1\n";
 
+    /// Port numbers of a merged Service, in order, with names where set.
+    fn ports(patch_ports: &str) -> Vec<String> {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n    targetPort: 80\n  - port: 81\n    name: b\n";
+        let patch = format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n{patch_ports}"
+        );
+        let out = m(svc, &patch).unwrap();
+        let Some(Value::Seq(items)) = out.get_path(&["spec", "ports"]) else {
+            panic!("no ports: {out:?}")
+        };
+        items
+            .iter()
+            .map(|p| {
+                let port = p
+                    .get("port")
+                    .and_then(Value::scalar_string)
+                    .unwrap_or_default();
+                match p.get("name").and_then(Value::scalar_string) {
+                    Some(n) => format!("{port}/{n}"),
+                    None => port,
+                }
+            })
+            .collect()
+    }
+
+    /// Outcomes recorded from `kubectl kustomize` v5.8.1 (ports merge on `port`+`protocol`).
+    #[test]
+    fn service_ports_merge_like_kyaml() {
+        // A new port with a protocol goes first; one keyed on `port` alone merges in place.
+        assert_eq!(
+            ports("  - port: 53\n    protocol: UDP\n"),
+            ["53", "80", "81/b"]
+        );
+        assert_eq!(ports("  - port: 80\n    name: http\n"), ["80/http", "81/b"]);
+        assert_eq!(
+            ports("  - port: 80\n    name: http\n  - port: 53\n    protocol: UDP\n"),
+            ["53", "80/http", "81/b"]
+        );
+        assert_eq!(
+            ports("  - port: 80\n    name: http\n  - port: 53\n"),
+            ["80/http", "53", "81/b"]
+        );
+        // The target's port 81 lacks the protocol the patch names: the patch element is lost.
+        assert_eq!(
+            ports("  - port: 81\n    protocol: TCP\n    name: bb\n"),
+            ["80", "81/b"]
+        );
+    }
+
     #[test]
     fn merges_containers_by_name_in_patch_order() {
         let out = m(DEP, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: b\n        image: b:2\n      - name: c\n        image: c:1\n").unwrap();

@@ -4,7 +4,8 @@
 //! Run: `scripts/setup && cargo bench -p stackwave --bench kustomize`. The reference is found
 //! through `$KUBECTL`, then `.tools/venv/bin/kubectl`, then `kubectl` on `PATH`.
 //! Each tool builds each case `ROUNDS` times as a fresh process (what an operator or the
-//! install scripts pay); the in-process library time is printed too.
+//! install scripts pay); the in-process library time is printed too. Each case prints its
+//! process-to-process and in-process ratios; the summary prints their geometric means.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,9 +68,11 @@ fn main() {
         .collect();
     cases.sort();
     let (mut t_ours, mut t_ref, mut t_lib) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    // Sums of the logarithms of the per-case ratios (for the geometric means).
+    let (mut log_proc, mut log_lib) = (0.0f64, 0.0f64);
     println!(
-        "{:<48} {:>12} {:>12} {:>12} {:>8}",
-        "case", "stackwave", "kubectl", "in-process", "ratio"
+        "{:<48} {:>12} {:>12} {:>12} {:>8} {:>8}",
+        "case", "stackwave", "kubectl", "in-process", "ratio", "in-proc"
     );
     for c in &cases {
         let meta = std::fs::read_to_string(c.join("case.yaml")).unwrap_or_default();
@@ -94,10 +97,13 @@ fn main() {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        println!(
-            "{name:<48} {a:>12.2?} {b:>12.2?} {l:>12.2?} {:>7.1}x",
-            b.as_secs_f64() / a.as_secs_f64()
+        let (r_proc, r_lib) = (
+            b.as_secs_f64() / a.as_secs_f64(),
+            b.as_secs_f64() / l.as_secs_f64(),
         );
+        log_proc += r_proc.ln();
+        log_lib += r_lib.ln();
+        println!("{name:<48} {a:>12.2?} {b:>12.2?} {l:>12.2?} {r_proc:>7.1}x {r_lib:>7.0}x");
     }
     println!(
         "genestack kustomize builds ({} cases, {ROUNDS} rounds): stackwave {:.2?}/build, kubectl kustomize {:.2?}/build, ratio {:.1}x faster (process to process); in-process {:.2?}/build, {:.0}x",
@@ -107,5 +113,11 @@ fn main() {
         t_ref.as_secs_f64() / t_ours.as_secs_f64(),
         t_lib / cases.len() as u32,
         t_ref.as_secs_f64() / t_lib.as_secs_f64()
+    );
+    let n = cases.len().max(1) as f64;
+    println!(
+        "geometric mean of per-case ratios: {:.1}x process to process, {:.0}x in-process",
+        (log_proc / n).exp(),
+        (log_lib / n).exp()
     );
 }

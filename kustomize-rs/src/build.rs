@@ -322,13 +322,9 @@ pub fn build_in(
     opts: &Options,
 ) -> Result<Vec<Resource>, Error> {
     let ldr = Loader::with_fs(fs, dir, opts.load_restrictor, opts.remote.clone())?;
+    // A Component builds on its own like a Kustomization (krusty `Kustomizer.Run` loads any
+    // kind; only `resources:` refuses Components).
     let k = kustfile::load(&ldr)?;
-    if k.kind == "Component" {
-        return Err(Error::msg(format!(
-            "expected kind != 'Component' for path '{}'",
-            ldr.root().display()
-        )));
-    }
     crate::openapi::set_custom_schema(None);
     HELM.with(|h| *h.borrow_mut() = opts.helm.clone());
     apply_openapi(&ldr, &k)?;
@@ -526,7 +522,8 @@ fn accumulate_resources(
                             path: Some(join_rel(dir, p)),
                             ..Default::default()
                         });
-                        acc.append(r)?;
+                        acc.append(r)
+                            .map_err(|e| e.context(format!("merging resources from '{p}'")))?;
                     }
                     continue;
                 }
@@ -571,10 +568,107 @@ fn accumulate_resources(
     Ok(())
 }
 
-/// Reads field specs from CRD OpenAPI `x-kubernetes-object-ref-*` annotations is not
-/// supported; a `crds:` file is accepted only when it holds no such references.
-fn load_crd_config(text: &str, origin: &str, _tc: &mut TransformerConfig) -> Result<(), Error> {
-    parse_documents(text).map_err(|e| Error::msg(format!("{origin}: {e}")))?;
+/// Reads field specs from a `crds:` file: OpenAPI definitions keyed by type name
+/// (`group.version.Kind`), each `{"Schema": {...}}` (`api/internal/accumulator/loadconfigfromcrds.go`).
+/// For every definition that looks like a Kubernetes type (has `kind`, `apiVersion` and
+/// `metadata` properties) its properties, followed through `$ref`s into other definitions
+/// of the file, give: `x-kubernetes-annotation` → commonAnnotations field,
+/// `x-kubernetes-label-selector` → commonLabels field, `x-kubernetes-identity` → namePrefix
+/// field, `x-kubernetes-object-ref-api-version` + `-kind` → a name reference to that kind at
+/// `<property>/<x-kubernetes-object-ref-name-key, default name>`. The field specs select the
+/// kind only (the last dotted part of the type name).
+///
+/// # Errors
+/// Unparsable files and type names without three dotted parts.
+fn load_crd_config(text: &str, origin: &str, tc: &mut TransformerConfig) -> Result<(), Error> {
+    let parse_err = |e: String| {
+        Error::msg(format!(
+            "unable to parse open API definition from '{origin}': {e}"
+        ))
+    };
+    // JSON or YAML; JSON parses as YAML.
+    let defs = crate::yaml::parse_one(text).map_err(|e| parse_err(e.to_string()))?;
+    let Some(map) = defs.as_map() else {
+        return Ok(());
+    };
+    let props_of = |name: &str| -> Option<&crate::yaml::Mapping> {
+        map.get(name)?.get("Schema")?.get("properties")?.as_map()
+    };
+    let mut found = TransformerConfig::default();
+    for name in map.keys() {
+        let Some(props) = props_of(name) else {
+            continue;
+        };
+        if !["kind", "apiVersion", "metadata"]
+            .iter()
+            .all(|k| props.contains_key(*k))
+        {
+            continue;
+        }
+        if name.split('.').count() < 3 {
+            return Err(Error::msg(
+                "`api` should be specified in dot notation: group.version.kind",
+            ));
+        }
+        let gvk = crate::resource::Gvk {
+            kind: name.rsplit('.').next().unwrap_or("").to_string(),
+            ..Default::default()
+        };
+        let mut stack: Vec<(String, Vec<String>)> = vec![(name.clone(), Vec::new())];
+        let mut seen = 0usize;
+        while let Some((type_name, path)) = stack.pop() {
+            seen += 1;
+            if seen > 10_000 {
+                break; // cyclic `$ref`s
+            }
+            let Some(props) = props_of(&type_name) else {
+                continue;
+            };
+            for (prop, schema) in props {
+                let mut p = path.clone();
+                p.push(prop.clone());
+                let fs = |p: &[String]| FieldSpec {
+                    gvk: gvk.clone(),
+                    path: p.join("/"),
+                    create: false,
+                };
+                let ext = |k: &str| schema.get(k).and_then(Value::scalar_string);
+                if ext("x-kubernetes-annotation").is_some() {
+                    found.common_annotations.push(fs(&p));
+                }
+                if ext("x-kubernetes-label-selector").is_some() {
+                    found.common_labels.push(fs(&p));
+                }
+                if ext("x-kubernetes-identity").is_some() {
+                    found.name_prefix.push(fs(&p));
+                }
+                if let (Some(version), Some(kind)) = (
+                    ext("x-kubernetes-object-ref-api-version"),
+                    ext("x-kubernetes-object-ref-kind"),
+                ) {
+                    let key =
+                        ext("x-kubernetes-object-ref-name-key").unwrap_or_else(|| "name".into());
+                    let mut rp = p.clone();
+                    rp.push(key);
+                    found.merge(&TransformerConfig {
+                        name_reference: vec![crate::fieldspec::NameBackRef {
+                            target: crate::resource::Gvk {
+                                group: String::new(),
+                                version,
+                                kind,
+                            },
+                            referrers: vec![fs(&rp)],
+                        }],
+                        ..Default::default()
+                    });
+                }
+                if let Some(r) = ext("$ref") {
+                    stack.push((r, p));
+                }
+            }
+        }
+    }
+    tc.merge(&found);
     Ok(())
 }
 
@@ -732,7 +826,7 @@ fn run_transformers(
         mark(res, "PatchTransformer");
     }
     if !k.namespace.is_empty() {
-        meta::namespace(&k.namespace, &tc.namespace, res)?;
+        meta::namespace(&k.namespace, &tc.namespace, Default::default(), res)?;
         mark(res, "NamespaceTransformer");
     }
     if !k.name_prefix.is_empty() {
@@ -822,7 +916,11 @@ fn run_plugin(
         }
         "NamespaceTransformer" => {
             let ns = cfg.str_at(&["metadata", "namespace"]).unwrap_or("").to_string();
-            meta::namespace(&ns, &specs_or(cfg, "fieldSpecs", &tc.namespace)?, res)
+            let opts = meta::NamespaceOptions {
+                unset_only: matches!(cfg.get("unsetOnly"), Some(Value::Bool(true))),
+                subjects: meta::SubjectMode::parse(&s("setRoleBindingSubjects"))?,
+            };
+            meta::namespace(&ns, &specs_or(cfg, "fieldSpecs", &tc.namespace)?, opts, res)
         }
         "ImageTagTransformer" => {
             let img = cfg.get("imageTag").cloned().unwrap_or(Value::Null);
@@ -921,10 +1019,16 @@ fn sort(k: &Kustomization, opts: &Options, res: &mut [Resource]) -> Result<(), E
             false
         }
         (Some("legacy"), _) => true,
-        (Some(other), _) => {
-            return Err(Error::msg(format!(
-                "sortOptions.order: unknown order '{other}' (want legacy or fifo)"
-            )))
+        // A `sortOptions` without a known `order` (`SortOrderTransformer.Config`).
+        (Some(_), _) => {
+            return Err(Error::msg(
+                "the field 'sortOptions.order' must be one of [fifo, legacy]",
+            ))
+        }
+        (None, _) if so.is_some() => {
+            return Err(Error::msg(
+                "the field 'sortOptions.order' must be one of [fifo, legacy]",
+            ))
         }
         (None, Some(Reorder::None)) => false,
         (None, _) => true,

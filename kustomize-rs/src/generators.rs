@@ -274,10 +274,12 @@ pub fn generate(
         .and_then(Value::scalar_string)
         .as_deref()
     {
-        None | Some("") | Some("create") => Behavior::Create,
+        // `types.NewGenerationBehavior`: exactly `merge` or `replace`; anything else
+        // (`create`, empty, unknown words, other capitalisations) is "unspecified", which
+        // generates like `create`.
         Some("merge") => Behavior::Merge,
         Some("replace") => Behavior::Replace,
-        Some(other) => return Err(Error::msg(format!("{}: unknown behavior '{other}'", ctx()))),
+        _ => Behavior::Create,
     };
     r.needs_hash = !opts.disable_hash;
     Ok(r)

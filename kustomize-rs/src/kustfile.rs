@@ -286,6 +286,26 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
     if k.kind.is_empty() {
         k.kind = "Kustomization".into();
     }
+    // `Kustomization.EnforceFields` (`api/types/kustomization.go`).
+    let mut problems = Vec::new();
+    if k.kind != "Kustomization" && k.kind != "Component" {
+        problems.push("kind should be Kustomization or Component".to_string());
+    }
+    let required = if k.kind == "Component" {
+        "kustomize.config.k8s.io/v1alpha1"
+    } else {
+        "kustomize.config.k8s.io/v1beta1"
+    };
+    let api_version = string_field(g("apiVersion"), "apiVersion")?;
+    if !api_version.is_empty() && api_version != required {
+        problems.push(format!("apiVersion for {} should be {required}", k.kind));
+    }
+    if !problems.is_empty() {
+        return Err(Error::msg(format!(
+            "Failed to read kustomization file {file_name}:\n{}",
+            problems.join("\n")
+        )));
+    }
     k.resources = strings(g("resources"), "resources")?;
     k.resources.extend(strings(g("bases"), "bases")?);
     k.components = strings(g("components"), "components")?;

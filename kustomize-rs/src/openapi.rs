@@ -128,6 +128,10 @@ impl Schema {
                     return Some(Schema::Custom(root.clone(), def.clone()));
                 }
             }
+            // The custom schema replaces the builtin one: a type it does not describe has
+            // no schema (its lists are replaced by a patch's), as kubectl kustomize shows
+            // for a StatefulSet next to a custom schema of other kinds.
+            return None;
         }
         let (def, _) = kind_entry(api_version, kind)?;
         if def.is_empty() {

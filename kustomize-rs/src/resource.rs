@@ -127,17 +127,38 @@ impl ResId {
     }
 }
 
-impl fmt::Display for ResId {
+/// `s`, or the placeholder `d` when `s` is empty.
+fn or<'a>(s: &'a str, d: &'a str) -> &'a str {
+    if s.is_empty() {
+        d
+    } else {
+        s
+    }
+}
+
+/// `Kind.version.group` with kustomize's placeholders for empty parts (`resid.Gvk.String`).
+impl fmt::Display for Gvk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = if self.namespace.is_empty() {
-            "[noNs]"
-        } else {
-            &self.namespace
-        };
         write!(
             f,
-            "{}.{}.{}/{}.{}",
-            self.gvk.kind, self.gvk.version, self.gvk.group, self.name, ns
+            "{}.{}.{}",
+            or(&self.kind, "[noKind]"),
+            or(&self.version, "[noVer]"),
+            or(&self.group, "[noGrp]")
+        )
+    }
+}
+
+/// `Kind.version.group/name.namespace` as kustomize prints ids in messages
+/// (`resid.ResId.String`: `[noGrp]`, `[noVer]`, `[noName]`, `[noNs]` for empty parts).
+impl fmt::Display for ResId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}.{}",
+            self.gvk,
+            or(&self.name, "[noName]"),
+            or(&self.namespace, "[noNs]")
         )
     }
 }
@@ -290,9 +311,17 @@ impl Resource {
 
     /// All identities the resource has had, oldest first, ending with the current one.
     pub fn prev_ids(&self) -> Vec<ResId> {
+        let mut ids = self.previous_ids();
+        ids.push(self.cur_id());
+        ids
+    }
+
+    /// The identities the resource had before its current one, oldest first; empty when it
+    /// was never renamed, re-kinded or moved (kustomize `Resource.PrevIds`,
+    /// `api/resource/resource.go`: "does not include the resource's current ID").
+    pub fn previous_ids(&self) -> Vec<ResId> {
         let gvk = self.gvk();
-        let mut ids: Vec<ResId> = self
-            .prev
+        self.prev
             .iter()
             .map(|(k, n, ns)| ResId {
                 gvk: Gvk {
@@ -302,9 +331,7 @@ impl Resource {
                 name: n.clone(),
                 namespace: ns.clone(),
             })
-            .collect();
-        ids.push(self.cur_id());
-        ids
+            .collect()
     }
 
     /// The original identity (kustomize `OrgId`).

@@ -5,9 +5,8 @@
 //!
 //! - Maps merge key by key; a `null` in the patch deletes the key.
 //! - Lists whose schema field has patch strategy `merge` are associative: elements pair up by
-//!   the merge keys, pairs merge recursively; the result lists the patch's elements in patch
-//!   order, then the target's other elements; an element with `$patch: delete` removes its
-//!   match. Lists of scalars with strategy
+//!   the merge keys, pairs merge recursively, in kyaml's order (`merge_associative`); an
+//!   element with `$patch: delete` removes its match. Lists of scalars with strategy
 //!   `merge` become a set union. Every other list (and every list of a kind the schema does
 //!   not know) is replaced by the patch's.
 //! - `$patch: replace|delete|merge` on a map or list (as a list element holding only the
@@ -185,18 +184,6 @@ fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Mer
     Ok(Merged::Node(Value::Map(out)))
 }
 
-fn key_of(v: &Value, keys: &[String]) -> Option<Vec<String>> {
-    let m = v.as_map()?;
-    let vals: Vec<String> = keys
-        .iter()
-        .map(|k| m.get(k).and_then(Value::scalar_string).unwrap_or_default())
-        .collect();
-    if vals.iter().all(String::is_empty) {
-        return None;
-    }
-    Some(vals)
-}
-
 fn merge_seqs(
     ds: &[Value],
     ps: &[Value],
@@ -231,51 +218,241 @@ fn merge_seqs(
         }
         return Ok(Merged::Node(Value::Seq(out)));
     }
-    // kyaml walks the element keys in patch order, then the target's remaining ones, merging
-    // each pair; with `ListIncreaseDirection: Prepend` that walk order is the result order,
-    // followed by target elements that have no key at all.
-    let mut out: Vec<Value> = Vec::new();
-    let mut used = vec![false; ds.len()];
-    for p in &items {
-        let Some(pk) = key_of(p, &keys) else {
-            continue;
-        };
-        if out.iter().any(|o| key_of(o, &keys).as_ref() == Some(&pk)) {
-            continue;
-        }
-        let pos = ds
-            .iter()
-            .position(|d| key_of(d, &keys).as_ref() == Some(&pk));
-        let merged = match pos {
-            Some(i) => {
-                used[i] = true;
-                merge(Some(&ds[i]), Some(p), schema, None)?
+    merge_associative(ds, &items, &keys, schema)
+}
+
+/// The text kyaml compares for a field of a list element (`""` when the field is missing,
+/// null or not a scalar).
+fn field_text(v: &Value, key: &str) -> Option<String> {
+    let f = v.as_map()?.get(key)?;
+    Some(match f {
+        Value::Null | Value::Map(_) | Value::Seq(_) => String::new(),
+        other => other.scalar_string().unwrap_or_default(),
+    })
+}
+
+/// kyaml `ElementValuesList`: an element's values for the keys.
+fn values_of(v: &Value, keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| field_text(v, k).unwrap_or_default())
+        .collect()
+}
+
+/// kyaml `validateKeys`: the keys some element has a value for (all keys when none has), and
+/// this element's values for them.
+fn validate_keys(
+    values_list: &[Vec<String>],
+    values: &[String],
+    keys: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let valid: Vec<bool> = (0..keys.len())
+        .map(|i| {
+            values_list
+                .iter()
+                .any(|v| v.get(i).is_some_and(|x| !x.is_empty()))
+        })
+        .collect();
+    if !valid.iter().any(|&b| b) {
+        return (keys.to_vec(), values.to_vec());
+    }
+    let vk = keys
+        .iter()
+        .zip(&valid)
+        .filter(|(_, &ok)| ok)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let vv = values
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| !v.is_empty() || valid.get(*i).copied().unwrap_or(false))
+        .map(|(_, v)| v.clone())
+        .collect();
+    (vk, vv)
+}
+
+/// kyaml `mergeValues`: value lists that agree wherever both have a value become one.
+fn merge_values(list: &mut [Vec<String>]) {
+    for i in 0..list.len() {
+        for j in 0..list.len() {
+            let (a, b) = (&list[i], &list[j]);
+            if a.len() != b.len() {
+                continue;
             }
-            None => match clean(p)? {
-                Some(v) => Merged::Node(v),
-                None => Merged::Clear,
-            },
-        };
-        if let Merged::Node(mut v) = merged {
-            if let Value::Map(m) = &mut v {
-                if m.is_empty() {
-                    continue;
-                }
-                for (k, val) in keys.iter().zip(pk.iter()) {
-                    if !m.contains_key(k) && !val.is_empty() {
-                        m.insert(k.clone(), Value::String(val.clone()));
-                    }
+            let mut common = false;
+            let mut res = Vec::with_capacity(a.len());
+            let mut ok = true;
+            for (x, y) in a.iter().zip(b) {
+                if x == y {
+                    common = true;
+                    res.push(x.clone());
+                } else if !x.is_empty() && !y.is_empty() {
+                    ok = false;
+                    break;
+                } else if !x.is_empty() {
+                    res.push(x.clone());
+                } else {
+                    res.push(y.clone());
                 }
             }
-            out.push(v);
+            if ok && common {
+                list[i] = res.clone();
+                list[j] = res;
+            }
         }
     }
-    for (i, d) in ds.iter().enumerate() {
-        if !used[i] {
-            out.push(d.clone());
+}
+
+/// kyaml `ElementMatcher` (`ElementList`): the first mapping element whose keys hold exactly
+/// the values.
+fn element_list(items: &[Value], keys: &[String], values: &[String]) -> Option<usize> {
+    if keys.len() != values.len() {
+        return None;
+    }
+    items.iter().position(|it| {
+        matches!(it, Value::Map(_))
+            && keys
+                .iter()
+                .zip(values)
+                .all(|(k, v)| field_text(it, k).as_deref() == Some(v.as_str()))
+    })
+}
+
+/// kyaml `ElementSetter`: drops null and empty elements, replaces (or with `None`, removes)
+/// every element matching the key/value pairs (a key with an empty value matches any value;
+/// with fewer values than keys the extra keys are not checked; with no values nothing
+/// matches and nothing is kept), and appends `element` when nothing matched.
+fn element_setter(
+    list: &mut Vec<Value>,
+    element: Option<&Value>,
+    keys: &[String],
+    values: &[String],
+) {
+    let mapping_setter = keys.first().is_some_and(|k| !k.is_empty())
+        && values.first().is_some_and(|v| !v.is_empty());
+    let mut out = Vec::with_capacity(list.len() + 1);
+    let mut found_any = false;
+    for it in list.drain(..) {
+        match &it {
+            Value::Null => continue,
+            Value::Map(m) if m.is_empty() => continue,
+            Value::Map(_) => {}
+            _ if mapping_setter => {
+                out.push(it);
+                continue;
+            }
+            _ => {}
+        }
+        let mut last: Option<bool> = None;
+        let mut found = true;
+        for (j, k) in keys.iter().enumerate() {
+            if let Some(v) = values.get(j) {
+                last = Some(match field_text(&it, k) {
+                    Some(t) => v.is_empty() || t == *v,
+                    None => false,
+                });
+            }
+            if last != Some(true) {
+                found = false;
+                break;
+            }
+        }
+        if !found {
+            if !values.is_empty() {
+                out.push(it);
+            }
+            continue;
+        }
+        found_any = true;
+        if let Some(e) = element {
+            out.push(e.clone());
         }
     }
-    Ok(Merged::Node(Value::Seq(out)))
+    if let (false, Some(e)) = (found_any, element) {
+        out.push(e.clone());
+    }
+    *list = out;
+}
+
+/// kyaml `appendListNode` with the target as `src` (Prepend): each target element goes in by
+/// its key values; with several keys it is removed and appended (it moves to the end), with
+/// one key it replaces its match in place; a missing key appends it as it is.
+fn append_list_node(dst: &mut Vec<Value>, src: &[Value], keys: &[String]) {
+    for elem in src {
+        let mut v = Vec::new();
+        for k in keys {
+            match field_text(elem, k) {
+                Some(t) => v.push(t),
+                None => dst.push(elem.clone()),
+            }
+        }
+        if keys.len() > 1 {
+            element_setter(dst, None, keys, &v);
+        }
+        element_setter(dst, Some(elem), keys, &v);
+    }
+}
+
+/// An associative list merge as kyaml's walker does it with `ListIncreaseDirection: Prepend`
+/// (`kyaml/yaml/walk/associative_sequence.go` `setAssociativeSequenceElements`): the key
+/// values of the patch's elements, then of the target's, each pair merged; the merged
+/// elements in that order, then the target's elements put back by key (so a Service port
+/// matched on `port` alone moves behind new `port`+`protocol` ones, and a patch element whose
+/// `protocol` the target element lacks is dropped, as kustomize does).
+fn merge_associative(
+    ds: &[Value],
+    items: &[Value],
+    keys: &[String],
+    schema: Option<&Schema>,
+) -> Result<Merged, Error> {
+    let mut dest: Vec<Value> = ds.to_vec();
+    let mut values_list: Vec<Vec<String>> = Vec::new();
+    for e in items.iter().chain(ds.iter()) {
+        let v = values_of(e, keys);
+        if !v.is_empty() && !values_list.contains(&v) {
+            values_list.push(v);
+        }
+    }
+    if keys.len() > 1 {
+        merge_values(&mut values_list);
+    }
+    let mut added: Vec<Value> = Vec::new();
+    let mut valid_keys = Vec::new();
+    for values in &values_list {
+        let valid_values;
+        (valid_keys, valid_values) = validate_keys(&values_list, values, keys);
+        let (wk, wv) = validate_keys(
+            std::slice::from_ref(&valid_values),
+            &valid_values,
+            &valid_keys,
+        );
+        let di = element_list(&dest, &wk, &wv);
+        let pi = element_list(items, &wk, &wv);
+        let merged = merge(di.map(|i| &dest[i]), pi.map(|i| &items[i]), schema, None)?;
+        let mut v = match merged {
+            Merged::Node(v) if !matches!(&v, Value::Map(m) if m.is_empty()) => v,
+            _ => {
+                element_setter(&mut dest, None, &valid_keys, &valid_values);
+                continue;
+            }
+        };
+        if let Value::Map(m) = &mut v {
+            for (k, val) in valid_keys.iter().zip(&valid_values) {
+                if !m.contains_key(k) && !val.is_empty() {
+                    m.insert(k.clone(), crate::yaml::parse::resolve_plain(val));
+                }
+            }
+        }
+        if let Some(i) = di {
+            // kyaml merges into the target's element in place.
+            dest[i] = v.clone();
+        }
+        element_setter(&mut added, Some(&v), &valid_keys, &valid_values);
+    }
+    if values_list.is_empty() {
+        return Ok(Merged::Node(Value::Seq(dest)));
+    }
+    append_list_node(&mut added, &dest, &valid_keys);
+    Ok(Merged::Node(Value::Seq(added)))
 }
 
 #[cfg(test)]
@@ -288,6 +465,55 @@ mod tests {
     }
 
     const DEP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: a:1\n        args: [x, y]\n      - name: b\n        image: b:1\n";
+
+    /// Port numbers of a merged Service, in order, with names where set.
+    fn ports(patch_ports: &str) -> Vec<String> {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n    targetPort: 80\n  - port: 81\n    name: b\n";
+        let patch = format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n{patch_ports}"
+        );
+        let out = m(svc, &patch).unwrap();
+        let Some(Value::Seq(items)) = out.get_path(&["spec", "ports"]) else {
+            panic!("no ports: {out:?}")
+        };
+        items
+            .iter()
+            .map(|p| {
+                let port = p
+                    .get("port")
+                    .and_then(Value::scalar_string)
+                    .unwrap_or_default();
+                match p.get("name").and_then(Value::scalar_string) {
+                    Some(n) => format!("{port}/{n}"),
+                    None => port,
+                }
+            })
+            .collect()
+    }
+
+    /// Outcomes recorded from `kubectl kustomize` v5.8.1 (ports merge on `port`+`protocol`).
+    #[test]
+    fn service_ports_merge_like_kyaml() {
+        // A new port with a protocol goes first; one keyed on `port` alone merges in place.
+        assert_eq!(
+            ports("  - port: 53\n    protocol: UDP\n"),
+            ["53", "80", "81/b"]
+        );
+        assert_eq!(ports("  - port: 80\n    name: http\n"), ["80/http", "81/b"]);
+        assert_eq!(
+            ports("  - port: 80\n    name: http\n  - port: 53\n    protocol: UDP\n"),
+            ["53", "80/http", "81/b"]
+        );
+        assert_eq!(
+            ports("  - port: 80\n    name: http\n  - port: 53\n"),
+            ["80/http", "53", "81/b"]
+        );
+        // The target's port 81 lacks the protocol the patch names: the patch element is lost.
+        assert_eq!(
+            ports("  - port: 81\n    protocol: TCP\n    name: bb\n"),
+            ["80", "81/b"]
+        );
+    }
 
     #[test]
     fn merges_containers_by_name_in_patch_order() {

@@ -1,28 +1,22 @@
-//! The kustomize conformance corpus (`../shared/corpus/kustomize/cases`), built in-process.
-//! Every `genestack-*` case must match `kubectl kustomize` byte for byte, and the overall
-//! pass count must not fall below the recorded floor (raise it as the engine improves).
+//! The kustomize conformance corpora, built in-process: the shared corpus
+//! (`../shared/corpus/kustomize/cases`; every `genestack-*` case must match and the pass count
+//! must not fall below the recorded floor), the shared real-world kubebuilder kustomizations
+//! (`../shared/corpus/kustomize/realworld-cases`, all must match), and the project's own
+//! feature cases (`kustomize-rs/tests/cases`, all must match). Each case matches
+//! `kubectl kustomize` (kustomize v5.8.1) byte for byte, or fails when kustomize fails.
 
-use stackwave_tests::{build_case, read_cases, shared_dir};
+use stackwave_tests::{build_case, read_cases, shared_dir, Case};
+use std::path::Path;
 
-/// The lowest acceptable number of passing cases.
-const PASS_FLOOR: usize = 215;
+/// The lowest acceptable number of passing cases in the shared corpus.
+const PASS_FLOOR: usize = 216;
 
-#[test]
-fn conformance_cases_match_kubectl_kustomize() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("skipped: ../shared is not present");
-        return;
-    };
-    let cases = read_cases(&shared.join("corpus/kustomize/cases"));
-    assert!(
-        cases.len() > 200,
-        "expected the shared corpus, found {} cases",
-        cases.len()
-    );
+/// Builds every case, prints `<label>: N passed, M failed` and the failures; returns the
+/// number that passed and one line per failure.
+fn run_cases(label: &str, cases: &[Case]) -> (usize, Vec<String>) {
     let mut passed = 0;
-    let mut genestack_failures = Vec::new();
     let mut failures = Vec::new();
-    for c in &cases {
+    for c in cases {
         let got = std::panic::catch_unwind(|| build_case(c));
         let ok = match (&got, &c.expected) {
             (Ok(Ok(out)), Some(exp)) => out == exp,
@@ -31,34 +25,106 @@ fn conformance_cases_match_kubectl_kustomize() {
         };
         if ok {
             passed += 1;
-        } else {
-            let why = match &got {
-                Err(_) => "panicked".to_string(),
-                Ok(Err(e)) if c.expected.is_some() => format!("error: {e}"),
-                Ok(Ok(_)) if c.expected.is_none() => "expected a build error".to_string(),
-                _ => "output differs".to_string(),
-            };
-            if c.name.starts_with("genestack-") {
-                genestack_failures.push(format!("{}: {why}", c.name));
-            }
-            failures.push(format!("{}: {why}", c.name));
+            continue;
         }
+        let why = match &got {
+            Err(_) => "panicked".to_string(),
+            Ok(Err(e)) if c.expected.is_some() => format!("error: {e}"),
+            Ok(Ok(_)) if c.expected.is_none() => "expected a build error".to_string(),
+            _ => "output differs".to_string(),
+        };
+        failures.push(format!("{}: {why}", c.name));
     }
     println!(
-        "kustomize conformance (in-process): {passed} passed, {} failed",
-        cases.len() - passed
+        "{label} (in-process): {passed} passed, {} failed",
+        failures.len()
     );
     for f in &failures {
         println!("  FAIL {f}");
     }
+    (passed, failures)
+}
+
+/// The cases of `../shared/corpus/kustomize/<sub>` (at least `min` of them), or `None` (and a
+/// SKIPPED note) when the shared material is absent.
+fn shared_cases(sub: &str, min: usize) -> Option<Vec<Case>> {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not present");
+        return None;
+    };
+    let cases = read_cases(&shared.join("corpus/kustomize").join(sub));
     assert!(
-        genestack_failures.is_empty(),
-        "genestack cases failing: {genestack_failures:#?}"
+        cases.len() >= min,
+        "expected the shared corpus {sub}, found {} cases",
+        cases.len()
+    );
+    Some(cases)
+}
+
+#[test]
+fn conformance_cases_match_kubectl_kustomize() {
+    let Some(cases) = shared_cases("cases", 200) else {
+        return;
+    };
+    let (passed, failures) = run_cases("kustomize conformance", &cases);
+    let genestack: Vec<&String> = failures
+        .iter()
+        .filter(|f| f.starts_with("genestack-"))
+        .collect();
+    assert!(
+        genestack.is_empty(),
+        "genestack cases failing: {genestack:#?}"
     );
     assert!(
         passed >= PASS_FLOOR,
         "{passed} cases passed, below the floor of {PASS_FLOOR}"
     );
+}
+
+#[test]
+fn realworld_kubebuilder_cases_match_kubectl_kustomize() {
+    let Some(cases) = shared_cases("realworld-cases", 50) else {
+        return;
+    };
+    let (_, failures) = run_cases("kustomize real-world cases", &cases);
+    assert!(failures.is_empty(), "failing: {failures:#?}");
+}
+
+#[test]
+fn project_feature_cases_match_kubectl_kustomize() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kustomize-rs/tests/cases");
+    let cases = read_cases(&dir);
+    assert!(!cases.is_empty(), "no cases under {}", dir.display());
+    let (_, mut failures) = run_cases("kustomize project cases", &cases);
+    // Error cases also name what kustomize's error names (the file, field or object).
+    let mut error_cases = 0;
+    for c in cases.iter().filter(|c| c.expected.is_none()) {
+        let needles = error_contains(&c.dir);
+        assert!(
+            !needles.is_empty(),
+            "{}: an error case needs `error_contains` in case.yaml",
+            c.name
+        );
+        error_cases += 1;
+        if let Err(e) = build_case(c) {
+            let msg = e.to_string();
+            for n in needles.iter().filter(|n| !msg.contains(n.as_str())) {
+                failures.push(format!("{}: error {msg:?} does not name {n:?}", c.name));
+            }
+        }
+    }
+    println!("  ({error_cases} error cases checked for what their errors name)");
+    assert!(failures.is_empty(), "failing: {failures:#?}");
+}
+
+/// The `error_contains: ["...", ...]` list of a case (JSON strings on one line).
+fn error_contains(case_dir: &Path) -> Vec<String> {
+    let meta = std::fs::read_to_string(case_dir.join("case.yaml")).unwrap_or_default();
+    let Some(list) = meta.lines().find_map(|l| l.strip_prefix("error_contains:")) else {
+        return Vec::new();
+    };
+    serde_json::from_str(list.trim())
+        .unwrap_or_else(|e| panic!("{}: bad error_contains: {e}", case_dir.display()))
 }
 
 #[test]

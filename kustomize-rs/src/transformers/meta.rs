@@ -20,16 +20,66 @@ fn set_string(v: &str) -> impl FnMut(&mut Value) -> Result<(), Error> + '_ {
     }
 }
 
+/// Which (Cluster)RoleBinding subjects get the namespace (`setRoleBindingSubjects`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SubjectMode {
+    /// `defaultOnly` (the default): subjects named `default`.
+    #[default]
+    DefaultOnly,
+    /// `allServiceAccounts`: subjects of kind `ServiceAccount`.
+    AllServiceAccounts,
+    /// `none`: no subject.
+    None,
+}
+
+impl SubjectMode {
+    /// Parses the option (`""` is the default).
+    ///
+    /// # Errors
+    /// Any other value, with kustomize's message.
+    pub fn parse(v: &str) -> Result<SubjectMode, Error> {
+        match v {
+            "" | "defaultOnly" => Ok(SubjectMode::DefaultOnly),
+            "allServiceAccounts" => Ok(SubjectMode::AllServiceAccounts),
+            "none" => Ok(SubjectMode::None),
+            other => Err(Error::msg(format!(
+                "invalid value {other:?} for setRoleBindingSubjects: must be one of \"defaultOnly\", \"none\" or \"allServiceAccounts\""
+            ))),
+        }
+    }
+}
+
+/// NamespaceTransformer options beyond the namespace (`api/filters/namespace/namespace.go`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NamespaceOptions {
+    /// `unsetOnly`: only fields that are missing or empty are set (`SetEntryIfEmpty`).
+    pub unset_only: bool,
+    /// `setRoleBindingSubjects`.
+    pub subjects: SubjectMode,
+}
+
 /// `namespace:` — sets `metadata.namespace` of namespaced resources and every namespace
-/// field-spec, renames `v1` Namespaces, and sets the namespace of `default` ServiceAccount
-/// subjects of (Cluster)RoleBindings.
+/// field-spec, renames `v1` Namespaces, and sets the namespace of (Cluster)RoleBinding
+/// subjects chosen by `opts.subjects` (`api/filters/namespace/namespace.go`).
 ///
 /// # Errors
 /// Field specs that hit non-scalars; two resources ending up with the same id.
-pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+pub fn namespace(
+    ns: &str,
+    specs: &[FieldSpec],
+    opts: NamespaceOptions,
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     if ns.is_empty() {
         return Ok(());
     }
+    let set = |n: &mut Value| -> Result<(), Error> {
+        if opts.unset_only && !matches!(n, Value::Null) && n.scalar_string().as_deref() != Some("")
+        {
+            return Ok(());
+        }
+        set_string(ns)(n)
+    };
     for r in resources.iter_mut() {
         if r.obj.as_map().is_none_or(|m| m.is_empty()) {
             continue;
@@ -37,7 +87,7 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
         r.store_previous_id();
         let gvk = r.gvk();
         let api_version = r.api_version().to_string();
-        if !gvk.is_cluster_scoped() {
+        if !gvk.is_cluster_scoped() && (!opts.unset_only || r.namespace().is_empty()) {
             r.set_namespace(ns);
         }
         let is_binding = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
@@ -53,7 +103,10 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
             if !gvk.is_selected_by(&fs.gvk) {
                 continue;
             }
-            apply(&mut r.obj, fs, CreateKind::Scalar, &mut set_string(ns)).map_err(|e| {
+            apply(&mut r.obj, fs, CreateKind::Scalar, &mut |n: &mut Value| {
+                set(n)
+            })
+            .map_err(|e| {
                 e.context(format!(
                     "namespace transformation failed for {}",
                     r.cur_id()
@@ -63,9 +116,16 @@ pub fn namespace(ns: &str, specs: &[FieldSpec], resources: &mut [Resource]) -> R
         if is_binding {
             if let Some(Value::Seq(subjects)) = r.obj.get_mut("subjects") {
                 for s in subjects.iter_mut() {
-                    let is_default_sa = s.str_at(&["name"]) == Some("default");
-                    if let (true, Some(m)) = (is_default_sa, s.as_map_mut()) {
-                        m.insert("namespace".into(), Value::String(ns.to_string()));
+                    let chosen = match opts.subjects {
+                        SubjectMode::DefaultOnly => s.str_at(&["name"]) == Some("default"),
+                        SubjectMode::AllServiceAccounts => {
+                            s.str_at(&["kind"]) == Some("ServiceAccount")
+                        }
+                        SubjectMode::None => false,
+                    };
+                    if let (true, Some(m)) = (chosen, s.as_map_mut()) {
+                        let slot = m.entry("namespace".to_string()).or_insert(Value::Null);
+                        set(slot)?;
                     }
                 }
             }
@@ -308,8 +368,12 @@ pub fn images(
     specs: &[FieldSpec],
     resources: &mut [Resource],
 ) -> Result<(), Error> {
-    let Ok(matcher) = Regex::new(&format!("^{}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$", args.name))
-    else {
+    // `image.IsImageMatched` (`api/image/image.go`): the name, an optional tag, an optional
+    // digest (`nginx`, `nginx:1.2`, `nginx@sha256:...`, `nginx:1.2@sha256:...`).
+    let Ok(matcher) = Regex::new(&format!(
+        "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
+        args.name
+    )) else {
         return Ok(());
     };
     for r in resources.iter_mut() {

@@ -22,7 +22,7 @@ impl Target {
     fn of(r: &Resource) -> Target {
         let cur = r.cur_id();
         Target {
-            prev_ids: r.prev_ids(),
+            prev_ids: r.previous_ids(),
             cluster_scoped: cur.gvk.is_cluster_scoped(),
             org_effective_ns: r.org_id().effective_namespace().to_string(),
             cur,

@@ -393,10 +393,23 @@ pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
             }
             "replace" => {
                 let v = value()?;
-                let t = get_mut(doc, &path).ok_or_else(|| {
+                // evanphx/json-patch v4 (what kustomize links): a missing key of an existing
+                // object is set, as `partialDoc.get` reports no error for it; a missing
+                // parent or array index is an error.
+                let missing = || {
                     Error::msg(format!("replace operation does not apply: doc is missing key: \"{raw}\": missing value"))
-                })?;
-                *t = v;
+                };
+                match path.split_last() {
+                    Some((last, parent)) => match get_mut(doc, parent).ok_or_else(missing)? {
+                        Value::Map(m) => {
+                            m.insert(last.clone(), v);
+                        }
+                        other => {
+                            *get_mut(other, std::slice::from_ref(last)).ok_or_else(missing)? = v
+                        }
+                    },
+                    None => *doc = v,
+                }
             }
             "move" | "copy" => {
                 let from_raw = op

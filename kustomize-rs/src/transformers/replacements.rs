@@ -9,33 +9,62 @@ use crate::yaml::{parse_one, Value};
 use crate::Error;
 use regex::Regex;
 
-/// Splits a dotted field path, keeping `[a.b=c]` selectors whole (`SmarterPathSplitter`).
+/// Splits a dotted field path (`api/internal/utils/pathsplitter.go` `SmarterPathSplitter`):
+/// `\.` escapes a dot; a `[...]` step that spans dots stays whole when it is a list-entry
+/// selector (`[a.b=c]`) and loses its brackets when it is a map key
+/// (`annotations.[cert-manager.io/inject-ca-from]`). Empty and blank steps are dropped, so
+/// `.metadata.name` is `metadata.name` (kyaml `PathMatcher`/`PathGetter` clean their paths:
+/// `cleanPath` in `kyaml/yaml/match.go`).
 pub fn split_dotted(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0;
-    for c in path.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            '.' if depth == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
+    // PathSplitter: split on dots, a trailing backslash escapes the dot.
+    let mut plain: Vec<String> = Vec::new();
+    for (i, part) in path.split('.').enumerate() {
+        match plain.last_mut() {
+            Some(last) if i > 0 && last.ends_with('\\') => {
+                last.pop();
+                last.push('.');
+                last.push_str(part);
             }
-            _ => {}
+            _ => plain.push(part.to_string()),
         }
-        cur.push(c);
     }
-    out.push(cur);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < plain.len() {
+        let elem = &plain[i];
+        if elem.starts_with('[') && !elem.ends_with(']') {
+            let mut joined = elem.clone();
+            while i + 1 < plain.len() {
+                i += 1;
+                joined.push('.');
+                joined.push_str(&plain[i]);
+                if plain[i].ends_with(']') {
+                    break;
+                }
+            }
+            if joined.contains('=') {
+                out.push(joined);
+            } else {
+                out.push(joined.trim_matches(|c| c == '[' || c == ']').to_string());
+            }
+        } else {
+            out.push(elem.clone());
+        }
+        i += 1;
+    }
     // `a[0]` and `a[k=v]` written without a dot are two steps.
     let mut res = Vec::new();
     for p in out {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
         match p.find('[') {
             Some(i) if i > 0 && p.ends_with(']') => {
                 res.push(p[..i].to_string());
                 res.push(p[i..].to_string());
             }
-            _ => res.push(p),
+            _ => res.push(p.to_string()),
         }
     }
     res
@@ -254,21 +283,40 @@ fn options(v: Option<&Value>) -> (String, i64, bool) {
     )
 }
 
+/// The id a selector names, for messages: `Kind.version.group/name.namespace`.
+fn selector_id(sel: &Value) -> crate::resource::ResId {
+    let s = |k: &str| {
+        sel.get(k)
+            .and_then(Value::scalar_string)
+            .unwrap_or_default()
+    };
+    crate::resource::ResId {
+        gvk: Gvk {
+            group: s("group"),
+            version: s("version"),
+            kind: s("kind"),
+        },
+        name: s("name"),
+        namespace: s("namespace"),
+    }
+}
+
 fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
     let sel = IdSelector::from_value(src)?;
     let matched: Vec<&Resource> = resources.iter().filter(|r| sel.matches_id(r)).collect();
     let r = match matched.as_slice() {
         [one] => *one,
+        // kustomize names the selector as a resource id (`types.Selector` `ResId.String`).
         [] => {
             return Err(Error::msg(format!(
                 "nothing selected by {}",
-                crate::yaml::to_yaml(src).unwrap_or_default().trim()
+                selector_id(src)
             )))
         }
         _ => {
             return Err(Error::msg(format!(
                 "multiple matches for selector {}",
-                crate::yaml::to_yaml(src).unwrap_or_default().trim()
+                selector_id(src)
             )))
         }
     };

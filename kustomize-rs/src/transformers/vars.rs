@@ -113,16 +113,34 @@ pub fn resolve(
             .get("name")
             .and_then(Value::scalar_string)
             .unwrap_or_default();
-        let Some(r) = resources.iter().find(|r| r.ref_var_names.contains(&name)) else {
-            return Err(Error::msg(format!(
-                "var '{name}' cannot be mapped to a field in the set of known resources"
-            )));
-        };
         let fp = v
             .get_path(&["fieldref", "fieldpath"])
             .and_then(Value::scalar_string)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "metadata.name".into());
+        let Some(r) = resources.iter().find(|r| r.ref_var_names.contains(&name)) else {
+            // kustomize prints the var as Go's `%v` of `types.Var`:
+            // `{NAME Kind.version.group {fieldpath}}`.
+            let objref = v.get("objref");
+            let s = |k: &str| {
+                objref
+                    .and_then(|o| o.get(k))
+                    .and_then(Value::scalar_string)
+                    .unwrap_or_default()
+            };
+            let (group, version) = match s("apiVersion").rsplit_once('/') {
+                Some((g, ver)) => (g.to_string(), ver.to_string()),
+                None => (String::new(), s("apiVersion")),
+            };
+            let gvk = crate::resource::Gvk {
+                group,
+                version,
+                kind: s("kind"),
+            };
+            return Err(Error::msg(format!(
+                "var '{{{name} {gvk} {{{fp}}}}}' cannot be mapped to a field in the set of known resources"
+            )));
+        };
         let mut obj = r.obj.clone();
         let mut found = Vec::new();
         find_paths(&mut obj, &split_dotted(&fp), None, &mut found)?;

@@ -512,7 +512,31 @@ fn is_printable(c: char) -> bool {
         || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
 }
 
+/// Whether the scalar is one `analyze` passes for every style without looking further: it
+/// starts with a letter or digit (no leading indicator, space, break or `---`), does not end
+/// with a space, and is printable ASCII with none of the characters that matter after the
+/// first position (`,?[]{}:#`, tabs, breaks); inner spaces are fine without breaks. Most
+/// values in manifests, and much description prose, are like this.
+fn is_simple_scalar(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last() != Some(&b' ')
+        && b.iter().all(|&c| {
+            (0x20..=0x7E).contains(&c)
+                && !matches!(c, b',' | b'?' | b'[' | b']' | b'{' | b'}' | b':' | b'#')
+        })
+}
+
 fn analyze(value: &str) -> Analysis {
+    if is_simple_scalar(value) {
+        return Analysis {
+            multiline: false,
+            flow_plain: true,
+            block_plain: true,
+            single: true,
+            block: true,
+        };
+    }
     if value.is_empty() {
         return Analysis {
             multiline: false,
@@ -844,19 +868,42 @@ impl Emitter {
         if !self.whitespace {
             self.put(' ');
         }
+        if !value.contains(' ') {
+            // Nothing to fold: the text goes out as it is.
+            self.out.push_str(value);
+            self.column += value.chars().count();
+            self.whitespace = false;
+            self.indention = false;
+            return;
+        }
+        // Runs of non-spaces go out whole; at each space the line may fold (go-yaml's
+        // `yaml_emitter_write_plain_scalar`). Spaces are ASCII, so the slices are on
+        // character boundaries.
+        let b = value.as_bytes();
         let mut spaces = false;
-        let mut it = value.chars().peekable();
-        while let Some(c) = it.next() {
-            if c == ' ' {
-                let next_space = it.peek() == Some(&' ');
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b' ' {
+                let next_space = b.get(i + 1) == Some(&b' ');
                 if allow_breaks && !spaces && self.column > BEST_WIDTH && !next_space {
                     self.write_indent();
                 } else {
-                    self.put(c);
+                    self.put(' ');
                 }
                 spaces = true;
+                i += 1;
             } else {
-                self.put(c);
+                let start = i;
+                while i < b.len() && b[i] != b' ' {
+                    i += 1;
+                }
+                let word = &value[start..i];
+                self.out.push_str(word);
+                self.column += if word.is_ascii() {
+                    word.len()
+                } else {
+                    word.chars().count()
+                };
                 self.indention = false;
                 spaces = false;
             }

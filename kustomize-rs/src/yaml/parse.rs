@@ -185,11 +185,19 @@ impl<'a> Builder<'a> {
                         merges.push(val);
                         continue;
                     }
-                    let key = key_string(&key).map_err(|msg| err_at(&ksp, msg))?;
-                    if m.contains_key(&key) && !self.allow_duplicates {
-                        return Err(err_at(&ksp, format!("mapping key {key:?} already defined")));
+                    let key = key_string(key).map_err(|msg| err_at(&ksp, msg))?;
+                    match m.entry(key) {
+                        indexmap::map::Entry::Occupied(o) if !self.allow_duplicates => {
+                            let msg = format!("mapping key {:?} already defined", o.key());
+                            return Err(err_at(&ksp, msg));
+                        }
+                        indexmap::map::Entry::Occupied(mut o) => {
+                            o.insert(val);
+                        }
+                        indexmap::map::Entry::Vacant(v) => {
+                            v.insert(val);
+                        }
                     }
-                    m.insert(key, val);
                 }
                 for merge in merges {
                     let sources = match merge {
@@ -228,9 +236,10 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn key_string(key: &Value) -> Result<String, String> {
+fn key_string(key: Value) -> Result<String, String> {
     match key {
         Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s),
         Value::Map(_) | Value::Seq(_) => Err("invalid map key: a collection".into()),
         other => Ok(other.scalar_string().unwrap_or_default()),
     }

@@ -34,12 +34,24 @@ struct Env {
     kubeconfig: Option<PathBuf>,
     /// The server (in-process, or `STACKWAVE_TEST_KUBECONFIG`'s) and the controller stand-in.
     tc: stackwave_tests::TestCluster,
+    /// Held for the test's life: these tests share component names (`app`) and, some, the
+    /// default instance, so on one shared server they would prune each other's objects (as two
+    /// agents of one instance would): they take turns.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The turn every test of this file waits for (see [`Env::_turn`]).
+fn turns() -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static TURN: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+        std::sync::OnceLock::new();
+    TURN.get_or_init(Default::default).clone()
 }
 
 /// The one place the tests get their API server: the shared test environment, with the
 /// controller stand-in as a separate client (it acts in the namespaces given to
 /// [`Env::clean`]).
 async fn env() -> Env {
+    let turn = turns().lock_owned().await;
     let tc = stackwave_tests::TestCluster::start(
         kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
     )
@@ -49,6 +61,7 @@ async fn env() -> Env {
         url: tc.url(),
         kubeconfig: tc.kubeconfig(),
         tc,
+        _turn: turn,
     }
 }
 
@@ -833,8 +846,13 @@ fn sync_run_once_and_rollback_exit_codes() {
     let c = &e.cluster;
     let refs = rt.block_on(inventory::read(c, &ia, "app")).unwrap();
     assert!(refs.contains(&ObjRef::of(&cm(n, "a", ""))), "{refs:?}");
+    // (Another test's default-instance inventory may exist on a shared server: only this
+    // test's object matters.)
     let other = rt.block_on(inventory::read(c, &Instance::default(), "app"));
-    assert!(other.unwrap().is_empty());
+    assert!(
+        !other.unwrap().contains(&ObjRef::of(&cm(n, "a", ""))),
+        "the default instance's inventory does not hold the rollback's object"
+    );
     let status = stackwave::control::status(&state).unwrap();
     assert_eq!(status.instance_id, Some(ia.id()));
     rt.block_on(e.clean(&[n], &[(&ia, "app")]));

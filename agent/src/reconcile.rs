@@ -8,10 +8,11 @@
 //! pruned, and the last good revision stays what the cluster runs.
 
 use crate::cluster::drift::{self, FieldDrift, IgnoreRule};
-use crate::cluster::health::{default_rules, health, Health, Rule};
+use crate::cluster::health::{health, Health, Rule};
 use crate::cluster::hpa;
 use crate::cluster::instance::Instance;
 use crate::cluster::inventory::{self, mark, ObjRef, Protect};
+use crate::cluster::policy::{Policies, PolicyError, PolicyTexts};
 use crate::cluster::{ApplyOptions, Cluster, ClusterError};
 use crate::component::Catalog;
 use crate::diff;
@@ -304,6 +305,14 @@ enum Stop {
     Superseded(String, String),
 }
 
+/// Why an agent could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A policy file is malformed (the file, line and column are in the message).
+    #[error("refusing to start: {0}")]
+    Policy(#[from] PolicyError),
+}
+
 /// How often a stuck wave asks for a newer commit.
 const NEWER_COMMIT_CHECK: Duration = Duration::from_secs(2);
 
@@ -339,9 +348,35 @@ fn is_test_hook(o: &Json) -> bool {
 }
 
 impl Agent {
-    /// A new agent.
-    pub fn new(cluster: Cluster, store: Store, catalog: Catalog, settings: Settings) -> Agent {
-        Agent {
+    /// A new agent with the shipped policies ([`PolicyTexts::SHIPPED`]).
+    ///
+    /// # Errors
+    /// [`AgentError::Policy`]: a malformed policy file (named, with line and column) — the
+    /// agent refuses to start rather than run with no protections.
+    pub fn new(
+        cluster: Cluster,
+        store: Store,
+        catalog: Catalog,
+        settings: Settings,
+    ) -> Result<Agent, AgentError> {
+        Agent::with_policies(cluster, store, catalog, settings, &PolicyTexts::SHIPPED)
+    }
+
+    /// A new agent with the given policy texts.
+    ///
+    /// # Errors
+    /// As [`Agent::new`].
+    pub fn with_policies(
+        cluster: Cluster,
+        store: Store,
+        catalog: Catalog,
+        settings: Settings,
+        policies: &PolicyTexts<'_>,
+    ) -> Result<Agent, AgentError> {
+        let policies = Policies::load(policies)?;
+        // Apply reads the immutable patterns from their own once-parsed copy.
+        crate::cluster::immutable_rules()?;
+        Ok(Agent {
             cluster,
             store,
             cache: RenderCache::new(),
@@ -360,10 +395,10 @@ impl Agent {
             applying: None,
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
-            health_rules: default_rules(),
-            protect: inventory::default_protect(),
-            ignore: drift::default_ignore(),
-        }
+            health_rules: policies.health,
+            protect: policies.protect,
+            ignore: policies.ignore,
+        })
     }
 
     /// Reads the cluster objects bindings may look up (Secrets and Services).
@@ -375,11 +410,7 @@ impl Agent {
             let list = api
                 .list(&ListParams::default())
                 .await
-                .map_err(|e| ClusterError::Api {
-                    id: format!("{k}List"),
-                    code: 0,
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| self.cluster.error(&format!("{k}List"), e))?;
             for o in list.items {
                 let mut j = serde_json::to_value(o).unwrap_or(Json::Null);
                 j["kind"] = Json::from(k);

@@ -148,7 +148,8 @@ fn agent(e: &Env, instance: Instance) -> Agent {
             cache_dir: std::env::temp_dir().join("stackwave-ownership-cache"),
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     a.set_instance(instance).unwrap();
     a
 }
@@ -289,9 +290,16 @@ async fn an_object_marked_by_another_instance_is_never_pruned() {
     let mut theirs = cm(n, "shared", "2");
     mark(&mut theirs, "app", &ib);
     force_apply(c, &theirs).await;
-    let (pruned, keep) = inventory::prune(c, &ia, "app", &refs, &[], &inventory::default_protect())
-        .await
-        .unwrap();
+    let (pruned, keep) = inventory::prune(
+        c,
+        &ia,
+        "app",
+        &refs,
+        &[],
+        &inventory::default_protect().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned.deleted, vec![format!("ConfigMap/{n}/mine")]);
     let why = pruned
         .skipped
@@ -508,6 +516,46 @@ async fn an_unreadable_inventory_skips_the_prune_and_is_not_rewritten() {
         "the inventory is not rewritten without the entries it could not read"
     );
     e.clean(&[n], &[(&ia, "app")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_protect_policy_stops_the_agent_at_start_up() {
+    use stackwave::cluster::policy::{PolicyText, PolicyTexts};
+    let e = env().await;
+    let texts = PolicyTexts {
+        protect: PolicyText {
+            file: "policies/protect.yaml",
+            text: "protect:\n  - {group: k8s.mariadb.com, kind: Database}\n  - {group: rabbitmq.com, kind: User\n",
+        },
+        ..PolicyTexts::SHIPPED
+    };
+    let err = Agent::with_policies(
+        e.cluster.clone(),
+        Store::in_memory().unwrap(),
+        Catalog::builtin().unwrap(),
+        Settings::default(),
+        &texts,
+    )
+    .err()
+    .expect("a malformed protect.yaml must stop the agent");
+    let m = err.to_string();
+    assert!(m.contains("policies/protect.yaml:"), "{m}");
+    let line: usize = m
+        .split("policies/protect.yaml:")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no line in {m}"));
+    assert!((3..=4).contains(&line), "{m}");
+    // The shipped files start an agent.
+    assert!(Agent::with_policies(
+        e.cluster.clone(),
+        Store::in_memory().unwrap(),
+        Catalog::builtin().unwrap(),
+        Settings::default(),
+        &PolicyTexts::SHIPPED,
+    )
+    .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,7 +24,7 @@ use crate::render::{
 use crate::source::Commit;
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{json, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -261,6 +261,10 @@ pub struct Agent {
     /// Component → the wave it was last planned in (rollback reuses it; `manifests:`
     /// entries are not in the catalog). Falls back to the catalog after a restart.
     pub wave_of: BTreeMap<String, i32>,
+    /// Components whose last prune was skipped (inventory unreadable, prune or inventory write
+    /// failed): the next sync is not `Unchanged` until they prune (persisted as store state
+    /// `prune_pending`).
+    pub prune_pending: BTreeSet<String>,
     /// Prometheus metrics ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     /// A revision a previous agent process began and did not finish: (revision, commit).
@@ -395,6 +399,7 @@ impl Agent {
             applying: None,
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
+            prune_pending: BTreeSet::new(),
             health_rules: policies.health,
             protect: policies.protect,
             ignore: policies.ignore,
@@ -813,6 +818,7 @@ impl Agent {
         let same_set = self.desired.len() == rendered.len()
             && self.desired.keys().all(|c| rendered.contains_key(c));
         if same_set
+            && self.prune_pending.is_empty()
             && rendered
                 .iter()
                 .all(|(c, o)| self.applied.get(c) == Some(&digest(o)))
@@ -1033,6 +1039,7 @@ impl Agent {
                     progress(Progress::Note(format!(
                         "prune of {c} skipped, nothing deleted: inventory not read: {e}"
                     )));
+                    self.prune_pending.insert(c.clone());
                     continue;
                 }
             };
@@ -1072,13 +1079,27 @@ impl Agent {
                         inv
                     })
                     .await;
-                    if let Err(e) = written {
-                        progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
+                    match written {
+                        Ok(_) => {
+                            self.prune_pending.remove(c);
+                        }
+                        Err(e) => {
+                            progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
+                            self.prune_pending.insert(c.clone());
+                        }
                     }
                 }
-                Err(e) => progress(Progress::Note(format!("prune of {c} skipped: {e}"))),
+                Err(e) => {
+                    progress(Progress::Note(format!("prune of {c} skipped: {e}")));
+                    self.prune_pending.insert(c.clone());
+                }
             }
         }
+        self.prune_pending.retain(|c| rendered.contains_key(c));
+        self.store.set_state(
+            "prune_pending",
+            Some(&serde_json::to_string(&self.prune_pending).unwrap_or_default()),
+        )?;
         self.desired.retain(|c, _| rendered.contains_key(c));
         // The image IDs actually running: a report, never a reason to fail the revision.
         match self.running_images(rendered.values().flatten()).await {
@@ -1197,6 +1218,10 @@ impl Agent {
         self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
         self.pinned_from = self.store.state("pinned_from")?;
         self.load_instance()?;
+        if let Some(p) = self.store.state("prune_pending")? {
+            self.prune_pending = serde_json::from_str(&p)
+                .map_err(|e| record::RecordError::Io(format!("store state prune_pending: {e}")))?;
+        }
         if let Some(w) = self.store.state("wave_of")? {
             self.wave_of = serde_json::from_str(&w).unwrap_or_default();
         }

@@ -138,8 +138,13 @@ fn write_checkout(dir: &Path, ns_name: &str, objects: &[Json]) {
 }
 
 fn agent(e: &Env, instance: Instance) -> Agent {
+    agent_on(e, e.cluster.clone(), instance)
+}
+
+/// An agent whose requests go through `cluster` (e.g. [`stackwave_tests::TestCluster::cluster_with_fault`]).
+fn agent_on(e: &Env, cluster: Cluster, instance: Instance) -> Agent {
     let mut a = Agent::new(
-        e.cluster.clone(),
+        cluster,
         Store::in_memory().unwrap(),
         Catalog::builtin().unwrap(),
         Settings {
@@ -515,6 +520,62 @@ async fn an_unreadable_inventory_skips_the_prune_and_is_not_rewritten() {
         live["data"]["objects"], broken["data"]["objects"],
         "the inventory is not rewritten without the entries it could not read"
     );
+    e.clean(&[n], &[(&ia, "app")]).await;
+}
+
+/// Fault test: the inventory GET fails once (the connection drops) → that component's prune
+/// is skipped and reported, nothing deleted, the inventory kept; the next loop prunes. The
+/// fault sits in the agent's client stack, so this runs unchanged on a real API server.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inventory_read_that_fails_once_skips_that_prune_and_the_next_loop_prunes() {
+    let e = env().await;
+    let c = &e.cluster;
+    let n = "own-flaky";
+    let ia = region("f");
+    e.clean(&[n], &[(&ia, "app")]).await;
+    let inv = inventory::inventory_name(&ia, "app");
+    let fault = stackwave_tests::fault::FailGets::new(&format!("/configmaps/{inv}"));
+    let mut a = agent_on(&e, e.tc.cluster_with_fault(&fault).await, ia.clone());
+    let d = tmp("flaky");
+    write_checkout(&d, n, &[cm(n, "x", "1"), cm(n, "y", "1")]);
+    let (out, _) = sync(&mut a, &d, "c1").await;
+    assert!(healthy(&out), "{out:?}");
+    let before = c.get(&inv_cm(&inv)).await.unwrap().unwrap();
+    // y leaves the desired state, and the prune's read of the inventory fails once (the
+    // first matching GET of the loop, recording what was applied, passes).
+    write_checkout(&d, n, &[cm(n, "x", "1")]);
+    fault.arm(1, 1);
+    let (out, prog) = sync(&mut a, &d, "c2").await;
+    assert_eq!(fault.failed(), 1, "the fault was hit");
+    assert!(healthy(&out), "{out:?}");
+    assert!(deleted(&prog).is_empty(), "{:?}", deleted(&prog));
+    let skipped: Vec<String> = notes(&prog)
+        .into_iter()
+        .filter(|m| m.contains("prune of app skipped") && m.contains("nothing deleted"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{:?}", notes(&prog));
+    assert!(
+        !notes(&prog).iter().any(|m| m.contains("not updated")),
+        "the fault hit the prune's read: {:?}",
+        notes(&prog)
+    );
+    assert!(
+        skipped[0].contains("unreachable"),
+        "the cause is reported: {}",
+        skipped[0]
+    );
+    assert!(exists(c, &cm(n, "y", "")).await, "nothing is deleted");
+    let after = c.get(&inv_cm(&inv)).await.unwrap().unwrap();
+    assert_eq!(
+        after["data"], before["data"],
+        "the inventory is not rewritten without the entries it could not read"
+    );
+    // The next loop reads the inventory and prunes y.
+    let (out, prog) = sync(&mut a, &d, "c3").await;
+    assert!(healthy(&out), "{out:?}");
+    assert_eq!(deleted(&prog), vec![format!("ConfigMap/{n}/y")], "{prog:?}");
+    assert!(!exists(c, &cm(n, "y", "")).await);
+    assert!(exists(c, &cm(n, "x", "")).await);
     e.clean(&[n], &[(&ia, "app")]).await;
 }
 

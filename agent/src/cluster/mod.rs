@@ -724,6 +724,7 @@ mod tests {
                                     "metadata": {"name": "x", "namespace": "default"}});
         let e = c.get(&cm).await.unwrap_err();
         let m = e.to_string();
+        eprintln!("{m}");
         assert!(matches!(e, ClusterError::Unreachable { .. }), "{m}");
         assert!(m.contains(&format!("API server {url}")), "{m}");
         assert!(

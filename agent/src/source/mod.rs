@@ -514,6 +514,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/cloud.git");
         let e = head_of(&url, "main", &auth::Auth::default()).unwrap_err();
         let m = e.to_string();
+        eprintln!("{m}");
         assert!(m.contains(&url), "{m}");
         assert!(m.to_lowercase().contains("connect"), "{m}");
     }

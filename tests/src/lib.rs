@@ -415,11 +415,22 @@ pub mod fault {
     use std::sync::Arc;
     use std::task::{Context, Poll};
 
-    /// Fails GETs whose path ends with `suffix` as a dropped connection does (a transport
-    /// error, no response) once armed ([`FailGets::arm`]), passing every other request through.
+    /// How a failed request fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum How {
+        /// As a dropped connection: a transport error, no response.
+        Drop,
+        /// A `500 Internal Server Error` with a `metav1.Status` body, as kube-apiserver sends
+        /// when etcd fails.
+        Status500,
+    }
+
+    /// Fails GETs whose path ends with `suffix` once armed ([`FailGets::arm`]), passing every
+    /// other request through.
     #[derive(Clone)]
     pub struct FailGets {
         suffix: Arc<str>,
+        how: How,
         /// Matching GETs still let through before failing.
         pass: Arc<AtomicUsize>,
         left: Arc<AtomicUsize>,
@@ -428,9 +439,10 @@ pub mod fault {
 
     impl FailGets {
         /// Fails nothing until [`FailGets::arm`].
-        pub fn new(suffix: &str) -> FailGets {
+        pub fn new(suffix: &str, how: How) -> FailGets {
             FailGets {
                 suffix: suffix.into(),
+                how,
                 pass: Arc::default(),
                 left: Arc::default(),
                 failed: Arc::default(),
@@ -485,9 +497,27 @@ pub mod fault {
 
     type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+    type Resp = http::Response<Box<kube::client::DynBody>>;
+
+    fn status_500(path: &str) -> Resp {
+        use http_body_util::BodyExt;
+        let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("fault injected: etcdserver: request timed out (GET {path})"),
+            "reason": "InternalError", "code": 500});
+        let full = http_body_util::Full::new(bytes::Bytes::from(body.to_string()))
+            .map_err(|never| -> BoxError { match never {} });
+        let mut r = http::Response::new(Box::new(full) as Box<kube::client::DynBody>);
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
     impl<S, B> tower::Service<http::Request<B>> for Service<S>
     where
-        S: tower::Service<http::Request<B>>,
+        S: tower::Service<http::Request<B>, Response = Resp>,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
@@ -506,11 +536,15 @@ pub mod fault {
             {
                 self.fault.failed.fetch_add(1, Ordering::SeqCst);
                 let path = req.uri().path().to_string();
+                let how = self.fault.how;
                 return Box::pin(async move {
-                    Err(Box::new(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        format!("fault injected: connection dropped on GET {path}"),
-                    )) as BoxError)
+                    match how {
+                        How::Drop => Err(Box::new(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            format!("fault injected: connection dropped on GET {path}"),
+                        )) as BoxError),
+                        How::Status500 => Ok(status_500(&path)),
+                    }
                 });
             }
             let f = self.inner.call(req);

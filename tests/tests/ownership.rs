@@ -523,18 +523,26 @@ async fn an_unreadable_inventory_skips_the_prune_and_is_not_rewritten() {
     e.clean(&[n], &[(&ia, "app")]).await;
 }
 
-/// Fault test: the inventory GET fails once (the connection drops) → that component's prune
-/// is skipped and reported, nothing deleted, the inventory kept; the next loop prunes. The
-/// fault sits in the agent's client stack, so this runs unchanged on a real API server.
+/// Fault test: the inventory GET fails once (the connection drops, or a 500) → that
+/// component's prune is skipped and reported, nothing deleted, the inventory kept; the next
+/// loop prunes. The fault sits in the agent's client stack, so this runs unchanged on a real
+/// API server.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inventory_read_that_fails_once_skips_that_prune_and_the_next_loop_prunes() {
+    use stackwave_tests::fault::How;
+    for (how, cause) in [(How::Drop, "unreachable"), (How::Status500, "etcdserver")] {
+        inventory_read_fails_once(how, cause).await;
+    }
+}
+
+async fn inventory_read_fails_once(how: stackwave_tests::fault::How, cause: &str) {
     let e = env().await;
     let c = &e.cluster;
     let n = "own-flaky";
     let ia = region("f");
     e.clean(&[n], &[(&ia, "app")]).await;
     let inv = inventory::inventory_name(&ia, "app");
-    let fault = stackwave_tests::fault::FailGets::new(&format!("/configmaps/{inv}"));
+    let fault = stackwave_tests::fault::FailGets::new(&format!("/configmaps/{inv}"), how);
     let mut a = agent_on(&e, e.tc.cluster_with_fault(&fault).await, ia.clone());
     let d = tmp("flaky");
     write_checkout(&d, n, &[cm(n, "x", "1"), cm(n, "y", "1")]);
@@ -560,8 +568,8 @@ async fn an_inventory_read_that_fails_once_skips_that_prune_and_the_next_loop_pr
         notes(&prog)
     );
     assert!(
-        skipped[0].contains("unreachable"),
-        "the cause is reported: {}",
+        skipped[0].contains(cause),
+        "{how:?}: the cause is reported: {}",
         skipped[0]
     );
     assert!(exists(c, &cm(n, "y", "")).await, "nothing is deleted");

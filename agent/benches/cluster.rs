@@ -85,7 +85,7 @@ fn main() {
                 .unwrap_or(0)
         };
         let objs = objects();
-        let rules = drift::default_ignore();
+        let rules = drift::default_ignore().unwrap();
 
         let r0 = cluster.requests.load(Ordering::SeqCst);
         let t = Instant::now();

@@ -477,7 +477,7 @@ pub fn run(cli: Cli) -> i32 {
                 Err(e) => fail(e),
             }
         }
-        Command::History { state } => match crate::control::open_store(&state)
+        Command::History { state } => match crate::control::open_store_existing(&state)
             .and_then(|s| s.revisions().map_err(|e| e.to_string()))
         {
             Ok(revs) => {
@@ -553,7 +553,7 @@ pub fn run(cli: Cli) -> i32 {
                     Err(e) => return code(e),
                 };
             let store = if target.state.join("revisions.sqlite").is_file() {
-                crate::control::open_store(&target.state)
+                crate::control::open_store_existing(&target.state)
             } else {
                 crate::record::Store::in_memory().map_err(|e| e.to_string())
             };
@@ -565,7 +565,11 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(e) => return code(e.to_string()),
             };
-            let mut agent = crate::reconcile::Agent::new(c, store, catalog, Default::default());
+            let mut agent =
+                match crate::reconcile::Agent::new(c, store, catalog, Default::default()) {
+                    Ok(a) => a,
+                    Err(e) => return code(e.to_string()),
+                };
             // Read-only: load the applied state without touching unfinished revisions.
             if let Err(e) = agent.refresh() {
                 return code(e.to_string());

@@ -19,6 +19,17 @@ pub fn open_store(state: &Path) -> Result<Store, String> {
         .map_err(|e| format!("{}: {e}", state.display()))
 }
 
+/// Opens the revision store of a state directory for reading, creating nothing
+/// ([`Store::open_existing`]): `status`, `history` and `diff` on a mistyped directory fail
+/// instead of making a new store and key there.
+///
+/// # Errors
+/// The directory, database or key is missing, or the store cannot be opened.
+pub fn open_store_existing(state: &Path) -> Result<Store, String> {
+    Store::open_existing(&state.join("revisions.sqlite"), &state.join("store.key"))
+        .map_err(|e| format!("{}: {e}", state.display()))
+}
+
 /// The state directory's lock (`<state>/agent.lock`), held while a process applies to the
 /// cluster (a loop iteration, `sync`, `rollback`). Released on drop.
 pub struct Lock(#[allow(dead_code)] std::fs::File);
@@ -84,7 +95,7 @@ pub struct Status {
 /// # Errors
 /// Store failures.
 pub fn status(state: &Path) -> Result<Status, String> {
-    let store = open_store(state)?;
+    let store = open_store_existing(state)?;
     let e = |e: crate::record::RecordError| e.to_string();
     let revisions = store.revisions().map_err(e)?;
     let applied = revisions.iter().find(|r| r.outcome == "healthy").cloned();
@@ -287,7 +298,7 @@ pub async fn rollback(
     let store = open_store(state)?;
     let to = resolve(&store.revisions().map_err(|e| e.to_string())?, target)?;
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let mut agent = Agent::new(cluster, store, catalog, settings);
+    let mut agent = Agent::new(cluster, store, catalog, settings).map_err(|e| e.to_string())?;
     agent.restore().map_err(|e| e.to_string())?;
     agent
         .rollback(to, force, progress)
@@ -309,6 +320,39 @@ mod tests {
             outcome: outcome.into(),
             components: vec![],
         }
+    }
+
+    #[test]
+    fn read_only_commands_create_nothing_on_a_missing_state_dir() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("stackwave-typo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = status(&dir).unwrap_err();
+        assert!(
+            e.contains("does not exist") && e.contains("revisions.sqlite"),
+            "{e}"
+        );
+        let d = dir.display().to_string();
+        for args in [
+            vec!["stackwave", "status", "--state", &d],
+            vec!["stackwave", "history", "--state", &d],
+        ] {
+            let code = crate::cli::run(crate::cli::Cli::parse_from(args.clone()));
+            assert_ne!(code, 0, "{args:?}");
+        }
+        assert!(
+            !dir.exists(),
+            "a read-only command created {}",
+            dir.display()
+        );
+        // An existing directory without a store: still nothing created in it.
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(status(&dir).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        // A real store reads back.
+        open_store(&dir).unwrap();
+        assert!(status(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

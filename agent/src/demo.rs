@@ -204,7 +204,8 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
             cache_dir: state.join("cache"),
             ..Default::default()
         },
-    );
+    )
+    .map_err(|x| e(&x))?;
     let url = format!("file://{}", abs(&repo_dir)?.display());
     let source = Source::open(&url, "master", &state)
         .or_else(|_| Source::open(&url, "main", &state))

@@ -8,10 +8,11 @@
 //! pruned, and the last good revision stays what the cluster runs.
 
 use crate::cluster::drift::{self, FieldDrift, IgnoreRule};
-use crate::cluster::health::{default_rules, health, Health, Rule};
+use crate::cluster::health::{health, Health, Rule};
 use crate::cluster::hpa;
 use crate::cluster::instance::Instance;
 use crate::cluster::inventory::{self, mark, ObjRef, Protect};
+use crate::cluster::policy::{Policies, PolicyError, PolicyTexts};
 use crate::cluster::{ApplyOptions, Cluster, ClusterError};
 use crate::component::Catalog;
 use crate::diff;
@@ -23,7 +24,7 @@ use crate::render::{
 use crate::source::Commit;
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{json, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -260,6 +261,10 @@ pub struct Agent {
     /// Component → the wave it was last planned in (rollback reuses it; `manifests:`
     /// entries are not in the catalog). Falls back to the catalog after a restart.
     pub wave_of: BTreeMap<String, i32>,
+    /// Components whose last prune was skipped (inventory unreadable, prune or inventory write
+    /// failed): the next sync is not `Unchanged` until they prune (persisted as store state
+    /// `prune_pending`).
+    pub prune_pending: BTreeSet<String>,
     /// Prometheus metrics ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     /// A revision a previous agent process began and did not finish: (revision, commit).
@@ -304,6 +309,14 @@ enum Stop {
     Superseded(String, String),
 }
 
+/// Why an agent could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A policy file is malformed (the file, line and column are in the message).
+    #[error("refusing to start: {0}")]
+    Policy(#[from] PolicyError),
+}
+
 /// How often a stuck wave asks for a newer commit.
 const NEWER_COMMIT_CHECK: Duration = Duration::from_secs(2);
 
@@ -339,9 +352,35 @@ fn is_test_hook(o: &Json) -> bool {
 }
 
 impl Agent {
-    /// A new agent.
-    pub fn new(cluster: Cluster, store: Store, catalog: Catalog, settings: Settings) -> Agent {
-        Agent {
+    /// A new agent with the shipped policies ([`PolicyTexts::SHIPPED`]).
+    ///
+    /// # Errors
+    /// [`AgentError::Policy`]: a malformed policy file (named, with line and column) — the
+    /// agent refuses to start rather than run with no protections.
+    pub fn new(
+        cluster: Cluster,
+        store: Store,
+        catalog: Catalog,
+        settings: Settings,
+    ) -> Result<Agent, AgentError> {
+        Agent::with_policies(cluster, store, catalog, settings, &PolicyTexts::SHIPPED)
+    }
+
+    /// A new agent with the given policy texts.
+    ///
+    /// # Errors
+    /// As [`Agent::new`].
+    pub fn with_policies(
+        cluster: Cluster,
+        store: Store,
+        catalog: Catalog,
+        settings: Settings,
+        policies: &PolicyTexts<'_>,
+    ) -> Result<Agent, AgentError> {
+        let policies = Policies::load(policies)?;
+        // Apply reads the immutable patterns from their own once-parsed copy.
+        crate::cluster::immutable_rules()?;
+        Ok(Agent {
             cluster,
             store,
             cache: RenderCache::new(),
@@ -360,10 +399,11 @@ impl Agent {
             applying: None,
             metrics: crate::metrics::Metrics::new(),
             wave_of: BTreeMap::new(),
-            health_rules: default_rules(),
-            protect: inventory::default_protect(),
-            ignore: drift::default_ignore(),
-        }
+            prune_pending: BTreeSet::new(),
+            health_rules: policies.health,
+            protect: policies.protect,
+            ignore: policies.ignore,
+        })
     }
 
     /// Reads the cluster objects bindings may look up (Secrets and Services).
@@ -375,11 +415,7 @@ impl Agent {
             let list = api
                 .list(&ListParams::default())
                 .await
-                .map_err(|e| ClusterError::Api {
-                    id: format!("{k}List"),
-                    code: 0,
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| self.cluster.error(&format!("{k}List"), e))?;
             for o in list.items {
                 let mut j = serde_json::to_value(o).unwrap_or(Json::Null);
                 j["kind"] = Json::from(k);
@@ -782,6 +818,7 @@ impl Agent {
         let same_set = self.desired.len() == rendered.len()
             && self.desired.keys().all(|c| rendered.contains_key(c));
         if same_set
+            && self.prune_pending.is_empty()
             && rendered
                 .iter()
                 .all(|(c, o)| self.applied.get(c) == Some(&digest(o)))
@@ -1002,6 +1039,7 @@ impl Agent {
                     progress(Progress::Note(format!(
                         "prune of {c} skipped, nothing deleted: inventory not read: {e}"
                     )));
+                    self.prune_pending.insert(c.clone());
                     continue;
                 }
             };
@@ -1041,13 +1079,27 @@ impl Agent {
                         inv
                     })
                     .await;
-                    if let Err(e) = written {
-                        progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
+                    match written {
+                        Ok(_) => {
+                            self.prune_pending.remove(c);
+                        }
+                        Err(e) => {
+                            progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
+                            self.prune_pending.insert(c.clone());
+                        }
                     }
                 }
-                Err(e) => progress(Progress::Note(format!("prune of {c} skipped: {e}"))),
+                Err(e) => {
+                    progress(Progress::Note(format!("prune of {c} skipped: {e}")));
+                    self.prune_pending.insert(c.clone());
+                }
             }
         }
+        self.prune_pending.retain(|c| rendered.contains_key(c));
+        self.store.set_state(
+            "prune_pending",
+            Some(&serde_json::to_string(&self.prune_pending).unwrap_or_default()),
+        )?;
         self.desired.retain(|c, _| rendered.contains_key(c));
         // The image IDs actually running: a report, never a reason to fail the revision.
         match self.running_images(rendered.values().flatten()).await {
@@ -1166,6 +1218,10 @@ impl Agent {
         self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
         self.pinned_from = self.store.state("pinned_from")?;
         self.load_instance()?;
+        if let Some(p) = self.store.state("prune_pending")? {
+            self.prune_pending = serde_json::from_str(&p)
+                .map_err(|e| record::RecordError::Io(format!("store state prune_pending: {e}")))?;
+        }
         if let Some(w) = self.store.state("wave_of")? {
             self.wave_of = serde_json::from_str(&w).unwrap_or_default();
         }

@@ -24,6 +24,9 @@ pub enum RecordError {
     /// Key or I/O failure.
     #[error("revision store: {0}")]
     Io(String),
+    /// A read-only open found no store there (nothing was created).
+    #[error("revision store: {0} does not exist (nothing created; is the state directory right?)")]
+    Missing(String),
     /// Decryption failure (wrong key or corruption).
     #[error("revision store: object {0} cannot be decrypted (wrong key or corrupted)")]
     Decrypt(String),
@@ -140,6 +143,32 @@ impl Store {
         // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        conn.execute_batch(SCHEMA)?;
+        let key = load_key(key_file)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        })
+    }
+
+    /// Opens an existing store for a read-only command (`status`, `history`, `diff`): unlike
+    /// [`Store::open`] it creates nothing — no directory, no database, no key.
+    ///
+    /// # Errors
+    /// [`RecordError::Missing`] naming the database or key file that is absent; SQLite errors;
+    /// a key of the wrong size.
+    pub fn open_existing(db: &Path, key_file: &Path) -> Result<Store, RecordError> {
+        for f in [db, key_file] {
+            if !f.is_file() {
+                return Err(RecordError::Missing(f.display().to_string()));
+            }
+        }
+        let conn = Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Tables a newer version added (`IF NOT EXISTS`: only inside the existing file).
         conn.execute_batch(SCHEMA)?;
         let key = load_key(key_file)?;
         Ok(Store {

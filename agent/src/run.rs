@@ -128,8 +128,9 @@ pub async fn connect(
             let config = kube::Config::infer().await.map_err(|e| {
                 format!("no cluster configuration (in-cluster or $KUBECONFIG): {e}")
             })?;
+            let server = config.cluster_url.to_string();
             let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-            Ok(Cluster::with_client(client))
+            Ok(Cluster::with_client(client, &server))
         }
     }
 }
@@ -275,7 +276,8 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
     )
     .map_err(|e| e.to_string())?;
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let mut agent = Agent::new(cluster, store, catalog, opts.settings.clone());
+    let mut agent =
+        Agent::new(cluster, store, catalog, opts.settings.clone()).map_err(|e| e.to_string())?;
     let instance = crate::cluster::instance::Instance::new(&opts.instance, &opts.repo)
         .map_err(|e| e.to_string())?;
     println!("instance {} ({})", instance.name, instance.id());

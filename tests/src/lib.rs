@@ -404,3 +404,177 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// Fault injection between the agent's client and the API server, in the client's own
+/// `tower` stack — so it works unchanged against a real (TLS) API server, where a proxy on
+/// loopback would see only an encrypted tunnel.
+pub mod fault {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    /// How a failed request fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum How {
+        /// As a dropped connection: a transport error, no response.
+        Drop,
+        /// A `500 Internal Server Error` with a `metav1.Status` body, as kube-apiserver sends
+        /// when etcd fails.
+        Status500,
+    }
+
+    /// Fails GETs whose path ends with `suffix` once armed ([`FailGets::arm`]), passing every
+    /// other request through.
+    #[derive(Clone)]
+    pub struct FailGets {
+        suffix: Arc<str>,
+        how: How,
+        /// Matching GETs still let through before failing.
+        pass: Arc<AtomicUsize>,
+        left: Arc<AtomicUsize>,
+        failed: Arc<AtomicUsize>,
+    }
+
+    impl FailGets {
+        /// Fails nothing until [`FailGets::arm`].
+        pub fn new(suffix: &str, how: How) -> FailGets {
+            FailGets {
+                suffix: suffix.into(),
+                how,
+                pass: Arc::default(),
+                left: Arc::default(),
+                failed: Arc::default(),
+            }
+        }
+
+        /// Lets the next `pass` matching GETs through, then fails `n`.
+        pub fn arm(&self, pass: usize, n: usize) {
+            self.pass.store(pass, Ordering::SeqCst);
+            self.left.store(n, Ordering::SeqCst);
+        }
+
+        /// How many requests were failed so far.
+        pub fn failed(&self) -> usize {
+            self.failed.load(Ordering::SeqCst)
+        }
+
+        fn take(&self) -> bool {
+            if self.left.load(Ordering::SeqCst) == 0 {
+                return false;
+            }
+            let dec = |n: usize| n.checked_sub(1);
+            if self
+                .pass
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, dec)
+                .is_ok()
+            {
+                return false;
+            }
+            self.left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }
+    }
+
+    impl<S> tower::Layer<S> for FailGets {
+        type Service = Service<S>;
+        fn layer(&self, inner: S) -> Service<S> {
+            Service {
+                inner,
+                fault: self.clone(),
+            }
+        }
+    }
+
+    /// The service [`FailGets`] wraps a client's stack in.
+    #[derive(Clone)]
+    pub struct Service<S> {
+        inner: S,
+        fault: FailGets,
+    }
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+    type Resp = http::Response<Box<kube::client::DynBody>>;
+
+    fn status_500(path: &str) -> Resp {
+        use http_body_util::BodyExt;
+        let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("fault injected: etcdserver: request timed out (GET {path})"),
+            "reason": "InternalError", "code": 500});
+        let full = http_body_util::Full::new(bytes::Bytes::from(body.to_string()))
+            .map_err(|never| -> BoxError { match never {} });
+        let mut r = http::Response::new(Box::new(full) as Box<kube::client::DynBody>);
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    impl<S, B> tower::Service<http::Request<B>> for Service<S>
+    where
+        S: tower::Service<http::Request<B>, Response = Resp>,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        type Response = S::Response;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            if req.method() == http::Method::GET
+                && req.uri().path().ends_with(&*self.fault.suffix)
+                && self.fault.take()
+            {
+                self.fault.failed.fetch_add(1, Ordering::SeqCst);
+                let path = req.uri().path().to_string();
+                let how = self.fault.how;
+                return Box::pin(async move {
+                    match how {
+                        How::Drop => Err(Box::new(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            format!("fault injected: connection dropped on GET {path}"),
+                        )) as BoxError),
+                        How::Status500 => Ok(status_500(&path)),
+                    }
+                });
+            }
+            let f = self.inner.call(req);
+            Box::pin(async move { f.await.map_err(Into::into) })
+        }
+    }
+}
+
+impl TestCluster {
+    /// Another client of the same server (the in-process one or `STACKWAVE_TEST_KUBECONFIG`'s)
+    /// whose requests go through `fault` first.
+    ///
+    /// # Panics
+    /// When the server's configuration cannot be read.
+    pub async fn cluster_with_fault(&self, fault: &fault::FailGets) -> stackwave::cluster::Cluster {
+        let config = match &self.kubeconfig {
+            Some(kc) => {
+                let kc = kube::config::Kubeconfig::read_from(kc).expect("kubeconfig");
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .expect("kubeconfig")
+            }
+            // The in-process server, or a URL without auth ([`TestCluster::connect`]).
+            None => kube::Config::new(self.cluster.server().parse().expect("server URL")),
+        };
+        let server = config.cluster_url.to_string();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .expect("client")
+            .with_layer(fault)
+            .build();
+        stackwave::cluster::Cluster::with_client(client, &server)
+    }
+}

@@ -646,7 +646,8 @@ async fn a_timed_out_wave_and_a_rollback_show_in_the_metrics() {
             cache_dir: tmp.join("cache"),
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     agent
         .set_instance(
             stackwave::cluster::instance::Instance::new(
@@ -790,7 +791,8 @@ async fn render_cache_hits_and_misses_are_counted() {
             cache_dir: dir.join("cache"),
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     for _ in 0..2 {
         agent.render_all(&dir, &|_| {}).await.unwrap();
     }

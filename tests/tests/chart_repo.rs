@@ -529,7 +529,8 @@ async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
             cache_dir: tmp.join("cache"),
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     let commit = |id: &str| stackwave::source::Commit {
         id: id.into(),
         author: "t <t@example.org>".into(),

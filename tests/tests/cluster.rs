@@ -60,7 +60,7 @@ where
 async fn wait_current(c: &Cluster, o: &Json, timeout: Duration) -> Health {
     poll_until_current(timeout, || async {
         let live = c.get(o).await.unwrap().expect("object exists");
-        health(&live, &default_rules())
+        health(&live, &default_rules().unwrap())
     })
     .await
 }
@@ -93,7 +93,7 @@ async fn apply_conflicts_and_health() {
     assert_eq!(changed.action, Action::Configured);
     assert!(
         matches!(
-            health(&changed.live, &default_rules()),
+            health(&changed.live, &default_rules().unwrap()),
             Health::InProgress(_)
         ),
         "a new generation is not yet observed"
@@ -260,7 +260,7 @@ async fn inventory_and_prune() {
         comp,
         &refs,
         &desired,
-        &inventory::default_protect(),
+        &inventory::default_protect().unwrap(),
     )
     .await
     .unwrap();
@@ -316,7 +316,10 @@ async fn workloads_that_never_become_ready_stay_in_progress() {
     // A failing rule: the progress deadline is exceeded, which health reports as failed.
     e.set_rules(Rules::default().failing("Deployment/web"));
     let failed = poll_until_failed(Duration::from_secs(30), || async {
-        health(&c.get(&d).await.unwrap().unwrap(), &default_rules())
+        health(
+            &c.get(&d).await.unwrap().unwrap(),
+            &default_rules().unwrap(),
+        )
     })
     .await;
     assert!(matches!(failed, Health::Failed(_)), "{failed:?}");
@@ -333,7 +336,7 @@ async fn drift_is_found_on_owned_fields_only_and_masks_secrets() {
     c.apply(&d, &Default::default()).await.unwrap();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": n}, "data": {"password": "c2VjcmV0"}});
     c.apply(&secret, &Default::default()).await.unwrap();
-    let rules = default_ignore();
+    let rules = default_ignore().unwrap();
     assert!(
         drift(c, &d, &rules).await.unwrap().is_empty(),
         "in sync right after apply"
@@ -409,7 +412,7 @@ async fn drift_of_many_objects_lists_once_per_kind() {
         mark(o, "many", &Default::default());
         c.apply(o, &Default::default()).await.unwrap();
     }
-    let rules = default_ignore();
+    let rules = default_ignore().unwrap();
     let before = c.requests.load(Ordering::SeqCst);
     let found = drift_all(c, &objs, &rules).await.unwrap();
     assert!(found.is_empty(), "in sync right after apply: {found:?}");
@@ -517,7 +520,7 @@ async fn a_webhook_backend_service_is_healthy_once_it_has_ready_endpoints() {
         // Plain kstatus calls the Service Current at once; as a webhook backend it is not
         // until a ready pod backs it.
         let live = c.get(&svc).await.unwrap().unwrap();
-        assert_eq!(health(&live, &default_rules()), Health::Current);
+        assert_eq!(health(&live, &default_rules().unwrap()), Health::Current);
         assert!(matches!(
             endpoints_health(&c.endpoint_slices(n, "hook").await.unwrap()),
             Health::InProgress(_)
@@ -587,7 +590,10 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
         c.apply(o, &Default::default()).await.unwrap();
         let live = c.get(o).await.unwrap().unwrap();
         assert!(
-            matches!(health(&live, &default_rules()), Health::InProgress(_)),
+            matches!(
+                health(&live, &default_rules().unwrap()),
+                Health::InProgress(_)
+            ),
             "{} is not ready at once",
             o["kind"]
         );
@@ -605,7 +611,10 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
     e.set_rules(Rules::default().failing("RabbitmqCluster/main"));
     let rmq = objs.last().unwrap();
     let h = poll_until_failed(Duration::from_secs(30), || async {
-        health(&c.get(rmq).await.unwrap().unwrap(), &default_rules())
+        health(
+            &c.get(rmq).await.unwrap().unwrap(),
+            &default_rules().unwrap(),
+        )
     })
     .await;
     assert!(

@@ -99,6 +99,7 @@ fn new_agent(cluster: &Cluster, root: &Path, in_process: bool) -> Agent {
             ..Default::default()
         },
     )
+    .unwrap()
 }
 
 /// How long a wave waits for health: the stand-in answers within its delay on any server;

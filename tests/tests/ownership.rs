@@ -151,8 +151,13 @@ fn write_checkout(dir: &Path, ns_name: &str, objects: &[Json]) {
 }
 
 fn agent(e: &Env, instance: Instance) -> Agent {
+    agent_on(e, e.cluster.clone(), instance)
+}
+
+/// An agent whose requests go through `cluster` (e.g. [`stackwave_tests::TestCluster::cluster_with_fault`]).
+fn agent_on(e: &Env, cluster: Cluster, instance: Instance) -> Agent {
     let mut a = Agent::new(
-        e.cluster.clone(),
+        cluster,
         Store::in_memory().unwrap(),
         Catalog::builtin().unwrap(),
         Settings {
@@ -161,7 +166,8 @@ fn agent(e: &Env, instance: Instance) -> Agent {
             cache_dir: std::env::temp_dir().join("stackwave-ownership-cache"),
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     a.set_instance(instance).unwrap();
     a
 }
@@ -302,9 +308,16 @@ async fn an_object_marked_by_another_instance_is_never_pruned() {
     let mut theirs = cm(n, "shared", "2");
     mark(&mut theirs, "app", &ib);
     force_apply(c, &theirs).await;
-    let (pruned, keep) = inventory::prune(c, &ia, "app", &refs, &[], &inventory::default_protect())
-        .await
-        .unwrap();
+    let (pruned, keep) = inventory::prune(
+        c,
+        &ia,
+        "app",
+        &refs,
+        &[],
+        &inventory::default_protect().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned.deleted, vec![format!("ConfigMap/{n}/mine")]);
     let why = pruned
         .skipped
@@ -521,6 +534,110 @@ async fn an_unreadable_inventory_skips_the_prune_and_is_not_rewritten() {
         "the inventory is not rewritten without the entries it could not read"
     );
     e.clean(&[n], &[(&ia, "app")]).await;
+}
+
+/// Fault test: the inventory GET fails once (the connection drops, or a 500) → that
+/// component's prune is skipped and reported, nothing deleted, the inventory kept; the next
+/// loop prunes. The fault sits in the agent's client stack, so this runs unchanged on a real
+/// API server.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inventory_read_that_fails_once_skips_that_prune_and_the_next_loop_prunes() {
+    use stackwave_tests::fault::How;
+    for (how, cause) in [(How::Drop, "unreachable"), (How::Status500, "etcdserver")] {
+        inventory_read_fails_once(how, cause).await;
+    }
+}
+
+async fn inventory_read_fails_once(how: stackwave_tests::fault::How, cause: &str) {
+    let e = env().await;
+    let c = &e.cluster;
+    let n = "own-flaky";
+    let ia = region("f");
+    e.clean(&[n], &[(&ia, "app")]).await;
+    let inv = inventory::inventory_name(&ia, "app");
+    let fault = stackwave_tests::fault::FailGets::new(&format!("/configmaps/{inv}"), how);
+    let mut a = agent_on(&e, e.tc.cluster_with_fault(&fault).await, ia.clone());
+    let d = tmp("flaky");
+    write_checkout(&d, n, &[cm(n, "x", "1"), cm(n, "y", "1")]);
+    let (out, _) = sync(&mut a, &d, "c1").await;
+    assert!(healthy(&out), "{out:?}");
+    let before = c.get(&inv_cm(&inv)).await.unwrap().unwrap();
+    // y leaves the desired state, and the prune's read of the inventory fails once (the
+    // first matching GET of the loop, recording what was applied, passes).
+    write_checkout(&d, n, &[cm(n, "x", "1")]);
+    fault.arm(1, 1);
+    let (out, prog) = sync(&mut a, &d, "c2").await;
+    assert_eq!(fault.failed(), 1, "the fault was hit");
+    assert!(healthy(&out), "{out:?}");
+    assert!(deleted(&prog).is_empty(), "{:?}", deleted(&prog));
+    let skipped: Vec<String> = notes(&prog)
+        .into_iter()
+        .filter(|m| m.contains("prune of app skipped") && m.contains("nothing deleted"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{:?}", notes(&prog));
+    assert!(
+        !notes(&prog).iter().any(|m| m.contains("not updated")),
+        "the fault hit the prune's read: {:?}",
+        notes(&prog)
+    );
+    assert!(
+        skipped[0].contains(cause),
+        "{how:?}: the cause is reported: {}",
+        skipped[0]
+    );
+    assert!(exists(c, &cm(n, "y", "")).await, "nothing is deleted");
+    let after = c.get(&inv_cm(&inv)).await.unwrap().unwrap();
+    assert_eq!(
+        after["data"], before["data"],
+        "the inventory is not rewritten without the entries it could not read"
+    );
+    // The next loop reads the inventory and prunes y.
+    let (out, prog) = sync(&mut a, &d, "c3").await;
+    assert!(healthy(&out), "{out:?}");
+    assert_eq!(deleted(&prog), vec![format!("ConfigMap/{n}/y")], "{prog:?}");
+    assert!(!exists(c, &cm(n, "y", "")).await);
+    assert!(exists(c, &cm(n, "x", "")).await);
+    e.clean(&[n], &[(&ia, "app")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_protect_policy_stops_the_agent_at_start_up() {
+    use stackwave::cluster::policy::{PolicyText, PolicyTexts};
+    let e = env().await;
+    let texts = PolicyTexts {
+        protect: PolicyText {
+            file: "policies/protect.yaml",
+            text: "protect:\n  - {group: k8s.mariadb.com, kind: Database}\n  - {group: rabbitmq.com, kind: User\n",
+        },
+        ..PolicyTexts::SHIPPED
+    };
+    let err = Agent::with_policies(
+        e.cluster.clone(),
+        Store::in_memory().unwrap(),
+        Catalog::builtin().unwrap(),
+        Settings::default(),
+        &texts,
+    )
+    .err()
+    .expect("a malformed protect.yaml must stop the agent");
+    let m = err.to_string();
+    assert!(m.contains("policies/protect.yaml:"), "{m}");
+    let line: usize = m
+        .split("policies/protect.yaml:")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no line in {m}"));
+    assert!((3..=4).contains(&line), "{m}");
+    // The shipped files start an agent.
+    assert!(Agent::with_policies(
+        e.cluster.clone(),
+        Store::in_memory().unwrap(),
+        Catalog::builtin().unwrap(),
+        Settings::default(),
+        &PolicyTexts::SHIPPED,
+    )
+    .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -60,6 +60,19 @@ fn warm_renders_cost_no_helm_call_and_changes_miss() {
     let (_, hit) = cache.render(&inp2, "keystone").unwrap();
     assert!(!hit);
     assert_eq!(cache.stats().hits, 1);
+    // Three different inputs rendered, one entry kept: the newest (Secret material of the
+    // older renders is not held).
+    assert_eq!(cache.len(), 1, "one entry per component");
+    drop(warm);
+    assert_eq!(
+        std::sync::Arc::strong_count(&cold),
+        1,
+        "the first render is not kept"
+    );
+    let (_, hit) = cache.render(&inp2, "keystone").unwrap();
+    assert!(hit, "the newest inputs are the ones kept");
+    cache.retain(&|c| c != "keystone");
+    assert!(cache.is_empty());
     let _ = std::fs::remove_dir_all(&o);
 }
 

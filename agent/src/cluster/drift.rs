@@ -50,18 +50,12 @@ pub struct IgnoreRule {
     pub when: String,
 }
 
-#[derive(serde::Deserialize)]
-struct IgnoreFile {
-    ignore: Vec<IgnoreRule>,
-}
-
-/// The shipped ignore rules.
-pub fn default_ignore() -> Vec<IgnoreRule> {
-    kustomize_rs::yaml::parse_one(include_str!("../../../policies/drift-ignore.yaml"))
-        .ok()
-        .and_then(|v| serde_json::from_value::<IgnoreFile>(crate::component::to_json(&v)).ok())
-        .map(|f| f.ignore)
-        .unwrap_or_default()
+/// The shipped ignore rules (`policies/drift-ignore.yaml`).
+///
+/// # Errors
+/// A malformed file, naming it and the line ([`super::policy::load`]).
+pub fn default_ignore() -> Result<Vec<IgnoreRule>, super::policy::PolicyError> {
+    super::policy::ignore(super::policy::PolicyTexts::SHIPPED.drift_ignore)
 }
 
 const MASK: &str = "<masked>";

@@ -47,19 +47,12 @@ pub struct Cond {
     pub status: String,
 }
 
-#[derive(serde::Deserialize)]
-struct RuleFile {
-    rules: Vec<Rule>,
-}
-
 /// The shipped rules (`policies/health.yaml`).
-pub fn default_rules() -> Vec<Rule> {
-    let text = include_str!("../../../policies/health.yaml");
-    kustomize_rs::yaml::parse_one(text)
-        .ok()
-        .and_then(|v| serde_json::from_value::<RuleFile>(crate::component::to_json(&v)).ok())
-        .map(|f| f.rules)
-        .unwrap_or_default()
+///
+/// # Errors
+/// A malformed file, naming it and the line ([`super::policy::load`]).
+pub fn default_rules() -> Result<Vec<Rule>, super::policy::PolicyError> {
+    super::policy::health(super::policy::PolicyTexts::SHIPPED.health)
 }
 
 fn i(o: &Json, p: &str) -> i64 {
@@ -293,7 +286,7 @@ mod tests {
 
     #[test]
     fn services_and_webhook_backends() {
-        let rules = default_rules();
+        let rules = default_rules().unwrap();
         let svc = json!({"kind": "Service", "apiVersion": "v1", "spec": {"type": "ClusterIP"}});
         assert_eq!(health(&svc, &rules), Health::Current);
         let mut lb =
@@ -326,7 +319,7 @@ mod tests {
 
     #[test]
     fn kstatus_rules() {
-        let rules = default_rules();
+        let rules = default_rules().unwrap();
         assert!(!rules.is_empty());
         let mut d = json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"generation": 2}, "spec": {"replicas": 2}});
         assert!(matches!(health(&d, &rules), Health::InProgress(_)));

@@ -181,7 +181,7 @@ pub async fn hand_over(
         &Patch::Apply(&partial),
     )
     .await
-    .map_err(|e| api_err(&id, e))?;
+    .map_err(|e| api_err(&cluster.server, &id, e))?;
     Ok(())
 }
 
@@ -190,7 +190,7 @@ mod tests {
     use super::*;
 
     fn rules() -> Vec<IgnoreRule> {
-        super::super::drift::default_ignore()
+        super::super::drift::default_ignore().unwrap()
     }
 
     #[test]

@@ -61,18 +61,12 @@ pub struct Protect {
     pub kind: String,
 }
 
-#[derive(serde::Deserialize)]
-struct ProtectFile {
-    protect: Vec<Protect>,
-}
-
-/// The shipped protection rules.
-pub fn default_protect() -> Vec<Protect> {
-    kustomize_rs::yaml::parse_one(include_str!("../../../policies/protect.yaml"))
-        .ok()
-        .and_then(|v| serde_json::from_value::<ProtectFile>(crate::component::to_json(&v)).ok())
-        .map(|f| f.protect)
-        .unwrap_or_default()
+/// The shipped protection rules (`policies/protect.yaml`).
+///
+/// # Errors
+/// A malformed file, naming it and the line ([`super::policy::load`]).
+pub fn default_protect() -> Result<Vec<Protect>, super::policy::PolicyError> {
+    super::policy::protect(super::policy::PolicyTexts::SHIPPED.protect)
 }
 
 /// Why an object must never be pruned (`None` when it may be).

@@ -9,6 +9,7 @@ pub mod health;
 pub mod hpa;
 pub mod instance;
 pub mod inventory;
+pub mod policy;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -77,6 +78,49 @@ pub enum ClusterError {
     /// A bad object.
     #[error("{0}")]
     Invalid(String),
+    /// No HTTP response from the API server (connection refused, DNS, TLS, timeout).
+    #[error("{id}: API server {server} unreachable: {}", cause_chain(source))]
+    Unreachable {
+        /// What was being read or written.
+        id: String,
+        /// The API server's URL.
+        server: String,
+        /// The transport error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A policy file is malformed.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+}
+
+/// An error's causes, innermost last, without kube's and hyper's wrapper texts
+/// (`ServiceError: client error (Connect): tcp connect error: Connection refused (os error
+/// 111)` → `tcp connect error: Connection refused (os error 111)`), falling back to the whole
+/// chain when every level is a wrapper.
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut levels = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        levels.push(c.to_string());
+        cur = c.source();
+    }
+    // Each level's text repeats its sources' (`ServiceError: client error (Connect)`); keep
+    // the levels that add something of their own.
+    let own: Vec<&String> = levels
+        .iter()
+        .filter(|l| !l.starts_with("ServiceError:") && !l.starts_with("HyperError:"))
+        .filter(|l| !l.starts_with("client error ("))
+        .collect();
+    let kept = if own.is_empty() {
+        levels.iter().collect()
+    } else {
+        own
+    };
+    kept.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// One cause of a refusal, as the API server sent it (`Status.details.causes[]`,
@@ -139,24 +183,18 @@ impl ImmutableRule {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ImmutableFile {
-    immutable: Vec<ImmutableRule>,
-}
-
 /// The shipped immutable-field cause patterns (`policies/immutable-errors.yaml`, each citing
-/// the kube-apiserver validation code that emits it).
-pub fn immutable_rules() -> &'static [ImmutableRule] {
-    static RULES: std::sync::OnceLock<Vec<ImmutableRule>> = std::sync::OnceLock::new();
-    RULES.get_or_init(|| {
-        kustomize_rs::yaml::parse_one(include_str!("../../../policies/immutable-errors.yaml"))
-            .ok()
-            .and_then(|v| {
-                serde_json::from_value::<ImmutableFile>(crate::component::to_json(&v)).ok()
-            })
-            .map(|f| f.immutable)
-            .unwrap_or_default()
-    })
+/// the kube-apiserver validation code that emits it), parsed once.
+///
+/// # Errors
+/// A malformed file, naming it and the line ([`policy::load`]).
+pub fn immutable_rules() -> Result<&'static [ImmutableRule], policy::PolicyError> {
+    static RULES: std::sync::OnceLock<Result<Vec<ImmutableRule>, policy::PolicyError>> =
+        std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| policy::immutable(policy::PolicyTexts::SHIPPED.immutable))
+        .as_deref()
+        .map_err(Clone::clone)
 }
 
 /// Whether a 422's causes say an immutable field changed: there are causes, and every one
@@ -214,6 +252,8 @@ pub struct ApplyOptions {
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    /// The API server's URL, for errors.
+    server: Arc<str>,
     discovery: Arc<Mutex<Option<Discovery>>>,
     /// API requests sent (for benchmarks).
     pub requests: Arc<std::sync::atomic::AtomicU64>,
@@ -268,8 +308,15 @@ fn gvk_of(o: &Json) -> GroupVersionKind {
 /// An API error for object `id`. kube 5's `Error::Api` carries the whole `metav1.Status` the
 /// server sent (`kube-client` `handle_api_errors` deserializes the body; a body that is not a
 /// Status becomes one without details), so a 422's `details.causes` are read from it.
-fn api_err(id: &str, e: kube::Error) -> ClusterError {
+/// A transport failure (`kube::Error::Service`/`HyperError`: no HTTP response) becomes
+/// [`ClusterError::Unreachable`] naming `server`.
+fn api_err(server: &str, id: &str, e: kube::Error) -> ClusterError {
     match e {
+        e @ (kube::Error::Service(_) | kube::Error::HyperError(_)) => ClusterError::Unreachable {
+            id: id.to_string(),
+            server: server.to_string(),
+            source: e,
+        },
         kube::Error::Api(s) => {
             let code = s.code;
             let message = s.message.clone();
@@ -313,6 +360,7 @@ fn api_err(id: &str, e: kube::Error) -> ClusterError {
 /// declared in schema`, or duplicate list entries): the same object fails the same way.
 pub fn retryable(e: &ClusterError) -> bool {
     match e {
+        ClusterError::Unreachable { .. } => true,
         ClusterError::Api { code, message, .. } => {
             (*code == 0 || *code == 429 || *code >= 500)
                 && !message.contains("failed to create typed patch object")
@@ -333,7 +381,7 @@ impl Cluster {
         let config = kube::Config::new(uri);
         let client = kube::Client::try_from(config)
             .map_err(|e| ClusterError::Invalid(format!("client for {url}: {e}")))?;
-        Ok(Cluster::with_client(client))
+        Ok(Cluster::with_client(client, url))
     }
 
     /// Connects with a kubeconfig file.
@@ -346,15 +394,17 @@ impl Cluster {
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .map_err(|e| ClusterError::Invalid(format!("{}: {e}", path.display())))?;
+        let server = config.cluster_url.to_string();
         let client =
             kube::Client::try_from(config).map_err(|e| ClusterError::Invalid(e.to_string()))?;
-        Ok(Cluster::with_client(client))
+        Ok(Cluster::with_client(client, &server))
     }
 
     /// Wraps a client.
-    pub fn with_client(client: kube::Client) -> Cluster {
+    pub fn with_client(client: kube::Client, server: &str) -> Cluster {
         Cluster {
             client,
+            server: server.into(),
             discovery: Arc::new(Mutex::new(None)),
             requests: Arc::new(Default::default()),
         }
@@ -378,7 +428,7 @@ impl Cluster {
                 let d = Discovery::new(self.client.clone())
                     .run()
                     .await
-                    .map_err(|e| api_err(&id, e))?;
+                    .map_err(|e| api_err(&self.server, &id, e))?;
                 self.count(1);
                 *guard = Some(d);
             }
@@ -420,7 +470,7 @@ impl Cluster {
                 serde_json::to_value(d).map_err(|e| ClusterError::Invalid(e.to_string()))?,
             )),
             Ok(None) => Ok(None),
-            Err(e) => Err(api_err(&id, e)),
+            Err(e) => Err(api_err(&self.server, &id, e)),
         }
     }
 
@@ -452,7 +502,7 @@ impl Cluster {
         let list = api
             .list(&kube::api::ListParams::default().labels(selector))
             .await
-            .map_err(|e| api_err(&format!("{}List", ar.kind), e))?;
+            .map_err(|e| api_err(&self.server, &format!("{}List", ar.kind), e))?;
         list.items
             .into_iter()
             .map(|d| {
@@ -494,7 +544,7 @@ impl Cluster {
             let res = api
                 .patch(&name, &params, &Patch::Apply(o))
                 .await
-                .map_err(|e| api_err(&id, e));
+                .map_err(|e| api_err(&self.server, &id, e));
             match res {
                 Ok(d) => {
                     let live = serde_json::to_value(d)
@@ -520,7 +570,7 @@ impl Cluster {
                     id,
                     message,
                     causes,
-                }) if is_immutable(&causes, immutable_rules()) => {
+                }) if is_immutable(&causes, immutable_rules()?) => {
                     if !opts.replace_immutable || opts.dry_run {
                         return Err(ClusterError::Immutable { id, message });
                     }
@@ -529,7 +579,7 @@ impl Cluster {
                     let d = api
                         .patch(&name, &params, &Patch::Apply(o))
                         .await
-                        .map_err(|e| api_err(&id, e))?;
+                        .map_err(|e| api_err(&self.server, &id, e))?;
                     let live = serde_json::to_value(d)
                         .map_err(|e| ClusterError::Invalid(e.to_string()))?;
                     return Ok(Applied {
@@ -561,7 +611,7 @@ impl Cluster {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(e) => Err(api_err(&id, e)),
+            Err(e) => Err(api_err(&self.server, &id, e)),
         }
     }
 
@@ -595,7 +645,7 @@ impl Cluster {
         } else {
             api.replace(name_of(o), &pp, &d).await
         }
-        .map_err(|e| api_err(&id, e))?;
+        .map_err(|e| api_err(&self.server, &id, e))?;
         serde_json::to_value(live).map_err(|e| ClusterError::Invalid(e.to_string()))
     }
 
@@ -616,7 +666,7 @@ impl Cluster {
         api.delete(name_of(o), &dp)
             .await
             .map(|_| ())
-            .map_err(|e| api_err(&id, e))
+            .map_err(|e| api_err(&self.server, &id, e))
     }
 
     /// Deletes an object and waits until it is gone.
@@ -643,11 +693,47 @@ impl Cluster {
     pub fn client(&self) -> &kube::Client {
         &self.client
     }
+
+    /// The API server's URL (as connected to).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Classifies a `kube` error of a request about `id` made with [`Cluster::client`]
+    /// (transport failures name [`Cluster::server`]).
+    pub fn error(&self, id: &str, e: kube::Error) -> ClusterError {
+        api_err(&self.server, id, e)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named_with_the_cause() {
+        // A port nobody listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let c = Cluster::connect_url(&url).unwrap();
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "x", "namespace": "default"}});
+        let e = c.get(&cm).await.unwrap_err();
+        let m = e.to_string();
+        eprintln!("{m}");
+        assert!(matches!(e, ClusterError::Unreachable { .. }), "{m}");
+        assert!(m.contains(&format!("API server {url}")), "{m}");
+        assert!(
+            m.contains("unreachable") && m.contains("Connection refused"),
+            "{m}"
+        );
+        assert!(!m.contains("ServiceError"), "{m}");
+        assert!(retryable(&e));
+    }
 
     /// A 422 Status body shaped as kube-apiserver v1.36 sends it (`immutable.json` of the
     /// shared kube-api corpus), through kube's `Error::Api` into a [`ClusterError`].
@@ -657,7 +743,11 @@ mod tests {
             "message": format!("{kind} \"x\" is invalid: ..."),
             "details": {"name": "x", "kind": kind, "causes": causes}});
         let status: kube::core::Status = serde_json::from_value(body).unwrap();
-        api_err(&format!("{kind}/ns/x"), kube::Error::Api(Box::new(status)))
+        api_err(
+            "",
+            &format!("{kind}/ns/x"),
+            kube::Error::Api(Box::new(status)),
+        )
     }
 
     fn causes(e: &ClusterError) -> &[Cause] {
@@ -693,7 +783,10 @@ mod tests {
         ];
         for (kind, c) in recorded {
             let e = refusal(kind, serde_json::from_str(c).unwrap());
-            assert!(is_immutable(causes(&e), immutable_rules()), "{kind}: {e}");
+            assert!(
+                is_immutable(causes(&e), immutable_rules().unwrap()),
+                "{kind}: {e}"
+            );
         }
     }
 
@@ -706,7 +799,7 @@ mod tests {
                 "message": "Forbidden: disallowed by cluster policy",
                 "field": "spec.template.spec.containers[0].securityContext.privileged"}]),
         );
-        assert!(!is_immutable(causes(&policy), immutable_rules()));
+        assert!(!is_immutable(causes(&policy), immutable_rules().unwrap()));
         let text = policy.to_string();
         assert!(
             text.contains("refused by the API server")
@@ -721,7 +814,7 @@ mod tests {
                 {"reason": "FieldValueForbidden", "message": "Forbidden: disallowed by cluster policy", "field": "spec.template.spec.hostNetwork"}
             ]),
         );
-        assert!(!is_immutable(causes(&mixed), immutable_rules()));
+        assert!(!is_immutable(causes(&mixed), immutable_rules().unwrap()));
         // A StatefulSet message on another field is not the StatefulSet rule.
         let other_field = refusal(
             "StatefulSet",
@@ -729,17 +822,20 @@ mod tests {
                 "message": "Forbidden: updates to statefulset spec for fields other than 'replicas' are forbidden",
                 "field": "spec.template"}]),
         );
-        assert!(!is_immutable(causes(&other_field), immutable_rules()));
+        assert!(!is_immutable(
+            causes(&other_field),
+            immutable_rules().unwrap()
+        ));
         // No causes at all (a body kube could not parse as Status): never immutable.
         let bare: kube::core::Status = serde_json::from_value(serde_json::json!(
             {"status": "Failure", "message": "field is immutable", "code": 422}))
         .unwrap();
-        let e = api_err("Job/ns/x", kube::Error::Api(Box::new(bare)));
-        assert!(!is_immutable(causes(&e), immutable_rules()));
+        let e = api_err("", "Job/ns/x", kube::Error::Api(Box::new(bare)));
+        assert!(!is_immutable(causes(&e), immutable_rules().unwrap()));
     }
 
     #[test]
     fn the_shipped_rules_load() {
-        assert_eq!(immutable_rules().len(), 5);
+        assert_eq!(immutable_rules().unwrap().len(), 5);
     }
 }

@@ -6,7 +6,13 @@
 //! (the component's and those its variables read), each binding's Secret *digest* (never the
 //! value) and looked-up object, and the post-render kustomize trees.
 //!
-//! Rendered output holds Secret material, so entries live in memory only (never on disk).
+//! Rendered output holds Secret material, so entries live in memory only (never on disk),
+//! and the cache is bounded: it keeps **one entry per component** — the render of the newest
+//! inputs digest, which is the component's current desired state (the agent holds the same
+//! objects to apply and check drift against). A render with new inputs replaces the old
+//! entry, so an earlier render (and any Secret values it carried) is dropped as soon as no
+//! caller holds its `Arc`; [`RenderCache::retain`] drops components no longer rendered and
+//! [`RenderCache::clear`] everything.
 
 use super::charts::dir_digest;
 use super::{plan, values, Inputs, RenderError, Rendered};
@@ -17,10 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// An in-memory cache of rendered components, keyed by input digest.
+/// An in-memory cache of rendered components: component → (input digest, render), at most
+/// one entry per component.
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, Arc<Rendered>>>,
+    entries: Mutex<HashMap<String, (String, Arc<Rendered>)>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -174,16 +181,50 @@ impl RenderCache {
         name: &str,
     ) -> Result<(Arc<Rendered>, bool), RenderError> {
         let key = input_digest(inputs, name)?;
-        if let Some(r) = self.entries.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        let cached = self.entries.lock().ok().and_then(|m| {
+            m.get(name)
+                .filter(|(digest, _)| *digest == key)
+                .map(|(_, r)| r.clone())
+        });
+        if let Some(r) = cached {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok((r, true));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        // The older render of this component goes now, before the new one is made.
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(name);
+        }
         let r = Arc::new(super::render_component(inputs, name)?);
         if let Ok(mut m) = self.entries.lock() {
-            m.insert(key, r.clone());
+            m.insert(name.to_string(), (key, r.clone()));
         }
         Ok((r, false))
+    }
+
+    /// How many renders are held (at most one per component).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the renders of components `keep` does not name (components removed from the
+    /// repository).
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.retain(|name, _| keep(name));
+        }
+    }
+
+    /// Drops every render.
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.clear();
+        }
     }
 
     /// Hit and miss counts.

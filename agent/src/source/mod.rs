@@ -499,3 +499,23 @@ impl Pinned {
         Ok((commit, dir))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_remote_is_named_with_the_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/cloud.git");
+        let e = head_of(&url, "main", &auth::Auth::default()).unwrap_err();
+        let m = e.to_string();
+        eprintln!("{m}");
+        assert!(m.contains(&url), "{m}");
+        assert!(m.to_lowercase().contains("connect"), "{m}");
+    }
+}

@@ -778,6 +778,8 @@ impl Agent {
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
         self.released = released;
+        // Components no longer in the repository leave the render cache with this commit.
+        self.cache.retain(&|c| rendered.contains_key(c));
         if !self.settings.allow_destructive {
             if let Some((c, _)) = rendered.iter().find(|(_, o)| o.is_empty()) {
                 return Ok(Outcome::Refused { reason: format!("component {c} rendered no objects (refused; allow destructive changes to apply it)") });

@@ -878,6 +878,26 @@ impl Agent {
         })
     }
 
+    /// Adds applied objects to `component`'s inventory, right after their apply and before
+    /// any health wait, so a revision that never becomes healthy leaves nothing a later
+    /// prune cannot find (kustomize-controller likewise records its inventory right after
+    /// apply). A read-modify-write: a failed read writes nothing (never an inventory without
+    /// the entries it could not read); a failure is reported.
+    async fn inventory_add(&self, component: &str, refs: &[ObjRef], progress: &dyn Fn(Progress)) {
+        self.claim_legacy(component, refs, progress).await;
+        let added = inventory::update(&self.cluster, &self.instance, component, |old| {
+            let mut inv = old.to_vec();
+            inv.extend(refs.iter().filter(|r| !old.contains(r)).cloned());
+            inv
+        })
+        .await;
+        if let Err(e) = added {
+            progress(Progress::Note(format!(
+                "inventory of {component} not updated: {e}"
+            )));
+        }
+    }
+
     /// Applies one object of a revision: forced, Jobs replaced on immutable-field errors,
     /// the fields HPAs own released.
     async fn apply_one(&self, o: &Json) -> Result<crate::cluster::Applied, ClusterError> {
@@ -1011,11 +1031,11 @@ impl Agent {
                         .pointer("/metadata/annotations")
                         .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
                         .and_then(Json::as_str)
-                        .unwrap_or_default()
-                        .to_string();
+                        .unwrap_or_default();
                     match self.apply_one(o).await {
                         Ok(a) => {
-                            self.count_apply(&c, &a.action);
+                            self.count_apply(c, &a.action);
+                            self.inventory_add(c, &[ObjRef::of(o)], progress).await;
                             staged.push(a.id.clone());
                             progress(Progress::Applied {
                                 id: a.id,
@@ -1075,23 +1095,8 @@ impl Agent {
                         }
                     }
                 }
-                // What was applied enters the inventory before the health wait, so a
-                // revision that never becomes healthy leaves nothing a later prune cannot
-                // find (kustomize-controller likewise records its inventory right after
-                // apply).
-                // A read-modify-write: a failed read writes nothing (never an inventory
-                // without the entries it could not read).
                 let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-                self.claim_legacy(c, &refs, progress).await;
-                let added = inventory::update(&self.cluster, &self.instance, c, |old| {
-                    let mut inv = old.to_vec();
-                    inv.extend(refs.iter().filter(|r| !old.contains(r)).cloned());
-                    inv
-                })
-                .await;
-                if let Err(e) = added {
-                    progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
-                }
+                self.inventory_add(c, &refs, progress).await;
                 touched.push((c.to_string(), objs));
             }
             let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();

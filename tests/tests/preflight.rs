@@ -356,6 +356,90 @@ async fn a_custom_resource_whose_crd_comes_in_wave_1_is_checked_before_wave_2() 
     );
     let live = e.tc.cluster.get(&widget(json!({}))).await.unwrap().unwrap();
     assert_eq!(live["spec"]["size"], 3, "the Widget is unchanged");
+
+    // A second CRD arriving in wave 1 with an invalid custom resource in wave 2: the dry run
+    // can only happen once the CRD is there, and refuses the resource before wave 2 applies
+    // anything.
+    let gadgets = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                     "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                         "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}});
+    e.tc.cleanup_later(gadgets.clone());
+    let gadget = json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget",
+        "metadata": {"name": "g", "namespace": ns}, "spec": {"size": 1, "colour": "red"}});
+    let waves = vec![
+        vec![namespace(&ns), crd.clone(), gadgets],
+        vec![widget(json!({"size": 5})), gadget.clone()],
+    ];
+    let out = e.sync(&waves, "bad-gadget").await;
+    let Outcome::Failed { wave, reason, .. } = &out else {
+        panic!("the Gadget is refused before wave 2: {out:?}")
+    };
+    assert_eq!(*wave, 2);
+    assert!(
+        reason.contains("preflight refused")
+            && reason.contains(&format!("Gadget/{ns}/g"))
+            && reason.contains("colour"),
+        "{reason}"
+    );
+    let passes = e.preflights();
+    assert_eq!(passes.len(), 2, "{passes:?}");
+    assert_eq!((passes[0].1, passes[0].2), (4, 1), "{passes:?}");
+    assert_eq!((passes[1].0, passes[1].3.len()), (Some(2), 1), "{passes:?}");
+    assert!(e.tc.cluster.get(&gadget).await.unwrap().is_none());
+    let live = e.tc.cluster.get(&widget(json!({}))).await.unwrap().unwrap();
+    assert_eq!(live["spec"]["size"], 3, "nothing of wave 2 applied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_in_a_namespace_of_the_same_wave_are_dry_run_after_it_is_applied() {
+    let mut e = Env::new("stage").await;
+    let ns = e.tc.ns("preflight-stage");
+    // Wave 1 brings the namespace and two ConfigMaps in it, the second invalid.
+    let waves = vec![vec![
+        namespace(&ns),
+        cm(&ns, "a", json!({"k": "v"})),
+        cm(&ns, "b", json!({"bad key!": "v"})),
+    ]];
+    let out = e.sync(&waves, "stage").await;
+    let Outcome::Failed { wave, reason, .. } = &out else {
+        panic!("refused in wave 1: {out:?}")
+    };
+    assert_eq!(*wave, 1);
+    assert!(
+        reason.contains(&format!("ConfigMap/{ns}/b")) && reason.contains("bad key!"),
+        "{reason}"
+    );
+    // Only the Namespace (stage one) was applied, and it is in the inventory (a later prune
+    // finds it); neither ConfigMap was.
+    let applied: Vec<String> = e
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Applied { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, [format!("Namespace/{ns}")]);
+    assert!(e
+        .tc
+        .cluster
+        .get(&cm(&ns, "a", json!({})))
+        .await
+        .unwrap()
+        .is_none());
+    let inv = inventory::read(&e.tc.cluster, &e.agent.instance, "c1")
+        .await
+        .unwrap();
+    assert!(
+        inv.iter().any(|r| r.kind == "Namespace" && r.name == ns),
+        "{inv:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

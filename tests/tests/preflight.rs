@@ -163,6 +163,12 @@ impl Env {
         Some(store.requests.get("PATCH (dry run)").copied().unwrap_or(0))
     }
 
+    /// `data.value` of live ConfigMap `ns/name`.
+    async fn live_value(&self, ns: &str, name: &str) -> Json {
+        let live = self.tc.cluster.get(&cm(ns, name, json!({}))).await.unwrap();
+        live.expect("the ConfigMap is live")["data"]["value"].clone()
+    }
+
     /// The live objects: (resourceVersion, managedFields) of each.
     async fn snapshot(&self, objs: &[Json]) -> Vec<(String, Json, Json)> {
         let mut out = Vec::new();
@@ -265,13 +271,7 @@ async fn an_invalid_wave_4_object_refuses_the_revision_before_wave_1() {
         "no wave started"
     );
     assert_eq!(e.snapshot(&all).await, before);
-    let w1 =
-        e.tc.cluster
-            .get(&cm(&ns, "w1-settings", json!({})))
-            .await
-            .unwrap()
-            .unwrap();
-    assert_eq!(w1["data"]["value"], "1.27");
+    assert_eq!(e.live_value(&ns, "w1-settings").await, "1.27");
     // Recorded as refused with the objects and messages; the good revision stays applied.
     let revisions = e.agent.store.revisions().unwrap();
     let r = revisions.iter().find(|r| r.commit == "broken").unwrap();
@@ -288,13 +288,7 @@ async fn an_invalid_wave_4_object_refuses_the_revision_before_wave_1() {
     let fixed = four_waves(&ns, "1.28", false);
     let out = e.sync(&fixed, "fixed").await;
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
-    let w1 =
-        e.tc.cluster
-            .get(&cm(&ns, "w1-settings", json!({})))
-            .await
-            .unwrap()
-            .unwrap();
-    assert_eq!(w1["data"]["value"], "1.28");
+    assert_eq!(e.live_value(&ns, "w1-settings").await, "1.28");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -473,14 +473,7 @@ impl Cluster {
     /// # Errors
     /// Conflicts (unless forced), immutable fields (unless replacement is allowed), API errors.
     pub async fn apply(&self, o: &Json, opts: &ApplyOptions) -> Result<Applied, ClusterError> {
-        let id = object_id(o);
-        let name = name_of(o).to_string();
-        if name.is_empty() {
-            return Err(ClusterError::Invalid(format!(
-                "{id}: object has no metadata.name"
-            )));
-        }
-        let api = self.api_for(o).await?;
+        let (id, name, api) = self.named(o).await?;
         let before = self.get(o).await?;
         if let (Some(live), false) = (&before, opts.dry_run) {
             hpa::hand_over(self, o, live, &opts.release).await?;
@@ -546,6 +539,15 @@ impl Cluster {
     /// The API's refusal ([`ClusterError::Refused`] for every 422, immutable-field ones
     /// included: the caller decides whether a replacement would follow), unknown kinds.
     pub async fn dry_run_apply(&self, o: &Json) -> Result<Json, ClusterError> {
+        let (id, name, api) = self.named(o).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = true;
+        params.dry_run = true;
+        self.patch_retrying(&api, &id, &name, &params, o).await
+    }
+
+    /// An object's id, name (required) and API, for a write.
+    async fn named(&self, o: &Json) -> Result<(String, String, Api<DynamicObject>), ClusterError> {
         let id = object_id(o);
         let name = name_of(o).to_string();
         if name.is_empty() {
@@ -554,10 +556,7 @@ impl Cluster {
             )));
         }
         let api = self.api_for(o).await?;
-        let mut params = PatchParams::apply(FIELD_MANAGER);
-        params.force = true;
-        params.dry_run = true;
-        self.patch_retrying(&api, &id, &name, &params, o).await
+        Ok((id, name, api))
     }
 
     /// One server-side apply PATCH, retried with backoff on [`retryable`] errors (5 times,

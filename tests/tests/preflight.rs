@@ -169,8 +169,11 @@ impl Env {
         live.expect("the ConfigMap is live")["data"]["value"].clone()
     }
 
-    /// The live objects: (resourceVersion, managedFields) of each.
-    async fn snapshot(&self, objs: &[Json]) -> Vec<(String, Json, Json)> {
+    /// What a Stackwave apply would change in the live objects: each one's id, its
+    /// `resourceVersion` (only for objects no controller writes status to: ConfigMaps; a
+    /// real cluster's controllers may bump a Deployment's or Namespace's at any time), its
+    /// `metadata.generation`, and the managed-fields entries of field manager `stackwave`.
+    async fn snapshot(&self, objs: &[Json]) -> Vec<(String, Json, Json, Vec<Json>)> {
         let mut out = Vec::new();
         for o in objs {
             let live = self
@@ -180,10 +183,24 @@ impl Env {
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("{} is live", stackwave::cluster::object_id(o)));
+            let ours: Vec<Json> = live["metadata"]["managedFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["manager"] == stackwave::cluster::FIELD_MANAGER)
+                .cloned()
+                .collect();
+            assert!(!ours.is_empty(), "{live}: applied by stackwave");
+            let rv = if o["kind"] == "ConfigMap" {
+                live["metadata"]["resourceVersion"].clone()
+            } else {
+                Json::Null
+            };
             out.push((
                 stackwave::cluster::object_id(o),
-                live["metadata"]["resourceVersion"].clone(),
-                live["metadata"]["managedFields"].clone(),
+                rv,
+                live["metadata"]["generation"].clone(),
+                ours,
             ));
         }
         out

@@ -16,8 +16,9 @@
 //! - **objects in a namespace the revision creates** (the dry-run create answers 404, the
 //!   namespace lifecycle admission refusing writes into a missing namespace): the Namespace
 //!   itself is dry-run before wave 1 — an answer without `resourceVersion` means it does not
-//!   exist yet (a dry-run create; fluxcd/pkg `ApplyAll` reads it the same way to tell
-//!   `Created` from `Configured`), so its objects are deferred without a request that could
+//!   exist yet (a dry-run create: kube-apiserver v1.36 answers 201 without one, as recorded
+//!   in `../shared/corpus/kube-api/scenarios/dry-run.json`; fluxcd/pkg `ApplyAll` reads it the
+//!   same way to tell `Created` from `Configured`), so its objects are deferred without a request that could
 //!   only answer 404 — and the object is deferred like a custom resource —
 //!   fluxcd/pkg `ssa/manager_apply.go` `ApplyAllStaged` likewise dry-runs and applies
 //!   Namespaces and CRDs (stage one), waits for them, and only then dry-runs the other objects

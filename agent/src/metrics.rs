@@ -50,6 +50,9 @@ pub const OUTCOMES: [&str; 6] = [
     "pinned",
 ];
 
+/// The results `stackwave_preflight_objects_total` counts (exported from the start, at 0).
+pub const PREFLIGHT_RESULTS: [&str; 3] = ["checked", "deferred", "refused"];
+
 /// Buckets (seconds) for reconciles and waves: a no-op loop takes milliseconds, a wave of
 /// OpenStack services waits minutes for health (the default `--health-timeout` is 300 s).
 const LONG_BUCKETS: [f64; 13] = [
@@ -98,6 +101,8 @@ pub struct Metrics {
     pub replaced: IntCounterVec,
     /// Pruned objects per component.
     pub pruned: IntCounterVec,
+    /// Objects through preflight dry runs, by result ([`PREFLIGHT_RESULTS`]).
+    pub preflight: IntCounterVec,
     /// Drifted objects per component.
     pub drift_objects: IntGaugeVec,
     /// Drifted fields per component.
@@ -229,6 +234,16 @@ impl Metrics {
                     &["component"],
                 ),
             ),
+            preflight: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stackwave_preflight_objects_total",
+                        "Objects of revisions through the preflight dry run, by result.",
+                    ),
+                    &["result"],
+                ),
+            ),
             drift_objects: reg(
                 &r,
                 IntGaugeVec::new(
@@ -338,7 +353,18 @@ impl Metrics {
         for o in OUTCOMES {
             m.revisions.with_label_values(&[o]);
         }
+        for r in PREFLIGHT_RESULTS {
+            m.preflight.with_label_values(&[r]);
+        }
         m
+    }
+
+    /// Counts one preflight pass's objects: accepted by the dry run, deferred to their wave,
+    /// refused.
+    pub fn count_preflight(&self, checked: usize, deferred: usize, refused: usize) {
+        for (r, n) in PREFLIGHT_RESULTS.iter().zip([checked, deferred, refused]) {
+            self.preflight.with_label_values(&[r]).inc_by(n as u64);
+        }
     }
 
     /// Records the applied revision: the number and the info series (the previous commit's

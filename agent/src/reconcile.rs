@@ -13,6 +13,7 @@ use crate::cluster::hpa;
 use crate::cluster::instance::Instance;
 use crate::cluster::inventory::{self, mark, ObjRef, Protect};
 use crate::cluster::policy::{Policies, PolicyError, PolicyTexts};
+use crate::cluster::preflight;
 use crate::cluster::{ApplyOptions, Cluster, ClusterError};
 use crate::component::Catalog;
 use crate::diff;
@@ -116,6 +117,21 @@ pub enum Progress {
         component: String,
         deleted: Vec<String>,
         skipped: Vec<(String, String)>,
+    },
+    /// A preflight pass ([`crate::cluster::preflight`]): before wave 1 (`wave: None`) or
+    /// the deferred objects of a wave.
+    Preflight {
+        /// `None` before wave 1, else the wave whose deferred objects were checked.
+        wave: Option<i32>,
+        /// Objects the dry run accepted.
+        checked: usize,
+        /// Objects left to check in their wave, once the CRD or Namespace they need (from an
+        /// earlier wave, or applied first in theirs) is there.
+        deferred: usize,
+        /// Objects refused, `Kind/namespace/name: message`.
+        refused: Vec<String>,
+        /// API requests the pass sent.
+        requests: u64,
     },
     /// Any note.
     Note(String),
@@ -901,6 +917,120 @@ impl Agent {
         })
     }
 
+    /// Adds applied objects to `component`'s inventory, right after their apply and before
+    /// any health wait, so a revision that never becomes healthy leaves nothing a later
+    /// prune cannot find (kustomize-controller likewise records its inventory right after
+    /// apply). A read-modify-write: a failed read writes nothing (never an inventory without
+    /// the entries it could not read); a failure is reported.
+    async fn inventory_add(&self, component: &str, refs: &[ObjRef], progress: &dyn Fn(Progress)) {
+        self.claim_legacy(component, refs, progress).await;
+        let added = inventory::update(&self.cluster, &self.instance, component, |old| {
+            let mut inv = old.to_vec();
+            inv.extend(refs.iter().filter(|r| !old.contains(r)).cloned());
+            inv
+        })
+        .await;
+        if let Err(e) = added {
+            progress(Progress::Note(format!(
+                "inventory of {component} not updated: {e}"
+            )));
+        }
+    }
+
+    /// Applies one object of a revision: forced, Jobs replaced on immutable-field errors,
+    /// the fields HPAs own released.
+    async fn apply_one(&self, o: &Json) -> Result<crate::cluster::Applied, ClusterError> {
+        let release = self
+            .released
+            .get(&crate::cluster::object_id(o))
+            .cloned()
+            .unwrap_or_default();
+        self.cluster
+            .apply(
+                o,
+                &ApplyOptions {
+                    force: true,
+                    replace_immutable: o["kind"] == "Job",
+                    release,
+                    ..Default::default()
+                },
+            )
+            .await
+    }
+
+    /// The preflight pass before wave 1 ([`preflight::check`]): every object of the changed
+    /// components dry-run applied as the waves will apply it. `Err` holds the outcome of a
+    /// refused revision (recorded `refused` with each object and the API's message; nothing
+    /// applied); `Ok` the objects to check just before their waves.
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn preflight(
+        &self,
+        rev: i64,
+        waves: &[plan::Wave],
+        rendered: &BTreeMap<String, Vec<Json>>,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Result<Vec<preflight::Deferred>, Outcome>, record::RecordError> {
+        let wave_objects = || {
+            waves.iter().flat_map(|w| {
+                w.components
+                    .iter()
+                    .filter_map(|c| rendered.get(c).map(|o| (w.index, c, o)))
+            })
+        };
+        let brings = preflight::Brings::of(
+            wave_objects().flat_map(|(w, _, objs)| objs.iter().map(move |o| (w, o))),
+        );
+        let checks: Vec<preflight::Check> = wave_objects()
+            .filter(|(_, c, objs)| self.applied.get(*c) != Some(&digest(objs)))
+            .flat_map(|(w, c, objs)| {
+                objs.iter().map(move |o| preflight::Check {
+                    wave: w,
+                    component: c.clone(),
+                    object: o.clone(),
+                    replace_immutable: o["kind"] == "Job",
+                })
+            })
+            .collect();
+        let report = preflight::check(&self.cluster, checks, &brings).await;
+        self.report_preflight(None, &report, progress);
+        if report.refused.is_empty() {
+            return Ok(Ok(report.deferred));
+        }
+        let reason = format!(
+            "preflight refused the revision before wave 1, nothing applied: {}",
+            report.refusal_text()
+        );
+        self.store.finish(rev, "refused", &reason)?;
+        Ok(Err(Outcome::Refused { reason }))
+    }
+
+    /// Reports a preflight pass (progress and `stackwave_preflight_objects_total`).
+    fn report_preflight(
+        &self,
+        wave: Option<i32>,
+        report: &preflight::Report,
+        progress: &dyn Fn(Progress),
+    ) {
+        self.metrics.count_preflight(
+            report.checked.len(),
+            report.deferred.len(),
+            report.refused.len(),
+        );
+        progress(Progress::Preflight {
+            wave,
+            checked: report.checked.len(),
+            deferred: report.deferred.len(),
+            refused: report
+                .refused
+                .iter()
+                .map(|r| format!("{}: {}", r.id, r.error))
+                .collect(),
+            requests: report.requests,
+        });
+    }
+
     async fn apply_revision(
         &mut self,
         rev: i64,
@@ -909,8 +1039,67 @@ impl Agent {
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
         let mut changed = Vec::new();
+        let mut deferred = match self.preflight(rev, waves, &rendered, progress).await? {
+            Ok(d) => d,
+            Err(refused) => return Ok(refused),
+        };
         for wave in waves {
             let started = Instant::now();
+            let (due, later) = preflight::due(deferred, wave.index);
+            deferred = later;
+            // Ids applied ahead of the wave's other objects (its stage one).
+            let mut staged: Vec<String> = Vec::new();
+            if !due.is_empty() {
+                let wave_objects: Vec<Json> = wave
+                    .components
+                    .iter()
+                    .filter(|c| {
+                        rendered
+                            .get(*c)
+                            .is_some_and(|o| self.applied.get(*c) != Some(&digest(o)))
+                    })
+                    .flat_map(|c| rendered[c].iter().cloned())
+                    .collect();
+                let first: Vec<Json> = preflight::stage_one(&due, wave.index, &wave_objects)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                for o in &first {
+                    // Every rendered object carries its component's mark (`mark`).
+                    let c = o
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
+                        .and_then(Json::as_str)
+                        .unwrap_or_default();
+                    match self.apply_one(o).await {
+                        Ok(a) => {
+                            self.count_apply(c, &a.action);
+                            self.inventory_add(c, &[ObjRef::of(o)], progress).await;
+                            staged.push(a.id.clone());
+                            progress(Progress::Applied {
+                                id: a.id,
+                                action: format!("{:?}", a.action).to_lowercase(),
+                            })
+                        }
+                        Err(e) => return self.fail_wave(rev, wave.index, started, e.to_string()),
+                    }
+                }
+                if let Err(Stop::Failed(r) | Stop::TimedOut(r) | Stop::Superseded(_, r)) =
+                    self.wait_healthy(&first).await
+                {
+                    return self.fail_wave(rev, wave.index, started, r);
+                }
+                let report = preflight::check_due(&self.cluster, due).await;
+                self.report_preflight(Some(wave.index), &report, progress);
+                if !report.refused.is_empty() {
+                    let reason = format!(
+                        "preflight refused {} (nothing else of wave {} applied)",
+                        report.refusal_text(),
+                        wave.index
+                    );
+                    return self.fail_wave(rev, wave.index, started, reason);
+                }
+            }
             let comps: Vec<&String> = wave
                 .components
                 .iter()
@@ -928,25 +1117,10 @@ impl Agent {
                     continue;
                 }
                 for o in &objs {
-                    let replace = o["kind"] == "Job";
-                    let release = self
-                        .released
-                        .get(&crate::cluster::object_id(o))
-                        .cloned()
-                        .unwrap_or_default();
-                    match self
-                        .cluster
-                        .apply(
-                            o,
-                            &ApplyOptions {
-                                force: true,
-                                replace_immutable: replace,
-                                release,
-                                ..Default::default()
-                            },
-                        )
-                        .await
-                    {
+                    if staged.contains(&crate::cluster::object_id(o)) {
+                        continue;
+                    }
+                    match self.apply_one(o).await {
                         Ok(a) => {
                             self.count_apply(c, &a.action);
                             progress(Progress::Applied {
@@ -960,23 +1134,8 @@ impl Agent {
                         }
                     }
                 }
-                // What was applied enters the inventory before the health wait, so a
-                // revision that never becomes healthy leaves nothing a later prune cannot
-                // find (kustomize-controller likewise records its inventory right after
-                // apply).
-                // A read-modify-write: a failed read writes nothing (never an inventory
-                // without the entries it could not read).
                 let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-                self.claim_legacy(c, &refs, progress).await;
-                let added = inventory::update(&self.cluster, &self.instance, c, |old| {
-                    let mut inv = old.to_vec();
-                    inv.extend(refs.iter().filter(|r| !old.contains(r)).cloned());
-                    inv
-                })
-                .await;
-                if let Err(e) = added {
-                    progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
-                }
+                self.inventory_add(c, &refs, progress).await;
                 touched.push((c.to_string(), objs));
             }
             let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();

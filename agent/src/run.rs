@@ -251,6 +251,25 @@ pub fn print_progress(p: Progress) {
                 .collect::<Vec<_>>()
                 .join("; ")
         )),
+        Progress::Preflight {
+            wave,
+            checked,
+            deferred,
+            refused,
+            requests,
+        } => {
+            let when = match wave {
+                None => "before wave 1".to_string(),
+                Some(w) => format!("before wave {w}"),
+            };
+            println(format!(
+                "  preflight {when}: {checked} dry-run ok, {deferred} deferred to their wave, {} refused ({requests} requests)",
+                refused.len()
+            ));
+            for r in refused {
+                println(format!("    refused: {r}"));
+            }
+        }
         Progress::Note(n) => println(format!("  note: {n}")),
     }
 }

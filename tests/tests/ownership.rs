@@ -922,12 +922,13 @@ fn sync_run_once_and_rollback_exit_codes() {
     write_checkout(&repo, n, &[cm(n, "a", "1")]);
     assert_eq!(run("sync", &[]), 0, "applied and healthy");
     assert_eq!(run("run", &["--once"]), 0, "nothing to do");
-    // A revision the API server rejects fails (a label value it refuses).
+    // A revision the API server rejects (a label value it refuses) is refused by the
+    // preflight dry run, before anything is applied.
     let mut bad = cm(n, "b", "1");
     bad["metadata"]["labels"] = json!({"tier": "not valid!"});
     write_checkout(&repo, n, &[cm(n, "a", "1"), bad]);
-    assert_eq!(run("sync", &[]), 2, "the revision failed");
-    assert_eq!(run("run", &["--once"]), 2, "the revision failed");
+    assert_eq!(run("sync", &[]), 3, "refused at preflight");
+    assert_eq!(run("run", &["--once"]), 3, "refused at preflight");
     // A checkout that does not render is refused.
     std::fs::write(
         repo.join("stackwave.yaml"),

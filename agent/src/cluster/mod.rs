@@ -10,6 +10,7 @@ pub mod hpa;
 pub mod instance;
 pub mod inventory;
 pub mod policy;
+pub mod preflight;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -522,6 +523,81 @@ impl Cluster {
     /// # Errors
     /// Conflicts (unless forced), immutable fields (unless replacement is allowed), API errors.
     pub async fn apply(&self, o: &Json, opts: &ApplyOptions) -> Result<Applied, ClusterError> {
+        let (id, name, api) = self.named(o).await?;
+        let before = self.get(o).await?;
+        if let (Some(live), false) = (&before, opts.dry_run) {
+            hpa::hand_over(self, o, live, &opts.release).await?;
+        }
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = opts.force;
+        params.dry_run = opts.dry_run;
+        match self.patch_retrying(&api, &id, &name, &params, o).await {
+            Ok(live) => {
+                let action = match &before {
+                    None => Action::Created,
+                    Some(b)
+                        if b.pointer("/metadata/resourceVersion")
+                            == live.pointer("/metadata/resourceVersion") =>
+                    {
+                        Action::Unchanged
+                    }
+                    Some(_) => Action::Configured,
+                };
+                Ok(Applied {
+                    id,
+                    action,
+                    live,
+                    before,
+                })
+            }
+            Err(ClusterError::Refused {
+                id,
+                message,
+                causes,
+            }) if is_immutable(&causes, immutable_rules()?) => {
+                if !opts.replace_immutable || opts.dry_run {
+                    return Err(ClusterError::Immutable { id, message });
+                }
+                self.delete_and_wait(o, Duration::from_secs(60)).await?;
+                self.count(1);
+                let d = api
+                    .patch(&name, &params, &Patch::Apply(o))
+                    .await
+                    .map_err(|e| api_err(&self.server, &id, e))?;
+                let live =
+                    serde_json::to_value(d).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+                Ok(Applied {
+                    id,
+                    action: Action::Replaced,
+                    live,
+                    before,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A server-side dry-run apply of `o` (`dryRun=All`) as field manager `stackwave`,
+    /// forced like the revision's applies: the object the API server would store, or the
+    /// error the real apply would get (422 refusals with their causes, a 500 for fields the
+    /// schema does not declare, 404 when its namespace is missing). One PATCH (more only
+    /// when retried on a transient error); nothing is read first and nothing is stored.
+    /// Modelled on fluxcd/pkg `ssa/manager_apply.go` `dryRunApply` (DryRunAll,
+    /// ForceOwnership, the owner's field manager).
+    ///
+    /// # Errors
+    /// The API's refusal ([`ClusterError::Refused`] for every 422, immutable-field ones
+    /// included: the caller decides whether a replacement would follow), unknown kinds.
+    pub async fn dry_run_apply(&self, o: &Json) -> Result<Json, ClusterError> {
+        let (id, name, api) = self.named(o).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = true;
+        params.dry_run = true;
+        self.patch_retrying(&api, &id, &name, &params, o).await
+    }
+
+    /// An object's id, name (required) and API, for a write.
+    async fn named(&self, o: &Json) -> Result<(String, String, Api<DynamicObject>), ClusterError> {
         let id = object_id(o);
         let name = name_of(o).to_string();
         if name.is_empty() {
@@ -530,64 +606,31 @@ impl Cluster {
             )));
         }
         let api = self.api_for(o).await?;
-        let before = self.get(o).await?;
-        if let (Some(live), false) = (&before, opts.dry_run) {
-            hpa::hand_over(self, o, live, &opts.release).await?;
-        }
-        let mut params = PatchParams::apply(FIELD_MANAGER);
-        params.force = opts.force;
-        params.dry_run = opts.dry_run;
+        Ok((id, name, api))
+    }
+
+    /// One server-side apply PATCH, retried with backoff on [`retryable`] errors (5 times,
+    /// 100 ms doubling up to 5 s).
+    async fn patch_retrying(
+        &self,
+        api: &Api<DynamicObject>,
+        id: &str,
+        name: &str,
+        params: &PatchParams,
+        o: &Json,
+    ) -> Result<Json, ClusterError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             self.count(1);
-            let res = api
-                .patch(&name, &params, &Patch::Apply(o))
+            match api
+                .patch(name, params, &Patch::Apply(o))
                 .await
-                .map_err(|e| api_err(&self.server, &id, e));
-            match res {
+                .map_err(|e| api_err(&self.server, id, e))
+            {
                 Ok(d) => {
-                    let live = serde_json::to_value(d)
-                        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
-                    let action = match &before {
-                        None => Action::Created,
-                        Some(b)
-                            if b.pointer("/metadata/resourceVersion")
-                                == live.pointer("/metadata/resourceVersion") =>
-                        {
-                            Action::Unchanged
-                        }
-                        Some(_) => Action::Configured,
-                    };
-                    return Ok(Applied {
-                        id,
-                        action,
-                        live,
-                        before,
-                    });
-                }
-                Err(ClusterError::Refused {
-                    id,
-                    message,
-                    causes,
-                }) if is_immutable(&causes, immutable_rules()?) => {
-                    if !opts.replace_immutable || opts.dry_run {
-                        return Err(ClusterError::Immutable { id, message });
-                    }
-                    self.delete_and_wait(o, Duration::from_secs(60)).await?;
-                    self.count(1);
-                    let d = api
-                        .patch(&name, &params, &Patch::Apply(o))
-                        .await
-                        .map_err(|e| api_err(&self.server, &id, e))?;
-                    let live = serde_json::to_value(d)
-                        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
-                    return Ok(Applied {
-                        id,
-                        action: Action::Replaced,
-                        live,
-                        before,
-                    });
+                    return serde_json::to_value(d)
+                        .map_err(|e| ClusterError::Invalid(e.to_string()))
                 }
                 Err(e) if retryable(&e) && attempt < 5 => {
                     attempt += 1;

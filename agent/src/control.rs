@@ -247,10 +247,13 @@ pub fn resume(state: &Path) -> Result<(), String> {
 /// No such revision, a revision that never became healthy, an ambiguous or unknown commit.
 pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, String> {
     if let Ok(id) = target.parse::<i64>() {
-        let r = revisions
-            .iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| format!("no revision {id} (see `stackwave history`)"))?;
+        // All digits: a revision number when there is one; otherwise, from 4 digits on, it may
+        // be a commit prefix that happens to have no a–f (1 in 40 eight-digit prefixes).
+        let r = match revisions.iter().find(|r| r.id == id) {
+            Some(r) => r,
+            None if target.len() >= 4 => return resolve_commit(revisions, target),
+            None => return Err(format!("no revision {id} (see `stackwave history`)")),
+        };
         if r.outcome != "healthy" {
             return Err(format!(
                 "revision {id} is {} and cannot be rolled back to (only healthy revisions)",
@@ -259,6 +262,12 @@ pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, String> {
         }
         return Ok(id);
     }
+    resolve_commit(revisions, target)
+}
+
+/// A commit (full or a prefix of at least 4 hex digits) → the newest healthy revision that
+/// applied it (rollbacks excluded); see [`resolve`].
+fn resolve_commit(revisions: &[Revision], target: &str) -> Result<i64, String> {
     if target.len() < 4 || !target.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!(
             "'{target}' is neither a revision number nor a commit (at least 4 hex digits)"
@@ -380,5 +389,15 @@ mod tests {
         .unwrap_err()
         .contains("ambiguous"));
         assert!(resolve(&revs, "9").unwrap_err().contains("no revision 9"));
+        // A commit prefix made of digits only is a commit when no revision has that number.
+        let digits = [
+            rev(1, "88418078ab", "healthy", "a"),
+            rev(2, "1234567890", "healthy", "a"),
+        ];
+        assert_eq!(resolve(&digits, "88418078"), Ok(1));
+        assert_eq!(resolve(&digits, "2"), Ok(2));
+        assert!(resolve(&digits, "5555")
+            .unwrap_err()
+            .contains("no healthy revision"));
     }
 }

@@ -1,5 +1,5 @@
-//! Server-side apply for the test server: field sets, managed fields (`fieldsV1`), conflicts
-//! and merging, after `sigs.k8s.io/structured-merge-diff` (fieldpath sets, `merge/update.go`)
+//! Server-side apply for the test server: typing objects into field sets, conflicts and
+//! merging (the field-path codec is `kube-fieldpath`), after `sigs.k8s.io/structured-merge-diff` (fieldpath sets, `merge/update.go`)
 //! and Kubernetes `apiserver/pkg/endpoints/handlers/fieldmanager`.
 //!
 //! Lists are associative when the embedded OpenAPI schema gives them merge keys
@@ -11,21 +11,10 @@ use kustomize_rs::openapi::Schema;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeSet;
 
-/// One step of a field path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Pe {
-    /// A map field.
-    Field(String),
-    /// An associative-list item, by its key fields (JSON text of a sorted object).
-    Key(String),
-    /// A set-list item, by value (JSON text).
-    Value(String),
-}
-
-/// A field path.
-pub type Path = Vec<Pe>;
-/// A set of owned paths (leaves and list-item markers).
-pub type FieldSet = BTreeSet<Path>;
+/// Field paths, field sets and the `fieldsV1` codec live in `kube-fieldpath` (shared with the
+/// agent); re-exported here so the server's modules name them in one place.
+pub use kube_fieldpath::{from_fields_v1, path_string, remove_at, to_fields_v1, value_at};
+pub use kube_fieldpath::{FieldSet, Path, Pe};
 
 /// How a list is merged (associative by keys, a set, or atomic).
 #[derive(Debug, Clone, PartialEq)]
@@ -250,155 +239,6 @@ fn walk(v: &Json, pos: &Pos, lk: &ListKind, path: Path, out: &mut FieldSet) {
     }
 }
 
-fn pe_key(pe: &Pe) -> String {
-    match pe {
-        Pe::Field(f) => format!("f:{f}"),
-        Pe::Key(k) => format!("k:{k}"),
-        Pe::Value(v) => format!("v:{v}"),
-    }
-}
-
-/// Encodes a field set as `fieldsV1`.
-pub fn to_fields_v1(set: &FieldSet) -> Json {
-    let mut root = Map::new();
-    for path in set {
-        // A path that is itself in the set and has members in it too (a list item, a map
-        // node an update created) is written `.` beside its members.
-        let interior = set
-            .range::<Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
-            .next()
-            .is_some_and(|q| q.len() > path.len() && q[..path.len()] == path[..]);
-        let mut cur = &mut root;
-        for (i, pe) in path.iter().enumerate() {
-            let e = cur
-                .entry(pe_key(pe))
-                .or_insert_with(|| Json::Object(Map::new()));
-            let Json::Object(m) = e else { break };
-            if i + 1 == path.len() && interior {
-                m.entry(".").or_insert_with(|| Json::Object(Map::new()));
-            }
-            cur = m;
-        }
-    }
-    Json::Object(root)
-}
-
-/// Decodes `fieldsV1`.
-pub fn from_fields_v1(v: &Json) -> FieldSet {
-    fn go(v: &Json, path: &mut Path, out: &mut FieldSet) {
-        let Json::Object(m) = v else { return };
-        if m.is_empty() && !path.is_empty() {
-            out.insert(path.clone());
-            return;
-        }
-        for (k, c) in m {
-            if k == "." {
-                out.insert(path.clone());
-                continue;
-            }
-            let pe = if let Some(f) = k.strip_prefix("f:") {
-                Pe::Field(f.to_string())
-            } else if let Some(x) = k.strip_prefix("k:") {
-                Pe::Key(x.to_string())
-            } else if let Some(x) = k.strip_prefix("v:") {
-                Pe::Value(x.to_string())
-            } else {
-                continue;
-            };
-            path.push(pe);
-            go(c, path, out);
-            path.pop();
-        }
-    }
-    let mut out = FieldSet::new();
-    go(v, &mut Vec::new(), &mut out);
-    out
-}
-
-/// The value at a path (`None` when absent).
-pub fn value_at<'a>(obj: &'a Json, path: &[Pe]) -> Option<&'a Json> {
-    let mut cur = obj;
-    for pe in path {
-        cur = match (pe, cur) {
-            (Pe::Field(f), Json::Object(m)) => m.get(f)?,
-            (Pe::Key(k), Json::Array(items)) => {
-                let want: Map<String, Json> = serde_json::from_str(k).ok()?;
-                items
-                    .iter()
-                    .find(|it| want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)))?
-            }
-            (Pe::Value(v), Json::Array(items)) => {
-                let want: Json = serde_json::from_str(v).ok()?;
-                items.iter().find(|it| **it == want)?
-            }
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// Removes the value at a path, pruning maps left empty by the removal.
-pub fn remove_at(obj: &mut Json, path: &[Pe]) {
-    let Some((last, parent)) = path.split_last() else {
-        return;
-    };
-    if let Some(p) = node_mut(obj, parent) {
-        match (last, p) {
-            (Pe::Field(f), Json::Object(m)) => {
-                m.shift_remove(f);
-            }
-            (Pe::Key(k), Json::Array(items)) => {
-                if let Ok(want) = serde_json::from_str::<Map<String, Json>>(k) {
-                    items.retain(|it| !want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)));
-                }
-            }
-            (Pe::Value(v), Json::Array(items)) => {
-                if let Ok(want) = serde_json::from_str::<Json>(v) {
-                    items.retain(|it| *it != want);
-                }
-            }
-            _ => {}
-        }
-    }
-    // Prune what the removal emptied, up the path: maps, and the list an item left (the
-    // real server drops `env` once its last applied variable is removed).
-    for depth in (1..path.len()).rev() {
-        let prefix = &path[..depth];
-        let empty = match value_at(obj, prefix) {
-            Some(Json::Object(m)) => m.is_empty(),
-            Some(Json::Array(a)) => a.is_empty() && depth + 1 == path.len(),
-            _ => false,
-        };
-        let Some((Pe::Field(f), up)) = prefix.split_last() else {
-            break;
-        };
-        if !empty {
-            break;
-        }
-        if let Some(Json::Object(m)) = node_mut(obj, up) {
-            m.shift_remove(f);
-        }
-    }
-}
-
-/// The node at `path` (fields and keyed items), mutably.
-fn node_mut<'a>(obj: &'a mut Json, path: &[Pe]) -> Option<&'a mut Json> {
-    let mut cur = obj;
-    for pe in path {
-        cur = match (pe, cur) {
-            (Pe::Field(f), Json::Object(m)) => m.get_mut(f)?,
-            (Pe::Key(k), Json::Array(items)) => {
-                let want: Map<String, Json> = serde_json::from_str(k).ok()?;
-                items
-                    .iter_mut()
-                    .find(|it| want.iter().all(|(kk, vv)| it.get(kk) == Some(vv)))?
-            }
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
 /// Merges an applied configuration into the live object: maps recursively, associative lists
 /// by key and sets by value (in the order [`merge_items`] gives), everything else replaced.
 pub fn merge(live: &mut Json, applied: &Json, pos: &Pos, lk: &ListKind) {
@@ -580,27 +420,6 @@ pub fn typed_path(obj: &Json, pos: &Pos, path: &[crate::schema::Seg]) -> String 
 /// Top-level merge entry.
 pub fn merge_object(live: &mut Json, applied: &Json, pos: &Pos) {
     merge(live, applied, pos, &ListKind::Atomic);
-}
-
-/// Renders a path like the API server's conflict messages (`.spec.replicas`,
-/// `.spec.template.spec.containers[name="app"].image`).
-pub fn path_string(path: &[Pe]) -> String {
-    let mut s = String::new();
-    for pe in path {
-        match pe {
-            Pe::Field(f) => {
-                s.push('.');
-                s.push_str(f);
-            }
-            Pe::Key(k) => {
-                let m: Map<String, Json> = serde_json::from_str(k).unwrap_or_default();
-                let inner: Vec<String> = m.iter().map(|(a, b)| format!("{a}={b}")).collect();
-                s.push_str(&format!("[{}]", inner.join(",")));
-            }
-            Pe::Value(v) => s.push_str(&format!("[={v}]")),
-        }
-    }
-    s
 }
 
 /// What an update (create, PUT, merge or JSON patch) changed, as the manager of an `Update`

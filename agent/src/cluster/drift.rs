@@ -9,7 +9,7 @@
 use super::hpa::Targets;
 use super::instance::{Instance, INSTANCE_LABEL};
 use super::{object_id, ApplyOptions, Cluster, ClusterError, FIELD_MANAGER};
-use kube_testserver::ssa;
+use kube_fieldpath as fieldpath;
 use serde_json::{json, Value as Json};
 
 /// One drifted field.
@@ -76,19 +76,19 @@ fn leaves(v: &Json, path: String, out: &mut Vec<(String, Json)>) {
 }
 
 /// Leaf fields Stackwave's apply owns (field paths through maps and keyed list items).
-fn owned_paths(live: &Json) -> Vec<Vec<ssa::Pe>> {
+fn owned_paths(live: &Json) -> Vec<Vec<fieldpath::Pe>> {
     let Some(entries) = live
         .pointer("/metadata/managedFields")
         .and_then(Json::as_array)
     else {
         return Vec::new();
     };
-    let mut out: Vec<Vec<ssa::Pe>> = Vec::new();
+    let mut out: Vec<Vec<fieldpath::Pe>> = Vec::new();
     for e in entries
         .iter()
         .filter(|e| e["manager"] == FIELD_MANAGER && e["operation"] == "Apply")
     {
-        let set = ssa::from_fields_v1(&e["fieldsV1"]);
+        let set = fieldpath::from_fields_v1(&e["fieldsV1"]);
         // Keep leaves: paths no other owned path extends.
         for p in &set {
             let is_prefix = set
@@ -103,16 +103,16 @@ fn owned_paths(live: &Json) -> Vec<Vec<ssa::Pe>> {
 }
 
 /// A JSON pointer for a field path (keyed items as `[k=v]` segments).
-fn pointer_of(path: &[ssa::Pe]) -> String {
+fn pointer_of(path: &[fieldpath::Pe]) -> String {
     let mut s = String::new();
     for pe in path {
         match pe {
-            ssa::Pe::Field(f) => {
+            fieldpath::Pe::Field(f) => {
                 s.push('/');
                 s.push_str(&f.replace('~', "~0").replace('/', "~1"));
             }
             other => {
-                let text = ssa::path_string(std::slice::from_ref(other));
+                let text = fieldpath::path_string(std::slice::from_ref(other));
                 s.push('/');
                 s.push_str(&text);
             }
@@ -123,7 +123,7 @@ fn pointer_of(path: &[ssa::Pe]) -> String {
 
 fn ignored(
     o: &Json,
-    path: &[ssa::Pe],
+    path: &[fieldpath::Pe],
     pointer: &str,
     rules: &[IgnoreRule],
     live: &Json,
@@ -152,7 +152,7 @@ fn ignored(
                     es.iter()
                         .filter(|e| e["manager"] == r.manager.as_str())
                         .any(|e| {
-                            let set = ssa::from_fields_v1(&e["fieldsV1"]);
+                            let set = fieldpath::from_fields_v1(&e["fieldsV1"]);
                             set.iter()
                                 .any(|q| q.len() <= path.len() && q[..] == path[..q.len()])
                         })
@@ -239,8 +239,12 @@ pub async fn drift_with_live(
             continue;
         }
         let (w, l) = (
-            ssa::value_at(&would, &path).cloned().unwrap_or(Json::Null),
-            ssa::value_at(live, &path).cloned().unwrap_or(Json::Null),
+            fieldpath::value_at(&would, &path)
+                .cloned()
+                .unwrap_or(Json::Null),
+            fieldpath::value_at(live, &path)
+                .cloned()
+                .unwrap_or(Json::Null),
         );
         if w != l {
             out.push(FieldDrift {

@@ -51,9 +51,11 @@ pub enum Command {
     /// Run the main job end to end on an in-process API server: a Git repo made from
     /// repo-template/ with the real Genestack base and charts; waves, drift, a change, a
     /// revert, and an instant rollback.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Run the in-process Kubernetes API test server (the one `stackwave demo` uses) until
     /// interrupted, printing its URL.
+    #[cfg(feature = "demo")]
     ApiServer(ApiServerArgs),
     /// Run the agent: poll the desired-state repository, render, apply in health-gated waves,
     /// record every revision, check drift; restores its state from the revision store. With
@@ -132,6 +134,7 @@ pub enum Command {
 }
 
 /// Arguments of `demo`.
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Genestack base checkout.
@@ -229,6 +232,7 @@ pub struct RunArgs {
 
 /// Arguments of `api-server`: the API only (as kube-apiserver without controllers), or with
 /// the controller stand-in (`kube-standin`) beside it as a client over HTTP.
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct ApiServerArgs {
     /// Also run the controller stand-in (workload/Job/PVC/operator status, EndpointSlices,
@@ -380,7 +384,7 @@ fn render(a: RenderArgs) -> Result<String, String> {
         catalog,
     };
     crate::render::render_component(&inputs, &a.component)
-        .map(|r| r.text)
+        .and_then(|r| r.text())
         .map_err(|e| e.to_string())
 }
 
@@ -582,86 +586,10 @@ pub fn run(cli: Cli) -> i32 {
                 Err(e) => code(e),
             }
         }),
-        Command::Demo(a) => {
-            let bootstrap = if a.secrets.is_empty() {
-                ["secrets.yaml", "cluster-state.yaml"]
-                    .iter()
-                    .map(|f| a.genestack.join(f))
-                    .filter(|p| p.is_file())
-                    .collect()
-            } else {
-                a.secrets.clone()
-            };
-            let opts = crate::demo::DemoOptions {
-                genestack: a.genestack.clone(),
-                charts: a.charts.clone(),
-                bootstrap,
-                template: a.template.clone(),
-                workdir: a.workdir.clone().unwrap_or_else(|| {
-                    std::env::temp_dir().join(format!("stackwave-demo-{}", std::process::id()))
-                }),
-            };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    return 1;
-                }
-            };
-            match rt.block_on(crate::demo::run(opts)) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    1
-                }
-            }
-        }
-        Command::ApiServer(a) => {
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    return 1;
-                }
-            };
-            rt.block_on(async move {
-                let mut rules = match &a.standin_rules {
-                    Some(f) => match kube_standin::Rules::load(f) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            eprintln!("Error: {e}");
-                            return 2;
-                        }
-                    },
-                    None => kube_standin::Rules::default(),
-                };
-                if let Some(ms) = a.ready_after_ms {
-                    rules.ready_after_milliseconds = ms;
-                }
-                match kube_testserver::start().await {
-                    Ok(s) => {
-                        println!("{}", s.url);
-                        let _standin =
-                            match (a.with_standin, crate::cluster::Cluster::connect_url(&s.url)) {
-                                (false, _) => None,
-                                (true, Ok(c)) => {
-                                    Some(kube_standin::spawn(c.client().clone(), rules))
-                                }
-                                (true, Err(e)) => {
-                                    eprintln!("Error: cannot start the controller stand-in: {e}");
-                                    return 1;
-                                }
-                            };
-                        let _ = tokio::signal::ctrl_c().await;
-                        0
-                    }
-                    Err(e) => {
-                        eprintln!("Error: cannot start the API server: {e}");
-                        1
-                    }
-                }
-            })
-        }
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => crate::demo::main(a),
+        #[cfg(feature = "demo")]
+        Command::ApiServer(a) => crate::demo::api_server(a),
         Command::Render(a) => match render(a) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();

@@ -389,3 +389,88 @@ async fn sync(
     ));
     Ok(out)
 }
+
+/// `stackwave demo`: builds [`DemoOptions`] from the arguments and runs [`run`] on a fresh
+/// Tokio runtime. Returns the exit code (0 done, 1 failed, the error printed).
+pub fn main(a: crate::cli::DemoArgs) -> i32 {
+    let bootstrap = if a.secrets.is_empty() {
+        ["secrets.yaml", "cluster-state.yaml"]
+            .iter()
+            .map(|f| a.genestack.join(f))
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        a.secrets.clone()
+    };
+    let opts = DemoOptions {
+        genestack: a.genestack.clone(),
+        charts: a.charts.clone(),
+        bootstrap,
+        template: a.template.clone(),
+        workdir: a.workdir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("stackwave-demo-{}", std::process::id()))
+        }),
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            1
+        }
+    }
+}
+
+/// `stackwave api-server`: serves the in-process test server ([`kube_testserver::start`]),
+/// prints its URL, optionally runs the controller stand-in beside it, until interrupted.
+/// Returns the exit code (0 interrupted, 1 start failure, 2 unreadable stand-in rules).
+pub fn api_server(a: crate::cli::ApiServerArgs) -> i32 {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        let mut rules = match &a.standin_rules {
+            Some(f) => match kube_standin::Rules::load(f) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return 2;
+                }
+            },
+            None => kube_standin::Rules::default(),
+        };
+        if let Some(ms) = a.ready_after_ms {
+            rules.ready_after_milliseconds = ms;
+        }
+        match kube_testserver::start().await {
+            Ok(s) => {
+                println!("{}", s.url);
+                let _standin = match (a.with_standin, crate::cluster::Cluster::connect_url(&s.url))
+                {
+                    (false, _) => None,
+                    (true, Ok(c)) => Some(kube_standin::spawn(c.client().clone(), rules)),
+                    (true, Err(e)) => {
+                        eprintln!("Error: cannot start the controller stand-in: {e}");
+                        return 1;
+                    }
+                };
+                let _ = tokio::signal::ctrl_c().await;
+                0
+            }
+            Err(e) => {
+                eprintln!("Error: cannot start the API server: {e}");
+                1
+            }
+        }
+    })
+}

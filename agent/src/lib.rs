@@ -10,8 +10,10 @@ pub mod cli;
 pub mod cluster;
 pub mod component;
 pub mod control;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod diff;
+pub mod digest;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

@@ -524,8 +524,9 @@ impl Agent {
                 &self.metrics.cache_misses
             }
             .inc();
-            let mut objs: Vec<Json> =
-                objects_of(&r.text).map_err(|e| format!("component {c}: rendered output: {e}"))?;
+            let mut objs: Vec<Json> = r
+                .objects()
+                .map_err(|e| format!("component {c}: rendered output: {e}"))?;
             objs.retain(|o| !is_test_hook(o));
             // `helm install --namespace` puts namespaced objects without one in the release's.
             let ns = self

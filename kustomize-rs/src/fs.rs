@@ -111,6 +111,29 @@ pub struct FileSystem {
     layers: Vec<PathBuf>,
     /// In-memory files by virtual path.
     mem: std::collections::HashMap<PathBuf, Vec<u8>>,
+    /// Told of every look at the disk.
+    observer: Option<Observer>,
+}
+
+/// One look a build took at the disk (a physical path; in-memory files are not reported).
+#[derive(Debug, Clone, Copy)]
+pub enum Access<'a> {
+    /// A file was read: its bytes, or `None` when the read failed (absent, unreadable).
+    Read(&'a Path, Option<&'a [u8]>),
+    /// Whether a file is at the path was asked.
+    IsFile(&'a Path),
+    /// Whether a directory is at the path was asked.
+    IsDir(&'a Path),
+}
+
+/// Receives every [`Access`] of a [`FileSystem`] (see [`FileSystem::observed`]).
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn Fn(Access<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl FileSystem {
@@ -124,6 +147,20 @@ impl FileSystem {
         FileSystem {
             layers,
             mem: Default::default(),
+            observer: None,
+        }
+    }
+
+    /// The same file system, reporting each look at the disk to `observer` — so a caller can
+    /// record what a build read (Stackwave keys its render cache by it).
+    pub fn observed(mut self, observer: Observer) -> FileSystem {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn tell(&self, a: Access<'_>) {
+        if let Some(o) = &self.observer {
+            (o.0)(a);
         }
     }
 
@@ -151,8 +188,14 @@ impl FileSystem {
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "not found");
         for ph in self.physical(p) {
             match std::fs::read(&ph) {
-                Ok(b) => return Ok(b),
-                Err(e) => last = e,
+                Ok(b) => {
+                    self.tell(Access::Read(&ph, Some(&b)));
+                    return Ok(b);
+                }
+                Err(e) => {
+                    self.tell(Access::Read(&ph, None));
+                    last = e
+                }
             }
         }
         Err(last)
@@ -160,7 +203,11 @@ impl FileSystem {
 
     /// Whether a file exists at the path.
     pub fn is_file(&self, p: &Path) -> bool {
-        self.mem.contains_key(&clean(p)) || self.physical(p).iter().any(|ph| ph.is_file())
+        self.mem.contains_key(&clean(p))
+            || self.physical(p).iter().any(|ph| {
+                self.tell(Access::IsFile(ph));
+                ph.is_file()
+            })
     }
 
     /// Whether a directory exists at the path (in memory, a directory exists when a file
@@ -168,7 +215,10 @@ impl FileSystem {
     pub fn is_dir(&self, p: &Path) -> bool {
         let c = clean(p);
         self.mem.keys().any(|k| k.starts_with(&c) && *k != c)
-            || self.physical(p).iter().any(|ph| ph.is_dir())
+            || self.physical(p).iter().any(|ph| {
+                self.tell(Access::IsDir(ph));
+                ph.is_dir()
+            })
     }
 
     /// The path with symlinks resolved on disk, or cleaned lexically when layered.

@@ -122,7 +122,8 @@ fn fetches_verifies_caches_and_works_offline() {
     )
     .unwrap();
     assert_eq!(
-        got.text, golden,
+        got.text().unwrap(),
+        golden,
         "a fetched chart renders like the local one"
     );
 
@@ -136,7 +137,7 @@ fn fetches_verifies_caches_and_works_offline() {
         "memcached",
     )
     .unwrap();
-    assert_eq!(again.text, golden);
+    assert_eq!(again.text().unwrap(), golden);
 
     // An unknown version and a corrupted archive are named.
     let bad_index = format!("apiVersion: v1\nentries:\n  memcached:\n  - name: memcached\n    version: 9.9.9\n    digest: {digest}\n    urls: [m.tgz]\n");
@@ -225,7 +226,8 @@ fn charts_from_a_git_repository_by_pinned_tag() {
     i.charts = ChartStore::Repos(fetcher.clone());
     let got = render_component(&i, "memcached").unwrap();
     assert_eq!(
-        got.text, golden,
+        got.text().unwrap(),
+        golden,
         "the chart at the pinned tag renders like the local one"
     );
 
@@ -236,7 +238,10 @@ fn charts_from_a_git_repository_by_pinned_tag() {
         offline: true,
         ..fetcher.clone()
     });
-    assert_eq!(render_component(&i, "memcached").unwrap().text, golden);
+    assert_eq!(
+        render_component(&i, "memcached").unwrap().text().unwrap(),
+        golden
+    );
 
     // A ref that does not exist is an unknown chart version, named.
     let mut i = with_git("release-{version}");
@@ -391,7 +396,8 @@ fn charts_from_an_oci_registry_with_credentials() {
     let oci = format!("oci://{registry}/openstack-helm");
     let got = render_component(&with_oci(oci.clone(), false), "memcached").unwrap();
     assert_eq!(
-        got.text, golden,
+        got.text().unwrap(),
+        golden,
         "the pulled chart renders like the local one"
     );
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
@@ -399,7 +405,7 @@ fn charts_from_an_oci_registry_with_credentials() {
     // Offline: served from the digest-keyed cache without a request.
     let before = hits.load(std::sync::atomic::Ordering::SeqCst);
     let again = render_component(&with_oci(oci.clone(), true), "memcached").unwrap();
-    assert_eq!(again.text, golden);
+    assert_eq!(again.text().unwrap(), golden);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
 
     // A repository path without that tag: an unknown version, named with the registry.

@@ -41,7 +41,7 @@ fn warm_renders_cost_no_helm_call_and_changes_miss() {
     let (warm, hit) = cache.render(&inp, "keystone").unwrap();
     assert!(hit, "unchanged inputs must hit");
     assert_eq!(helm::calls(), before, "a warm render must not call Helm");
-    assert_eq!(cold.text, warm.text);
+    assert_eq!(cold.text().unwrap(), warm.text().unwrap());
     // A values change misses and shows up in the output.
     std::fs::write(
         o.join("helm-configs/keystone/a.yaml"),
@@ -49,7 +49,10 @@ fn warm_renders_cost_no_helm_call_and_changes_miss() {
     )
     .unwrap();
     let (changed, hit) = cache.render(&inp, "keystone").unwrap();
-    assert!(!hit && changed.text != cold.text && changed.text.contains("replicas: 4"));
+    assert!(
+        !hit && changed.text().unwrap() != cold.text().unwrap()
+            && changed.text().unwrap().contains("replicas: 4")
+    );
     // A Secret change misses too.
     let mut inp2 = inputs(&shared, Some(&o));
     let s = kustomize_rs::yaml::parse_one(
@@ -148,4 +151,65 @@ fn kustomize_helm_charts_inflate_with_the_builtin_renderer() {
         .to_string();
     assert!(err.contains("helmCharts"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cache key is what the render read: a new input the component's kustomization starts
+/// to reference (a file under its overlay) misses, and so does a later change of that file;
+/// files the render never reads — another component's overlay, a file in this overlay that
+/// nothing references — do not.
+#[test]
+fn the_key_is_what_the_render_read() {
+    use stackwave::render::reads::Input;
+    let _turn = serial();
+    let Some(shared) = ready() else { return };
+    let o = std::env::temp_dir().join(format!("sw-cache-reads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&o);
+    let overlay = o.join("kustomize/keystone/overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::create_dir_all(o.join("kustomize/glance/overlay")).unwrap();
+    let cache = RenderCache::new();
+    let inp = inputs(&shared, Some(&o));
+    let (cold, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(!hit);
+    let key = cache.key("keystone").unwrap();
+    assert!(cache.render(&inp, "keystone").unwrap().1, "unchanged: hit");
+
+    // Unrelated files: never read by keystone's render.
+    std::fs::write(
+        o.join("kustomize/glance/overlay/kustomization.yaml"),
+        "resources:\n  - ../base\n",
+    )
+    .unwrap();
+    std::fs::write(overlay.join("notes.md"), "not referenced\n").unwrap();
+    let (_, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(hit, "files the render does not read must not miss");
+    assert_eq!(cache.key("keystone").unwrap(), key);
+
+    // A new kind of input: the overlay gets a kustomization that references a new file.
+    let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sw-extra\n  namespace: openstack\ndata:\n  a: \"1\"\n";
+    std::fs::write(overlay.join("extra.yaml"), extra).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources:\n  - ../base\n  - extra.yaml\n",
+    )
+    .unwrap();
+    let (with_extra, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(!hit, "a new referenced overlay file must miss");
+    let text = with_extra.text().unwrap();
+    assert!(text.contains("name: sw-extra") && !cold.text().unwrap().contains("sw-extra"));
+    assert_ne!(cache.key("keystone").unwrap(), key);
+    let reads = cache.reads("keystone").unwrap();
+    assert!(reads.contains(&Input::File(overlay.join("extra.yaml"))));
+    assert!(!reads.contains(&Input::File(overlay.join("notes.md"))));
+    assert!(
+        cache.render(&inp, "keystone").unwrap().1,
+        "unchanged again: hit"
+    );
+
+    // The new file is now an input: changing it misses and shows.
+    std::fs::write(overlay.join("extra.yaml"), extra.replace("\"1\"", "\"2\"")).unwrap();
+    let (changed, hit) = cache.render(&inp, "keystone").unwrap();
+    assert!(!hit);
+    assert!(changed.text().unwrap().contains("a: \"2\""));
+    let _ = std::fs::remove_dir_all(&o);
 }

@@ -59,7 +59,8 @@ fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     };
     render_component(&inputs, svc)
         .unwrap_or_else(|e| panic!("{svc}: {e}"))
-        .text
+        .text()
+        .unwrap()
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! The render cache: a rendered component is reused while every input is unchanged, so a warm
 //! re-render costs no Helm call and no kustomize build.
 //!
-//! The key is the sha256 of everything the render reads: engine versions (Stackwave, helm-c,
-//! Helm SDK), the component definition, the chart's digest, the bytes of every values file
-//! (the component's and those its variables read), each binding's Secret *digest* (never the
-//! value) and looked-up object, and the post-render kustomize trees.
+//! The key is what the render read: a render records every input it reads through its
+//! [`Reader`](super::reads::Reader) (files, listings, kustomize trees, the chart, Secret
+//! *digests* — never values —, looked-up objects, definitions, engine versions), and a cached
+//! render is served again only while each of those reads still gives the digest it gave
+//! ([`Reads::still_hold`]), as a build system validates a step against its recorded
+//! dependencies. Nothing here re-derives the inputs, so the key cannot disagree with the
+//! render.
 //!
 //! Rendered output holds Secret material, so entries live in memory only (never on disk),
 //! and the cache is bounded: it keeps **one entry per component** — the render of the newest
@@ -14,20 +17,17 @@
 //! caller holds its `Arc`; [`RenderCache::retain`] drops components no longer rendered and
 //! [`RenderCache::clear`] everything.
 
-use super::charts::dir_digest;
-use super::{plan, values, Inputs, RenderError, Rendered};
-use sha2::{Digest, Sha256};
+use super::reads::Reads;
+use super::{Inputs, RenderError, Rendered};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-/// An in-memory cache of rendered components: component → (input digest, render), at most
-/// one entry per component.
+/// An in-memory cache of rendered components: component → (what its render read, the
+/// render), at most one entry per component.
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, (String, Arc<Rendered>)>>,
+    entries: Mutex<HashMap<String, (Arc<Reads>, Arc<Rendered>)>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -41,137 +41,14 @@ pub struct Stats {
     pub misses: u64,
 }
 
-fn tree_stamp(dir: &Path) -> (u64, u128) {
-    fn walk(d: &Path, n: &mut u64, newest: &mut u128) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                walk(&e.path(), n, newest);
-            } else {
-                *n += md.len();
-                let t = md
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                *newest = (*newest).max(t);
-            }
-        }
-    }
-    let (mut n, mut newest) = (0, 0);
-    walk(dir, &mut n, &mut newest);
-    (n, newest)
-}
-
-/// Digest of a directory tree, memoised per process while its file sizes and newest
-/// modification time are unchanged.
-fn tree_digest(dir: &Path) -> String {
-    /// Path → ((size, mtime ns), digest).
-    type Memo = HashMap<PathBuf, ((u64, u128), String)>;
-    static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
-    let stamp = tree_stamp(dir);
-    if let Ok(mut g) = MEMO.lock() {
-        let m = g.get_or_insert_with(HashMap::new);
-        if let Some((s, d)) = m.get(dir) {
-            if *s == stamp {
-                return d.clone();
-            }
-        }
-        let d = dir_digest(dir);
-        m.insert(dir.to_path_buf(), (stamp, d.clone()));
-        return d;
-    }
-    dir_digest(dir)
-}
-
-fn add(h: &mut Sha256, tag: &str, bytes: &[u8]) {
-    h.update(tag.as_bytes());
-    h.update((bytes.len() as u64).to_le_bytes());
-    h.update(bytes);
-}
-
-/// The cache key of a component's render.
-///
-/// # Errors
-/// As [`plan`].
-pub fn input_digest(inputs: &Inputs, name: &str) -> Result<String, RenderError> {
-    let p = plan(inputs, name)?;
-    let c = p.component;
-    let mut h = Sha256::new();
-    add(&mut h, "stackwave", env!("CARGO_PKG_VERSION").as_bytes());
-    if let Ok(helm) = super::helm::Helm::get() {
-        add(&mut h, "helm-c", helm.c_version().as_bytes());
-        add(&mut h, "helm-sdk", helm.sdk_version().as_bytes());
-    }
-    add(
-        &mut h,
-        "component",
-        serde_json::to_string(c).unwrap_or_default().as_bytes(),
-    );
-    add(
-        &mut h,
-        "chart",
-        format!("{}@{}#{}", p.chart_name, p.version, p.located.digest).as_bytes(),
-    );
-    let mut dirs = vec![(c.values.dir.clone(), c.values.global_overrides)];
-    for v in c.vars.values() {
-        if let Some(o) = inputs.catalog.get(&v.values_of) {
-            dirs.push((o.values.dir.clone(), o.values.global_overrides));
-        }
-    }
-    for (dir, global) in dirs {
-        for f in values::value_files(&inputs.sources, &dir, global) {
-            add(
-                &mut h,
-                &f.display().to_string(),
-                &std::fs::read(&f).unwrap_or_default(),
-            );
-        }
-    }
-    for b in &c.bindings {
-        add(&mut h, "binding", b.path.as_bytes());
-        if let (Some(s), Some(k)) = (&b.secret, &b.key) {
-            let ns = b.namespace.as_deref().unwrap_or(&c.release.namespace);
-            add(
-                &mut h,
-                "secret",
-                inputs.objects.secret_digest(ns, s, k).as_bytes(),
-            );
-        }
-        if let Some(o) = &b.object {
-            let obj = inputs
-                .objects
-                .get(&o.kind, &o.namespace, &o.name)
-                .map(|v| kustomize_rs::yaml::to_yaml(v).unwrap_or_default())
-                .unwrap_or_default();
-            add(&mut h, "object", obj.as_bytes());
-        }
-    }
-    add(
-        &mut h,
-        "base-kustomize",
-        tree_digest(&inputs.sources.genestack.join("base-kustomize")).as_bytes(),
-    );
-    if let Some(o) = &inputs.sources.overrides {
-        add(
-            &mut h,
-            "kustomize-overrides",
-            tree_digest(&o.join("kustomize")).as_bytes(),
-        );
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 impl RenderCache {
     /// An empty cache.
     pub fn new() -> RenderCache {
         RenderCache::default()
     }
 
-    /// Renders a component, or returns the cached render of identical inputs. The flag says
-    /// whether it came from the cache.
+    /// Renders a component, or returns the cached render while everything it read is
+    /// unchanged. The flag says whether it came from the cache.
     ///
     /// # Errors
     /// As [`super::render_component`]; failures are not cached.
@@ -180,12 +57,10 @@ impl RenderCache {
         inputs: &Inputs,
         name: &str,
     ) -> Result<(Arc<Rendered>, bool), RenderError> {
-        let key = input_digest(inputs, name)?;
-        let cached = self.entries.lock().ok().and_then(|m| {
-            m.get(name)
-                .filter(|(digest, _)| *digest == key)
-                .map(|(_, r)| r.clone())
-        });
+        let held = self.entries.lock().ok().and_then(|m| m.get(name).cloned());
+        let cached = held
+            .filter(|(reads, _)| reads.still_hold(inputs))
+            .map(|(_, r)| r);
         if let Some(r) = cached {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok((r, true));
@@ -195,11 +70,29 @@ impl RenderCache {
         if let Ok(mut m) = self.entries.lock() {
             m.remove(name);
         }
-        let r = Arc::new(super::render_component(inputs, name)?);
+        let (r, reads) = super::render_recorded(inputs, name)?;
+        let r = Arc::new(r);
         if let Ok(mut m) = self.entries.lock() {
-            m.insert(name.to_string(), (key, r.clone()));
+            m.insert(name.to_string(), (Arc::new(reads), r.clone()));
         }
         Ok((r, false))
+    }
+
+    /// The key of a component's held render: the digest of what it read (`None` when none
+    /// is held).
+    pub fn key(&self, name: &str) -> Option<String> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).map(|(reads, _)| reads.digest()))
+    }
+
+    /// What a component's held render read (`None` when none is held).
+    pub fn reads(&self, name: &str) -> Option<Reads> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).map(|(reads, _)| Reads::clone(reads)))
     }
 
     /// How many renders are held (at most one per component).

@@ -8,7 +8,7 @@
 
 use kustomize_rs::yaml::{parse_documents, Value};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where charts come from.
@@ -83,36 +83,8 @@ pub enum ChartError {
     },
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// sha256 over a directory's files (paths and contents, in sorted order).
-pub fn dir_digest(dir: &Path) -> String {
-    fn walk(base: &Path, d: &Path, h: &mut Sha256) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(base, &p, h);
-            } else if let Ok(b) = std::fs::read(&p) {
-                h.update(
-                    p.strip_prefix(base)
-                        .unwrap_or(&p)
-                        .to_string_lossy()
-                        .as_bytes(),
-                );
-                h.update([0]);
-                h.update((b.len() as u64).to_le_bytes());
-                h.update(&b);
-            }
-        }
-    }
-    let mut h = Sha256::new();
-    walk(dir, dir, &mut h);
-    hex(&h.finalize())
-}
+pub use crate::digest::dir_digest;
+use crate::digest::hex;
 
 impl Fetcher {
     /// Fetches a chart from a Git repository: a bare mirror per URL under
@@ -163,7 +135,7 @@ impl Fetcher {
         }
         Ok(Located {
             path: dest,
-            digest: super::objects::hex(&h.finalize()),
+            digest: hex(&h.finalize()),
         })
     }
 

@@ -5,8 +5,10 @@
 //! `chart.service_name` in the first operator values file may switch it), compose values
 //! ([`values`]), render with Helm's Go SDK ([`helm`]), assemble like `helm template`
 //! ([`assemble`]), post-render the non-hook documents through the kustomize overlay
-//! ([`postrender`]), and print the kustomize output followed by the hooks (Helm 3 does not
-//! post-render hooks).
+//! ([`postrender`]): the result is a [`Rendered`] of objects — the kustomize output, then the
+//! hooks (Helm 3 does not post-render hooks). Its text ([`Rendered::text`]) is only a view,
+//! for `stackwave render` and the goldens. Every input is read through one
+//! [`reads::Reader`], which records what the render read (the render cache's key).
 
 pub mod assemble;
 pub mod cache;
@@ -16,12 +18,14 @@ pub mod inflate;
 pub mod objects;
 pub mod oci;
 pub mod postrender;
+pub mod reads;
 pub mod values;
 
 use crate::component::{Catalog, Component};
 use assemble::{go_trim_space, sort_by_kind, source_stream, Manifest};
 use helm::{Helm, HelmError, RenderOptions};
 use objects::Objects;
+use reads::{Reader, Reads};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +89,26 @@ pub enum RenderError {
         /// Cause.
         source: kustomize_rs::Error,
     },
+    /// A rendered object could not be printed as YAML (the text view).
+    #[error("component {component}: printing {what}: {source}")]
+    Print {
+        /// Component.
+        component: String,
+        /// Which object.
+        what: String,
+        /// Cause.
+        source: kustomize_rs::yaml::EmitError,
+    },
+    /// A Helm document of the rendered output is not YAML.
+    #[error("component {component}: {path}: {source}")]
+    Parse {
+        /// Component.
+        component: String,
+        /// Template path.
+        path: String,
+        /// Cause.
+        source: kustomize_rs::yaml::YamlError,
+    },
     /// Another input problem.
     #[error("component {component}: {cause}")]
     Input {
@@ -108,13 +132,23 @@ pub struct Inputs {
     pub catalog: Catalog,
 }
 
-/// A rendered component.
+/// The non-hook part of a render.
+#[derive(Debug, Clone)]
+pub enum Manifests {
+    /// Post-rendered: the kustomize build's objects, in its output order.
+    Kustomized(Vec<kustomize_rs::yaml::Value>),
+    /// No post-render: Helm's documents in install order.
+    Helm(Vec<Manifest>),
+}
+
+/// A rendered component (the `RenderedRevision` of one component): its objects, with the
+/// text view the goldens hold.
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// The full output: post-rendered manifests, then hooks (what the golden files hold).
-    pub text: String,
-    /// The post-rendered (kustomize) part.
-    pub manifests: String,
+    /// The component.
+    pub component: String,
+    /// The non-hook objects.
+    pub manifests: Manifests,
     /// Hook documents in Helm's order.
     pub hooks: Vec<Manifest>,
     /// Chart used and its pinned version.
@@ -125,9 +159,77 @@ pub struct Rendered {
     pub values_files: Vec<PathBuf>,
 }
 
-/// The pinned chart version (`helm-chart-versions.yaml`, `charts.<key>`).
-pub fn pinned_version(genestack: &Path, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(genestack.join("helm-chart-versions.yaml")).ok()?;
+impl Rendered {
+    /// The objects to apply, as JSON: the manifests, then the hooks (empty documents
+    /// skipped), in the order of [`Rendered::text`].
+    ///
+    /// # Errors
+    /// [`RenderError::Parse`]: a Helm document that is not YAML.
+    pub fn objects(&self) -> Result<Vec<Json>, RenderError> {
+        let parse = |m: &Manifest| {
+            kustomize_rs::yaml::parse_documents(&m.content).map_err(|source| RenderError::Parse {
+                component: self.component.clone(),
+                path: m.path.clone(),
+                source,
+            })
+        };
+        let keep = |d: &&kustomize_rs::yaml::Value| d.as_map().is_some_and(|m| !m.is_empty());
+        let mut out: Vec<Json> = Vec::new();
+        match &self.manifests {
+            Manifests::Helm(ms) => {
+                for m in ms {
+                    out.extend(parse(m)?.iter().filter(keep).map(crate::component::to_json));
+                }
+            }
+            Manifests::Kustomized(objs) => {
+                out.extend(objs.iter().filter(keep).map(crate::component::to_json));
+            }
+        }
+        for m in &self.hooks {
+            out.extend(parse(m)?.iter().filter(keep).map(crate::component::to_json));
+        }
+        Ok(out)
+    }
+
+    /// The text view: the post-rendered manifests as `kubectl kustomize` prints them (or
+    /// Helm's stream when there is no post-render), then the hooks as `helm template` prints
+    /// them — exactly what `../shared/tools/genestack-oracle` prints.
+    ///
+    /// # Errors
+    /// [`RenderError::Print`]: an object the YAML printer refuses.
+    pub fn text(&self) -> Result<String, RenderError> {
+        let body = match &self.manifests {
+            Manifests::Helm(ms) => source_stream(ms),
+            Manifests::Kustomized(objs) => {
+                let mut out = String::new();
+                for (i, o) in objs.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str("---\n");
+                    }
+                    out.push_str(&kustomize_rs::yaml::to_yaml(o).map_err(|source| {
+                        RenderError::Print {
+                            component: self.component.clone(),
+                            what: format!("object {}", i + 1),
+                            source,
+                        }
+                    })?);
+                }
+                out
+            }
+        };
+        let mut text = String::from(go_trim_space(&body));
+        text.push('\n');
+        text.push_str(&source_stream(&self.hooks));
+        Ok(text)
+    }
+}
+
+/// The pinned chart version (`helm-chart-versions.yaml`, `charts.<key>`), read through the
+/// render's reader.
+pub fn pinned_version(reads: &Reader, genestack: &Path, key: &str) -> Option<String> {
+    let text = reads
+        .read_to_string(&genestack.join("helm-chart-versions.yaml"))
+        .ok()?;
     let docs = kustomize_rs::yaml::parse_documents(&text).ok()?;
     docs.iter().find_map(|d| {
         d.get_path(&["charts", key])
@@ -143,22 +245,23 @@ fn json_at<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
 fn var_value(
     helm: &Helm,
     inputs: &Inputs,
+    reads: &Reader,
     component: &Component,
     name: &str,
 ) -> Result<Option<String>, RenderError> {
     let Some(spec) = component.vars.get(name) else {
         return Ok(None);
     };
-    let other = inputs
-        .catalog
-        .get(&spec.values_of)
+    let other = reads
+        .definition(inputs, &spec.values_of)
         .ok_or_else(|| RenderError::UnknownComponent(spec.values_of.clone()))?;
     let files = values::value_files(
+        reads,
         &inputs.sources,
         &other.values.dir,
         other.values.global_overrides,
     );
-    let vals = values::merge_files(helm, &files).map_err(|source| RenderError::Values {
+    let vals = values::merge_files(helm, reads, &files).map_err(|source| RenderError::Values {
         component: component.name.clone(),
         source,
     })?;
@@ -222,22 +325,24 @@ pub struct Plan<'a> {
 ///
 /// # Errors
 /// Unknown component or version, unreadable operator values, unavailable chart.
-pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError> {
-    let component = inputs
-        .catalog
-        .get(name)
+pub fn plan<'a>(inputs: &'a Inputs, reads: &Reader, name: &str) -> Result<Plan<'a>, RenderError> {
+    reads.engine();
+    let component = reads
+        .definition(inputs, name)
         .ok_or_else(|| RenderError::UnknownComponent(name.to_string()))?;
     let cname = component.name.clone();
     let src = &inputs.sources;
     let mut chart_name = component.chart.name.clone();
     if let Some(o) = &src.overrides {
         if let Some(first) =
-            values::yaml_files(&o.join("helm-configs").join(&component.values.dir)).first()
+            values::yaml_files(reads, &o.join("helm-configs").join(&component.values.dir)).first()
         {
-            let text = std::fs::read_to_string(first).map_err(|e| RenderError::Input {
-                component: cname.clone(),
-                cause: format!("{}: {e}", first.display()),
-            })?;
+            let text = reads
+                .read_to_string(first)
+                .map_err(|e| RenderError::Input {
+                    component: cname.clone(),
+                    cause: format!("{}: {e}", first.display()),
+                })?;
             let v = kustomize_rs::yaml::parse_documents(&text).map_err(|e| RenderError::Input {
                 component: cname.clone(),
                 cause: format!("{}: {e}", first.display()),
@@ -260,8 +365,8 @@ pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError>
     let version = src
         .overrides
         .as_deref()
-        .and_then(|o| pinned_version(o, &key))
-        .or_else(|| pinned_version(&src.genestack, &key))
+        .and_then(|o| pinned_version(reads, o, &key))
+        .or_else(|| pinned_version(reads, &src.genestack, &key))
         .ok_or_else(|| RenderError::UnknownVersion {
             component: cname.clone(),
             key: key.clone(),
@@ -271,9 +376,8 @@ pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError>
                 .display()
                 .to_string(),
         })?;
-    let located = inputs
-        .charts
-        .locate(&component.chart, &chart_name, &version)
+    let located = reads
+        .chart(inputs, component, &chart_name, &version)
         .map_err(|source| RenderError::Chart {
             component: cname,
             source,
@@ -290,7 +394,11 @@ pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError>
 ///
 /// # Errors
 /// Values files, bindings and variables that fail.
-pub fn compose(inputs: &Inputs, plan: &Plan) -> Result<(Vec<PathBuf>, String), RenderError> {
+pub fn compose(
+    inputs: &Inputs,
+    reads: &Reader,
+    plan: &Plan,
+) -> Result<(Vec<PathBuf>, String), RenderError> {
     let component = plan.component;
     let cname = component.name.clone();
     let helm = Helm::get().map_err(|source| RenderError::Helm {
@@ -299,26 +407,34 @@ pub fn compose(inputs: &Inputs, plan: &Plan) -> Result<(Vec<PathBuf>, String), R
     })?;
     let mut var_cache: std::collections::BTreeMap<String, Option<String>> = Default::default();
     for v in component.vars.keys() {
-        var_cache.insert(v.clone(), var_value(&helm, inputs, component, v)?);
+        var_cache.insert(v.clone(), var_value(&helm, inputs, reads, component, v)?);
     }
     let vars = |n: &str| var_cache.get(n).cloned().flatten();
-    let (files, vals) = values::compose(&helm, component, &inputs.sources, &inputs.objects, &vars)
-        .map_err(|source| RenderError::Values {
-            component: cname,
-            source,
-        })?;
+    let (files, vals) = values::compose(
+        &helm,
+        reads,
+        component,
+        &inputs.sources,
+        &inputs.objects,
+        &vars,
+    )
+    .map_err(|source| RenderError::Values {
+        component: cname,
+        source,
+    })?;
     Ok((
         files,
         serde_json::to_string(&Json::Object(vals)).unwrap_or_default(),
     ))
 }
 
-/// Assembles rendered templates and post-renders them.
+/// Assembles rendered templates and post-renders them into objects.
 ///
 /// # Errors
 /// Unparseable documents, kustomize errors.
 pub fn finish(
     inputs: &Inputs,
+    reads: &Reader,
     plan: &Plan,
     files: Vec<PathBuf>,
     templates: &[(String, String)],
@@ -332,27 +448,26 @@ pub fn finish(
             source,
         })?;
     sort_by_kind(&mut hooks);
-    let stream = source_stream(&manifests);
-    let post = match &component.post_render {
-        Some(p) => postrender::post_render(
-            &stream,
-            &src.genestack,
-            src.overrides.as_deref(),
-            &p.overlay,
-        )
-        .map_err(|source| RenderError::PostRender {
-            component: cname.clone(),
-            overlay: p.overlay.clone(),
-            source,
-        })?,
-        None => stream.clone(),
+    let manifests = match &component.post_render {
+        Some(p) => Manifests::Kustomized(
+            postrender::post_render(
+                reads,
+                &source_stream(&manifests),
+                &src.genestack,
+                src.overrides.as_deref(),
+                &p.overlay,
+            )
+            .map_err(|source| RenderError::PostRender {
+                component: cname.clone(),
+                overlay: p.overlay.clone(),
+                source,
+            })?,
+        ),
+        None => Manifests::Helm(manifests),
     };
-    let mut text = String::from(go_trim_space(&post));
-    text.push('\n');
-    text.push_str(&source_stream(&hooks));
     Ok(Rendered {
-        text,
-        manifests: post,
+        component: cname,
+        manifests,
         hooks,
         chart: plan.chart_name.clone(),
         version: plan.version.clone(),
@@ -360,19 +475,63 @@ pub fn finish(
     })
 }
 
+/// A component ready for Helm: its plan, values files and values, and the Helm library.
+struct Prepared<'a> {
+    plan: Plan<'a>,
+    files: Vec<PathBuf>,
+    values_json: String,
+    helm: Arc<Helm>,
+}
+
+impl Prepared<'_> {
+    fn templates(&self) -> Result<Vec<(String, String)>, RenderError> {
+        render_templates(
+            &self.helm,
+            &self.plan.located.path,
+            self.plan.component,
+            &self.values_json,
+        )
+    }
+}
+
+/// Plans a component and composes its values, reading through `reads`.
+fn prepare<'a>(
+    inputs: &'a Inputs,
+    reads: &Reader,
+    name: &str,
+) -> Result<Prepared<'a>, RenderError> {
+    let plan = plan(inputs, reads, name)?;
+    let (files, values_json) = compose(inputs, reads, &plan)?;
+    let helm = Helm::get().map_err(|source| RenderError::Helm {
+        component: plan.component.name.clone(),
+        source,
+    })?;
+    Ok(Prepared {
+        plan,
+        files,
+        values_json,
+        helm,
+    })
+}
+
+/// Renders one component and returns what it read ([`Reads`], the render cache's key).
+///
+/// # Errors
+/// [`RenderError`] naming the component, the file or object, and the cause.
+pub fn render_recorded(inputs: &Inputs, name: &str) -> Result<(Rendered, Reads), RenderError> {
+    let reads = Reader::new();
+    let p = prepare(inputs, &reads, name)?;
+    let templates = p.templates()?;
+    let r = finish(inputs, &reads, &p.plan, p.files, &templates)?;
+    Ok((r, reads.reads()))
+}
+
 /// Renders one component.
 ///
 /// # Errors
 /// [`RenderError`] naming the component, the file or object, and the cause.
 pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderError> {
-    let p = plan(inputs, name)?;
-    let (files, values_json) = compose(inputs, &p)?;
-    let helm = Helm::get().map_err(|source| RenderError::Helm {
-        component: p.component.name.clone(),
-        source,
-    })?;
-    let templates = render_templates(&helm, &p.located.path, p.component, &values_json)?;
-    finish(inputs, &p, files, &templates)
+    render_recorded(inputs, name).map(|(r, _)| r)
 }
 
 /// Renders a component's templates twice with the same values and returns the template paths
@@ -381,17 +540,9 @@ pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderE
 /// # Errors
 /// As [`render_component`].
 pub fn nondeterministic_templates(inputs: &Inputs, name: &str) -> Result<Vec<String>, RenderError> {
-    let p = plan(inputs, name)?;
-    let (_, values_json) = compose(inputs, &p)?;
-    let helm = Helm::get().map_err(|source| RenderError::Helm {
-        component: p.component.name.clone(),
-        source,
-    })?;
-    let a = render_templates(&helm, &p.located.path, p.component, &values_json)?;
-    let b: std::collections::BTreeMap<String, String> =
-        render_templates(&helm, &p.located.path, p.component, &values_json)?
-            .into_iter()
-            .collect();
+    let p = prepare(inputs, &Reader::new(), name)?;
+    let a = p.templates()?;
+    let b: std::collections::BTreeMap<String, String> = p.templates()?.into_iter().collect();
     let mut differ: Vec<String> = a
         .into_iter()
         .filter(|(k, v)| b.get(k) != Some(v))

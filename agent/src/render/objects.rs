@@ -89,10 +89,7 @@ impl Objects {
     }
 }
 
-/// Lowercase hex.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use crate::digest::hex;
 
 /// Converts a JSON object (e.g. from the API) to the engine's tree.
 pub fn from_json(j: &serde_json::Value) -> Value {

@@ -20,7 +20,7 @@
 //! once.
 
 use super::charts::{ChartError, Fetcher, Located};
-use super::objects::hex;
+use crate::digest::hex;
 use base64::Engine;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;

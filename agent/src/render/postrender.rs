@@ -4,6 +4,8 @@
 //! operator's `<overrides>/kustomize/*/` directories are layered over `base-kustomize/`, and an
 //! overlay with no kustomization gets the stub Genestack's bootstrap writes.
 
+use super::reads::Reader;
+use kustomize_rs::yaml::Value;
 use kustomize_rs::{FileSystem, Options};
 use regex::Regex;
 use std::path::{Path, PathBuf};
@@ -13,25 +15,27 @@ use std::sync::Arc;
 pub const OVERLAY_STUB: &str =
     "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../base\n\n";
 
-/// Runs the post-render: returns the kustomize output.
+/// Runs the post-render: returns the kustomize build's objects, in its output order. Every
+/// file the build reads or probes on disk is recorded by `reads`.
 ///
 /// # Errors
 /// Any kustomize error (naming the overlay file).
 pub fn post_render(
+    reads: &Reader,
     stream: &str,
     genestack: &Path,
     overrides: Option<&Path>,
     overlay: &str,
-) -> Result<String, kustomize_rs::Error> {
+) -> Result<Vec<Value>, kustomize_rs::Error> {
     let mut layers: Vec<PathBuf> = Vec::new();
     if let Some(o) = overrides {
         let k = o.join("kustomize");
-        if k.is_dir() {
+        if reads.is_dir(&k) {
             layers.push(k);
         }
     }
     layers.push(genestack.join("base-kustomize"));
-    let mut fs = FileSystem::layered(layers);
+    let mut fs = FileSystem::layered(layers).observed(reads.kustomize_observer());
     let ov = Path::new("/").join(overlay);
     let kust = ov.join("kustomization.yaml");
     let kust_text = match fs.read(&kust) {
@@ -52,5 +56,5 @@ pub fn post_render(
     };
     fs.insert(&all, stream.as_bytes().to_vec());
     let res = kustomize_rs::build_in(Arc::new(fs), &ov, &Options::default())?;
-    kustomize_rs::print_resources(&res)
+    Ok(res.into_iter().map(|r| r.obj).collect())
 }

@@ -17,6 +17,7 @@
 
 use super::helm::{Helm, HelmError};
 use super::objects::Objects;
+use super::reads::Reader;
 use crate::component::{Binding, BindingType, Component};
 use serde_json::{Map, Value as Json};
 use std::path::{Path, PathBuf};
@@ -54,32 +55,33 @@ pub struct Sources {
     pub overrides: Option<PathBuf>,
 }
 
-/// Names ending in `.yaml` and not hidden, sorted bytewise (bash `"$d"/*.yaml` in the C locale).
-pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+/// Names ending in `.yaml` and not hidden, sorted bytewise (bash `"$d"/*.yaml` in the C locale),
+/// listed through the render's reader.
+pub fn yaml_files(reads: &Reader, dir: &Path) -> Vec<PathBuf> {
+    let Some(names) = reads.list(dir) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".yaml") && !n.starts_with('.'))
-        .collect();
-    names.sort();
     names
         .into_iter()
+        .filter(|n| n.ends_with(".yaml") && !n.starts_with('.'))
         .map(|n| dir.join(n))
-        .filter(|p| p.exists())
+        .filter(|p| reads.exists(p))
         .collect()
 }
 
 /// The values files a component reads, in order.
-pub fn value_files(src: &Sources, dir: &str, global_overrides: bool) -> Vec<PathBuf> {
-    let mut files = yaml_files(&src.genestack.join("base-helm-configs").join(dir));
+pub fn value_files(
+    reads: &Reader,
+    src: &Sources,
+    dir: &str,
+    global_overrides: bool,
+) -> Vec<PathBuf> {
+    let mut files = yaml_files(reads, &src.genestack.join("base-helm-configs").join(dir));
     if let Some(o) = &src.overrides {
         if global_overrides {
-            files.extend(yaml_files(&o.join("helm-configs/global_overrides")));
+            files.extend(yaml_files(reads, &o.join("helm-configs/global_overrides")));
         }
-        files.extend(yaml_files(&o.join("helm-configs").join(dir)));
+        files.extend(yaml_files(reads, &o.join("helm-configs").join(dir)));
     }
     files
 }
@@ -126,9 +128,13 @@ pub fn parse_into(
 ///
 /// # Errors
 /// Unreadable file or invalid YAML.
-pub fn read_values_file(helm: &Helm, path: &Path) -> Result<Map<String, Json>, ValuesError> {
+pub fn read_values_file(
+    helm: &Helm,
+    reads: &Reader,
+    path: &Path,
+) -> Result<Map<String, Json>, ValuesError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ValuesError::File {
+    let text = reads.read_to_string(path).map_err(|e| ValuesError::File {
         file: file.clone(),
         cause: e.to_string(),
     })?;
@@ -152,10 +158,14 @@ pub fn read_values_file(helm: &Helm, path: &Path) -> Result<Map<String, Json>, V
 ///
 /// # Errors
 /// As [`read_values_file`].
-pub fn merge_files(helm: &Helm, files: &[PathBuf]) -> Result<Map<String, Json>, ValuesError> {
+pub fn merge_files(
+    helm: &Helm,
+    reads: &Reader,
+    files: &[PathBuf],
+) -> Result<Map<String, Json>, ValuesError> {
     let mut vals = Map::new();
     for f in files {
-        merge_maps(&mut vals, read_values_file(helm, f)?);
+        merge_maps(&mut vals, read_values_file(helm, reads, f)?);
     }
     Ok(vals)
 }
@@ -179,6 +189,7 @@ fn binding_value(
     b: &Binding,
     namespace: &str,
     objects: &Objects,
+    reads: &Reader,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ValuesError> {
     let err = |cause: String| ValuesError::Binding {
@@ -188,7 +199,7 @@ fn binding_value(
     let secret_value = match (&b.secret, &b.key) {
         (Some(name), Some(key)) => {
             let ns = b.namespace.as_deref().unwrap_or(namespace);
-            Some(objects.secret_value(ns, name, key).map_err(err)?)
+            Some(reads.secret_value(objects, ns, name, key).map_err(err)?)
         }
         (Some(_), None) => return Err(err("a secret binding needs a key".into())),
         _ => None,
@@ -224,8 +235,8 @@ fn binding_value(
                     "template uses {{{token}}} but the binding names no object"
                 ))
             })?;
-            let obj = objects
-                .get(&o.kind, &o.namespace, &o.name)
+            let obj = reads
+                .object(objects, &o.kind, &o.namespace, &o.name)
                 .ok_or_else(|| err(format!("{} {}/{} not found", o.kind, o.namespace, o.name)))?;
             field_at(obj, f)
                 .and_then(kustomize_rs::yaml::Value::scalar_string)
@@ -253,17 +264,19 @@ fn binding_value(
 /// Unreadable or invalid files, missing Secrets/keys/objects, strvals errors.
 pub fn compose(
     helm: &Helm,
+    reads: &Reader,
     component: &Component,
     src: &Sources,
     objects: &Objects,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<PathBuf>, Map<String, Json>), ValuesError> {
     let files = value_files(
+        reads,
         src,
         &component.values.dir,
         component.values.global_overrides,
     );
-    let mut vals = merge_files(helm, &files)?;
+    let mut vals = merge_files(helm, reads, &files)?;
     let ns = &component.release.namespace;
     for phase in [
         BindingType::Set,
@@ -271,7 +284,7 @@ pub fn compose(
         BindingType::SetFile,
     ] {
         for b in component.bindings.iter().filter(|b| b.kind == phase) {
-            let value = binding_value(b, ns, objects, vars)?;
+            let value = binding_value(b, ns, objects, reads, vars)?;
             let parsed = match phase {
                 BindingType::Set => helm.strvals_parse(&format!("{}={}", b.path, value))?,
                 BindingType::SetString => {

@@ -82,7 +82,7 @@ pub fn local_path(url: &str) -> Option<PathBuf> {
 /// Unreachable remote, missing branch.
 pub fn head_of(url: &str, branch: &str, auth: &auth::Auth) -> Result<String, SourceError> {
     if let Some(d) = local_dir(url) {
-        return Ok(crate::render::charts::dir_digest(&d));
+        return Ok(crate::digest::dir_digest(&d));
     }
     let err = |e: git2::Error| SourceError {
         url: url.to_string(),
@@ -165,7 +165,7 @@ impl Source {
     }
 
     /// A directory source's fetch: copy the tree (without `.git`) to a staging directory,
-    /// hash the copy ([`crate::render::charts::dir_digest`]), keep it as
+    /// hash the copy ([`crate::digest::dir_digest`]), keep it as
     /// `<state>/snapshots/<sha256>` (older snapshots removed) and return it as the commit.
     fn snapshot(&self, dir: &Path, snapshots: &Path) -> Result<Commit, SourceError> {
         let io = |what: &Path, e: std::io::Error| SourceError {
@@ -175,7 +175,7 @@ impl Source {
         let staging = snapshots.join(format!("staging-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         copy_tree(dir, &staging).map_err(|e| io(dir, e))?;
-        let id = crate::render::charts::dir_digest(&staging);
+        let id = crate::digest::dir_digest(&staging);
         let dest = snapshots.join(&id);
         if dest.is_dir() {
             let _ = std::fs::remove_dir_all(&staging);

@@ -9,16 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SERVICES: [&str; 8] = [
-    "keystone",
-    "glance",
-    "placement",
-    "nova",
-    "neutron",
-    "barbican",
-    "memcached",
-    "libvirt",
-];
+/// The corpus helpers the tests use (`tests/src/corpus.rs`): the golden components, the
+/// corpus arguments, the render inputs.
+#[path = "../../tests/src/corpus.rs"]
+mod corpus;
+use corpus::{genestack_inputs, CORPUS_ARGS, GOLDENS as SERVICES};
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -30,34 +25,13 @@ fn main() {
     }
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_stackwave"));
     let args = |svc: &str| -> Vec<String> {
-        [
-            "--genestack",
-            "corpus/genestack",
-            "--charts",
-            "corpus/charts",
-            "--secrets",
-            "corpus/genestack/secrets.yaml",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["--component".to_string(), svc.to_string()])
-        .collect()
+        CORPUS_ARGS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--component".to_string(), svc.to_string()])
+            .collect()
     };
-    let g = shared.join("corpus/genestack");
-    let mut objects = stackwave::render::objects::Objects::default();
-    objects.load_file(&g.join("secrets.yaml")).expect("secrets");
-    objects
-        .load_file(&g.join("cluster-state.yaml"))
-        .expect("cluster state");
-    let inputs = stackwave::render::Inputs {
-        sources: stackwave::render::values::Sources {
-            genestack: g,
-            overrides: None,
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
-        objects,
-        catalog: stackwave::component::Catalog::builtin().expect("catalog"),
-    };
+    let inputs = genestack_inputs(&shared, None);
     let cache = stackwave::render::cache::RenderCache::new();
     let (mut t_ref, mut t_cold, mut t_warm) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     println!(
@@ -68,16 +42,8 @@ fn main() {
         let start = Instant::now();
         let out = Command::new(venv.join("python"))
             .arg(shared.join("tools/genestack-oracle"))
-            .args([
-                "--service",
-                svc,
-                "--genestack",
-                "corpus/genestack",
-                "--charts",
-                "corpus/charts",
-                "--secrets",
-                "corpus/genestack/secrets.yaml",
-            ])
+            .args(["--service", svc])
+            .args(CORPUS_ARGS)
             .arg("--kubectl")
             .arg(venv.join("kubectl"))
             .current_dir(&shared)

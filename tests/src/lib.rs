@@ -10,6 +10,22 @@ pub fn shared_dir() -> Option<PathBuf> {
     s.is_dir().then_some(s)
 }
 
+/// `../shared`, or — when it is absent — `None` after printing
+/// `SKIPPED: <test>: ../shared absent`. The line is written straight to the process's stderr,
+/// not through `eprintln!`, so the test harness's output capture cannot hide it: it shows in
+/// every `cargo test` run, and `.ci/run` fails when it appears while `../shared` is present.
+pub fn shared_or_skip(test: &str) -> Option<PathBuf> {
+    let s = shared_dir();
+    if s.is_none() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED: {test}: ../shared absent"
+        );
+    }
+    s
+}
+
 /// One kustomize conformance case (`corpus/kustomize/cases/<name>`).
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -93,43 +109,8 @@ pub fn build_case(c: &Case) -> Result<String, kustomize_rs::Error> {
     kustomize_rs::build_dir(&input.join(&c.build_dir), &opts)
 }
 
-/// The components with a golden render in `corpus/goldens/`.
-pub const GOLDENS: [&str; 8] = [
-    "keystone",
-    "glance",
-    "placement",
-    "nova",
-    "neutron",
-    "barbican",
-    "memcached",
-    "libvirt",
-];
-
-/// Render inputs over the shared corpus: the Genestack base, the local charts, the fake
-/// Secrets and cluster state loaded as lookup objects, the builtin catalog, and an optional
-/// operator overrides tree.
-///
-/// # Panics
-/// When the corpus files or the builtin catalog cannot be read (a broken checkout).
-pub fn genestack_inputs(shared: &Path, overrides: Option<&Path>) -> stackwave::render::Inputs {
-    let g = shared.join("corpus/genestack");
-    let mut objects = stackwave::render::objects::Objects::default();
-    objects
-        .load_file(&g.join("secrets.yaml"))
-        .expect("secrets.yaml");
-    objects
-        .load_file(&g.join("cluster-state.yaml"))
-        .expect("cluster-state.yaml");
-    stackwave::render::Inputs {
-        sources: stackwave::render::values::Sources {
-            genestack: g,
-            overrides: overrides.map(Path::to_path_buf),
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
-        objects,
-        catalog: stackwave::component::Catalog::builtin().expect("builtin catalog"),
-    }
-}
+pub mod corpus;
+pub use corpus::{genestack_inputs, CORPUS_ARGS, GOLDENS};
 
 /// Runs the `git` CLI in `dir` as a fixed test identity (no signing); returns its stdout.
 /// Panics, naming the command and git's stderr, when git fails.

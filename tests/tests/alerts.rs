@@ -763,8 +763,8 @@ async fn a_timed_out_wave_and_a_rollback_show_in_the_metrics() {
 /// second render hits.
 #[tokio::test(flavor = "multi_thread")]
 async fn render_cache_hits_and_misses_are_counted() {
-    let Some(shared) = stackwave_tests::shared_dir() else {
-        eprintln!("SKIPPED: ../shared not present");
+    let Some(shared) = stackwave_tests::shared_or_skip("render_cache_hits_and_misses_are_counted")
+    else {
         return;
     };
     if let Err(e) = stackwave::render::helm::Helm::get() {

@@ -5,7 +5,7 @@
 use stackwave::component::Catalog;
 use stackwave::render::charts::{ChartStore, Fetcher};
 use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
-use stackwave_tests::{git, shared_dir};
+use stackwave_tests::{git, shared_or_skip};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
@@ -95,7 +95,9 @@ fn inputs(shared: &Path, store: ChartStore, repo: &str) -> Inputs {
 
 #[test]
 fn fetches_verifies_caches_and_works_offline() {
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) = shared_or_skip("fetches_verifies_caches_and_works_offline") else {
+        return;
+    };
     if stackwave::render::helm::Helm::get().is_err()
         && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
     {
@@ -178,7 +180,9 @@ fn fetches_verifies_caches_and_works_offline() {
 
 #[test]
 fn charts_from_a_git_repository_by_pinned_tag() {
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) = shared_or_skip("charts_from_a_git_repository_by_pinned_tag") else {
+        return;
+    };
     if stackwave::render::helm::Helm::get().is_err()
         && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
     {
@@ -361,7 +365,9 @@ fn serve_registry(
 
 #[test]
 fn charts_from_an_oci_registry_with_credentials() {
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) = shared_or_skip("charts_from_an_oci_registry_with_credentials") else {
+        return;
+    };
     if stackwave::render::helm::Helm::get().is_err()
         && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
     {
@@ -449,7 +455,11 @@ fn charts_from_an_oci_registry_with_credentials() {
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_with_a_pinned_genestack_base_and_charts_from_a_repository() {
     use stackwave::reconcile::{Agent, Outcome, Settings};
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) =
+        shared_or_skip("agent_with_a_pinned_genestack_base_and_charts_from_a_repository")
+    else {
+        return;
+    };
     if stackwave::render::helm::Helm::get().is_err()
         && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1")
     {

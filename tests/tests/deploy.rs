@@ -104,7 +104,9 @@ async fn monitoring_crds(cluster: &stackwave::cluster::Cluster, dry: bool) -> bo
     };
     let crds = ["servicemonitors", "prometheusrules"];
     if !dry {
-        let Some(shared) = stackwave_tests::shared_dir() else {
+        let Some(shared) =
+            stackwave_tests::shared_or_skip("deploy_manifests_build_apply_and_parse")
+        else {
             return false;
         };
         let dir = shared.join("corpus/charts/kube-prometheus-stack/charts/crds/crds");

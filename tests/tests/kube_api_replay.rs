@@ -3,12 +3,11 @@
 //! the test server as `stackwave api-server` starts it (an API server alone, no stand-in):
 //! every scenario of both directories must be replayed and match the real server exactly.
 
-use stackwave_tests::shared_dir;
+use stackwave_tests::shared_or_skip;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_scenarios_replay_against_the_test_server() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("SKIPPED: ../shared is not present");
+    let Some(shared) = shared_or_skip("recorded_scenarios_replay_against_the_test_server") else {
         return;
     };
     let server = kube_testserver::start().await.expect("test server");

@@ -5,7 +5,7 @@
 //! feature cases (`kustomize-rs/tests/cases`, all must match). Each case matches
 //! `kubectl kustomize` (kustomize v5.8.1) byte for byte, or fails when kustomize fails.
 
-use stackwave_tests::{build_case, read_cases, shared_dir, Case};
+use stackwave_tests::{build_case, read_cases, shared_or_skip, Case};
 use std::path::Path;
 
 /// The lowest acceptable number of passing cases in the shared corpus.
@@ -48,8 +48,7 @@ fn run_cases(label: &str, cases: &[Case]) -> (usize, Vec<String>) {
 /// The cases of `../shared/corpus/kustomize/<sub>` (at least `min` of them), or `None` (and a
 /// SKIPPED note) when the shared material is absent.
 fn shared_cases(sub: &str, min: usize) -> Option<Vec<Case>> {
-    let Some(shared) = shared_dir() else {
-        eprintln!("SKIPPED: ../shared is not present");
+    let Some(shared) = shared_or_skip(&format!("kustomize_conformance {sub}")) else {
         return None;
     };
     let cases = read_cases(&shared.join("corpus/kustomize").join(sub));

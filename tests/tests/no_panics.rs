@@ -4,7 +4,7 @@
 //! without panicking.
 
 use kustomize_rs::yaml::{parse_documents, to_yaml};
-use stackwave_tests::shared_dir;
+use stackwave_tests::shared_or_skip;
 
 fn files(dir: &std::path::Path, out: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -48,8 +48,7 @@ fn exercise(text: &str) {
 
 #[test]
 fn mutated_inputs_never_panic() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("skipped: ../shared is not present");
+    let Some(shared) = shared_or_skip("mutated_inputs_never_panic") else {
         return;
     };
     let mut corpus = Vec::new();

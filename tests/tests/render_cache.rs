@@ -4,7 +4,7 @@
 
 use stackwave::render::cache::RenderCache;
 use stackwave::render::{helm, nondeterministic_templates};
-use stackwave_tests::{genestack_inputs as inputs, shared_dir};
+use stackwave_tests::{genestack_inputs as inputs, shared_or_skip};
 
 /// `helm::calls()` counts Helm calls process-wide: the tests in this binary take turns so
 /// one test's renders never show up in another's count.
@@ -14,8 +14,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn ready() -> Option<std::path::PathBuf> {
-    let shared = shared_dir()?;
+fn ready(test: &str) -> Option<std::path::PathBuf> {
+    let shared = shared_or_skip(test)?;
     if helm::Helm::get().is_err() && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {
         return None;
     }
@@ -25,7 +25,9 @@ fn ready() -> Option<std::path::PathBuf> {
 #[test]
 fn warm_renders_cost_no_helm_call_and_changes_miss() {
     let _turn = serial();
-    let Some(shared) = ready() else { return };
+    let Some(shared) = ready("warm_renders_cost_no_helm_call_and_changes_miss") else {
+        return;
+    };
     let o = std::env::temp_dir().join(format!("sw-cache-{}", std::process::id()));
     std::fs::create_dir_all(o.join("helm-configs/keystone")).unwrap();
     std::fs::write(
@@ -82,7 +84,9 @@ fn warm_renders_cost_no_helm_call_and_changes_miss() {
 #[test]
 fn nondeterministic_templates_are_reported() {
     let _turn = serial();
-    let Some(shared) = ready() else { return };
+    let Some(shared) = ready("nondeterministic_templates_are_reported") else {
+        return;
+    };
     let mut inp = inputs(&shared, None);
     assert!(
         nondeterministic_templates(&inp, "glance")
@@ -109,7 +113,9 @@ fn nondeterministic_templates_are_reported() {
 #[test]
 fn kustomize_helm_charts_inflate_with_the_builtin_renderer() {
     let _turn = serial();
-    let Some(shared) = ready() else { return };
+    let Some(shared) = ready("kustomize_helm_charts_inflate_with_the_builtin_renderer") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("sw-helmcharts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("charts")).unwrap();
@@ -161,7 +167,9 @@ fn kustomize_helm_charts_inflate_with_the_builtin_renderer() {
 fn the_key_is_what_the_render_read() {
     use stackwave::render::reads::Input;
     let _turn = serial();
-    let Some(shared) = ready() else { return };
+    let Some(shared) = ready("the_key_is_what_the_render_read") else {
+        return;
+    };
     let o = std::env::temp_dir().join(format!("sw-cache-reads-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&o);
     let overlay = o.join("kustomize/keystone/overlay");

@@ -4,7 +4,7 @@
 //! fails (CI installs it), unless `STACKWAVE_SKIP_HELM=1`.
 
 use stackwave::render::{objects::Objects, render_component};
-use stackwave_tests::{genestack_inputs, shared_dir, GOLDENS};
+use stackwave_tests::{genestack_inputs, shared_or_skip, GOLDENS};
 
 fn helm_available() -> bool {
     match stackwave::render::helm::Helm::get() {
@@ -19,8 +19,7 @@ fn helm_available() -> bool {
 
 #[test]
 fn goldens_render_byte_for_byte() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("skipped: ../shared is not present");
+    let Some(shared) = shared_or_skip("goldens_render_byte_for_byte") else {
         return;
     };
     if !helm_available() {
@@ -60,7 +59,9 @@ fn goldens_render_byte_for_byte() {
 
 #[test]
 fn an_empty_overrides_tree_changes_nothing() {
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) = shared_or_skip("an_empty_overrides_tree_changes_nothing") else {
+        return;
+    };
     if !helm_available() {
         return;
     }
@@ -74,7 +75,9 @@ fn an_empty_overrides_tree_changes_nothing() {
 
 #[test]
 fn bad_inputs_name_the_file_and_cause() {
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) = shared_or_skip("bad_inputs_name_the_file_and_cause") else {
+        return;
+    };
     if !helm_available() {
         return;
     }

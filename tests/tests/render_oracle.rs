@@ -3,9 +3,8 @@
 //! renders through this repository's `repo-template/` overrides (global overrides, operator
 //! values, a kustomize overlay layered over Genestack's).
 
-use stackwave::component::Catalog;
-use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
-use stackwave_tests::shared_dir;
+use stackwave::render::render_component;
+use stackwave_tests::{genestack_inputs, shared_or_skip, CORPUS_ARGS};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,14 +18,7 @@ fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     let (py, kubectl) = tools().expect("reference tools (scripts/setup)");
     let mut c = Command::new(py);
     c.arg(shared.join("tools/genestack-oracle"))
-        .args([
-            "--genestack",
-            "corpus/genestack",
-            "--charts",
-            "corpus/charts",
-            "--secrets",
-            "corpus/genestack/secrets.yaml",
-        ])
+        .args(CORPUS_ARGS)
         .args(["--service", svc])
         .arg("--kubectl")
         .arg(kubectl)
@@ -44,20 +36,7 @@ fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
 }
 
 fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
-    let g = shared.join("corpus/genestack");
-    let mut objects = Objects::default();
-    objects.load_file(&g.join("secrets.yaml")).unwrap();
-    objects.load_file(&g.join("cluster-state.yaml")).unwrap();
-    let inputs = Inputs {
-        sources: Sources {
-            genestack: g,
-            overrides: overrides.map(Path::to_path_buf),
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
-        objects,
-        catalog: Catalog::builtin().unwrap(),
-    };
-    render_component(&inputs, svc)
+    render_component(&genestack_inputs(shared, overrides), svc)
         .unwrap_or_else(|e| panic!("{svc}: {e}"))
         .text()
         .unwrap()
@@ -65,8 +44,7 @@ fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
 
 #[test]
 fn matches_the_reference_pipeline() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("skipped: ../shared is not present");
+    let Some(shared) = shared_or_skip("matches_the_reference_pipeline") else {
         return;
     };
     if tools().is_none() && std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {

@@ -326,7 +326,7 @@ pub struct Plan<'a> {
 /// # Errors
 /// Unknown component or version, unreadable operator values, unavailable chart.
 pub fn plan<'a>(inputs: &'a Inputs, reads: &Reader, name: &str) -> Result<Plan<'a>, RenderError> {
-    reads.engine();
+    reads.engine(inputs);
     let component = reads
         .definition(inputs, name)
         .ok_or_else(|| RenderError::UnknownComponent(name.to_string()))?;

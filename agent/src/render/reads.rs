@@ -61,6 +61,10 @@ pub enum Input {
     Definition(String),
     /// The engine: Stackwave's version and the Helm library's versions.
     Engine,
+    /// Where the render looks: the Genestack base and overrides directories and the chart
+    /// store (the paths every other read is relative to; a pinned base at a new commit is a
+    /// new directory).
+    Sources,
 }
 
 /// An input and the digest of what was read.
@@ -132,6 +136,10 @@ fn engine_digest() -> String {
     sha256_hex(format!("stackwave {} helm {helm}", env!("CARGO_PKG_VERSION")).as_bytes())
 }
 
+fn sources_digest(inputs: &Inputs) -> String {
+    sha256_hex(format!("{:?}\n{:?}", inputs.sources, inputs.charts).as_bytes())
+}
+
 fn definition_digest(inputs: &Inputs, name: &str) -> String {
     match inputs.catalog.get(name) {
         Some(c) => sha256_hex(serde_json::to_string(c).unwrap_or_default().as_bytes()),
@@ -173,6 +181,7 @@ impl Input {
             },
             Input::Definition(n) => definition_digest(inputs, n),
             Input::Engine => engine_digest(),
+            Input::Sources => sources_digest(inputs),
         }
     }
 }
@@ -354,9 +363,10 @@ impl Reader {
         inputs.catalog.get(name)
     }
 
-    /// The engine versions (recorded once per render).
-    pub fn engine(&self) {
+    /// The engine versions and where the render looks (recorded once per render, first).
+    pub fn engine(&self, inputs: &Inputs) {
         self.record(Input::Engine, engine_digest);
+        self.record(Input::Sources, || sources_digest(inputs));
     }
 
     /// An observer for a kustomize build's file system: each file it reads and each path it

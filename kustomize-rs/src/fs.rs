@@ -126,7 +126,9 @@ pub enum Access<'a> {
     IsDir(&'a Path),
 }
 
-/// Receives every [`Access`] of a [`FileSystem`] (see [`FileSystem::observed`]).
+/// Receives every [`Access`] of a [`FileSystem`] (see [`FileSystem::observed`]): each file
+/// read and each existence probe of a layer's physical path. (On the real disk, the
+/// `canonicalize` of a build's root is not reported; layered file systems do not use it.)
 #[derive(Clone)]
 pub struct Observer(pub Arc<dyn Fn(Access<'_>) + Send + Sync>);
 

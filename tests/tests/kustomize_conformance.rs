@@ -48,9 +48,7 @@ fn run_cases(label: &str, cases: &[Case]) -> (usize, Vec<String>) {
 /// The cases of `../shared/corpus/kustomize/<sub>` (at least `min` of them), or `None` (and a
 /// SKIPPED note) when the shared material is absent.
 fn shared_cases(sub: &str, min: usize) -> Option<Vec<Case>> {
-    let Some(shared) = shared_or_skip(&format!("kustomize_conformance {sub}")) else {
-        return None;
-    };
+    let shared = shared_or_skip(&format!("kustomize_conformance {sub}"))?;
     let cases = read_cases(&shared.join("corpus/kustomize").join(sub));
     assert!(
         cases.len() >= min,

@@ -23,11 +23,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// A held render: what it read, and the render.
+type Entry = (Arc<Reads>, Arc<Rendered>);
+
 /// An in-memory cache of rendered components: component → (what its render read, the
 /// render), at most one entry per component.
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, (Arc<Reads>, Arc<Rendered>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }

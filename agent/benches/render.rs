@@ -1,5 +1,5 @@
 //! Benchmark: render every golden component with `stackwave render` — cold (a fresh process)
-//! and warm (in-process, served by the render cache) — next to the reference pipeline
+//! and warm (in-process, served by the render cache; the fastest of 20) — next to the reference pipeline
 //! (`../shared/tools/genestack-oracle`: Helm's SDK through Python plus `kubectl kustomize`),
 //! and print both ratios.
 //!
@@ -68,10 +68,14 @@ fn main() {
             "{svc}: stackwave differs from the oracle"
         );
         cache.render(&inputs, svc).expect("prime cache");
-        let start = Instant::now();
-        let (_, hit) = cache.render(&inputs, svc).expect("warm render");
-        let w = start.elapsed();
-        assert!(hit);
+        // Warm: the fastest of 20 cache hits (the minimum is robust to a loaded machine).
+        let mut w = Duration::MAX;
+        for _ in 0..20 {
+            let start = Instant::now();
+            let (_, hit) = cache.render(&inputs, svc).expect("warm render");
+            w = w.min(start.elapsed());
+            assert!(hit);
+        }
         t_ref += r;
         t_cold += c;
         t_warm += w;

@@ -358,7 +358,9 @@ pub fn objects_of(text: &str) -> Result<Vec<Json>, String> {
         .collect())
 }
 
-fn is_test_hook(o: &Json) -> bool {
+/// Whether a rendered document is a Helm test hook (`helm.sh/hook: test`), which an install
+/// never creates.
+pub fn is_test_hook(o: &Json) -> bool {
     o.pointer("/metadata/annotations/helm.sh~1hook")
         .and_then(Json::as_str)
         .is_some_and(|h| {
@@ -749,7 +751,19 @@ impl Agent {
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
         let started = Instant::now();
-        let out = self.sync_commit(checkout, commit, progress).await?;
+        // ---- upgrade gate (crate::upgrade::gate): check the commit against the last applied one.
+        let gate = crate::upgrade::gate::refuse(&self.settings.cache_dir, checkout, &commit.id);
+        let out = match gate {
+            Some(reason) => {
+                crate::upgrade::gate::record(&self.store, commit, &reason)?;
+                Outcome::Refused { reason }
+            }
+            None => self.sync_commit(checkout, commit, progress).await?,
+        };
+        if matches!(out, Outcome::Healthy { .. } | Outcome::Unchanged) {
+            let _ = crate::upgrade::gate::applied(&self.settings.cache_dir, checkout, &commit.id);
+        }
+        // ---- end of upgrade gate
         self.metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());

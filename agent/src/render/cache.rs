@@ -12,7 +12,9 @@
 //! objects to apply and check drift against). A render with new inputs replaces the old
 //! entry, so an earlier render (and any Secret values it carried) is dropped as soon as no
 //! caller holds its `Arc`; [`RenderCache::retain`] drops components no longer rendered and
-//! [`RenderCache::clear`] everything.
+//! [`RenderCache::clear`] everything. [`RenderCache::with_depth`] keeps the `n` newest renders
+//! per component instead (the upgrade stage renders two revisions with one cache, so a warm
+//! `diff --from --to` finds both sides; see [`crate::upgrade`]).
 
 use super::charts::dir_digest;
 use super::{plan, values, Inputs, RenderError, Rendered};
@@ -27,7 +29,9 @@ use std::time::SystemTime;
 /// one entry per component.
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, (String, Arc<Rendered>)>>,
+    entries: Mutex<HashMap<String, Vec<(String, Arc<Rendered>)>>>,
+    /// Renders kept per component, newest last (0 means 1).
+    depth: usize,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -170,6 +174,14 @@ impl RenderCache {
         RenderCache::default()
     }
 
+    /// An empty cache keeping the `depth` newest renders of each component (at least one).
+    pub fn with_depth(depth: usize) -> RenderCache {
+        RenderCache {
+            depth,
+            ..RenderCache::default()
+        }
+    }
+
     /// Renders a component, or returns the cached render of identical inputs. The flag says
     /// whether it came from the cache.
     ///
@@ -182,8 +194,9 @@ impl RenderCache {
     ) -> Result<(Arc<Rendered>, bool), RenderError> {
         let key = input_digest(inputs, name)?;
         let cached = self.entries.lock().ok().and_then(|m| {
-            m.get(name)
-                .filter(|(digest, _)| *digest == key)
+            m.get(name)?
+                .iter()
+                .find(|(digest, _)| *digest == key)
                 .map(|(_, r)| r.clone())
         });
         if let Some(r) = cached {
@@ -191,20 +204,29 @@ impl RenderCache {
             return Ok((r, true));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        // The older render of this component goes now, before the new one is made.
+        let depth = self.depth.max(1);
+        // The oldest render beyond the depth goes now, before the new one is made.
         if let Ok(mut m) = self.entries.lock() {
-            m.remove(name);
+            if let Some(v) = m.get_mut(name) {
+                let excess = (v.len() + 1).saturating_sub(depth);
+                v.drain(..excess.min(v.len()));
+            }
         }
         let r = Arc::new(super::render_component(inputs, name)?);
         if let Ok(mut m) = self.entries.lock() {
-            m.insert(name.to_string(), (key, r.clone()));
+            m.entry(name.to_string())
+                .or_default()
+                .push((key, r.clone()));
         }
         Ok((r, false))
     }
 
-    /// How many renders are held (at most one per component).
+    /// How many renders are held (at most the depth per component).
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     /// Whether nothing is held.

@@ -7,41 +7,8 @@ use stackwave::component::Catalog;
 use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
 use stackwave_tests::shared_dir;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin");
-    let (py, kubectl) = (venv.join("python"), venv.join("kubectl"));
-    (py.is_file() && kubectl.is_file()).then_some((py, kubectl))
-}
-
-fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
-    let (py, kubectl) = tools().expect("reference tools (scripts/setup)");
-    let mut c = Command::new(py);
-    c.arg(shared.join("tools/genestack-oracle"))
-        .args([
-            "--genestack",
-            "corpus/genestack",
-            "--charts",
-            "corpus/charts",
-            "--secrets",
-            "corpus/genestack/secrets.yaml",
-        ])
-        .args(["--service", svc])
-        .arg("--kubectl")
-        .arg(kubectl)
-        .current_dir(shared);
-    if let Some(o) = overrides {
-        c.arg("--overrides").arg(o);
-    }
-    let out = c.output().expect("run genestack-oracle");
-    assert!(
-        out.status.success(),
-        "oracle failed for {svc}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+use stackwave_tests::{oracle, oracle_tools as tools};
 
 fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     let g = shared.join("corpus/genestack");

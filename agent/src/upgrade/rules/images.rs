@@ -55,7 +55,13 @@ pub fn releases(rev: &Revision) -> BTreeMap<String, Release> {
 /// Adds the image findings.
 pub fn check(ctx: &Context, out: &mut Vec<Finding>) {
     let (from, to) = (&ctx.up.from, &ctx.up.to);
-    for c in &to.cfg.components {
+    // A component new in this revision has nothing to go back from.
+    for c in to
+        .cfg
+        .components
+        .iter()
+        .filter(|c| from.cfg.components.contains(c))
+    {
         let (old, new) = (from.image_tags(c), to.image_tags(c));
         let down: Vec<String> = new
             .iter()

@@ -716,3 +716,130 @@ fn the_plan_orders_waves_and_lists_hops() {
         p.text()
     );
 }
+
+/// The agent checks each new commit against the last applied one before applying it: a chart
+/// downgrade is refused (recorded once, reported, the applied revision stays), and applies
+/// once `stackwave.yaml` acknowledges it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_refuses_a_downgrade_until_it_is_acknowledged() {
+    use stackwave::reconcile::{Agent, Outcome, Settings};
+    let root = tmp("gate");
+    let tc = stackwave_tests::TestCluster::start(
+        kube_standin::Rules::default().with_delay(std::time::Duration::from_millis(100)),
+    )
+    .await;
+    let ns = tc.ns("upgrade-gate");
+    let dir = root.join("repo");
+    std::fs::create_dir_all(dir.join("manifests/app")).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    let url = format!("file://{}", dir.display());
+    let instance = stackwave::cluster::instance::Instance::new(
+        stackwave::cluster::instance::DEFAULT_NAME,
+        &url,
+    )
+    .unwrap();
+    tc.cleanup_later(
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": stackwave::cluster::inventory::inventory_name(&instance, "app"),
+        "namespace": stackwave::cluster::inventory::INVENTORY_NAMESPACE}}),
+    );
+    let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).unwrap();
+    let commit = |msg: &str| {
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", msg]);
+    };
+    let cm = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  v: \"{v}\"\n")
+    };
+    let cfg = "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\n";
+    write("stackwave.yaml", cfg);
+    write(
+        "manifests/app/kustomization.yaml",
+        "resources:\n  - ns.yaml\n  - cm.yaml\n",
+    );
+    write(
+        "manifests/app/ns.yaml",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+    );
+    write("manifests/app/cm.yaml", &cm("1"));
+    write("helm-chart-versions.yaml", "charts:\n  longhorn: 1.10.2\n");
+    commit("longhorn 1.10.2");
+    let store = stackwave::record::Store::open(
+        &root.join("state/revisions.sqlite"),
+        &root.join("state/store.key"),
+    )
+    .unwrap();
+    let mut agent = Agent::new(
+        tc.cluster.clone(),
+        store,
+        stackwave::component::Catalog::builtin().unwrap(),
+        Settings {
+            health_timeout: std::time::Duration::from_secs(if tc.in_process() { 5 } else { 20 }),
+            cache_dir: root.join("cache"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    agent.set_instance(instance).unwrap();
+    let source = stackwave::source::Source::open(&url, "main", &root.join("state")).unwrap();
+    let live = || async {
+        tc.cluster
+            .get(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": ns}}))
+            .await
+            .unwrap()
+            .map(|o| o["data"]["v"].as_str().unwrap_or("").to_string())
+    };
+    let checkout = root.join("checkout");
+    let out = sync_head(&mut agent, &source, &checkout).await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(live().await.as_deref(), Some("1"));
+
+    write("helm-chart-versions.yaml", "charts:\n  longhorn: 1.9.1\n");
+    write("manifests/app/cm.yaml", &cm("2"));
+    commit("longhorn 1.9.1 (a downgrade) and a settings change");
+    let out = sync_head(&mut agent, &source, &checkout).await;
+    let Outcome::Refused { reason } = &out else {
+        panic!("not refused: {out:?}")
+    };
+    eprintln!("refused: {reason}");
+    assert!(
+        reason.contains("chart-downgrade (longhorn)") && reason.contains("1.10.2 → 1.9.1"),
+        "{reason}"
+    );
+    assert!(
+        matches!(
+            sync_head(&mut agent, &source, &checkout).await,
+            Outcome::Refused { .. }
+        ),
+        "refused again on the next loop"
+    );
+    assert_eq!(
+        live().await.as_deref(),
+        Some("1"),
+        "the last good revision stays"
+    );
+    let revs = agent.store.revisions().unwrap();
+    assert_eq!(revs.len(), 2, "recorded once: {revs:?}");
+    assert_eq!(revs[0].outcome, "refused");
+
+    write(
+        "stackwave.yaml",
+        &format!("{cfg}acknowledge:\n  - {{rule: chart-downgrade, component: longhorn}}\n"),
+    );
+    commit("acknowledge the longhorn downgrade");
+    let out = sync_head(&mut agent, &source, &checkout).await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(live().await.as_deref(), Some("2"));
+}
+
+/// One loop iteration: fetch the branch head, export it, sync.
+async fn sync_head(
+    agent: &mut stackwave::reconcile::Agent,
+    source: &stackwave::source::Source,
+    checkout: &Path,
+) -> stackwave::reconcile::Outcome {
+    let c = source.fetch().unwrap();
+    let dir = source.export(&c.id, checkout).unwrap();
+    agent.sync(&dir, &c, &|_| {}).await.unwrap()
+}

@@ -843,3 +843,129 @@ async fn sync_head(
     let dir = source.export(&c.id, checkout).unwrap();
     agent.sync(&dir, &c, &|_| {}).await.unwrap()
 }
+
+/// The policy data cites real material: every hop path's runbooks exist in the corpus and
+/// name the versions the path lists; every chart-source note's release note says the old
+/// release must go first.
+#[test]
+fn policy_data_matches_the_corpus_it_was_transcribed_from() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not there");
+        return;
+    };
+    let g = shared.join("corpus/genestack");
+    let hops = stackwave::upgrade::rules::hops::hops().unwrap();
+    assert!(hops.paths.len() >= 5);
+    for p in &hops.paths {
+        let mut text = String::new();
+        for s in &p.sources {
+            text.push_str(
+                &std::fs::read_to_string(g.join(s)).unwrap_or_else(|e| panic!("{s}: {e}")),
+            );
+        }
+        for v in &p.hops {
+            assert!(
+                text.contains(v.as_str()),
+                "{}: hop {v} is in none of {:?}",
+                p.component,
+                p.sources
+            );
+        }
+    }
+    let sw = stackwave::upgrade::rules::charts::switches().unwrap();
+    for s in &sw.switches {
+        let note = std::fs::read_to_string(g.join(&s.source)).unwrap();
+        let doc = kustomize_rs::yaml::parse_one(&note).unwrap();
+        let upgrade = doc
+            .get("upgrade")
+            .and_then(|u| u.as_seq())
+            .expect("upgrade notes");
+        let said: String = upgrade.iter().filter_map(|u| u.as_str()).collect();
+        assert!(
+            said.contains("remove existing") && said.contains(&s.component),
+            "{said}"
+        );
+        assert!(s.first.contains("uninstall"), "{}", s.first);
+        let svc = "memcached.openstack.svc.cluster.local";
+        assert!(said.contains(svc) && s.first.contains(svc), "{said}");
+    }
+}
+
+/// With a cluster, a Secret the new revision reads that does not exist is a `secret-missing`
+/// error (and `check --server` exits 1); Secrets that exist are not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cluster_missing_secrets_are_errors() {
+    let Some(c) = Cloud::new("secret-missing") else {
+        return;
+    };
+    let tc = stackwave_tests::TestCluster::start(kube_standin::Rules::default()).await;
+    let ns = tc.fixed_ns("openstack");
+    c.write("stackwave.yaml", &c.config(&["memcached", "keystone"], ""));
+    let a = c.commit("keystone");
+    c.write(
+        "stackwave.yaml",
+        &c.config(&["memcached", "keystone", "barbican"], ""),
+    );
+    let b = c.commit("barbican");
+    let opts = c.options(&a, &b);
+    let up = Upgrade::open(&opts).unwrap();
+    let mut objs = vec![
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    ];
+    for ((sns, name), _) in up.to.bound_secrets() {
+        if name != "barbican-db-password" {
+            objs.push(serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": sns}, "stringData": {"password": "x"}}));
+        }
+    }
+    for o in &objs {
+        tc.cluster.apply(o, &Default::default()).await.unwrap();
+    }
+    let (server, kubeconfig) = (tc.url(), tc.kubeconfig());
+    let live =
+        stackwave::upgrade::command::live_secrets(&up, server.as_deref(), kubeconfig.as_deref())
+            .await
+            .unwrap();
+    let r = check(&Context {
+        up: &up,
+        rendered: Err("not rendered here".into()),
+        live_secrets: Some(&live),
+    })
+    .unwrap();
+    let missing: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == "secret-missing")
+        .collect();
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert_eq!(missing[0].severity, Severity::Error);
+    assert_eq!(missing[0].component, "barbican");
+    assert!(
+        missing[0]
+            .message
+            .contains("openstack/barbican-db-password"),
+        "{}",
+        missing[0].message
+    );
+    let f = find(&r, "job-replace", "*");
+    assert!(
+        f.severity == Severity::Info && f.message.contains("skipped"),
+        "{}",
+        f.message
+    );
+    let code = tokio::task::spawn_blocking(move || {
+        let target = match (&server, &kubeconfig) {
+            (Some(u), _) => vec!["--server".to_string(), u.clone()],
+            (None, Some(k)) => vec!["--kubeconfig".to_string(), k.display().to_string()],
+            _ => Vec::new(),
+        };
+        let args: Vec<&str> = std::iter::once("check")
+            .chain(target.iter().map(String::as_str))
+            .collect();
+        c.cli(&args, &a, &b)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    tc.cleanup().await;
+}

@@ -109,7 +109,10 @@ pub fn diff(a: &RangeArgs, format: Format) -> i32 {
 }
 
 /// The Secrets of the new revision's bindings that exist in the cluster.
-async fn live_secrets(
+///
+/// # Errors
+/// [`UpgradeError::Cluster`]: the cluster cannot be reached or answers an error.
+pub async fn live_secrets(
     up: &Upgrade,
     server: Option<&str>,
     kubeconfig: Option<&std::path::Path>,

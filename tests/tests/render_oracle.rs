@@ -6,7 +6,7 @@
 use stackwave::component::Catalog;
 use stackwave::render::{objects::Objects, render_component, values::Sources, Inputs};
 use stackwave_tests::shared_dir;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stackwave_tests::{oracle, oracle_tools as tools};
 

@@ -25,11 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+/// One component's renders, oldest first: (input digest, render).
+type Entries = Vec<(String, Arc<Rendered>)>;
+
 /// An in-memory cache of rendered components: component → (input digest, render), at most
 /// one entry per component.
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, Vec<(String, Arc<Rendered>)>>>,
+    entries: Mutex<HashMap<String, Entries>>,
     /// Renders kept per component, newest last (0 means 1).
     depth: usize,
     hits: AtomicU64,

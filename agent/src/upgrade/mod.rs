@@ -65,7 +65,7 @@ pub enum UpgradeError {
         commit: String,
         /// Cause.
         #[source]
-        source: crate::render::RenderError,
+        source: Box<crate::render::RenderError>,
     },
     /// A `manifests:` directory or rendered output is not valid.
     #[error("commit {commit}: {cause}")]
@@ -241,7 +241,7 @@ pub fn render_side(
             .render(&inputs, c)
             .map_err(|source| UpgradeError::Render {
                 commit: rev.commit.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let ns = rev
             .catalog

@@ -358,6 +358,38 @@ pub fn objects_of(text: &str) -> Result<Vec<Json>, String> {
         .collect())
 }
 
+/// A component's rendered text as the objects a Helm install creates: test hooks dropped,
+/// and namespaced objects without a namespace put in the release's (`helm install
+/// --namespace`). The upgrade stage reads renders through it too.
+///
+/// # Errors
+/// Malformed rendered YAML, naming the component.
+pub fn release_objects(
+    catalog: &Catalog,
+    component: &str,
+    text: &str,
+) -> Result<Vec<Json>, String> {
+    let mut objs: Vec<Json> =
+        objects_of(text).map_err(|e| format!("component {component}: rendered output: {e}"))?;
+    objs.retain(|o| !is_test_hook(o));
+    let ns = catalog
+        .get(component)
+        .map(|x| x.release.namespace.clone())
+        .unwrap_or_default();
+    for o in objs.iter_mut() {
+        let (av, kind) = (
+            o["apiVersion"].as_str().unwrap_or("").to_string(),
+            o["kind"].as_str().unwrap_or("").to_string(),
+        );
+        if o.pointer("/metadata/namespace").is_none()
+            && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
+        {
+            o["metadata"]["namespace"] = Json::from(ns.clone());
+        }
+    }
+    Ok(objs)
+}
+
 /// Whether a rendered document is a Helm test hook (`helm.sh/hook: test`), which an install
 /// never creates.
 pub fn is_test_hook(o: &Json) -> bool {
@@ -526,26 +558,7 @@ impl Agent {
                 &self.metrics.cache_misses
             }
             .inc();
-            let mut objs: Vec<Json> =
-                objects_of(&r.text).map_err(|e| format!("component {c}: rendered output: {e}"))?;
-            objs.retain(|o| !is_test_hook(o));
-            // `helm install --namespace` puts namespaced objects without one in the release's.
-            let ns = self
-                .catalog
-                .get(c)
-                .map(|x| x.release.namespace.clone())
-                .unwrap_or_default();
-            for o in objs.iter_mut() {
-                let (av, kind) = (
-                    o["apiVersion"].as_str().unwrap_or("").to_string(),
-                    o["kind"].as_str().unwrap_or("").to_string(),
-                );
-                if o.pointer("/metadata/namespace").is_none()
-                    && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
-                {
-                    o["metadata"]["namespace"] = Json::from(ns.clone());
-                }
-            }
+            let objs = release_objects(&self.catalog, c, &r.text)?;
             let (mut main, mut hooks): (Vec<Json>, Vec<Json>) = objs
                 .into_iter()
                 .partition(|o| o.pointer("/metadata/annotations/helm.sh~1hook").is_none());

@@ -195,26 +195,25 @@ pub fn object_fields(old: &Json, new: &Json) -> Vec<Field> {
     out
 }
 
+/// A component's objects of one side, by [`key`].
+type Index<'a> = BTreeMap<(String, String, String, String), &'a Json>;
+
+fn index<'a>(side: &'a Side, name: &str) -> Index<'a> {
+    side.get(name)
+        .into_iter()
+        .flatten()
+        .map(|o| (key(o), o))
+        .collect()
+}
+
 /// Compares two rendered revisions.
 pub fn diff(from_commit: &str, to_commit: &str, from: &Side, to: &Side) -> Diff {
-    let empty = Vec::new();
     let mut names: Vec<&String> = from.keys().chain(to.keys()).collect();
     names.sort();
     names.dedup();
     let mut components = Vec::new();
     for name in names {
-        let old: BTreeMap<_, &Json> = from
-            .get(name)
-            .unwrap_or(&empty)
-            .iter()
-            .map(|o| (key(o), o))
-            .collect();
-        let new: BTreeMap<_, &Json> = to
-            .get(name)
-            .unwrap_or(&empty)
-            .iter()
-            .map(|o| (key(o), o))
-            .collect();
+        let (old, new) = (index(from, name), index(to, name));
         let mut objects = Vec::new();
         for (k, o) in &old {
             match new.get(k) {
@@ -227,8 +226,7 @@ pub fn diff(from_commit: &str, to_commit: &str, from: &Side, to: &Side) -> Diff 
                 }
             }
         }
-        for (k, n) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
-            let _ = k;
+        for (_, n) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
             objects.push(change(Action::Added, n, Vec::new()));
         }
         objects.sort_by(|a, b| {

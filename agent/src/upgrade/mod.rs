@@ -243,25 +243,7 @@ pub fn render_side(
                 commit: rev.commit.clone(),
                 source: Box::new(source),
             })?;
-        let ns = rev
-            .catalog
-            .get(c)
-            .map(|x| x.release.namespace.clone())
-            .unwrap_or_default();
-        let mut objs = crate::reconcile::objects_of(&r.text)
-            .map_err(|e| bad(format!("component {c}: rendered output: {e}")))?;
-        objs.retain(|o| !crate::reconcile::is_test_hook(o));
-        for o in objs.iter_mut() {
-            let (av, kind) = (
-                o["apiVersion"].as_str().unwrap_or("").to_string(),
-                o["kind"].as_str().unwrap_or("").to_string(),
-            );
-            if o.pointer("/metadata/namespace").is_none()
-                && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
-            {
-                o["metadata"]["namespace"] = Json::from(ns.clone());
-            }
-        }
+        let objs = crate::reconcile::release_objects(&rev.catalog, c, &r.text).map_err(bad)?;
         out.insert(c.clone(), objs);
     }
     Ok(out)

@@ -4,18 +4,25 @@
 
 use crate::upgrade::check::{Context, Finding, Severity};
 
+fn first(users: &std::collections::BTreeSet<String>) -> &str {
+    users.iter().next().map_or("*", String::as_str)
+}
+
+fn list(users: &std::collections::BTreeSet<String>) -> String {
+    users.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
 /// Adds the Secret findings.
 pub fn check(ctx: &Context, out: &mut Vec<Finding>) {
     let (old, new) = (ctx.up.from.bound_secrets(), ctx.up.to.bound_secrets());
     for ((ns, name), users) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
-        let users: Vec<&str> = users.iter().map(String::as_str).collect();
         out.push(Finding::new(
             "secret-new",
             Severity::Warning,
-            users[0],
+            first(users),
             format!(
                 "Secret {ns}/{name} is newly needed (read by {}); create it before this revision applies",
-                users.join(", ")
+                list(users)
             ),
         ));
     }
@@ -28,14 +35,13 @@ pub fn check(ctx: &Context, out: &mut Vec<Finding>) {
         )),
         Some(live) => {
             for ((ns, name), users) in new.iter().filter(|(k, _)| !live.contains(*k)) {
-                let users: Vec<&str> = users.iter().map(String::as_str).collect();
                 out.push(Finding::new(
                     "secret-missing",
                     Severity::Error,
-                    users[0],
+                    first(users),
                     format!(
                         "Secret {ns}/{name} does not exist in the cluster (read by {})",
-                        users.join(", ")
+                        list(users)
                     ),
                 ));
             }

@@ -432,8 +432,17 @@ fn every_rule_fires_with_its_severity_and_exit_code() {
         assert!(f0[k].is_string(), "{f0}");
     }
     assert_eq!(f0["severity"], "error", "errors first");
+    // The comment's findings table: errors first.
+    let md = stackwave::upgrade::markdown::findings(&r);
+    let table = md
+        .find("| severity | rule | component | message |")
+        .unwrap();
+    let first = md.find("| error | `").unwrap();
+    let warning = md.find("| warning | `").unwrap();
+    assert!(table < first && first < warning, "{md}");
     // Exit codes.
     assert_eq!(c.cli(&["check"], &base, &to), 1);
+    assert_eq!(c.cli(&["-o", "markdown", "check"], &base, &to), 1);
     assert_eq!(c.cli(&["-o", "json", "check"], &base, &to), 1);
     assert_eq!(c.cli(&["check"], &base, &base), 0);
     assert_eq!(c.cli(&["check"], &base, "no-such-branch"), 2);
@@ -591,6 +600,21 @@ fn a_one_line_nova_values_change_diffs_exactly_as_two_reference_renders() {
         assert!(obj[k].is_string(), "{obj}");
     }
     assert_eq!(cache.stats().misses, 2, "each side renders nova once");
+    // Warm: both sides come from the one cache.
+    let (x2, y2) = render_both(&up, &cache, &opts).unwrap();
+    assert_eq!(cache.stats().misses, 2);
+    assert_eq!(cache.stats().hits, 2);
+    assert_eq!(diff::diff(&up.from.commit, &up.to.commit, &x2, &y2), d);
+    // The pull-request comment: summary first, the component collapsed, values masked.
+    let md = stackwave::upgrade::markdown::diff(&d);
+    let summary = md.find(&diff::summary(&d)).unwrap();
+    let details = md.find("<details>").unwrap();
+    assert!(summary < details, "{md}");
+    assert!(
+        md.contains("`data.nova.conf`: `*** (before)` → `*** (after)`"),
+        "{md}"
+    );
+    assert!(!md.contains("debug = True"), "{md}");
 }
 
 /// A local Git repository holding a Genestack base (the corpus base, one file changed between

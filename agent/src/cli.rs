@@ -513,7 +513,11 @@ pub fn run(cli: Cli) -> i32 {
             server.as_deref(),
             kubeconfig.as_deref(),
         ),
-        Command::Diff { range, .. } if range.is_range() => {
+        Command::Diff { range, target, .. } if range.is_range() => {
+            if target.server.is_some() || target.kubeconfig.is_some() {
+                eprintln!("Error: diff --from --to against a live cluster (--server/--kubeconfig) is not implemented yet; run `stackwave diff CHECKOUT --server URL` on the new revision's checkout");
+                return 2;
+            }
             crate::upgrade::command::diff(&range, output.upgrade())
         }
         Command::Plan { dir, .. } => {

@@ -24,6 +24,17 @@ pub enum Action {
     Changed,
 }
 
+impl Action {
+    /// `added`, `removed`, `changed` (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Added => "added",
+            Action::Removed => "removed",
+            Action::Changed => "changed",
+        }
+    }
+}
+
 /// One field that differs (values masked for Secrets).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Field {

@@ -3,7 +3,7 @@
 //! appear as the diff masks them (Secret values never).
 
 use super::check::Report;
-use super::diff::{brief, counts, summary, Action, Diff};
+use super::diff::{brief, counts, summary, Diff};
 use super::revision::short;
 
 fn cell(s: &str) -> String {
@@ -54,12 +54,7 @@ pub fn diff(d: &Diff) -> String {
             counts(&c.objects)
         ));
         for o in &c.objects {
-            let what = match o.action {
-                Action::Added => "added",
-                Action::Removed => "removed",
-                Action::Changed => "changed",
-            };
-            out.push_str(&format!("- **{what}** `{}`\n", o.id()));
+            out.push_str(&format!("- **{}** `{}`\n", o.action.as_str(), o.id()));
             for f in &o.fields {
                 out.push_str(&format!(
                     "  - `{}`: `{}` → `{}`\n",

@@ -216,6 +216,15 @@ impl Cloud {
     }
 }
 
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        // The repository, its caches and exported trees.
+        if let Some(root) = self.dir.parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
 const CARACAL_PINS: [(&str, &str); 10] = [
     ("keystone", "2024.1.5+aaaaaaaaa"),
     ("placement", "2024.1.3+aaaaaaaaa"),
@@ -855,6 +864,7 @@ async fn the_agent_refuses_a_downgrade_until_it_is_acknowledged() {
     let out = sync_head(&mut agent, &source, &checkout).await;
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
     assert_eq!(live().await.as_deref(), Some("2"));
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// One loop iteration: fetch the branch head, export it, sync.

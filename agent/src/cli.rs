@@ -23,6 +23,19 @@ pub enum Output {
     Text,
     /// One JSON document on stdout (for scripts).
     Json,
+    /// A pull-request comment (`diff`/`check --from --to`; other commands print text).
+    Markdown,
+}
+
+impl Output {
+    /// The upgrade commands' format.
+    fn upgrade(self) -> crate::upgrade::command::Format {
+        match self {
+            Output::Text => crate::upgrade::command::Format::Text,
+            Output::Json => crate::upgrade::command::Format::Json,
+            Output::Markdown => crate::upgrade::command::Format::Markdown,
+        }
+    }
 }
 
 /// Where the agent keeps its state and which cluster it changes.
@@ -68,6 +81,29 @@ pub enum Command {
         /// The checkout (holds stackwave.yaml).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// With --repo/--from/--to: the upgrade between two revisions (changed components by
+        /// wave, operator hop sequences).
+        #[command(flatten)]
+        range: crate::upgrade::command::RangeArgs,
+    },
+    /// Policy findings of an upgrade between two revisions (`--repo R --from A --to B`; no
+    /// cluster needed): chart and image downgrades, chart source switches, skipped operator
+    /// hops, mixed releases, database migrations, new or missing Secrets, replaced Jobs,
+    /// removed components. Exit code 0: nothing at or above --fail-on, 1: something is, 2:
+    /// could not run.
+    Check {
+        /// The revisions.
+        #[command(flatten)]
+        range: crate::upgrade::command::RangeArgs,
+        /// API server URL: also check that the Secrets the new revision reads exist.
+        #[arg(long, conflicts_with = "kubeconfig")]
+        server: Option<String>,
+        /// Kubeconfig file (as --server).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Lowest severity that fails the check.
+        #[arg(long, value_enum, default_value = "error")]
+        fail_on: crate::upgrade::command::FailOn,
     },
     /// Print the revision history of a state directory, newest first.
     History {
@@ -89,6 +125,9 @@ pub enum Command {
         /// Cluster and (optional) state.
         #[command(flatten)]
         target: TargetArgs,
+        /// With --repo/--from/--to: the change between two revisions instead (no cluster).
+        #[command(flatten)]
+        range: crate::upgrade::command::RangeArgs,
     },
     /// Show the applied revision, pin, suspension and drift per component.
     Status {
@@ -440,7 +479,7 @@ fn emit<T: serde::Serialize>(output: Output, v: &T, text: impl FnOnce() -> Strin
             "{}",
             serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
         ),
-        Output::Text => print!("{}", text()),
+        Output::Text | Output::Markdown => print!("{}", text()),
     }
 }
 
@@ -463,7 +502,29 @@ pub fn run(cli: Cli) -> i32 {
                 .await
                 .unwrap_or_else(fail)
         }),
-        Command::Plan { dir } => {
+        Command::Plan { range, .. } if range.is_range() => {
+            crate::upgrade::command::plan(&range, output.upgrade())
+        }
+        Command::Check {
+            range,
+            server,
+            kubeconfig,
+            fail_on,
+        } => crate::upgrade::command::check(
+            &range,
+            output.upgrade(),
+            fail_on,
+            server.as_deref(),
+            kubeconfig.as_deref(),
+        ),
+        Command::Diff { range, target, .. } if range.is_range() => {
+            if target.server.is_some() || target.kubeconfig.is_some() {
+                eprintln!("Error: diff --from --to against a live cluster (--server/--kubeconfig) is not implemented yet; run `stackwave diff CHECKOUT --server URL` on the new revision's checkout");
+                return 2;
+            }
+            crate::upgrade::command::diff(&range, output.upgrade())
+        }
+        Command::Plan { dir, .. } => {
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
                 let catalog = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
                 crate::reconcile::plan_waves(&catalog, &cfg)
@@ -544,7 +605,7 @@ pub fn run(cli: Cli) -> i32 {
                 Err(e) => fail(e),
             }
         }),
-        Command::Diff { dir, target } => block_on(async move {
+        Command::Diff { dir, target, .. } => block_on(async move {
             let code = |e: String| {
                 eprintln!("Error: {e}");
                 2

@@ -49,8 +49,11 @@ const SERVER_SET: [&str; 5] = [
     "creationTimestamp",
 ];
 
-/// `o` without server-set metadata and status; Secret values masked against `other`.
-fn normalize(o: &Json, other: Option<&Json>, before: bool) -> Json {
+/// `o` without server-set metadata and status; Secret values masked against `other`: a
+/// Secret `data`/`stringData` value reads `***` when `other` has the same, else
+/// `*** (before)` (when `before`) or `*** (after)`. The upgrade stage's field-level diff
+/// ([`crate::upgrade::diff`]) compares two revisions through it too.
+pub fn normalize(o: &Json, other: Option<&Json>, before: bool) -> Json {
     let mut o = o.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Json::as_object_mut) {
         for k in SERVER_SET {

@@ -4,7 +4,8 @@
 //! [`source`] (Git) → [`render`] (Helm + values + post-render) → [`diff`] (desired vs live)
 //! → [`plan`] (waves) → [`reconcile`] (apply in health-gated waves, prune, rollback, drift)
 //! → [`record`] (revision store). [`cluster`] is the Kubernetes API layer under them all;
-//! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it.
+//! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it;
+//! [`upgrade`] previews, checks and plans a change between two commits (`--from --to`).
 
 pub mod cli;
 pub mod cluster;
@@ -21,3 +22,4 @@ pub mod record;
 pub mod render;
 pub mod run;
 pub mod source;
+pub mod upgrade;

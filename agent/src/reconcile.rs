@@ -358,7 +358,32 @@ pub fn objects_of(text: &str) -> Result<Vec<Json>, String> {
         .collect())
 }
 
-fn is_test_hook(o: &Json) -> bool {
+/// A component's rendered objects as the objects a Helm install creates: test hooks dropped,
+/// and namespaced objects without a namespace put in the release's (`helm install
+/// --namespace`). The upgrade stage reads renders through it too.
+pub fn release_objects(catalog: &Catalog, component: &str, mut objs: Vec<Json>) -> Vec<Json> {
+    objs.retain(|o| !is_test_hook(o));
+    let ns = catalog
+        .get(component)
+        .map(|x| x.release.namespace.clone())
+        .unwrap_or_default();
+    for o in objs.iter_mut() {
+        let (av, kind) = (
+            o["apiVersion"].as_str().unwrap_or("").to_string(),
+            o["kind"].as_str().unwrap_or("").to_string(),
+        );
+        if o.pointer("/metadata/namespace").is_none()
+            && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
+        {
+            o["metadata"]["namespace"] = Json::from(ns.clone());
+        }
+    }
+    objs
+}
+
+/// Whether a rendered document is a Helm test hook (`helm.sh/hook: test`), which an install
+/// never creates.
+pub fn is_test_hook(o: &Json) -> bool {
     o.pointer("/metadata/annotations/helm.sh~1hook")
         .and_then(Json::as_str)
         .is_some_and(|h| {
@@ -524,27 +549,10 @@ impl Agent {
                 &self.metrics.cache_misses
             }
             .inc();
-            let mut objs: Vec<Json> = r
+            let rendered = r
                 .objects()
                 .map_err(|e| format!("component {c}: rendered output: {e}"))?;
-            objs.retain(|o| !is_test_hook(o));
-            // `helm install --namespace` puts namespaced objects without one in the release's.
-            let ns = self
-                .catalog
-                .get(c)
-                .map(|x| x.release.namespace.clone())
-                .unwrap_or_default();
-            for o in objs.iter_mut() {
-                let (av, kind) = (
-                    o["apiVersion"].as_str().unwrap_or("").to_string(),
-                    o["kind"].as_str().unwrap_or("").to_string(),
-                );
-                if o.pointer("/metadata/namespace").is_none()
-                    && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
-                {
-                    o["metadata"]["namespace"] = Json::from(ns.clone());
-                }
-            }
+            let objs = release_objects(&self.catalog, c, rendered);
             let (mut main, mut hooks): (Vec<Json>, Vec<Json>) = objs
                 .into_iter()
                 .partition(|o| o.pointer("/metadata/annotations/helm.sh~1hook").is_none());
@@ -750,7 +758,19 @@ impl Agent {
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
         let started = Instant::now();
-        let out = self.sync_commit(checkout, commit, progress).await?;
+        // ---- upgrade gate (crate::upgrade::gate): check the commit against the last applied one.
+        let gate = crate::upgrade::gate::refuse(&self.settings.cache_dir, checkout, &commit.id);
+        let out = match gate {
+            Some(reason) => {
+                crate::upgrade::gate::record(&self.store, commit, &reason)?;
+                Outcome::Refused { reason }
+            }
+            None => self.sync_commit(checkout, commit, progress).await?,
+        };
+        if matches!(out, Outcome::Healthy { .. } | Outcome::Unchanged) {
+            let _ = crate::upgrade::gate::applied(&self.settings.cache_dir, checkout, &commit.id);
+        }
+        // ---- end of upgrade gate
         self.metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());

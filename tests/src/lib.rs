@@ -559,3 +559,44 @@ impl TestCluster {
         stackwave::cluster::Cluster::with_client(client, &server)
     }
 }
+
+/// The reference tools of `scripts/setup` (`.tools/venv`: python with helm-python-sdk, kubectl),
+/// when installed.
+pub fn oracle_tools() -> Option<(PathBuf, PathBuf)> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin");
+    let (py, kubectl) = (venv.join("python"), venv.join("kubectl"));
+    (py.is_file() && kubectl.is_file()).then_some((py, kubectl))
+}
+
+/// Runs `../shared/tools/genestack-oracle` for `svc` over the corpus (its Secrets), with operator
+/// overrides; returns what it prints.
+///
+/// # Panics
+/// When the tools are missing or the oracle fails (naming the service and its stderr).
+pub fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
+    let (py, kubectl) = oracle_tools().expect("reference tools (scripts/setup)");
+    let mut c = std::process::Command::new(py);
+    c.arg(shared.join("tools/genestack-oracle"))
+        .args([
+            "--genestack",
+            "corpus/genestack",
+            "--charts",
+            "corpus/charts",
+            "--secrets",
+            "corpus/genestack/secrets.yaml",
+        ])
+        .args(["--service", svc])
+        .arg("--kubectl")
+        .arg(kubectl)
+        .current_dir(shared);
+    if let Some(o) = overrides {
+        c.arg("--overrides").arg(o);
+    }
+    let out = c.output().expect("run genestack-oracle");
+    assert!(
+        out.status.success(),
+        "oracle failed for {svc}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}

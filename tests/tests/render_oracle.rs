@@ -4,36 +4,8 @@
 //! values, a kustomize overlay layered over Genestack's).
 
 use stackwave::render::render_component;
-use stackwave_tests::{genestack_inputs, shared_or_skip, CORPUS_ARGS};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin");
-    let (py, kubectl) = (venv.join("python"), venv.join("kubectl"));
-    (py.is_file() && kubectl.is_file()).then_some((py, kubectl))
-}
-
-fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
-    let (py, kubectl) = tools().expect("reference tools (scripts/setup)");
-    let mut c = Command::new(py);
-    c.arg(shared.join("tools/genestack-oracle"))
-        .args(CORPUS_ARGS)
-        .args(["--service", svc])
-        .arg("--kubectl")
-        .arg(kubectl)
-        .current_dir(shared);
-    if let Some(o) = overrides {
-        c.arg("--overrides").arg(o);
-    }
-    let out = c.output().expect("run genestack-oracle");
-    assert!(
-        out.status.success(),
-        "oracle failed for {svc}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+use stackwave_tests::{genestack_inputs, oracle, oracle_tools as tools, shared_or_skip};
+use std::path::Path;
 
 fn ours(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     render_component(&genestack_inputs(shared, overrides), svc)

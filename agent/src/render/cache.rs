@@ -15,7 +15,9 @@
 //! objects to apply and check drift against). A render with new inputs replaces the old
 //! entry, so an earlier render (and any Secret values it carried) is dropped as soon as no
 //! caller holds its `Arc`; [`RenderCache::retain`] drops components no longer rendered and
-//! [`RenderCache::clear`] everything.
+//! [`RenderCache::clear`] everything. [`RenderCache::with_depth`] keeps the `n` newest renders
+//! per component instead (the upgrade stage renders two revisions with one cache, so a warm
+//! `diff --from --to` finds both sides; see [`crate::upgrade`]).
 
 use super::reads::Reads;
 use super::{Inputs, RenderError, Rendered};
@@ -23,14 +25,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A held render: what it read, and the render.
-type Entry = (Arc<Reads>, Arc<Rendered>);
+/// One component's held renders, oldest first: what each read, and the render.
+type Entries = Vec<(Arc<Reads>, Arc<Rendered>)>;
 
 /// An in-memory cache of rendered components: component → (what its render read, the
-/// render), at most one entry per component.
+/// render), at most `depth` entries per component (one by default).
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Entries>>,
+    /// Renders kept per component, newest last (0 means 1).
+    depth: usize,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -50,8 +54,16 @@ impl RenderCache {
         RenderCache::default()
     }
 
-    /// Renders a component, or returns the cached render while everything it read is
-    /// unchanged. The flag says whether it came from the cache.
+    /// An empty cache keeping the `depth` newest renders of each component (at least one).
+    pub fn with_depth(depth: usize) -> RenderCache {
+        RenderCache {
+            depth,
+            ..RenderCache::default()
+        }
+    }
+
+    /// Renders a component, or returns a held render while everything it read is unchanged.
+    /// The flag says whether it came from the cache.
     ///
     /// # Errors
     /// As [`super::render_component`]; failures are not cached.
@@ -60,47 +72,59 @@ impl RenderCache {
         inputs: &Inputs,
         name: &str,
     ) -> Result<(Arc<Rendered>, bool), RenderError> {
-        let held = self.entries.lock().ok().and_then(|m| m.get(name).cloned());
-        let cached = held
-            .filter(|(reads, _)| reads.still_hold(inputs))
-            .map(|(_, r)| r);
+        let cached = self.entries.lock().ok().and_then(|m| {
+            m.get(name)?
+                .iter()
+                .rev()
+                .find(|(reads, _)| reads.still_hold(inputs))
+                .map(|(_, r)| r.clone())
+        });
         if let Some(r) = cached {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok((r, true));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        // The older render of this component goes now, before the new one is made.
+        let depth = self.depth.max(1);
+        // The oldest render beyond the depth goes now, before the new one is made.
         if let Ok(mut m) = self.entries.lock() {
-            m.remove(name);
+            if let Some(v) = m.get_mut(name) {
+                let excess = (v.len() + 1).saturating_sub(depth);
+                v.drain(..excess.min(v.len()));
+            }
         }
         let (r, reads) = super::render_recorded(inputs, name)?;
         let r = Arc::new(r);
         if let Ok(mut m) = self.entries.lock() {
-            m.insert(name.to_string(), (Arc::new(reads), r.clone()));
+            m.entry(name.to_string())
+                .or_default()
+                .push((Arc::new(reads), r.clone()));
         }
         Ok((r, false))
     }
 
-    /// The key of a component's held render: the digest of what it read (`None` when none
-    /// is held).
+    /// The key of a component's newest held render: the digest of what it read (`None` when
+    /// none is held).
     pub fn key(&self, name: &str) -> Option<String> {
         self.entries
             .lock()
             .ok()
-            .and_then(|m| m.get(name).map(|(reads, _)| reads.digest()))
+            .and_then(|m| m.get(name)?.last().map(|(reads, _)| reads.digest()))
     }
 
-    /// What a component's held render read (`None` when none is held).
+    /// What a component's newest held render read (`None` when none is held).
     pub fn reads(&self, name: &str) -> Option<Reads> {
         self.entries
             .lock()
             .ok()
-            .and_then(|m| m.get(name).map(|(reads, _)| Reads::clone(reads)))
+            .and_then(|m| m.get(name)?.last().map(|(reads, _)| Reads::clone(reads)))
     }
 
-    /// How many renders are held (at most one per component).
+    /// How many renders are held (at most the depth per component).
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     /// Whether nothing is held.

@@ -126,7 +126,10 @@ pub enum Phase {
 /// field as gitops-engine's `pkg/sync/sync_tasks.go` `syncTasks.Less` does: phase → wave →
 /// kind → name. A Helm hook's wave is its `helm.sh/hook-weight` (an integer, else 0, as
 /// Helm's `pkg/action/hooks.go` reads it); release objects are all wave 0. Kinds compare by
-/// [`kind_rank`], then by name (so unknown kinds are grouped), then the object's name.
+/// [`kind_rank`], then by name (so unknown kinds are grouped), then the object's name. (Helm
+/// itself runs hooks of one weight by name, `hookByWeight`, kind order only breaking ties;
+/// here kind comes first, as in gitops-engine, so a hook's ServiceAccount or ConfigMap is
+/// applied before the Job of the same weight that uses it.)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ApplyKey {
     /// The phase.

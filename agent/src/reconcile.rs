@@ -259,6 +259,8 @@ pub struct RenderedRevision {
     pub objects: BTreeMap<String, Vec<Json>>,
     /// Those fields, per object ([`AppliedState::released`]).
     pub released: Released,
+    /// Component → [`digest`] of its objects (computed once, here).
+    pub digests: BTreeMap<String, String>,
 }
 
 /// The instance of agents no `run` has named.
@@ -472,10 +474,11 @@ impl Agent {
             .release_to_hpas(&mut out)
             .await
             .map_err(SyncError::Hpa)?;
+        let digests = digests(&out);
         for (c, cached) in shown {
             progress(Progress::Rendered {
                 objects: out[&c].len(),
-                changed: self.applied.digests.get(&c) != Some(&digest(&out[&c])),
+                changed: self.applied.digests.get(&c) != digests.get(&c),
                 component: c,
                 cached,
             });
@@ -484,6 +487,7 @@ impl Agent {
             config: cfg,
             objects: out,
             released,
+            digests,
         })
     }
 
@@ -620,6 +624,7 @@ impl Agent {
             config: cfg,
             objects: rendered,
             released,
+            digests,
         } = rendered;
         self.applied.released = released;
         // Components no longer in the repository leave the render cache with this commit.
@@ -646,7 +651,6 @@ impl Agent {
             s.wave_of.extend(planned.iter().cloned());
             s.detect_only = detect_only.clone();
         })?;
-        let digests = digests(&rendered);
         let same_set = self.applied.objects.len() == rendered.len()
             && self
                 .applied

@@ -36,6 +36,16 @@ pub enum RecordError {
         #[source]
         source: serde_json::Error,
     },
+    /// A state change the revision's state does not allow (or no such revision).
+    #[error("revision store: revision {revision} cannot become {to} (it is {})", .from.map_or("missing", RevisionState::as_str))]
+    Transition {
+        /// The revision.
+        revision: i64,
+        /// Its state (`None`: no such revision).
+        from: Option<RevisionState>,
+        /// The state asked for.
+        to: RevisionState,
+    },
     /// A stored revision state or kind this build does not know.
     #[error("revision store: revision {revision} has unknown state or kind '{value}'")]
     UnknownState {
@@ -232,7 +242,12 @@ fn migrate(conn: &mut Connection) -> Result<(), RecordError> {
     if version >= SCHEMA_VERSION {
         return Ok(());
     }
-    let tx = conn.transaction()?;
+    // Immediate: a second process opening the same old store waits, then finds it migrated.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
     let has_kind = {
         let mut st = tx.prepare("SELECT name FROM pragma_table_info('revisions')")?;
         let cols: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -643,20 +658,40 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a revision's state and its detail (why it failed, was refused, ...).
+    /// Moves a revision to `outcome`, with its detail (why it failed, was refused, ...),
+    /// when its state allows it ([`RevisionState::can_become`]).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// SQLite errors; [`RecordError::Transition`] (nothing changed) for a move the states do
+    /// not allow, or a revision that does not exist.
     pub fn finish(
         &self,
         rev: i64,
         outcome: RevisionState,
         detail: &str,
     ) -> Result<(), RecordError> {
-        self.conn().execute(
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let from: Option<String> = tx
+            .query_row(
+                "SELECT outcome FROM revisions WHERE id = ?1",
+                params![rev],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let from = from.as_deref().and_then(RevisionState::parse);
+        if !from.is_some_and(|f| f.can_become(outcome)) {
+            return Err(RecordError::Transition {
+                revision: rev,
+                from,
+                to: outcome,
+            });
+        }
+        tx.execute(
             "UPDATE revisions SET outcome = ?2, detail = ?3 WHERE id = ?1",
             params![rev, outcome.as_str(), detail],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -837,6 +872,20 @@ mod tests {
         s.record_component(r1, "keystone", "d1", std::slice::from_ref(&secret))
             .unwrap();
         s.finish(r1, RevisionState::Healthy, "").unwrap();
+        // An ended revision does not change again.
+        let e = s.finish(r1, RevisionState::Failed, "late").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecordError::Transition {
+                    from: Some(RevisionState::Healthy),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(s.finish(9999, RevisionState::Failed, "").is_err());
+        assert_eq!(s.revisions().unwrap()[0].outcome, RevisionState::Healthy);
         let bytes1 = s.object_bytes().unwrap();
         let r2 = s
             .begin(RevisionKind::Commit, "def", "me", "second")
@@ -879,31 +928,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A version 0 store (the schema and rows as the previous release wrote them) in a fresh
+    /// directory: `rows` are `(commit_id, author, message, applied_at, outcome)` values.
+    fn v0_store(name: &str, rows: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sw-record-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("db.sqlite");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE revisions (id INTEGER PRIMARY KEY AUTOINCREMENT, commit_id TEXT NOT NULL, author TEXT, message TEXT,
+                   applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT);
+                 INSERT INTO revisions (commit_id, author, message, applied_at, outcome) VALUES {rows};"
+            ))
+            .unwrap();
+        (dir, db)
+    }
+
     /// A store written before schema version 1 (no `kind`; a rollback known only by its
     /// author) opens migrated: states parsed, kinds derived, the old author kept.
     #[test]
     fn migrates_a_version_0_store() {
-        let dir = std::env::temp_dir().join(format!("sw-record-v0-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("db.sqlite");
-        {
-            // The version 0 schema and rows, as the previous release wrote them.
-            let c = Connection::open(&db).unwrap();
-            c.execute_batch(
-                "CREATE TABLE revisions (id INTEGER PRIMARY KEY AUTOINCREMENT, commit_id TEXT NOT NULL, author TEXT, message TEXT,
-                   applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT);
-                 INSERT INTO revisions (commit_id, author, message, applied_at, outcome) VALUES
-                   ('c1', 'dev', 'first', 1, 'healthy'),
-                   ('c2', 'dev', 'second', 2, 'failed'),
-                   ('c1', 'stackwave rollback', 'rollback to revision 1', 3, 'healthy'),
-                   ('c3', 'dev', 'third', 4, 'superseded'),
-                   ('c4', 'dev', 'fourth', 5, 'interrupted'),
-                   ('c5', 'dev', 'fifth', 6, 'refused'),
-                   ('c6', 'dev', 'sixth', 7, 'applying');",
-            )
-            .unwrap();
-        }
+        let (dir, db) = v0_store(
+            "v0",
+            "('c1', 'dev', 'first', 1, 'healthy'),
+             ('c2', 'dev', 'second', 2, 'failed'),
+             ('c1', 'stackwave rollback', 'rollback to revision 1', 3, 'healthy'),
+             ('c3', 'dev', 'third', 4, 'superseded'),
+             ('c4', 'dev', 'fourth', 5, 'interrupted'),
+             ('c5', 'dev', 'fifth', 6, 'refused'),
+             ('c6', 'dev', 'sixth', 7, 'applying')",
+        );
         let s = Store::open(&db, &dir.join("key")).unwrap();
         let revs = s.revisions().unwrap();
         let got: Vec<(i64, RevisionState, RevisionKind, &str)> = revs
@@ -940,19 +996,7 @@ mod tests {
     /// A store holding a state this build does not know is refused, not misread.
     #[test]
     fn unknown_stored_state_is_refused() {
-        let dir = std::env::temp_dir().join(format!("sw-record-unk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("db.sqlite");
-        {
-            let c = Connection::open(&db).unwrap();
-            c.execute_batch(
-                "CREATE TABLE revisions (id INTEGER PRIMARY KEY AUTOINCREMENT, commit_id TEXT NOT NULL, author TEXT, message TEXT,
-                   applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT);
-                 INSERT INTO revisions (commit_id, author, message, applied_at, outcome) VALUES ('c1', 'dev', 'x', 1, 'rolled-back-to');",
-            )
-            .unwrap();
-        }
+        let (dir, db) = v0_store("unk", "('c1', 'dev', 'x', 1, 'rolled-back-to')");
         let err = Store::open(&db, &dir.join("key")).err().unwrap();
         assert!(err.to_string().contains("rolled-back-to"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -140,3 +140,61 @@ pub fn plan_waves(catalog: &Catalog, cfg: &RepoConfig) -> Result<Vec<plan::Wave>
         .flat_map(|w| w.components.into_iter().map(move |c| (w.index, c)));
     Ok(plan::group(manifests.chain(catalog)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(v: serde_json::Value) -> RepoConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn manifests_come_first_in_their_waves_in_their_order() {
+        let catalog = Catalog::builtin().unwrap();
+        let cfg = config(serde_json::json!({
+            "genestack": {"path": "base"},
+            "components": ["memcached", "keystone"],
+            "manifests": [
+                {"name": "ns", "path": "m/ns", "wave": 0},
+                {"name": "extra", "path": "m/extra", "wave": 0},
+                {"name": "late", "path": "m/late", "wave": 99}
+            ]
+        }));
+        let waves = plan_waves(&catalog, &cfg).unwrap();
+        let planned = plan::waves(&catalog, &cfg.components).unwrap();
+        // Every catalog component keeps its planned wave; manifests lead theirs.
+        for w in &planned {
+            let got = waves.iter().find(|x| x.index == w.index).unwrap();
+            assert!(got.components.ends_with(&w.components), "{got:?}");
+        }
+        let zero = waves.iter().find(|w| w.index == 0).unwrap();
+        assert_eq!(
+            zero.components[..2],
+            ["ns".to_string(), "extra".to_string()]
+        );
+        assert_eq!(waves.last().unwrap().components, ["late".to_string()]);
+        assert!(waves.windows(2).all(|p| p[0].index < p[1].index));
+    }
+
+    #[test]
+    fn config_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("sw-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = read_config(&dir).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("stackwave.yaml"), "{e}");
+        std::fs::write(
+            dir.join("stackwave.yaml"),
+            "genestack: {path: x}\ncomponents: 5\n",
+        )
+        .unwrap();
+        let e = read_config(&dir).unwrap_err();
+        assert!(matches!(e, ConfigError::Fields { .. }), "{e}");
+        let cfg = config(serde_json::json!({"genestack": {"path": "x"}, "components": ["nope"]}));
+        let e = plan_waves(&Catalog::builtin().unwrap(), &cfg).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

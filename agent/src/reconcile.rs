@@ -12,13 +12,17 @@
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod outcome;
 pub mod prepare;
+pub mod settings;
 pub mod state;
 
 pub use crate::apply::{wait::NewerCommit, Released};
 pub use config::{plan_waves, read_config, Base, ConfigError, Manifests, PathRef, RepoConfig};
 pub use error::SyncError;
+pub use outcome::{Outcome, Progress};
 pub use prepare::objects_of;
+pub use settings::Settings;
 pub use state::AgentState;
 
 use crate::apply::{Applier, Stop, WaitOptions};
@@ -37,135 +41,14 @@ use crate::render::{
     cache::RenderCache, charts::ChartStore, objects::Objects, values::Sources, Inputs,
 };
 use crate::source::Commit;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Progress events (printed by the CLI, collected by tests).
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// A component was rendered.
-    Rendered {
-        component: String,
-        objects: usize,
-        changed: bool,
-        cached: bool,
-    },
-    /// A wave starts.
-    WaveStart { wave: i32, components: Vec<String> },
-    /// An object was applied.
-    Applied { id: String, action: String },
-    /// A wave is healthy.
-    WaveHealthy { wave: i32, millis: u128 },
-    /// Pruned objects.
-    Pruned {
-        component: String,
-        deleted: Vec<String>,
-        skipped: Vec<(String, String)>,
-    },
-    /// A preflight pass ([`crate::cluster::preflight`]): before wave 1 (`wave: None`) or
-    /// the deferred objects of a wave.
-    Preflight {
-        /// `None` before wave 1, else the wave whose deferred objects were checked.
-        wave: Option<i32>,
-        /// Objects the dry run accepted.
-        checked: usize,
-        /// Objects left to check in their wave, once the CRD or Namespace they need (from an
-        /// earlier wave, or applied first in theirs) is there.
-        deferred: usize,
-        /// Objects refused, `Kind/namespace/name: message`.
-        refused: Vec<String>,
-        /// API requests the pass sent.
-        requests: u64,
-    },
-    /// Any note.
-    Note(String),
-}
-
-/// How a revision ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Applied and healthy.
-    Healthy {
-        /// Revision number.
-        revision: i64,
-        /// Components touched.
-        changed: Vec<String>,
-    },
-    /// Stopped at a wave.
-    Failed {
-        /// Revision number.
-        revision: i64,
-        /// The wave.
-        wave: i32,
-        /// Why.
-        reason: String,
-    },
-    /// The commit renders exactly what is applied: nothing to do, no revision recorded.
-    Unchanged,
-    /// A rollback pins the agent: the commit it rolled back from is not re-applied until a
-    /// newer commit arrives or `stackwave resume` (see [`Agent::resume`]).
-    Pinned {
-        /// The revision the agent is pinned to.
-        revision: i64,
-    },
-    /// A newer commit arrived while a wave waited for health past
-    /// [`Settings::cancel_stuck_after`]: the revision stopped there (recorded `superseded`;
-    /// later waves untouched, nothing pruned) so the newer commit can be applied.
-    Superseded {
-        /// Revision number.
-        revision: i64,
-        /// The wave that was waiting.
-        wave: i32,
-        /// The newer commit.
-        by: String,
-        /// What was still not healthy.
-        waiting: String,
-    },
-    /// Refused before touching the cluster (render error, guard).
-    Refused {
-        /// Why.
-        reason: String,
-    },
-}
 
 /// The author recorded on rollback revisions (shown by `history`; a rollback is told by its
 /// [`RevisionKind::Rollback`], not by this).
 pub const ROLLBACK_AUTHOR: &str = record::LEGACY_ROLLBACK_AUTHOR;
-
-/// Agent settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// How long a wave may take to become healthy.
-    pub health_timeout: Duration,
-    /// Largest share of managed objects one revision may delete (0.10 = 10%).
-    pub max_delete_share: f64,
-    /// Allow an over-threshold delete or an empty component.
-    pub allow_destructive: bool,
-    /// Where charts from repositories and pinned Git repositories (the Genestack base) are
-    /// cached; `stackwave run` uses `<state>/cache`.
-    pub cache_dir: PathBuf,
-    /// How many revisions the store keeps (newest first; the applied revision and a rollback
-    /// pin are always kept); `None` keeps all.
-    pub keep_revisions: Option<usize>,
-    /// A wave that has waited this long for health is cancelled when a newer commit arrives
-    /// ([`LoopState::newer_commit`] tells); `None`: waves always wait out `health_timeout`.
-    pub cancel_stuck_after: Option<Duration>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            health_timeout: Duration::from_secs(300),
-            max_delete_share: 0.10,
-            allow_destructive: false,
-            cache_dir: std::env::temp_dir().join("stackwave-cache"),
-            cancel_stuck_after: Some(Duration::from_secs(120)),
-            keep_revisions: Some(200),
-        }
-    }
-}
 
 /// The render parts: the render cache and the component catalog.
 pub struct RenderParts {
@@ -470,8 +353,7 @@ impl Agent {
             );
         }
         // Fields HPAs own leave the desired state before anything compares or applies it.
-        let released = self
-            .release_to_hpas(&mut out)
+        let released = hpa::release_all(&self.cluster, &self.policies.ignore, &mut out)
             .await
             .map_err(SyncError::Hpa)?;
         let digests = digests(&out);
@@ -489,46 +371,6 @@ impl Agent {
             released,
             digests,
         })
-    }
-
-    /// The HPA targets in the namespaces of `objs`: live HPAs (one list per namespace) and the
-    /// HPAs among `objs` themselves (a chart that ships its HPA).
-    ///
-    /// # Errors
-    /// API errors.
-    async fn hpa_targets(
-        &self,
-        objs: &BTreeMap<String, Vec<Json>>,
-    ) -> Result<hpa::Targets, ClusterError> {
-        let all = || objs.values().flatten();
-        let mut t =
-            hpa::Targets::load(&self.cluster, all().map(crate::cluster::namespace_of)).await?;
-        for o in all().filter(|o| o["kind"] == "HorizontalPodAutoscaler") {
-            t.add(o);
-        }
-        Ok(t)
-    }
-
-    /// Drops from `objs` the fields HPAs own (`when: hpa` ignore rules whose object an HPA
-    /// targets) and returns them per object (for [`AppliedState::released`]), so applies
-    /// hand them over instead of resetting them.
-    ///
-    /// # Errors
-    /// API errors listing HPAs.
-    async fn release_to_hpas(
-        &self,
-        objs: &mut BTreeMap<String, Vec<Json>>,
-    ) -> Result<Released, ClusterError> {
-        let t = self.hpa_targets(objs).await?;
-        let mut released = BTreeMap::new();
-        for o in objs.values_mut().flatten() {
-            let r = hpa::released(o, &self.policies.ignore, &t);
-            if !r.is_empty() {
-                hpa::strip(o, &r);
-                released.insert(crate::cluster::object_id(o), r);
-            }
-        }
-        Ok(released)
     }
 
     /// Sets the instance identity and records it in the store (for `rollback` and `diff`).
@@ -1034,7 +876,7 @@ impl Agent {
         self.save(|s| s.prune_pending = pending.clone())?;
         self.applied.objects.retain(|c, _| rendered.contains_key(c));
         // The image IDs actually running: a report, never a reason to fail the revision.
-        match self.running_images(rendered.values().flatten()).await {
+        match crate::cluster::images::running(&self.cluster, rendered.values().flatten()).await {
             Ok(ids) => self.store.record_image_ids(rev, &ids)?,
             Err(e) => progress(Progress::Note(format!("image IDs not read: {e}"))),
         }
@@ -1046,60 +888,6 @@ impl Agent {
             revision: rev,
             changed,
         })
-    }
-
-    /// Image reference → image ID (digest) of the containers running for these objects' Pod
-    /// templates: Pods listed by each workload's `spec.selector.matchLabels` in its
-    /// namespace, `status.containerStatuses[]` and `initContainerStatuses[]` read
-    /// (`image` as rendered, `imageID` as the kubelet reports it). References with no running
-    /// container are left out.
-    ///
-    /// # Errors
-    /// API errors.
-    pub async fn running_images<'a>(
-        &self,
-        objs: impl Iterator<Item = &'a Json>,
-    ) -> Result<BTreeMap<String, String>, ClusterError> {
-        let mut out = BTreeMap::new();
-        for o in objs {
-            let Some(sel) = o
-                .pointer("/spec/selector/matchLabels")
-                .and_then(Json::as_object)
-                .filter(|m| !m.is_empty())
-            else {
-                continue;
-            };
-            if o.pointer("/spec/template/spec").is_none() {
-                continue;
-            }
-            let wanted = record::images(o);
-            let selector = sel
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sample = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": o.pointer("/metadata/namespace").cloned().unwrap_or(json!("default"))}});
-            for pod in self.cluster.list(&sample, &selector).await? {
-                for list in ["/status/containerStatuses", "/status/initContainerStatuses"] {
-                    for cs in pod
-                        .pointer(list)
-                        .and_then(Json::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        let (Some(image), Some(id)) =
-                            (cs["image"].as_str(), cs["imageID"].as_str())
-                        else {
-                            continue;
-                        };
-                        if !id.is_empty() && wanted.iter().any(|w| w == image) {
-                            out.insert(image.to_string(), id.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Counts one server-side apply of `component`'s object (and a replacement).
@@ -1283,7 +1071,7 @@ impl Agent {
         }
         let mut stored: BTreeMap<String, Vec<Json>> =
             self.store.objects_of(to)?.into_iter().collect();
-        match self.release_to_hpas(&mut stored).await {
+        match hpa::release_all(&self.cluster, &self.policies.ignore, &mut stored).await {
             Ok(r) => self.applied.released = r,
             Err(e) => {
                 return Ok(Outcome::Refused {
@@ -1344,7 +1132,7 @@ impl Agent {
         let mut all = Vec::new();
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
         // One HPA list per namespace for the whole pass.
-        let hpas = self.hpa_targets(&self.applied.objects).await?;
+        let hpas = hpa::targets_of(&self.cluster, &self.applied.objects).await?;
         for (component, objs) in &self.applied.objects {
             let correct = correct && !self.state.detect_only.contains(component);
             let (mut count, mut objects) = (0, 0);

@@ -7,6 +7,7 @@
 pub mod drift;
 pub mod health;
 pub mod hpa;
+pub mod images;
 pub mod instance;
 pub mod inventory;
 pub mod policy;

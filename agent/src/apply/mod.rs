@@ -3,17 +3,17 @@
 //! `ResourceManager`: `manager_apply.go`, `manager_wait.go`, `manager_delete.go`, each
 //! returning a `ChangeSet`) — the loop decides what to report, count and record.
 //!
-//! - [`apply`]: server-side apply of one object (forced; Jobs replaced on immutable-field
+//! - [`ssa`]: server-side apply of one object (forced; Jobs replaced on immutable-field
 //!   errors; fields HPAs own handed over) and the inventory entries recorded right after.
 //! - [`wait`]: health gating of a wave's objects ([`Stop`] says why it stopped waiting).
 //! - [`prune`]: deleting what left a component, never without a good inventory read.
 
-pub mod apply;
 pub mod prune;
+pub mod ssa;
 pub mod wait;
 
-pub use apply::Change;
 pub use prune::PruneResult;
+pub use ssa::Change;
 pub use wait::{Stop, WaitOptions};
 
 use crate::cluster::health::Rule;

@@ -1,4 +1,4 @@
-//! Apply: one object server-side applied, and the inventory entries recorded for what was
+//! Apply (server-side apply, `ssa`): one object applied, and the inventory entries recorded for what was
 //! applied.
 
 use super::Applier;

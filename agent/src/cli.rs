@@ -526,7 +526,7 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Plan { dir, .. } => {
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
-                let catalog = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
+                let catalog = crate::component::Catalog::builtin()?;
                 crate::reconcile::plan_waves(&catalog, &cfg)
             });
             match waves {
@@ -542,15 +542,15 @@ pub fn run(cli: Cli) -> i32 {
                 Err(e) => fail(e),
             }
         }
-        Command::History { state } => match crate::control::open_store_existing(&state)
-            .and_then(|s| s.revisions().map_err(|e| e.to_string()))
-        {
-            Ok(revs) => {
-                emit(output, &revs, || crate::run::history_text(&revs));
-                0
+        Command::History { state } => {
+            match crate::control::open_store_existing(&state).and_then(|s| Ok(s.revisions()?)) {
+                Ok(revs) => {
+                    emit(output, &revs, || crate::run::history_text(&revs));
+                    0
+                }
+                Err(e) => fail(e),
             }
-            Err(e) => fail(e),
-        },
+        }
         Command::Status { state } => match crate::control::status(&state) {
             Ok(s) => {
                 emit(output, &s, || crate::control::status_text(&s));
@@ -606,7 +606,7 @@ pub fn run(cli: Cli) -> i32 {
             }
         }),
         Command::Diff { dir, target, .. } => block_on(async move {
-            let code = |e: String| {
+            let code = |e: &dyn std::fmt::Display| {
                 eprintln!("Error: {e}");
                 2
             };
@@ -615,36 +615,36 @@ pub fn run(cli: Cli) -> i32 {
                     .await
                 {
                     Ok(c) => c,
-                    Err(e) => return code(e),
+                    Err(e) => return code(&e),
                 };
             let store = if target.state.join("revisions.sqlite").is_file() {
                 crate::control::open_store_existing(&target.state)
             } else {
-                crate::record::Store::in_memory().map_err(|e| e.to_string())
+                crate::record::Store::in_memory().map_err(crate::control::ControlError::from)
             };
             let store = match store {
                 Ok(s) => s,
-                Err(e) => return code(e),
+                Err(e) => return code(&e),
             };
             let catalog = match crate::component::Catalog::builtin() {
                 Ok(c) => c,
-                Err(e) => return code(e.to_string()),
+                Err(e) => return code(&e),
             };
             let mut agent =
                 match crate::reconcile::Agent::new(c, store, catalog, Default::default()) {
                     Ok(a) => a,
-                    Err(e) => return code(e.to_string()),
+                    Err(e) => return code(&e),
                 };
             // Read-only: load the applied state without touching unfinished revisions.
             if let Err(e) = agent.refresh() {
-                return code(e.to_string());
+                return code(&e);
             }
             match agent.diff(&dir, &|_| {}).await {
                 Ok(diffs) => {
                     emit(output, &diffs, || crate::run::diff_text(&diffs));
                     i32::from(!diffs.is_empty())
                 }
-                Err(e) => code(e),
+                Err(e) => code(&e),
             }
         }),
         #[cfg(feature = "demo")]

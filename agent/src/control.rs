@@ -5,18 +5,86 @@
 //! cloud at a time ([`lock`]).
 
 use crate::component::Catalog;
-use crate::reconcile::{Agent, Outcome, Progress, Settings, ROLLBACK_AUTHOR};
-use crate::record::{Revision, Store};
-use serde_json::Value as Json;
-use std::path::Path;
+use crate::reconcile::{Agent, AgentState, Outcome, Progress, Settings};
+use crate::record::{Revision, RevisionKind, RevisionState, Store};
+use std::path::{Path, PathBuf};
+
+/// Why a control command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The state directory's store cannot be opened (or, read-only, does not exist).
+    #[error("{}: {source}", dir.display())]
+    Store {
+        /// The state directory.
+        dir: PathBuf,
+        /// Cause.
+        #[source]
+        source: crate::record::RecordError,
+    },
+    /// The state directory or its lock file cannot be made or locked.
+    #[error("{}: {source}", path.display())]
+    Lock {
+        /// The directory or file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
+    /// No revision to roll back to.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The built-in catalog does not load.
+    #[error(transparent)]
+    Catalog(#[from] crate::component::CatalogError),
+    /// The agent cannot be made.
+    #[error(transparent)]
+    Agent(#[from] crate::reconcile::AgentError),
+}
+
+/// Why a rollback target does not name a revision to roll back to ([`resolve`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    /// No revision has that number.
+    #[error("no revision {0} (see `stackwave history`)")]
+    NoRevision(i64),
+    /// The revision never became healthy.
+    #[error("revision {id} is {state} and cannot be rolled back to (only healthy revisions)")]
+    NotHealthy {
+        /// The revision.
+        id: i64,
+        /// Its state.
+        state: RevisionState,
+    },
+    /// Neither a number nor at least 4 hex digits.
+    #[error("'{0}' is neither a revision number nor a commit (at least 4 hex digits)")]
+    Malformed(String),
+    /// The prefix matches more than one commit.
+    #[error("commit '{target}' is ambiguous: {commits:?}")]
+    Ambiguous {
+        /// The prefix.
+        target: String,
+        /// The commits it matches.
+        commits: std::collections::BTreeSet<String>,
+    },
+    /// No healthy revision applied the commit.
+    #[error("no healthy revision applied commit '{0}'")]
+    NoHealthy(String),
+}
 
 /// Opens the revision store of a state directory (`revisions.sqlite` + `store.key`).
 ///
 /// # Errors
 /// The store cannot be opened (naming the file and the cause).
-pub fn open_store(state: &Path) -> Result<Store, String> {
-    Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
-        .map_err(|e| format!("{}: {e}", state.display()))
+pub fn open_store(state: &Path) -> Result<Store, ControlError> {
+    Store::open(&state.join("revisions.sqlite"), &state.join("store.key")).map_err(|source| {
+        ControlError::Store {
+            dir: state.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Opens the revision store of a state directory for reading, creating nothing
@@ -25,9 +93,13 @@ pub fn open_store(state: &Path) -> Result<Store, String> {
 ///
 /// # Errors
 /// The directory, database or key is missing, or the store cannot be opened.
-pub fn open_store_existing(state: &Path) -> Result<Store, String> {
-    Store::open_existing(&state.join("revisions.sqlite"), &state.join("store.key"))
-        .map_err(|e| format!("{}: {e}", state.display()))
+pub fn open_store_existing(state: &Path) -> Result<Store, ControlError> {
+    Store::open_existing(&state.join("revisions.sqlite"), &state.join("store.key")).map_err(
+        |source| ControlError::Store {
+            dir: state.to_path_buf(),
+            source,
+        },
+    )
 }
 
 /// The state directory's lock (`<state>/agent.lock`), held while a process applies to the
@@ -39,16 +111,20 @@ pub struct Lock(#[allow(dead_code)] std::fs::File);
 ///
 /// # Errors
 /// The lock file cannot be created or locked.
-pub fn lock(state: &Path) -> Result<Lock, String> {
-    std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
+pub fn lock(state: &Path) -> Result<Lock, ControlError> {
+    let lock_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ControlError::Lock { path, source }
+    };
+    std::fs::create_dir_all(state).map_err(lock_err(state))?;
     let path = state.join("agent.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.lock().map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(lock_err(&path))?;
+    f.lock().map_err(lock_err(&path))?;
     Ok(Lock(f))
 }
 
@@ -94,27 +170,24 @@ pub struct Status {
 ///
 /// # Errors
 /// Store failures.
-pub fn status(state: &Path) -> Result<Status, String> {
+pub fn status(state: &Path) -> Result<Status, ControlError> {
     let store = open_store_existing(state)?;
-    let e = |e: crate::record::RecordError| e.to_string();
-    let revisions = store.revisions().map_err(e)?;
-    let applied = revisions.iter().find(|r| r.outcome == "healthy").cloned();
-    let drift: Option<Json> = store
-        .state("drift")
-        .map_err(e)?
-        .and_then(|d| serde_json::from_str(&d).ok());
+    let revisions = store.revisions()?;
+    let applied = revisions
+        .iter()
+        .find(|r| r.outcome == RevisionState::Healthy)
+        .cloned();
+    // Read-only: an unmigrated store's separate keys are read, not rewritten.
+    let state = AgentState::read(&store)?;
+    let drift = state.drift;
     let fields = |c: &str| {
         drift
             .as_ref()
-            .and_then(|d| d.pointer(&format!("/fields/{c}")))
-            .and_then(Json::as_u64)
-            .unwrap_or(0)
+            .and_then(|d| d.fields.get(c))
+            .map_or(0, |n| *n as u64)
     };
-    let suspend_reason = store.state("suspended").map_err(e)?;
-    let instance: Option<crate::cluster::instance::Instance> = store
-        .state("instance")
-        .map_err(e)?
-        .and_then(|i| serde_json::from_str(&i).ok());
+    let suspend_reason = store.state("suspended")?;
+    let instance = state.instance;
     Ok(Status {
         components: applied
             .iter()
@@ -127,15 +200,12 @@ pub fn status(state: &Path) -> Result<Status, String> {
             .collect(),
         latest: revisions.first().cloned(),
         applied,
-        pinned: store.state("pin").map_err(e)?.and_then(|p| p.parse().ok()),
+        pinned: state.pin,
         suspended: suspend_reason.is_some(),
         suspend_reason,
-        drift_checked_at: drift.as_ref().and_then(|d| d["checked_at"].as_i64()),
-        drift_corrected: drift.as_ref().and_then(|d| d["corrected"].as_bool()),
-        last_loop_at: store
-            .state("last_loop")
-            .map_err(e)?
-            .and_then(|t| t.parse().ok()),
+        drift_checked_at: drift.as_ref().map(|d| d.checked_at),
+        drift_corrected: drift.as_ref().map(|d| d.corrected),
+        last_loop_at: store.state("last_loop")?.and_then(|t| t.parse().ok()),
         instance_id: instance.as_ref().map(|i| i.id()),
         instance,
     })
@@ -215,28 +285,28 @@ pub fn status_text(s: &Status) -> String {
 ///
 /// # Errors
 /// Store failures.
-pub fn suspend(state: &Path, reason: &str) -> Result<(), String> {
-    open_store(state)?
-        .set_state(
-            "suspended",
-            Some(if reason.is_empty() {
-                "suspended"
-            } else {
-                reason
-            }),
-        )
-        .map_err(|e| e.to_string())
+pub fn suspend(state: &Path, reason: &str) -> Result<(), ControlError> {
+    Ok(open_store(state)?.set_state(
+        "suspended",
+        Some(if reason.is_empty() {
+            "suspended"
+        } else {
+            reason
+        }),
+    )?)
 }
 
 /// Lifts a suspension and a rollback pin: the next loop applies the branch head again.
 ///
 /// # Errors
 /// Store failures.
-pub fn resume(state: &Path) -> Result<(), String> {
+pub fn resume(state: &Path) -> Result<(), ControlError> {
     let store = open_store(state)?;
-    for k in ["suspended", "pin", "pinned_from"] {
-        store.set_state(k, None).map_err(|e| e.to_string())?;
-    }
+    store.set_state("suspended", None)?;
+    AgentState::update(&store, |s| {
+        s.pin = None;
+        s.pinned_from = None;
+    })?;
     Ok(())
 }
 
@@ -245,20 +315,20 @@ pub fn resume(state: &Path) -> Result<(), String> {
 ///
 /// # Errors
 /// No such revision, a revision that never became healthy, an ambiguous or unknown commit.
-pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, String> {
+pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, TargetError> {
     if let Ok(id) = target.parse::<i64>() {
         // All digits: a revision number when there is one; otherwise, from 4 digits on, it may
         // be a commit prefix that happens to have no a–f (1 in 40 eight-digit prefixes).
         let r = match revisions.iter().find(|r| r.id == id) {
             Some(r) => r,
             None if target.len() >= 4 => return resolve_commit(revisions, target),
-            None => return Err(format!("no revision {id} (see `stackwave history`)")),
+            None => return Err(TargetError::NoRevision(id)),
         };
-        if r.outcome != "healthy" {
-            return Err(format!(
-                "revision {id} is {} and cannot be rolled back to (only healthy revisions)",
-                r.outcome
-            ));
+        if r.outcome != RevisionState::Healthy {
+            return Err(TargetError::NotHealthy {
+                id,
+                state: r.outcome,
+            });
         }
         return Ok(id);
     }
@@ -267,26 +337,27 @@ pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, String> {
 
 /// A commit (full or a prefix of at least 4 hex digits) → the newest healthy revision that
 /// applied it (rollbacks excluded); see [`resolve`].
-fn resolve_commit(revisions: &[Revision], target: &str) -> Result<i64, String> {
+fn resolve_commit(revisions: &[Revision], target: &str) -> Result<i64, TargetError> {
     if target.len() < 4 || !target.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "'{target}' is neither a revision number nor a commit (at least 4 hex digits)"
-        ));
+        return Err(TargetError::Malformed(target.to_string()));
     }
     let matching: Vec<&Revision> = revisions
         .iter()
-        .filter(|r| r.commit.starts_with(target) && r.author != ROLLBACK_AUTHOR)
+        .filter(|r| r.commit.starts_with(target) && r.kind != RevisionKind::Rollback)
         .collect();
     let commits: std::collections::BTreeSet<&str> =
         matching.iter().map(|r| r.commit.as_str()).collect();
     if commits.len() > 1 {
-        return Err(format!("commit '{target}' is ambiguous: {commits:?}"));
+        return Err(TargetError::Ambiguous {
+            target: target.to_string(),
+            commits: commits.into_iter().map(str::to_string).collect(),
+        });
     }
     matching
         .iter()
-        .find(|r| r.outcome == "healthy")
+        .find(|r| r.outcome == RevisionState::Healthy)
         .map(|r| r.id)
-        .ok_or_else(|| format!("no healthy revision applied commit '{target}'"))
+        .ok_or_else(|| TargetError::NoHealthy(target.to_string()))
 }
 
 /// Rolls the cluster back to `target` (see [`resolve`]) from the stored objects — no fetch,
@@ -302,31 +373,29 @@ pub async fn rollback(
     force: bool,
     settings: Settings,
     progress: &dyn Fn(Progress),
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ControlError> {
     let _lock = lock(state)?;
     let store = open_store(state)?;
-    let to = resolve(&store.revisions().map_err(|e| e.to_string())?, target)?;
-    let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let mut agent = Agent::new(cluster, store, catalog, settings).map_err(|e| e.to_string())?;
-    agent.restore().map_err(|e| e.to_string())?;
-    agent
-        .rollback(to, force, progress)
-        .await
-        .map_err(|e| e.to_string())
+    let to = resolve(&store.revisions()?, target)?;
+    let catalog = Catalog::builtin()?;
+    let mut agent = Agent::new(cluster, store, catalog, settings)?;
+    agent.restore()?;
+    Ok(agent.rollback(to, force, progress).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rev(id: i64, commit: &str, outcome: &str, author: &str) -> Revision {
+    fn rev(id: i64, commit: &str, outcome: &str, kind: RevisionKind) -> Revision {
         Revision {
             id,
             commit: commit.into(),
-            author: author.into(),
+            author: "a".into(),
             message: String::new(),
             applied_at: 0,
-            outcome: outcome.into(),
+            outcome: RevisionState::parse(outcome).unwrap(),
+            kind,
             components: vec![],
         }
     }
@@ -336,7 +405,7 @@ mod tests {
         use clap::Parser;
         let dir = std::env::temp_dir().join(format!("stackwave-typo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let e = status(&dir).unwrap_err();
+        let e = status(&dir).unwrap_err().to_string();
         assert!(
             e.contains("does not exist") && e.contains("revisions.sqlite"),
             "{e}"
@@ -367,37 +436,51 @@ mod tests {
     #[test]
     fn targets_resolve_by_number_or_commit() {
         let revs = vec![
-            rev(4, "abcd1111", "healthy", ROLLBACK_AUTHOR),
-            rev(3, "ffff0000", "failed", "a"),
-            rev(2, "abcd1111", "healthy", "a"),
-            rev(1, "abce2222", "healthy", "a"),
+            rev(4, "abcd1111", "healthy", RevisionKind::Rollback),
+            rev(3, "ffff0000", "failed", RevisionKind::Commit),
+            rev(2, "abcd1111", "healthy", RevisionKind::Commit),
+            rev(1, "abce2222", "healthy", RevisionKind::Commit),
         ];
         assert_eq!(resolve(&revs, "2"), Ok(2));
         assert_eq!(resolve(&revs, "abcd1"), Ok(2));
-        assert!(resolve(&revs, "3").unwrap_err().contains("failed"));
-        assert!(resolve(&revs, "ffff").unwrap_err().contains("no healthy"));
-        assert!(resolve(&revs, "abc").unwrap_err().contains("4 hex"));
+        assert!(resolve(&revs, "3")
+            .unwrap_err()
+            .to_string()
+            .contains("failed"));
+        assert!(resolve(&revs, "ffff")
+            .unwrap_err()
+            .to_string()
+            .contains("no healthy"));
+        assert!(resolve(&revs, "abc")
+            .unwrap_err()
+            .to_string()
+            .contains("4 hex"));
         assert!(resolve(&revs, "abcd").is_ok());
         assert!(resolve(&revs, "ab").is_err());
         assert!(resolve(
             &[
-                rev(1, "abcd1", "healthy", "a"),
-                rev(2, "abcd2", "healthy", "a")
+                rev(1, "abcd1", "healthy", RevisionKind::Commit),
+                rev(2, "abcd2", "healthy", RevisionKind::Commit)
             ],
             "abcd"
         )
         .unwrap_err()
+        .to_string()
         .contains("ambiguous"));
-        assert!(resolve(&revs, "9").unwrap_err().contains("no revision 9"));
+        assert!(resolve(&revs, "9")
+            .unwrap_err()
+            .to_string()
+            .contains("no revision 9"));
         // A commit prefix made of digits only is a commit when no revision has that number.
         let digits = [
-            rev(1, "88418078ab", "healthy", "a"),
-            rev(2, "1234567890", "healthy", "a"),
+            rev(1, "88418078ab", "healthy", RevisionKind::Commit),
+            rev(2, "1234567890", "healthy", RevisionKind::Commit),
         ];
         assert_eq!(resolve(&digits, "88418078"), Ok(1));
         assert_eq!(resolve(&digits, "2"), Ok(2));
         assert!(resolve(&digits, "5555")
             .unwrap_err()
+            .to_string()
             .contains("no healthy revision"));
     }
 }

@@ -7,6 +7,7 @@
 //! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it;
 //! [`upgrade`] previews, checks and plans a change between two commits (`--from --to`).
 
+pub mod apply;
 pub mod cli;
 pub mod cluster;
 pub mod component;

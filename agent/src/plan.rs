@@ -78,42 +78,100 @@ pub fn waves(catalog: &Catalog, enabled: &[String]) -> Result<Vec<Wave>, PlanErr
     for e in enabled {
         eff(e, catalog, enabled, &mut effective, &mut Vec::new())?;
     }
+    Ok(group(effective.into_iter().map(|(name, w)| (w, name))))
+}
+
+/// Groups `(wave, component)` entries into waves in ascending wave order, each wave's
+/// components in the order of the entries (one grouping for the planner, the repository's
+/// `manifests:` entries and rollbacks).
+pub fn group(entries: impl IntoIterator<Item = (i32, String)>) -> Vec<Wave> {
     let mut by_wave: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for (name, w) in effective {
-        by_wave.entry(w).or_default().push(name);
+    for (w, c) in entries {
+        by_wave.entry(w).or_default().push(c);
     }
-    Ok(by_wave
+    by_wave
         .into_iter()
         .map(|(index, components)| Wave { index, components })
-        .collect())
+        .collect()
 }
 
-/// The rank of a kind in apply order (Namespaces and CRDs first, unknown kinds last).
+/// The kinds applied before Helm's order (data): Namespaces and CRDs must exist before the
+/// objects that live in or are typed by them.
+pub const FIRST_KINDS: &[&str] = &["Namespace", "CustomResourceDefinition"];
+
+/// The rank of a kind in apply order: [`FIRST_KINDS`], then Helm's install order
+/// ([`INSTALL_ORDER`], Helm's `pkg/release/util/kind_sorter.go` `InstallOrder`), unknown
+/// kinds last.
 pub fn kind_rank(kind: &str) -> usize {
-    match kind {
-        "Namespace" => 0,
-        "CustomResourceDefinition" => 1,
-        k => INSTALL_ORDER
+    if let Some(i) = FIRST_KINDS.iter().position(|x| *x == kind) {
+        return i;
+    }
+    FIRST_KINDS.len()
+        + INSTALL_ORDER
             .iter()
-            .position(|x| *x == k)
-            .map(|i| i + 2)
-            .unwrap_or(INSTALL_ORDER.len() + 2),
+            .position(|x| *x == kind)
+            .unwrap_or(INSTALL_ORDER.len())
+}
+
+/// The sync phase of an object: the release's objects, then its Helm hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// The release's objects.
+    Sync,
+    /// Helm hooks (`helm.sh/hook`), applied after them.
+    Hook,
+}
+
+/// An object's place in its component's apply order — one sortable key, compared field by
+/// field as gitops-engine's `pkg/sync/sync_tasks.go` `syncTasks.Less` does: phase → wave →
+/// kind → name. A Helm hook's wave is its `helm.sh/hook-weight` (an integer, else 0, as
+/// Helm's `pkg/action/hooks.go` reads it); release objects are all wave 0. Kinds compare by
+/// [`kind_rank`], then by name (so unknown kinds are grouped), then the object's name. (Helm
+/// itself runs hooks of one weight by name, `hookByWeight`, kind order only breaking ties;
+/// here kind comes first, as in gitops-engine, so a hook's ServiceAccount or ConfigMap is
+/// applied before the Job of the same weight that uses it.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApplyKey {
+    /// The phase.
+    pub phase: Phase,
+    /// The wave inside the phase.
+    pub wave: i64,
+    /// [`kind_rank`] of the kind.
+    pub kind_rank: usize,
+    /// The kind.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+/// The [`ApplyKey`] of an object.
+pub fn apply_key(o: &Json) -> ApplyKey {
+    let kind = o["kind"].as_str().unwrap_or("").to_string();
+    let hook = o.pointer("/metadata/annotations/helm.sh~1hook").is_some();
+    let wave = if hook {
+        o.pointer("/metadata/annotations/helm.sh~1hook-weight")
+            .and_then(Json::as_str)
+            .and_then(|w| w.parse::<i64>().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    ApplyKey {
+        phase: if hook { Phase::Hook } else { Phase::Sync },
+        wave,
+        kind_rank: kind_rank(&kind),
+        name: o
+            .pointer("/metadata/name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string(),
+        kind,
     }
 }
 
-/// Sorts a component's objects into apply order (stable: kind rank, then kind, then name).
+/// Sorts a component's objects into apply order by [`ApplyKey`] (stable).
 pub fn order_objects(objs: &mut [Json]) {
-    objs.sort_by_cached_key(|o| {
-        let kind = o["kind"].as_str().unwrap_or("").to_string();
-        (
-            kind_rank(&kind),
-            kind,
-            o.pointer("/metadata/name")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string(),
-        )
-    });
+    objs.sort_by_cached_key(apply_key);
 }
 
 #[cfg(test)]
@@ -174,5 +232,81 @@ mod tests {
                 "Widget"
             ]
         );
+    }
+
+    fn obj(kind: &str, name: &str, hook: Option<(&str, &str)>) -> Json {
+        let mut o = serde_json::json!({"kind": kind, "metadata": {"name": name}});
+        if let Some((h, w)) = hook {
+            o["metadata"]["annotations"] =
+                serde_json::json!({"helm.sh/hook": h, "helm.sh/hook-weight": w});
+        }
+        o
+    }
+
+    #[test]
+    fn one_comparator_phase_wave_kind_name() {
+        let mut objs = vec![
+            obj("Job", "db-sync", Some(("post-install", "5"))),
+            obj("Job", "bootstrap", Some(("post-install", "-1"))),
+            obj("ServiceAccount", "db-sync", Some(("post-install", "5"))),
+            obj("Job", "a-job", Some(("post-install", "x"))),
+            obj("Deployment", "api", None),
+            obj("ConfigMap", "etc", None),
+            obj("Namespace", "ns", None),
+        ];
+        order_objects(&mut objs);
+        let got: Vec<(String, String)> = objs
+            .iter()
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap().into(),
+                    o["metadata"]["name"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("Namespace", "ns"),
+            ("ConfigMap", "etc"),
+            ("Deployment", "api"),
+            ("Job", "bootstrap"),
+            ("Job", "a-job"),
+            ("ServiceAccount", "db-sync"),
+            ("Job", "db-sync"),
+        ]
+        .iter()
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        // Unknown kinds after every known one, grouped by kind name.
+        assert!(kind_rank("Widget") > kind_rank("ValidatingWebhookConfiguration"));
+        assert!(apply_key(&obj("Alpha", "z", None)) < apply_key(&obj("Beta", "a", None)));
+    }
+
+    #[test]
+    fn grouping_orders_waves_and_keeps_entry_order() {
+        let w = group([
+            (2, "b".to_string()),
+            (0, "z".to_string()),
+            (2, "a".to_string()),
+            (-1, "m".to_string()),
+        ]);
+        assert_eq!(
+            w,
+            vec![
+                Wave {
+                    index: -1,
+                    components: vec!["m".into()]
+                },
+                Wave {
+                    index: 0,
+                    components: vec!["z".into()]
+                },
+                Wave {
+                    index: 2,
+                    components: vec!["b".into(), "a".into()]
+                },
+            ]
+        );
+        assert!(group(Vec::new()).is_empty());
     }
 }

@@ -1,328 +1,113 @@
-//! The apply stage and the loop's core: one desired-state commit → rendered components →
-//! guards → waves applied in order, each gated on health → prune once everything is healthy →
-//! a recorded revision. Rollback re-applies a stored revision's objects with the same wave
-//! engine (no fetch, no render).
+//! The reconcile loop's control flow: one desired-state commit → rendered components
+//! ([`Agent::render_all`], post-processed by [`prepare`]) → guards ([`guard`]) → waves
+//! applied in order, each gated on health ([`crate::apply`]) → prune once everything is
+//! healthy → a recorded revision ([`crate::record`]). Rollback re-applies a stored
+//! revision's objects with the same wave engine (no fetch, no render). The loop state that
+//! outlives a process is one [`AgentState`], saved as a unit.
 //!
 //! A failure anywhere (bad YAML, missing values file, unknown chart version, render error, API
 //! error, unhealthy wave) stops the revision there: later waves are untouched, nothing is
 //! pruned, and the last good revision stays what the cluster runs.
 
-use crate::cluster::drift::{self, FieldDrift, IgnoreRule};
-use crate::cluster::health::{health, Health, Rule};
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod outcome;
+pub mod prepare;
+pub mod settings;
+pub mod state;
+
+pub use crate::apply::{wait::NewerCommit, Released};
+pub use config::{plan_waves, read_config, Base, ConfigError, Manifests, PathRef, RepoConfig};
+pub use error::SyncError;
+pub use outcome::{Outcome, Progress};
+pub use prepare::{is_test_hook, objects_of};
+pub use settings::Settings;
+pub use state::AgentState;
+
+use crate::apply::{Applier, Stop, WaitOptions};
+use crate::cluster::drift::{self, FieldDrift};
 use crate::cluster::hpa;
 use crate::cluster::instance::Instance;
-use crate::cluster::inventory::{self, mark, ObjRef, Protect};
+use crate::cluster::inventory::{self, ObjRef};
 use crate::cluster::policy::{Policies, PolicyError, PolicyTexts};
 use crate::cluster::preflight;
 use crate::cluster::{ApplyOptions, Cluster, ClusterError};
 use crate::component::Catalog;
 use crate::diff;
 use crate::plan;
-use crate::record::{self, Store};
+use crate::record::{self, RevisionKind, RevisionState, Store};
 use crate::render::{
     cache::RenderCache, charts::ChartStore, objects::Objects, values::Sources, Inputs,
 };
 use crate::source::Commit;
-use kube::api::{Api, DynamicObject, ListParams};
-use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The repository's `stackwave.yaml`.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct RepoConfig {
-    /// The Genestack base: a directory, or a Git repository pinned at a tag or commit.
-    pub genestack: Base,
-    /// Local charts (offline clouds, tests); without it, charts come from each catalog
-    /// component's source (Helm repository, OCI registry or Git), cached under the agent's
-    /// cache directory ([`Settings::cache_dir`]).
-    #[serde(default)]
-    pub charts: Option<PathRef>,
-    /// Plain kustomize directories applied as components.
-    #[serde(default)]
-    pub manifests: Vec<Manifests>,
-    /// Enabled catalog components.
-    #[serde(default)]
-    pub components: Vec<String>,
-    /// Components that may not be rolled back past this commit (a database migration ran):
-    /// `stackwave rollback` to an earlier revision that would change them is refused unless
-    /// forced.
-    #[serde(default)]
-    pub irreversible: Vec<String>,
-    /// Components whose drift is only reported (metric, Event, `status`), never corrected,
-    /// even when the agent corrects drift elsewhere.
-    #[serde(default, rename = "detectOnly")]
-    pub detect_only: Vec<String>,
+/// The author recorded on rollback revisions (shown by `history`; a rollback is told by its
+/// [`RevisionKind::Rollback`], not by this).
+pub const ROLLBACK_AUTHOR: &str = record::LEGACY_ROLLBACK_AUTHOR;
+
+/// The render parts: the render cache and the component catalog.
+pub struct RenderParts {
+    /// Render cache.
+    pub cache: RenderCache,
+    /// Component catalog.
+    pub catalog: Catalog,
 }
 
-/// Where the Genestack base (`base-helm-configs/`, `base-kustomize/`,
-/// `helm-chart-versions.yaml`) comes from: exactly one of `path` or `git`.
-///
-/// ```yaml
-/// genestack:
-///   git:
-///     url: https://github.com/rackerlabs/genestack
-///     ref: release-2025.2.0   # a tag (or commit): the base upgrades only when this changes
-///     path: ""                # the directory holding base-helm-configs/ (default: the root)
-/// ```
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Base {
-    /// A directory, relative to the repository root unless absolute.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// A pinned Git repository.
-    #[serde(default)]
-    pub git: Option<crate::source::Pinned>,
+/// What is applied now, as this process knows it (rebuilt from the store on restart).
+#[derive(Default)]
+pub struct AppliedState {
+    /// Component → digest of the objects last applied ([`digest`]).
+    pub digests: BTreeMap<String, String>,
+    /// Component → objects last applied (the desired state drift is checked against).
+    pub objects: BTreeMap<String, Vec<Json>>,
+    /// The revision whose objects are the applied state (`None` before the first).
+    pub current: Option<i64>,
+    /// Object id → the fields Stackwave releases to an HPA targeting the object (dropped from
+    /// the applied configuration, handed over on apply; [`hpa`]).
+    pub released: Released,
 }
 
-/// A path, relative to the repository root unless absolute.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct PathRef {
-    /// The path.
-    pub path: PathBuf,
+/// The state of this process's loop (not persisted).
+#[derive(Default)]
+pub struct LoopState {
+    /// A revision a previous agent process began and did not finish: (revision, commit).
+    /// The next sync of that commit continues it instead of recording a new one.
+    pub unfinished: Option<(i64, String)>,
+    /// Asks the source for the newest commit of what the agent follows (network I/O, run on
+    /// a blocking thread), so a stuck wave can be cancelled for a newer commit; see
+    /// [`Settings::cancel_stuck_after`].
+    pub newer_commit: Option<NewerCommit>,
+    /// The commit of the revision being applied (not set during rollbacks).
+    applying: Option<String>,
 }
 
-/// A plain-manifests component.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Manifests {
-    /// Component name.
-    pub name: String,
-    /// kustomize directory in the repository.
-    pub path: PathBuf,
-    /// Wave.
-    #[serde(default)]
-    pub wave: i32,
-}
-
-/// Progress events (printed by the CLI, collected by tests).
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// A component was rendered.
-    Rendered {
-        component: String,
-        objects: usize,
-        changed: bool,
-        cached: bool,
-    },
-    /// A wave starts.
-    WaveStart { wave: i32, components: Vec<String> },
-    /// An object was applied.
-    Applied { id: String, action: String },
-    /// A wave is healthy.
-    WaveHealthy { wave: i32, millis: u128 },
-    /// Pruned objects.
-    Pruned {
-        component: String,
-        deleted: Vec<String>,
-        skipped: Vec<(String, String)>,
-    },
-    /// A preflight pass ([`crate::cluster::preflight`]): before wave 1 (`wave: None`) or
-    /// the deferred objects of a wave.
-    Preflight {
-        /// `None` before wave 1, else the wave whose deferred objects were checked.
-        wave: Option<i32>,
-        /// Objects the dry run accepted.
-        checked: usize,
-        /// Objects left to check in their wave, once the CRD or Namespace they need (from an
-        /// earlier wave, or applied first in theirs) is there.
-        deferred: usize,
-        /// Objects refused, `Kind/namespace/name: message`.
-        refused: Vec<String>,
-        /// API requests the pass sent.
-        requests: u64,
-    },
-    /// Any note.
-    Note(String),
-}
-
-/// How a revision ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Applied and healthy.
-    Healthy {
-        /// Revision number.
-        revision: i64,
-        /// Components touched.
-        changed: Vec<String>,
-    },
-    /// Stopped at a wave.
-    Failed {
-        /// Revision number.
-        revision: i64,
-        /// The wave.
-        wave: i32,
-        /// Why.
-        reason: String,
-    },
-    /// The commit renders exactly what is applied: nothing to do, no revision recorded.
-    Unchanged,
-    /// A rollback pins the agent: the commit it rolled back from is not re-applied until a
-    /// newer commit arrives or `stackwave resume` (see [`Agent::resume`]).
-    Pinned {
-        /// The revision the agent is pinned to.
-        revision: i64,
-    },
-    /// A newer commit arrived while a wave waited for health past
-    /// [`Settings::cancel_stuck_after`]: the revision stopped there (recorded `superseded`;
-    /// later waves untouched, nothing pruned) so the newer commit can be applied.
-    Superseded {
-        /// Revision number.
-        revision: i64,
-        /// The wave that was waiting.
-        wave: i32,
-        /// The newer commit.
-        by: String,
-        /// What was still not healthy.
-        waiting: String,
-    },
-    /// Refused before touching the cluster (render error, guard).
-    Refused {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Reads `stackwave.yaml` at the root of a checkout.
-///
-/// # Errors
-/// Missing file, malformed YAML, unknown or mistyped fields — each naming the file.
-pub fn read_config(checkout: &Path) -> Result<RepoConfig, String> {
-    let cfg_path = checkout.join("stackwave.yaml");
-    let text =
-        std::fs::read_to_string(&cfg_path).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
-    let v =
-        kustomize_rs::yaml::parse_one(&text).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
-    serde_json::from_value(crate::component::to_json(&v))
-        .map_err(|e| format!("{}: {e}", cfg_path.display()))
-}
-
-/// The waves of a repository: catalog components by wave and `dependsOn`
-/// ([`plan::waves`]), with `manifests` entries first in their own waves.
-///
-/// # Errors
-/// Unknown components, missing dependencies, cycles.
-pub fn plan_waves(catalog: &Catalog, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
-    let mut w = plan::waves(catalog, &cfg.components).map_err(|e| e.to_string())?;
-    for m in &cfg.manifests {
-        match w.iter_mut().find(|x| x.index == m.wave) {
-            Some(x) => x.components.insert(0, m.name.clone()),
-            None => w.push(plan::Wave {
-                index: m.wave,
-                components: vec![m.name.clone()],
-            }),
-        }
-    }
-    w.sort_by_key(|x| x.index);
-    Ok(w)
-}
-
-/// The author recorded on rollback revisions.
-pub const ROLLBACK_AUTHOR: &str = "stackwave rollback";
-
-/// Agent settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// How long a wave may take to become healthy.
-    pub health_timeout: Duration,
-    /// Largest share of managed objects one revision may delete (0.10 = 10%).
-    pub max_delete_share: f64,
-    /// Allow an over-threshold delete or an empty component.
-    pub allow_destructive: bool,
-    /// Where charts from repositories and pinned Git repositories (the Genestack base) are
-    /// cached; `stackwave run` uses `<state>/cache`.
-    pub cache_dir: PathBuf,
-    /// How many revisions the store keeps (newest first; the applied revision and a rollback
-    /// pin are always kept); `None` keeps all.
-    pub keep_revisions: Option<usize>,
-    /// A wave that has waited this long for health is cancelled when a newer commit arrives
-    /// ([`Agent::newer_commit`] tells); `None`: waves always wait out `health_timeout`.
-    pub cancel_stuck_after: Option<Duration>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            health_timeout: Duration::from_secs(300),
-            max_delete_share: 0.10,
-            allow_destructive: false,
-            cache_dir: std::env::temp_dir().join("stackwave-cache"),
-            cancel_stuck_after: Some(Duration::from_secs(120)),
-            keep_revisions: Some(200),
-        }
-    }
-}
-
-/// The agent: cluster, store, caches, and what each component last had applied.
+/// The agent, in parts: the cluster, the revision store, the render parts, settings,
+/// metrics and policies, the persisted loop state, what is applied, and this process's loop
+/// state.
 pub struct Agent {
     /// The cluster.
     pub cluster: Cluster,
     /// Revision store.
     pub store: Store,
-    /// Render cache.
-    pub cache: RenderCache,
-    /// Component catalog.
-    pub catalog: Catalog,
+    /// Render cache and catalog.
+    pub render: RenderParts,
     /// Settings.
     pub settings: Settings,
-    /// Component → digest of the objects last applied.
-    pub applied: BTreeMap<String, String>,
-    /// Component → objects last applied (the desired state drift is checked against).
-    pub desired: BTreeMap<String, Vec<Json>>,
-    /// Pinned to a rolled-back revision until a newer commit arrives or `resume`.
-    pub pinned: Option<i64>,
-    /// The commit that was current when the agent was pinned (the one not to re-apply).
-    pub pinned_from: Option<String>,
-    /// Component → the wave it was last planned in (rollback reuses it; `manifests:`
-    /// entries are not in the catalog). Falls back to the catalog after a restart.
-    pub wave_of: BTreeMap<String, i32>,
-    /// Components whose last prune was skipped (inventory unreadable, prune or inventory write
-    /// failed): the next sync is not `Unchanged` until they prune (persisted as store state
-    /// `prune_pending`).
-    pub prune_pending: BTreeSet<String>,
     /// Prometheus metrics ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
-    /// A revision a previous agent process began and did not finish: (revision, commit).
-    /// The next sync of that commit continues it instead of recording a new one.
-    pub unfinished: Option<(i64, String)>,
-    /// The revision whose objects are the applied state (`None` before the first).
-    pub current: Option<i64>,
-    /// Components whose drift is reported, never corrected (`detectOnly:` of the last
-    /// commit rendered; kept in the store across restarts).
-    pub detect_only: Vec<String>,
-    /// Asks the source for the newest commit of what the agent follows (network I/O, run on
-    /// a blocking thread), so a stuck wave can be cancelled for a newer commit; see
-    /// [`Settings::cancel_stuck_after`].
-    pub newer_commit: Option<NewerCommit>,
-    /// Which Stackwave instance this agent is: every inventory, ownership mark and Event it
-    /// writes is scoped by it ([`crate::cluster::instance`]). Kept in the store (state
-    /// `instance`) so `rollback` and `diff` act as the `run` that set it.
-    pub instance: Instance,
-    /// Object id → the fields Stackwave releases to an HPA targeting the object (dropped from
-    /// the applied configuration, handed over on apply; [`hpa`]).
-    pub released: Released,
-    /// The commit of the revision being applied (not set during rollbacks).
-    applying: Option<String>,
-    health_rules: Vec<Rule>,
-    protect: Vec<Protect>,
-    ignore: Vec<IgnoreRule>,
-}
-
-/// Object id (`Kind/namespace/name`) → JSON pointers Stackwave releases to an HPA.
-pub type Released = BTreeMap<String, Vec<String>>;
-
-/// A check for the source's newest commit id (`None` when it cannot tell).
-pub type NewerCommit = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
-
-/// Why a wave stopped waiting.
-enum Stop {
-    /// Failed.
-    Failed(String),
-    /// Not healthy within [`Settings::health_timeout`].
-    TimedOut(String),
-    /// A newer commit arrived: (commit, what was waiting).
-    Superseded(String, String),
+    /// Health rules, prune protections, drift ignore rules ([`crate::cluster::policy`]).
+    pub policies: Policies,
+    /// The loop state kept in the store (pin, waves, pending prunes, instance, drift).
+    pub state: AgentState,
+    /// What is applied.
+    pub applied: AppliedState,
+    /// This process's loop state.
+    pub run: LoopState,
 }
 
 /// Why an agent could not be made.
@@ -333,10 +118,9 @@ pub enum AgentError {
     Policy(#[from] PolicyError),
 }
 
-/// How often a stuck wave asks for a newer commit.
-const NEWER_COMMIT_CHECK: Duration = Duration::from_secs(2);
-
-fn digest(objs: &[Json]) -> String {
+/// The digest of a component's objects: sha256 over their [`record::object_sha`]s, in
+/// order (hex).
+pub fn digest(objs: &[Json]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for o in objs {
@@ -345,51 +129,27 @@ fn digest(objs: &[Json]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses rendered text into objects (comment-only and empty documents dropped).
-///
-/// # Errors
-/// Malformed YAML.
-pub fn objects_of(text: &str) -> Result<Vec<Json>, String> {
-    let docs = kustomize_rs::yaml::parse_documents(text).map_err(|e| e.to_string())?;
-    Ok(docs
-        .iter()
-        .filter(|d| d.as_map().is_some_and(|m| !m.is_empty()))
-        .map(crate::component::to_json)
-        .collect())
+/// The digests of every component's objects ([`digest`]).
+fn digests(objs: &BTreeMap<String, Vec<Json>>) -> BTreeMap<String, String> {
+    objs.iter().map(|(c, o)| (c.clone(), digest(o))).collect()
 }
 
-/// A component's rendered objects as the objects a Helm install creates: test hooks dropped,
-/// and namespaced objects without a namespace put in the release's (`helm install
-/// --namespace`). The upgrade stage reads renders through it too.
-pub fn release_objects(catalog: &Catalog, component: &str, mut objs: Vec<Json>) -> Vec<Json> {
-    objs.retain(|o| !is_test_hook(o));
-    let ns = catalog
-        .get(component)
-        .map(|x| x.release.namespace.clone())
-        .unwrap_or_default();
-    for o in objs.iter_mut() {
-        let (av, kind) = (
-            o["apiVersion"].as_str().unwrap_or("").to_string(),
-            o["kind"].as_str().unwrap_or("").to_string(),
-        );
-        if o.pointer("/metadata/namespace").is_none()
-            && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
-        {
-            o["metadata"]["namespace"] = Json::from(ns.clone());
-        }
-    }
-    objs
+/// What [`Agent::render_all`] returns.
+pub struct RenderedRevision {
+    /// The checkout's `stackwave.yaml`.
+    pub config: RepoConfig,
+    /// Component → objects in apply order, without the fields HPAs own.
+    pub objects: BTreeMap<String, Vec<Json>>,
+    /// Those fields, per object ([`AppliedState::released`]).
+    pub released: Released,
+    /// Component → [`digest`] of its objects (computed once, here).
+    pub digests: BTreeMap<String, String>,
 }
 
-/// Whether a rendered document is a Helm test hook (`helm.sh/hook: test`), which an install
-/// never creates.
-pub fn is_test_hook(o: &Json) -> bool {
-    o.pointer("/metadata/annotations/helm.sh~1hook")
-        .and_then(Json::as_str)
-        .is_some_and(|h| {
-            h.split(',')
-                .all(|e| matches!(e.trim().to_lowercase().as_str(), "test" | "test-success"))
-        })
+/// The instance of agents no `run` has named.
+fn default_instance() -> &'static Instance {
+    static D: std::sync::OnceLock<Instance> = std::sync::OnceLock::new();
+    D.get_or_init(Instance::default)
 }
 
 impl Agent {
@@ -424,51 +184,101 @@ impl Agent {
         Ok(Agent {
             cluster,
             store,
-            cache: RenderCache::new(),
-            catalog,
+            render: RenderParts {
+                cache: RenderCache::new(),
+                catalog,
+            },
             settings,
-            applied: BTreeMap::new(),
-            desired: BTreeMap::new(),
-            pinned: None,
-            pinned_from: None,
-            unfinished: None,
-            current: None,
-            detect_only: Vec::new(),
-            newer_commit: None,
-            instance: Instance::default(),
-            released: BTreeMap::new(),
-            applying: None,
             metrics: crate::metrics::Metrics::new(),
-            wave_of: BTreeMap::new(),
-            prune_pending: BTreeSet::new(),
-            health_rules: policies.health,
-            protect: policies.protect,
-            ignore: policies.ignore,
+            policies,
+            state: AgentState::default(),
+            applied: AppliedState::default(),
+            run: LoopState::default(),
         })
+    }
+
+    /// Which Stackwave instance this agent is: every inventory, ownership mark and Event it
+    /// writes is scoped by it ([`crate::cluster::instance`]). Kept in the store so
+    /// `rollback` and `diff` act as the `run` that set it.
+    pub fn instance(&self) -> &Instance {
+        self.state
+            .instance
+            .as_ref()
+            .unwrap_or_else(|| default_instance())
+    }
+
+    /// The rollback pin, if any (see [`AgentState::pin`]).
+    pub fn pinned(&self) -> Option<i64> {
+        self.state.pin
+    }
+
+    /// The applier over this agent's cluster, instance and policies.
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            cluster: &self.cluster,
+            instance: self.instance(),
+            released: &self.applied.released,
+            health_rules: &self.policies.health,
+            protect: &self.policies.protect,
+        }
+    }
+
+    /// Changes the persisted state: `change` applied to the stored unit (one transaction)
+    /// and to this process's copy.
+    fn save(&mut self, change: impl Fn(&mut AgentState)) -> Result<(), record::RecordError> {
+        AgentState::update(&self.store, &change)?;
+        change(&mut self.state);
+        Ok(())
     }
 
     /// Reads the cluster objects bindings may look up (Secrets and Services).
     async fn lookups(&self) -> Result<Objects, ClusterError> {
         let mut objects = Objects::default();
-        for (g, v, k) in [("", "v1", "Secret"), ("", "v1", "Service")] {
-            let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(g, v, k));
-            let api: Api<DynamicObject> = Api::all_with(self.cluster.client().clone(), &ar);
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| self.cluster.error(&format!("{k}List"), e))?;
-            for o in list.items {
-                let mut j = serde_json::to_value(o).unwrap_or(Json::Null);
-                j["kind"] = Json::from(k);
-                j["apiVersion"] = Json::from(v);
+        for kind in ["Secret", "Service"] {
+            for j in self.cluster.list_all("", "v1", kind).await? {
                 objects.insert(crate::render::objects::from_json(&j));
             }
         }
         Ok(objects)
     }
 
-    /// Renders every component of a checkout: component → objects in apply order, without the
-    /// fields HPAs own, and those fields per object ([`Agent::released`]).
+    /// The Genestack base directory of a checkout's `stackwave.yaml` (a pinned Git base is
+    /// checked out into the cache first).
+    async fn genestack_base(
+        &self,
+        checkout: &Path,
+        cfg: &RepoConfig,
+        progress: &dyn Fn(Progress),
+    ) -> Result<std::path::PathBuf, SyncError> {
+        match (&cfg.genestack.path, &cfg.genestack.git) {
+            (Some(p), None) => Ok(checkout.join(p)),
+            (None, Some(g)) => {
+                let cache = self.settings.cache_dir.clone();
+                let g2 = g.clone();
+                let (commit, dir) = tokio::task::spawn_blocking(move || g2.checkout(&cache, false))
+                    .await?
+                    .map_err(|source| SyncError::Base {
+                        url: g.url.clone(),
+                        reference: g.r#ref.clone(),
+                        source,
+                    })?;
+                progress(Progress::Note(format!(
+                    "genestack base {}@{} = commit {}",
+                    g.url,
+                    g.r#ref,
+                    &commit.id[..commit.id.len().min(10)]
+                )));
+                Ok(dir)
+            }
+            _ => Err(SyncError::BaseChoice {
+                file: checkout.join("stackwave.yaml"),
+            }),
+        }
+    }
+
+    /// Renders every component of a checkout: component → objects in apply order
+    /// ([`prepare`]), without the fields HPAs own, and those fields per object
+    /// ([`AppliedState::released`]).
     ///
     /// # Errors
     /// The first component that fails, named with its cause.
@@ -476,41 +286,12 @@ impl Agent {
         &self,
         checkout: &Path,
         progress: &dyn Fn(Progress),
-    ) -> Result<(RepoConfig, BTreeMap<String, Vec<Json>>, Released), String> {
-        let cfg_path = checkout.join("stackwave.yaml");
+    ) -> Result<RenderedRevision, SyncError> {
         let cfg = read_config(checkout)?;
-        let abs = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                checkout.join(p)
-            }
-        };
-        let genestack = match (&cfg.genestack.path, &cfg.genestack.git) {
-            (Some(p), None) => abs(p),
-            (None, Some(g)) => {
-                let cache = self.settings.cache_dir.clone();
-                let g2 = g.clone();
-                let (commit, dir) = tokio::task::spawn_blocking(move || g2.checkout(&cache, false))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("genestack base {}@{}: {}", g.url, g.r#ref, e.cause))?;
-                progress(Progress::Note(format!(
-                    "genestack base {}@{} = commit {}",
-                    g.url,
-                    g.r#ref,
-                    &commit.id[..commit.id.len().min(10)]
-                )));
-                dir
-            }
-            _ => {
-                return Err(format!(
-                    "{}: genestack needs exactly one of `path` or `git`",
-                    cfg_path.display()
-                ))
-            }
-        };
-        let objects = self.lookups().await.map_err(|e| e.to_string())?;
+        // `Path::join` keeps an absolute path as it is.
+        let abs = |p: &Path| checkout.join(p);
+        let genestack = self.genestack_base(checkout, &cfg, progress).await?;
+        let objects = self.lookups().await.map_err(SyncError::Lookups)?;
         let inputs = Inputs {
             sources: Sources {
                 genestack,
@@ -525,128 +306,68 @@ impl Agent {
                 }),
             },
             objects,
-            catalog: self.catalog.clone(),
+            catalog: self.render.catalog.clone(),
         };
         let mut out = BTreeMap::new();
         let mut shown = Vec::new();
         for m in &cfg.manifests {
-            let dir = abs(&m.path);
-            let text = kustomize_rs::build_dir(&dir, &Default::default())
-                .map_err(|e| format!("manifests {}: {e}", m.name))?;
-            let mut objs = objects_of(&text).map_err(|e| format!("manifests {}: {e}", m.name))?;
-            plan::order_objects(&mut objs);
-            for o in objs.iter_mut() {
-                mark(o, &m.name, &self.instance);
-            }
+            let text =
+                kustomize_rs::build_dir(&abs(&m.path), &Default::default()).map_err(|source| {
+                    SyncError::Manifests {
+                        component: m.name.clone(),
+                        source,
+                    }
+                })?;
+            let objs = objects_of(&text).map_err(|source| SyncError::ManifestsYaml {
+                component: m.name.clone(),
+                source,
+            })?;
             shown.push((m.name.clone(), false));
-            out.insert(m.name.clone(), objs);
+            out.insert(
+                m.name.clone(),
+                prepare::manifest_objects(objs, &m.name, self.instance()),
+            );
         }
         for c in &cfg.components {
-            let (r, cached) = self.cache.render(&inputs, c).map_err(|e| e.to_string())?;
+            let (r, cached) = self.render.cache.render(&inputs, c)?;
             if cached {
                 &self.metrics.cache_hits
             } else {
                 &self.metrics.cache_misses
             }
             .inc();
-            let rendered = r
-                .objects()
-                .map_err(|e| format!("component {c}: rendered output: {e}"))?;
-            let objs = release_objects(&self.catalog, c, rendered);
-            let (mut main, mut hooks): (Vec<Json>, Vec<Json>) = objs
-                .into_iter()
-                .partition(|o| o.pointer("/metadata/annotations/helm.sh~1hook").is_none());
-            plan::order_objects(&mut main);
-            hooks.sort_by_key(|h| {
-                h.pointer("/metadata/annotations/helm.sh~1hook-weight")
-                    .and_then(Json::as_str)
-                    .and_then(|w| w.parse::<i64>().ok())
-                    .unwrap_or(0)
-            });
-            main.extend(hooks);
-            for o in main.iter_mut() {
-                mark(o, c, &self.instance);
-            }
+            let objs = r.objects()?;
+            let ns = self
+                .render
+                .catalog
+                .get(c)
+                .map(|x| x.release.namespace.clone())
+                .unwrap_or_default();
             shown.push((c.clone(), cached));
-            out.insert(c.clone(), main);
+            out.insert(
+                c.clone(),
+                prepare::chart_objects(objs, c, &ns, self.instance()),
+            );
         }
         // Fields HPAs own leave the desired state before anything compares or applies it.
-        let released = self
-            .release_to_hpas(&mut out)
+        let released = hpa::release_all(&self.cluster, &self.policies.ignore, &mut out)
             .await
-            .map_err(|e| format!("HorizontalPodAutoscalers not read: {e}"))?;
+            .map_err(SyncError::Hpa)?;
+        let digests = digests(&out);
         for (c, cached) in shown {
             progress(Progress::Rendered {
                 objects: out[&c].len(),
-                changed: self.applied.get(&c) != Some(&digest(&out[&c])),
+                changed: self.applied.digests.get(&c) != digests.get(&c),
                 component: c,
                 cached,
             });
         }
-        Ok((cfg, out, released))
-    }
-
-    fn waves(&self, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
-        plan_waves(&self.catalog, cfg)
-    }
-
-    /// The HPA targets in the namespaces of `objs`: live HPAs (one list per namespace) and the
-    /// HPAs among `objs` themselves (a chart that ships its HPA).
-    ///
-    /// # Errors
-    /// API errors.
-    async fn hpa_targets(
-        &self,
-        objs: &BTreeMap<String, Vec<Json>>,
-    ) -> Result<hpa::Targets, ClusterError> {
-        let all = || objs.values().flatten();
-        let mut t =
-            hpa::Targets::load(&self.cluster, all().map(crate::cluster::namespace_of)).await?;
-        for o in all().filter(|o| o["kind"] == "HorizontalPodAutoscaler") {
-            t.add(o);
-        }
-        Ok(t)
-    }
-
-    /// Drops from `objs` the fields HPAs own (`when: hpa` ignore rules whose object an HPA
-    /// targets) and returns them per object (for [`Agent::released`]), so applies hand them
-    /// over instead of resetting them.
-    ///
-    /// # Errors
-    /// API errors listing HPAs.
-    async fn release_to_hpas(
-        &self,
-        objs: &mut BTreeMap<String, Vec<Json>>,
-    ) -> Result<Released, ClusterError> {
-        let t = self.hpa_targets(objs).await?;
-        let mut released = BTreeMap::new();
-        for o in objs.values_mut().flatten() {
-            let r = hpa::released(o, &self.ignore, &t);
-            if !r.is_empty() {
-                hpa::strip(o, &r);
-                released.insert(crate::cluster::object_id(o), r);
-            }
-        }
-        Ok(released)
-    }
-
-    /// Takes over this instance's entries of a legacy (unscoped) inventory of `component`
-    /// ([`inventory::claim_legacy`]), reporting what moved; a failure is reported and leaves
-    /// the legacy inventory as it was.
-    async fn claim_legacy(&self, component: &str, desired: &[ObjRef], progress: &dyn Fn(Progress)) {
-        match inventory::claim_legacy(&self.cluster, &self.instance, component, desired).await {
-            Ok(c) if c.claimed.is_empty() => {}
-            Ok(c) => progress(Progress::Note(format!(
-                "inventory of {component}: took over {} entr{} of the legacy {} ({} left there for other instances)",
-                c.claimed.len(),
-                if c.claimed.len() == 1 { "y" } else { "ies" },
-                inventory::legacy_name(component),
-                c.left
-            ))),
-            Err(e) => progress(Progress::Note(format!(
-                "legacy inventory of {component} not claimed: {e}"
-            ))),
-        }
+        Ok(RenderedRevision {
+            config: cfg,
+            objects: out,
+            released,
+            digests,
+        })
     }
 
     /// Sets the instance identity and records it in the store (for `rollback` and `diff`).
@@ -654,96 +375,15 @@ impl Agent {
     /// # Errors
     /// Store failures.
     pub fn set_instance(&mut self, instance: Instance) -> Result<(), record::RecordError> {
-        self.store.set_state(
-            "instance",
-            Some(&serde_json::to_string(&instance).unwrap_or_default()),
-        )?;
-        self.instance = instance;
-        Ok(())
+        self.save(|s| s.instance = Some(instance.clone()))
     }
 
-    /// Loads the instance identity a `run` recorded in the store, if any.
-    fn load_instance(&mut self) -> Result<(), record::RecordError> {
-        if let Some(i) = self.store.state("instance")? {
-            if let Ok(i) = serde_json::from_str(&i) {
-                self.instance = i;
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether a newer commit than the one being applied has arrived.
-    async fn superseded_by(&self) -> Option<String> {
-        let (check, current) = (self.newer_commit.clone()?, self.applying.clone()?);
-        let newest = tokio::task::spawn_blocking(move || check()).await.ok()??;
-        (newest != current).then_some(newest)
-    }
-
-    async fn wait_healthy(&self, objs: &[Json]) -> Result<(), Stop> {
-        let started = Instant::now();
-        let deadline = started + self.settings.health_timeout;
-        let mut delay = Duration::from_millis(50);
-        let mut last_check: Option<Instant> = None;
-        let backends = crate::cluster::health::webhook_backends(objs);
-        loop {
-            let mut waiting: Option<String> = None;
-            for o in objs {
-                let Some(live) = self
-                    .cluster
-                    .get(o)
-                    .await
-                    .map_err(|e| Stop::Failed(e.to_string()))?
-                else {
-                    waiting = Some(format!("{} is missing", crate::cluster::object_id(o)));
-                    break;
-                };
-                let mut h = health(&live, &self.health_rules);
-                let key = (
-                    crate::cluster::namespace_of(o).to_string(),
-                    crate::cluster::name_of(o).to_string(),
-                );
-                if h.is_current() && o["kind"] == "Service" && backends.contains(&key) {
-                    let slices = self
-                        .cluster
-                        .endpoint_slices(&key.0, &key.1)
-                        .await
-                        .map_err(|e| Stop::Failed(e.to_string()))?;
-                    h = crate::cluster::health::endpoints_health(&slices);
-                }
-                match h {
-                    Health::Current => {}
-                    Health::Failed(m) => {
-                        return Err(Stop::Failed(format!(
-                            "{} failed: {m}",
-                            crate::cluster::object_id(o)
-                        )))
-                    }
-                    Health::InProgress(m) => {
-                        waiting = Some(format!("{}: {m}", crate::cluster::object_id(o)));
-                        break;
-                    }
-                }
-            }
-            let Some(w) = waiting else { return Ok(()) };
-            if Instant::now() > deadline {
-                return Err(Stop::TimedOut(format!(
-                    "not healthy within {:?}: {w}",
-                    self.settings.health_timeout
-                )));
-            }
-            if self
-                .settings
-                .cancel_stuck_after
-                .is_some_and(|after| started.elapsed() >= after)
-                && last_check.is_none_or(|t| t.elapsed() >= NEWER_COMMIT_CHECK)
-            {
-                last_check = Some(Instant::now());
-                if let Some(newer) = self.superseded_by().await {
-                    return Err(Stop::Superseded(newer, w));
-                }
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+    /// How long to wait for a wave, and the check for a newer commit while applying one.
+    fn wait_options(&self) -> WaitOptions {
+        WaitOptions {
+            timeout: self.settings.health_timeout,
+            cancel_stuck_after: self.settings.cancel_stuck_after,
+            newer: self.run.newer_commit.clone().zip(self.run.applying.clone()),
         }
     }
 
@@ -792,11 +432,24 @@ impl Agent {
 
     /// Applies [`Settings::keep_revisions`] (the applied revision and the pin always kept).
     fn retain(&self) -> Result<(), record::RecordError> {
-        if let (Some(keep), Some(_)) = (self.settings.keep_revisions, self.current) {
-            let also: Vec<i64> = self.current.into_iter().chain(self.pinned).collect();
+        if let (Some(keep), Some(_)) = (self.settings.keep_revisions, self.applied.current) {
+            let also: Vec<i64> = self
+                .applied
+                .current
+                .into_iter()
+                .chain(self.state.pin)
+                .collect();
             self.store.retain(keep.max(1), &also)?;
         }
         Ok(())
+    }
+
+    /// The guards' limits from the settings.
+    fn limits(&self) -> guard::Limits {
+        guard::Limits {
+            max_delete_share: self.settings.max_delete_share,
+            allow_destructive: self.settings.allow_destructive,
+        }
     }
 
     async fn sync_commit(
@@ -805,74 +458,71 @@ impl Agent {
         commit: &Commit,
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
-        if let Some(revision) = self.pinned {
-            if self.pinned_from.as_deref() == Some(commit.id.as_str()) {
+        if let Some(revision) = self.state.pin {
+            if self.state.pinned_from.as_deref() == Some(commit.id.as_str()) {
                 return Ok(Outcome::Pinned { revision });
             }
         }
-        let (cfg, rendered, released) = match self.render_all(checkout, progress).await {
+        let rendered = match self.render_all(checkout, progress).await {
             Ok(x) => x,
-            Err(reason) => return Ok(Outcome::Refused { reason }),
-        };
-        self.released = released;
-        // Components no longer in the repository leave the render cache with this commit.
-        self.cache.retain(&|c| rendered.contains_key(c));
-        if !self.settings.allow_destructive {
-            if let Some((c, _)) = rendered.iter().find(|(_, o)| o.is_empty()) {
-                return Ok(Outcome::Refused { reason: format!("component {c} rendered no objects (refused; allow destructive changes to apply it)") });
-            }
-            let before: Vec<ObjRef> = self.desired.values().flatten().map(ObjRef::of).collect();
-            let after: Vec<ObjRef> = rendered.values().flatten().map(ObjRef::of).collect();
-            let deleting = before.iter().filter(|r| !after.contains(r)).count();
-            if !before.is_empty()
-                && deleting as f64 / before.len() as f64 > self.settings.max_delete_share
-            {
+            Err(e) => {
                 return Ok(Outcome::Refused {
-                    reason: format!(
-                        "revision would delete {deleting} of {} managed objects (more than {:.0}%)",
-                        before.len(),
-                        self.settings.max_delete_share * 100.0
-                    ),
-                });
+                    reason: e.to_string(),
+                })
             }
-        }
-        let waves = match self.waves(&cfg) {
-            Ok(w) => w,
-            Err(reason) => return Ok(Outcome::Refused { reason }),
         };
-        for w in &waves {
-            for c in &w.components {
-                self.wave_of.insert(c.clone(), w.index);
-            }
+        let RenderedRevision {
+            config: cfg,
+            objects: rendered,
+            released,
+            digests,
+        } = rendered;
+        self.applied.released = released;
+        // Components no longer in the repository leave the render cache with this commit.
+        self.render.cache.retain(&|c| rendered.contains_key(c));
+        if let Err(refusal) = guard::check(&self.applied.objects, &rendered, &self.limits()) {
+            return Ok(Outcome::Refused {
+                reason: refusal.to_string(),
+            });
         }
-        self.store.set_state(
-            "wave_of",
-            Some(&serde_json::to_string(&self.wave_of).unwrap_or_default()),
-        )?;
-        self.detect_only = cfg.detect_only.clone();
-        self.store.set_state(
-            "detect_only",
-            Some(&serde_json::to_string(&self.detect_only).unwrap_or_default()),
-        )?;
-        let same_set = self.desired.len() == rendered.len()
-            && self.desired.keys().all(|c| rendered.contains_key(c));
-        if same_set
-            && self.prune_pending.is_empty()
-            && rendered
-                .iter()
-                .all(|(c, o)| self.applied.get(c) == Some(&digest(o)))
-        {
+        let waves = match plan_waves(&self.render.catalog, &cfg) {
+            Ok(w) => w,
+            Err(e) => {
+                return Ok(Outcome::Refused {
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let planned: Vec<(String, i32)> = waves
+            .iter()
+            .flat_map(|w| w.components.iter().map(|c| (c.clone(), w.index)))
+            .collect();
+        let detect_only = cfg.detect_only.clone();
+        self.save(|s| {
+            s.wave_of.extend(planned.iter().cloned());
+            s.detect_only = detect_only.clone();
+        })?;
+        let same_set = self.applied.objects.len() == rendered.len()
+            && self
+                .applied
+                .objects
+                .keys()
+                .all(|c| rendered.contains_key(c));
+        if same_set && self.state.prune_pending.is_empty() && digests == self.applied.digests {
             return Ok(Outcome::Unchanged);
         }
         self.set_pin(None, None)?;
-        let rev = match self.unfinished.take() {
+        let rev = match self.run.unfinished.take() {
             Some((rev, c)) if c == commit.id => {
-                self.store.finish(rev, "applying", "")?;
+                self.store.finish(rev, RevisionState::Applying, "")?;
                 rev
             }
-            _ => self
-                .store
-                .begin(&commit.id, &commit.author, &commit.summary)?,
+            _ => self.store.begin(
+                RevisionKind::Commit,
+                &commit.id,
+                &commit.author,
+                &commit.summary,
+            )?,
         };
         let marked: Vec<String> = cfg
             .irreversible
@@ -881,9 +531,11 @@ impl Agent {
             .cloned()
             .collect();
         self.store.mark_irreversible(rev, &marked)?;
-        self.applying = Some(commit.id.clone());
-        let out = self.apply_revision(rev, &waves, rendered, progress).await;
-        self.applying = None;
+        self.run.applying = Some(commit.id.clone());
+        let out = self
+            .apply_revision(rev, &waves, rendered, &digests, progress)
+            .await;
+        self.run.applying = None;
         out
     }
 
@@ -904,10 +556,10 @@ impl Agent {
         };
         for r in revisions
             .iter()
-            .filter(|r| r.id > to && r.outcome == "healthy")
+            .filter(|r| r.id > to && r.outcome == RevisionState::Healthy)
         {
             for c in self.store.irreversible_of(r.id)? {
-                if digest_at(to, &c) != self.applied.get(&c).cloned() {
+                if digest_at(to, &c) != self.applied.digests.get(&c).cloned() {
                     return Ok(Some(format!(
                         "component {c} was marked irreversible in revision {} (commit {}): rolling back to revision {to} would change it; use --force to roll back anyway",
                         r.id,
@@ -927,10 +579,7 @@ impl Agent {
         started: Instant,
         reason: String,
     ) -> Result<Outcome, record::RecordError> {
-        self.observe_wave(wave, started);
-        self.store
-            .record_wave(rev, wave, false, started.elapsed().as_millis(), &reason)?;
-        self.store.finish(rev, "failed", &reason)?;
+        self.end_wave(rev, wave, started, RevisionState::Failed, &reason)?;
         Ok(Outcome::Failed {
             revision: rev,
             wave,
@@ -938,45 +587,26 @@ impl Agent {
         })
     }
 
-    /// Adds applied objects to `component`'s inventory, right after their apply and before
-    /// any health wait, so a revision that never becomes healthy leaves nothing a later
-    /// prune cannot find (kustomize-controller likewise records its inventory right after
-    /// apply). A read-modify-write: a failed read writes nothing (never an inventory without
-    /// the entries it could not read); a failure is reported.
-    async fn inventory_add(&self, component: &str, refs: &[ObjRef], progress: &dyn Fn(Progress)) {
-        self.claim_legacy(component, refs, progress).await;
-        let added = inventory::update(&self.cluster, &self.instance, component, |old| {
-            let mut inv = old.to_vec();
-            inv.extend(refs.iter().filter(|r| !old.contains(r)).cloned());
-            inv
-        })
-        .await;
-        if let Err(e) = added {
-            progress(Progress::Note(format!(
-                "inventory of {component} not updated: {e}"
-            )));
-        }
+    /// Records a wave that stopped, and the revision's end in `state`.
+    fn end_wave(
+        &self,
+        rev: i64,
+        wave: i32,
+        started: Instant,
+        state: RevisionState,
+        reason: &str,
+    ) -> Result<(), record::RecordError> {
+        self.observe_wave(wave, started);
+        self.store
+            .record_wave(rev, wave, false, started.elapsed().as_millis(), reason)?;
+        self.store.finish(rev, state, reason)
     }
 
-    /// Applies one object of a revision: forced, Jobs replaced on immutable-field errors,
-    /// the fields HPAs own released.
-    async fn apply_one(&self, o: &Json) -> Result<crate::cluster::Applied, ClusterError> {
-        let release = self
-            .released
-            .get(&crate::cluster::object_id(o))
-            .cloned()
-            .unwrap_or_default();
-        self.cluster
-            .apply(
-                o,
-                &ApplyOptions {
-                    force: true,
-                    replace_immutable: o["kind"] == "Job",
-                    release,
-                    ..Default::default()
-                },
-            )
-            .await
+    /// Reports what the applier noted.
+    fn notes(progress: &dyn Fn(Progress), notes: Vec<String>) {
+        for n in notes {
+            progress(Progress::Note(n));
+        }
     }
 
     /// The preflight pass before wave 1 ([`preflight::check`]): every object of the changed
@@ -991,6 +621,7 @@ impl Agent {
         rev: i64,
         waves: &[plan::Wave],
         rendered: &BTreeMap<String, Vec<Json>>,
+        changed: &dyn Fn(&str) -> bool,
         progress: &dyn Fn(Progress),
     ) -> Result<Result<Vec<preflight::Deferred>, Outcome>, record::RecordError> {
         let wave_objects = || {
@@ -1004,7 +635,7 @@ impl Agent {
             wave_objects().flat_map(|(w, _, objs)| objs.iter().map(move |o| (w, o))),
         );
         let checks: Vec<preflight::Check> = wave_objects()
-            .filter(|(_, c, objs)| self.applied.get(*c) != Some(&digest(objs)))
+            .filter(|(_, c, _)| changed(c))
             .flat_map(|(w, c, objs)| {
                 objs.iter().map(move |o| preflight::Check {
                     wave: w,
@@ -1023,7 +654,7 @@ impl Agent {
             "preflight refused the revision before wave 1, nothing applied: {}",
             report.refusal_text()
         );
-        self.store.finish(rev, "refused", &reason)?;
+        self.store.finish(rev, RevisionState::Refused, &reason)?;
         Ok(Err(Outcome::Refused { reason }))
     }
 
@@ -1052,15 +683,81 @@ impl Agent {
         });
     }
 
+    /// Applies the objects the preflight deferred to `wave` (stage one: the CRDs and
+    /// Namespaces they need first, waited on), then dry-runs them. Returns the ids applied,
+    /// or why the wave failed.
+    async fn stage_one(
+        &self,
+        wave: &plan::Wave,
+        due: Vec<preflight::Deferred>,
+        rendered: &BTreeMap<String, Vec<Json>>,
+        changed: &dyn Fn(&str) -> bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Vec<String>, String> {
+        let mut staged = Vec::new();
+        if due.is_empty() {
+            return Ok(staged);
+        }
+        let wave_objects: Vec<Json> = wave
+            .components
+            .iter()
+            .filter(|c| rendered.contains_key(*c) && changed(c))
+            .flat_map(|c| rendered[c].iter().cloned())
+            .collect();
+        let first: Vec<Json> = preflight::stage_one(&due, wave.index, &wave_objects)
+            .into_iter()
+            .cloned()
+            .collect();
+        for o in &first {
+            // Every rendered object carries its component's mark (`mark`).
+            let c = o
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            let a = self.applier().apply(o).await.map_err(|e| e.to_string())?;
+            self.count_apply(c, &a.action);
+            Agent::notes(
+                progress,
+                self.applier().record_inventory(c, &[ObjRef::of(o)]).await,
+            );
+            staged.push(a.id.clone());
+            progress(Progress::Applied {
+                action: a.action_text(),
+                id: a.id,
+            });
+        }
+        self.applier()
+            .wait(&first, &self.wait_options())
+            .await
+            .map_err(|s| s.reason().to_string())?;
+        let report = preflight::check_due(&self.cluster, due).await;
+        self.report_preflight(Some(wave.index), &report, progress);
+        if !report.refused.is_empty() {
+            return Err(format!(
+                "preflight refused {} (nothing else of wave {} applied)",
+                report.refusal_text(),
+                wave.index
+            ));
+        }
+        Ok(staged)
+    }
+
     async fn apply_revision(
         &mut self,
         rev: i64,
         waves: &[plan::Wave],
         rendered: BTreeMap<String, Vec<Json>>,
+        digests: &BTreeMap<String, String>,
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
+        let applied_before = self.applied.digests.clone();
+        let changed_c = |c: &str| applied_before.get(c) != digests.get(c);
         let mut changed = Vec::new();
-        let mut deferred = match self.preflight(rev, waves, &rendered, progress).await? {
+        let mut deferred = match self
+            .preflight(rev, waves, &rendered, &changed_c, progress)
+            .await?
+        {
             Ok(d) => d,
             Err(refused) => return Ok(refused),
         };
@@ -1069,58 +766,13 @@ impl Agent {
             let (due, later) = preflight::due(deferred, wave.index);
             deferred = later;
             // Ids applied ahead of the wave's other objects (its stage one).
-            let mut staged: Vec<String> = Vec::new();
-            if !due.is_empty() {
-                let wave_objects: Vec<Json> = wave
-                    .components
-                    .iter()
-                    .filter(|c| {
-                        rendered
-                            .get(*c)
-                            .is_some_and(|o| self.applied.get(*c) != Some(&digest(o)))
-                    })
-                    .flat_map(|c| rendered[c].iter().cloned())
-                    .collect();
-                let first: Vec<Json> = preflight::stage_one(&due, wave.index, &wave_objects)
-                    .into_iter()
-                    .cloned()
-                    .collect();
-                for o in &first {
-                    // Every rendered object carries its component's mark (`mark`).
-                    let c = o
-                        .pointer("/metadata/annotations")
-                        .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
-                        .and_then(Json::as_str)
-                        .unwrap_or_default();
-                    match self.apply_one(o).await {
-                        Ok(a) => {
-                            self.count_apply(c, &a.action);
-                            self.inventory_add(c, &[ObjRef::of(o)], progress).await;
-                            staged.push(a.id.clone());
-                            progress(Progress::Applied {
-                                id: a.id,
-                                action: format!("{:?}", a.action).to_lowercase(),
-                            })
-                        }
-                        Err(e) => return self.fail_wave(rev, wave.index, started, e.to_string()),
-                    }
-                }
-                if let Err(Stop::Failed(r) | Stop::TimedOut(r) | Stop::Superseded(_, r)) =
-                    self.wait_healthy(&first).await
-                {
-                    return self.fail_wave(rev, wave.index, started, r);
-                }
-                let report = preflight::check_due(&self.cluster, due).await;
-                self.report_preflight(Some(wave.index), &report, progress);
-                if !report.refused.is_empty() {
-                    let reason = format!(
-                        "preflight refused {} (nothing else of wave {} applied)",
-                        report.refusal_text(),
-                        wave.index
-                    );
-                    return self.fail_wave(rev, wave.index, started, reason);
-                }
-            }
+            let staged = match self
+                .stage_one(wave, due, &rendered, &changed_c, progress)
+                .await
+            {
+                Ok(s) => s,
+                Err(reason) => return self.fail_wave(rev, wave.index, started, reason),
+            };
             let comps: Vec<&String> = wave
                 .components
                 .iter()
@@ -1130,23 +782,23 @@ impl Agent {
                 wave: wave.index,
                 components: comps.iter().map(|c| c.to_string()).collect(),
             });
-            let mut touched = Vec::new();
+            let mut touched: Vec<&String> = Vec::new();
             for c in &comps {
-                let objs = rendered[*c].clone();
-                self.store.record_component(rev, c, &digest(&objs), &objs)?;
-                if self.applied.get(*c) == Some(&digest(&objs)) {
+                let objs = &rendered[*c];
+                self.store.record_component(rev, c, &digests[*c], objs)?;
+                if !changed_c(c) {
                     continue;
                 }
-                for o in &objs {
+                for o in objs {
                     if staged.contains(&crate::cluster::object_id(o)) {
                         continue;
                     }
-                    match self.apply_one(o).await {
+                    match self.applier().apply(o).await {
                         Ok(a) => {
                             self.count_apply(c, &a.action);
                             progress(Progress::Applied {
+                                action: a.action_text(),
                                 id: a.id,
-                                action: format!("{:?}", a.action).to_lowercase(),
                             })
                         }
                         Err(e) => {
@@ -1156,12 +808,15 @@ impl Agent {
                     }
                 }
                 let refs: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-                self.inventory_add(c, &refs, progress).await;
-                touched.push((c.to_string(), objs));
+                Agent::notes(progress, self.applier().record_inventory(c, &refs).await);
+                touched.push(c);
             }
-            let all: Vec<Json> = touched.iter().flat_map(|(_, o)| o.clone()).collect();
-            let healthy = self.wait_healthy(&all).await;
-            self.set_healthy(touched.iter().map(|(c, _)| c.as_str()), healthy.is_ok());
+            let all: Vec<Json> = touched
+                .iter()
+                .flat_map(|c| rendered[*c].iter().cloned())
+                .collect();
+            let healthy = self.applier().wait(&all, &self.wait_options()).await;
+            self.set_healthy(touched.iter().map(|c| c.as_str()), healthy.is_ok());
             match healthy {
                 Ok(()) => {}
                 Err(Stop::Failed(reason)) => {
@@ -1179,15 +834,7 @@ impl Agent {
                         "superseded by commit {} while waiting: {waiting}",
                         &by[..by.len().min(10)]
                     );
-                    self.observe_wave(wave.index, started);
-                    self.store.record_wave(
-                        rev,
-                        wave.index,
-                        false,
-                        started.elapsed().as_millis(),
-                        &reason,
-                    )?;
-                    self.store.finish(rev, "superseded", &reason)?;
+                    self.end_wave(rev, wave.index, started, RevisionState::Superseded, &reason)?;
                     return Ok(Outcome::Superseded {
                         revision: rev,
                         wave: wave.index,
@@ -1203,153 +850,53 @@ impl Agent {
                 wave: wave.index,
                 millis: started.elapsed().as_millis(),
             });
-            for (c, objs) in touched {
-                self.applied.insert(c.clone(), digest(&objs));
-                self.desired.insert(c.clone(), objs);
-                changed.push(c);
+            for c in touched {
+                self.applied.digests.insert(c.clone(), digests[c].clone());
+                self.applied.objects.insert(c.clone(), rendered[c].clone());
+                changed.push(c.clone());
             }
         }
         // Prune only once the whole revision is healthy.
+        let mut pending = self.state.prune_pending.clone();
         for (c, objs) in &rendered {
             let desired: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-            self.claim_legacy(c, &desired, progress).await;
-            // An inventory that cannot be read is never taken for an empty one: that
-            // component's prune is skipped (nothing deleted) and its inventory left as is.
-            let old = match inventory::read(&self.cluster, &self.instance, c).await {
-                Ok(old) => old,
-                Err(e) => {
-                    progress(Progress::Note(format!(
-                        "prune of {c} skipped, nothing deleted: inventory not read: {e}"
-                    )));
-                    self.prune_pending.insert(c.clone());
-                    continue;
-                }
-            };
-            match inventory::prune(
-                &self.cluster,
-                &self.instance,
-                c,
-                &old,
-                &desired,
-                &self.protect,
-            )
-            .await
-            {
-                Ok((p, keep)) => {
-                    self.metrics
-                        .pruned
-                        .with_label_values(&[c.as_str()])
-                        .inc_by(p.deleted.len() as u64);
-                    if !p.deleted.is_empty() || !p.skipped.is_empty() {
-                        progress(Progress::Pruned {
-                            component: c.clone(),
-                            deleted: p.deleted,
-                            skipped: p.skipped,
-                        });
-                    }
-                    // Entries someone added since the read are kept (the write is conditional
-                    // on the read resourceVersion, and re-run on 409).
-                    let written = inventory::update(&self.cluster, &self.instance, c, |cur| {
-                        let mut inv = desired.clone();
-                        inv.extend(keep.iter().filter(|k| !desired.contains(k)).cloned());
-                        let added: Vec<ObjRef> = cur
-                            .iter()
-                            .filter(|r| !old.contains(r) && !inv.contains(r))
-                            .cloned()
-                            .collect();
-                        inv.extend(added);
-                        inv
-                    })
-                    .await;
-                    match written {
-                        Ok(_) => {
-                            self.prune_pending.remove(c);
-                        }
-                        Err(e) => {
-                            progress(Progress::Note(format!("inventory of {c} not updated: {e}")));
-                            self.prune_pending.insert(c.clone());
-                        }
-                    }
-                }
-                Err(e) => {
-                    progress(Progress::Note(format!("prune of {c} skipped: {e}")));
-                    self.prune_pending.insert(c.clone());
-                }
+            let p = self.applier().prune(c, &desired).await;
+            if p.ran {
+                self.metrics
+                    .pruned
+                    .with_label_values(&[c.as_str()])
+                    .inc_by(p.deleted.len() as u64);
+            }
+            if !p.deleted.is_empty() || !p.skipped.is_empty() {
+                progress(Progress::Pruned {
+                    component: c.clone(),
+                    deleted: p.deleted,
+                    skipped: p.skipped,
+                });
+            }
+            Agent::notes(progress, p.notes);
+            if p.pending {
+                pending.insert(c.clone());
+            } else {
+                pending.remove(c);
             }
         }
-        self.prune_pending.retain(|c| rendered.contains_key(c));
-        self.store.set_state(
-            "prune_pending",
-            Some(&serde_json::to_string(&self.prune_pending).unwrap_or_default()),
-        )?;
-        self.desired.retain(|c, _| rendered.contains_key(c));
+        pending.retain(|c| rendered.contains_key(c));
+        self.save(|s| s.prune_pending = pending.clone())?;
+        self.applied.objects.retain(|c, _| rendered.contains_key(c));
         // The image IDs actually running: a report, never a reason to fail the revision.
-        match self.running_images(rendered.values().flatten()).await {
+        match crate::cluster::images::running(&self.cluster, rendered.values().flatten()).await {
             Ok(ids) => self.store.record_image_ids(rev, &ids)?,
             Err(e) => progress(Progress::Note(format!("image IDs not read: {e}"))),
         }
         // Components left unchanged passed their gate when last applied.
         self.set_healthy(rendered.keys().map(String::as_str), true);
-        self.store.finish(rev, "healthy", "")?;
-        self.current = Some(rev);
+        self.store.finish(rev, RevisionState::Healthy, "")?;
+        self.applied.current = Some(rev);
         Ok(Outcome::Healthy {
             revision: rev,
             changed,
         })
-    }
-
-    /// Image reference → image ID (digest) of the containers running for these objects' Pod
-    /// templates: Pods listed by each workload's `spec.selector.matchLabels` in its
-    /// namespace, `status.containerStatuses[]` and `initContainerStatuses[]` read
-    /// (`image` as rendered, `imageID` as the kubelet reports it). References with no running
-    /// container are left out.
-    ///
-    /// # Errors
-    /// API errors.
-    pub async fn running_images<'a>(
-        &self,
-        objs: impl Iterator<Item = &'a Json>,
-    ) -> Result<BTreeMap<String, String>, ClusterError> {
-        let mut out = BTreeMap::new();
-        for o in objs {
-            let Some(sel) = o
-                .pointer("/spec/selector/matchLabels")
-                .and_then(Json::as_object)
-                .filter(|m| !m.is_empty())
-            else {
-                continue;
-            };
-            if o.pointer("/spec/template/spec").is_none() {
-                continue;
-            }
-            let wanted = record::images(o);
-            let selector = sel
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sample = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": o.pointer("/metadata/namespace").cloned().unwrap_or(json!("default"))}});
-            for pod in self.cluster.list(&sample, &selector).await? {
-                for list in ["/status/containerStatuses", "/status/initContainerStatuses"] {
-                    for cs in pod
-                        .pointer(list)
-                        .and_then(Json::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        let (Some(image), Some(id)) =
-                            (cs["image"].as_str(), cs["imageID"].as_str())
-                        else {
-                            continue;
-                        };
-                        if !id.is_empty() && wanted.iter().any(|w| w == image) {
-                            out.insert(image.to_string(), id.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Counts one server-side apply of `component`'s object (and a replacement).
@@ -1381,66 +928,61 @@ impl Agent {
     /// Restores what a previous agent process had applied, from the revision store: the
     /// newest healthy revision's objects become the applied state (so unchanged components
     /// are not re-applied), and a newer revision left `applying` (the process was killed
-    /// mid-wave) is marked `interrupted` and continued by the next sync of its commit.
-    /// Returns the restored revision, if any.
+    /// mid-wave) is marked `interrupted` and continued by the next sync of its commit. The
+    /// persisted [`AgentState`] is loaded (a store that kept it in separate keys is migrated
+    /// to the unit here). Returns the restored revision, if any.
     ///
     /// # Errors
-    /// Store failures (SQLite, decryption).
+    /// Store failures (SQLite, decryption, a state that does not parse).
     pub fn restore(&mut self) -> Result<Option<i64>, record::RecordError> {
         let revisions = self.store.revisions()?;
-        let good = revisions.iter().find(|r| r.outcome == "healthy");
+        let good = revisions
+            .iter()
+            .find(|r| r.outcome == RevisionState::Healthy);
         if let Some(r) = revisions
             .iter()
-            .find(|r| r.outcome == "applying" && good.is_none_or(|g| r.id > g.id))
+            .find(|r| r.outcome == RevisionState::Applying && good.is_none_or(|g| r.id > g.id))
         {
-            self.store
-                .finish(r.id, "interrupted", "agent restarted mid-revision")?;
-            self.unfinished = Some((r.id, r.commit.clone()));
+            self.store.finish(
+                r.id,
+                RevisionState::Interrupted,
+                "agent restarted mid-revision",
+            )?;
+            self.run.unfinished = Some((r.id, r.commit.clone()));
         }
-        self.pinned = self.store.state("pin")?.and_then(|p| p.parse().ok());
-        self.pinned_from = self.store.state("pinned_from")?;
-        self.load_instance()?;
-        if let Some(p) = self.store.state("prune_pending")? {
-            self.prune_pending = serde_json::from_str(&p)
-                .map_err(|e| record::RecordError::Io(format!("store state prune_pending: {e}")))?;
-        }
-        if let Some(w) = self.store.state("wave_of")? {
-            self.wave_of = serde_json::from_str(&w).unwrap_or_default();
-        }
-        if let Some(d) = self.store.state("detect_only")? {
-            self.detect_only = serde_json::from_str(&d).unwrap_or_default();
-        }
+        self.state = AgentState::load(&self.store)?;
         let Some(good) = good else { return Ok(None) };
         self.load_applied(good)?;
         Ok(Some(good.id))
     }
 
     fn load_applied(&mut self, good: &record::Revision) -> Result<(), record::RecordError> {
-        self.applied = good.components.iter().cloned().collect();
-        self.desired = self.store.objects_of(good.id)?.into_iter().collect();
-        self.current = Some(good.id);
+        self.applied.digests = good.components.iter().cloned().collect();
+        self.applied.objects = self.store.objects_of(good.id)?.into_iter().collect();
+        self.applied.current = Some(good.id);
         self.metrics.set_applied(good.id, &good.commit);
         Ok(())
     }
 
     /// Re-reads what other processes may have changed in the store since the last loop
-    /// (`stackwave rollback`, `resume`, `suspend`, `sync`): the pin, and the applied state
-    /// when a newer healthy revision was recorded. Returns whether the agent is suspended.
+    /// (`stackwave rollback`, `resume`, `suspend`, `sync`): the persisted state (the pin
+    /// above all), and the applied state when a newer healthy revision was recorded. Writes
+    /// nothing. Returns whether the agent is suspended.
     ///
     /// # Errors
     /// Store failures.
     pub fn refresh(&mut self) -> Result<bool, record::RecordError> {
-        self.load_instance()?;
-        let pin = self.store.state("pin")?.and_then(|p| p.parse().ok());
-        if pin.is_some() && pin != self.pinned {
+        let stored = AgentState::read(&self.store)?;
+        if stored.pin.is_some() && stored.pin != self.state.pin {
             // `stackwave rollback` (another process) pinned the agent.
             self.metrics.rollbacks.inc();
         }
-        self.pinned = pin;
-        self.metrics.pinned.set(i64::from(pin.is_some()));
-        self.pinned_from = self.store.state("pinned_from")?;
+        self.metrics.pinned.set(i64::from(stored.pin.is_some()));
+        // The identity a `run` recorded; an agent that has one keeps it until another is set.
+        let instance = stored.instance.clone().or(self.state.instance.take());
+        self.state = AgentState { instance, ..stored };
         if let Some(id) = self.store.newest_healthy()? {
-            if self.current.is_none_or(|c| id > c) {
+            if self.applied.current.is_none_or(|c| id > c) {
                 // Another process recorded a revision (a CLI rollback): rare, read it whole.
                 if let Some(good) = self.store.revisions()?.into_iter().find(|r| r.id == id) {
                     self.load_applied(&good)?;
@@ -1458,11 +1000,10 @@ impl Agent {
         pin: Option<i64>,
         from: Option<String>,
     ) -> Result<(), record::RecordError> {
-        self.store
-            .set_state("pin", pin.map(|p| p.to_string()).as_deref())?;
-        self.store.set_state("pinned_from", from.as_deref())?;
-        self.pinned = pin;
-        self.pinned_from = from;
+        self.save(|s| {
+            s.pin = pin;
+            s.pinned_from = from.clone();
+        })?;
         self.metrics.pinned.set(i64::from(pin.is_some()));
         Ok(())
     }
@@ -1485,32 +1026,44 @@ impl Agent {
         &self,
         checkout: &Path,
         progress: &dyn Fn(Progress),
-    ) -> Result<Vec<diff::ObjectDiff>, String> {
-        let (_, rendered, _) = self.render_all(checkout, progress).await?;
+    ) -> Result<Vec<diff::ObjectDiff>, SyncError> {
+        let rendered = self.render_all(checkout, progress).await?.objects;
         let mut out = Vec::new();
         let mut names: Vec<&String> = rendered.keys().collect();
-        names.extend(self.desired.keys().filter(|c| !rendered.contains_key(*c)));
+        names.extend(
+            self.applied
+                .objects
+                .keys()
+                .filter(|c| !rendered.contains_key(*c)),
+        );
         for c in names {
             let objs = rendered.get(c).map(Vec::as_slice).unwrap_or(&[]);
             let keep: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
-            let removed: Vec<ObjRef> = inventory::read(&self.cluster, &self.instance, c)
+            let removed: Vec<ObjRef> = inventory::read(&self.cluster, self.instance(), c)
                 .await
-                .map_err(|e| format!("inventory of {c}: {e}"))?
+                .map_err(|source| SyncError::Inventory {
+                    component: c.clone(),
+                    source,
+                })?
                 .into_iter()
                 .filter(|r| !keep.contains(r))
                 .collect();
             out.extend(
                 diff::diff_component(&self.cluster, c, objs, &removed)
                     .await
-                    .map_err(|e| format!("component {c}: {e}"))?,
+                    .map_err(|source| SyncError::Diff {
+                        component: c.clone(),
+                        source,
+                    })?,
             );
         }
         Ok(out)
     }
 
     /// Rolls back to a stored revision: its objects re-applied wave by wave (no fetch, no
-    /// render), recorded as a new revision, and the agent pinned there. Refused (nothing
-    /// applied) when it would undo a component marked irreversible since, unless `force`.
+    /// render), recorded as a new revision of kind [`RevisionKind::Rollback`], and the agent
+    /// pinned there. Refused (nothing applied) when it would undo a component marked
+    /// irreversible since, unless `force`.
     ///
     /// # Errors
     /// Store failures; apply failures are an [`Outcome`].
@@ -1527,50 +1080,47 @@ impl Agent {
         }
         let mut stored: BTreeMap<String, Vec<Json>> =
             self.store.objects_of(to)?.into_iter().collect();
-        match self.release_to_hpas(&mut stored).await {
-            Ok(r) => self.released = r,
+        match hpa::release_all(&self.cluster, &self.policies.ignore, &mut stored).await {
+            Ok(r) => self.applied.released = r,
             Err(e) => {
                 return Ok(Outcome::Refused {
-                    reason: format!("HorizontalPodAutoscalers not read: {e}"),
+                    reason: SyncError::Hpa(e).to_string(),
                 })
             }
         }
+        // Each component in the wave it was last planned in (the catalog's after a restart
+        // of an agent that never planned it).
         let mut comps: Vec<(i32, String)> = stored
             .keys()
             .map(|c| {
-                let w = self.wave_of.get(c).copied();
+                let w = self.state.wave_of.get(c).copied();
                 (
-                    w.or_else(|| self.catalog.get(c).map(|x| x.wave))
+                    w.or_else(|| self.render.catalog.get(c).map(|x| x.wave))
                         .unwrap_or(0),
                     c.clone(),
                 )
             })
             .collect();
         comps.sort();
-        let mut waves: Vec<plan::Wave> = Vec::new();
-        for (w, c) in comps {
-            match waves.iter_mut().find(|x| x.index == w) {
-                Some(x) => x.components.push(c),
-                None => waves.push(plan::Wave {
-                    index: w,
-                    components: vec![c],
-                }),
-            }
-        }
+        let waves = plan::group(comps);
         let revisions = self.store.revisions()?;
         let head = revisions
             .iter()
-            .filter(|r| r.author != ROLLBACK_AUTHOR)
+            .filter(|r| r.kind != RevisionKind::Rollback)
             .max_by_key(|r| r.id)
             .map(|r| r.commit.clone());
         let from = revisions.into_iter().find(|r| r.id == to);
         let commit = from.as_ref().map(|r| r.commit.clone()).unwrap_or_default();
         let rev = self.store.begin(
+            RevisionKind::Rollback,
             &commit,
             ROLLBACK_AUTHOR,
             &format!("rollback to revision {to}"),
         )?;
-        let out = self.apply_revision(rev, &waves, stored, progress).await?;
+        let digests = digests(&stored);
+        let out = self
+            .apply_revision(rev, &waves, stored, &digests, progress)
+            .await?;
         if matches!(out, Outcome::Healthy { .. }) {
             self.set_pin(Some(to), head)?;
             if let Outcome::Healthy { revision, .. } = &out {
@@ -1591,12 +1141,12 @@ impl Agent {
         let mut all = Vec::new();
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
         // One HPA list per namespace for the whole pass.
-        let hpas = self.hpa_targets(&self.desired).await?;
-        for (component, objs) in &self.desired {
-            let correct = correct && !self.detect_only.contains(component);
+        let hpas = hpa::targets_of(&self.cluster, &self.applied.objects).await?;
+        for (component, objs) in &self.applied.objects {
+            let correct = correct && !self.state.detect_only.contains(component);
             let (mut count, mut objects) = (0, 0);
             for (i, found) in
-                drift::drift_all_with(&self.cluster, objs, &self.ignore, &hpas).await?
+                drift::drift_all_with(&self.cluster, objs, &self.policies.ignore, &hpas).await?
             {
                 let o = &objs[i];
                 count += found.len();
@@ -1604,7 +1154,7 @@ impl Agent {
                 if correct {
                     // Fields an HPA owns (now, or since the revision was applied) are
                     // neither reset nor kept owned.
-                    let release = hpa::released(o, &self.ignore, &hpas);
+                    let release = hpa::released(o, &self.policies.ignore, &hpas);
                     let mut fixed = o.clone();
                     hpa::strip(&mut fixed, &release);
                     let a = self
@@ -1622,7 +1172,7 @@ impl Agent {
                 }
                 let refs: Vec<&FieldDrift> = found.iter().collect();
                 if let Err(e) =
-                    drift::record_event(&self.cluster, o, &refs, correct, &self.instance).await
+                    drift::record_event(&self.cluster, o, &refs, correct, self.instance()).await
                 {
                     // An Event is a report; failing to write one must not stop the loop.
                     eprintln!(
@@ -1645,13 +1195,15 @@ impl Agent {
             summary.insert(component.clone(), count);
         }
         // For `stackwave status`: fields found drifted per component at the last check.
-        let _ = self.store.set_state(
-            "drift",
-            Some(
-                &json!({"checked_at": record::now(), "corrected": correct, "fields": summary})
-                    .to_string(),
-            ),
-        );
+        let summary = state::DriftSummary {
+            checked_at: record::now(),
+            corrected: correct,
+            fields: summary,
+        };
+        if let Err(e) = self.save(|s| s.drift = Some(summary.clone())) {
+            // A report; failing to write it must not stop the loop.
+            eprintln!("warning: drift summary not saved: {e}");
+        }
         Ok(all)
     }
 }

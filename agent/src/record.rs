@@ -27,6 +27,33 @@ pub enum RecordError {
     /// A read-only open found no store there (nothing was created).
     #[error("revision store: {0} does not exist (nothing created; is the state directory right?)")]
     Missing(String),
+    /// A control-state value that does not parse.
+    #[error("revision store: state {key}: {source}")]
+    State {
+        /// The key.
+        key: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A state change the revision's state does not allow (or no such revision).
+    #[error("revision store: revision {revision} cannot become {to} (it is {})", .from.map_or("missing", RevisionState::as_str))]
+    Transition {
+        /// The revision.
+        revision: i64,
+        /// Its state (`None`: no such revision).
+        from: Option<RevisionState>,
+        /// The state asked for.
+        to: RevisionState,
+    },
+    /// A stored revision state or kind this build does not know.
+    #[error("revision store: revision {revision} has unknown state or kind '{value}'")]
+    UnknownState {
+        /// The revision.
+        revision: i64,
+        /// The stored text.
+        value: String,
+    },
     /// Decryption failure (wrong key or corruption).
     #[error("revision store: object {0} cannot be decrypted (wrong key or corrupted)")]
     Decrypt(String),
@@ -45,11 +72,137 @@ pub struct Revision {
     pub message: String,
     /// When it was applied (seconds since the epoch).
     pub applied_at: i64,
-    /// `applying`, `healthy`, `failed`, `refused`, `rolled-back-to`.
-    pub outcome: String,
+    /// How the revision ended (or that it is still being applied).
+    pub outcome: RevisionState,
+    /// What made the revision: a commit, a rollback or an adoption.
+    pub kind: RevisionKind,
     /// Components and their rendered digests.
     pub components: Vec<(String, String)>,
 }
+
+/// The state of a revision, as stored in the `revisions.outcome` column (the lowercase
+/// names below; [`RevisionState::as_str`]). Transitions ([`RevisionState::can_become`]):
+/// a revision begins `applying` and ends in exactly one of the others; `interrupted` (the
+/// agent restarted mid-revision) becomes `applying` again when the next sync of its commit
+/// continues it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevisionState {
+    /// Being applied (waves in progress).
+    Applying,
+    /// Every wave healthy, pruned: what the cluster runs.
+    Healthy,
+    /// A wave failed or timed out; later waves untouched, nothing pruned.
+    Failed,
+    /// Refused before any wave applied (preflight).
+    Refused,
+    /// A newer commit arrived while a wave waited for health; stopped there.
+    Superseded,
+    /// The agent process ended mid-revision; the next sync of its commit continues it.
+    Interrupted,
+}
+
+impl RevisionState {
+    /// Every state, in the order above.
+    pub const ALL: [RevisionState; 6] = [
+        RevisionState::Applying,
+        RevisionState::Healthy,
+        RevisionState::Failed,
+        RevisionState::Refused,
+        RevisionState::Superseded,
+        RevisionState::Interrupted,
+    ];
+
+    /// The stored name (`applying`, `healthy`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionState::Applying => "applying",
+            RevisionState::Healthy => "healthy",
+            RevisionState::Failed => "failed",
+            RevisionState::Refused => "refused",
+            RevisionState::Superseded => "superseded",
+            RevisionState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses a stored name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<RevisionState> {
+        RevisionState::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether a revision in this state may move to `next`: `applying` ends in any other
+    /// state, `interrupted` resumes as `applying`; the end states are final.
+    pub fn can_become(self, next: RevisionState) -> bool {
+        use RevisionState::*;
+        match (self, next) {
+            (Applying, Applying) => false,
+            (Applying, _) => true,
+            (Interrupted, Applying) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the revision ended (it will not change again by itself).
+    pub fn is_final(self) -> bool {
+        !matches!(self, RevisionState::Applying | RevisionState::Interrupted)
+    }
+}
+
+impl std::fmt::Display for RevisionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RevisionState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What made a revision, stored in the `revisions.kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevisionKind {
+    /// A commit of the followed repository, rendered and applied.
+    Commit,
+    /// A rollback: a stored revision's objects re-applied.
+    Rollback,
+    /// Objects already in the cluster taken over (`stackwave adopt`).
+    Adopted,
+}
+
+impl RevisionKind {
+    /// The stored name (`commit`, `rollback`, `adopted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionKind::Commit => "commit",
+            RevisionKind::Rollback => "rollback",
+            RevisionKind::Adopted => "adopted",
+        }
+    }
+
+    /// Parses a stored name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<RevisionKind> {
+        [
+            RevisionKind::Commit,
+            RevisionKind::Rollback,
+            RevisionKind::Adopted,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RevisionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The author stores before schema version 1 recorded on rollback revisions (their only
+/// mark of a rollback); the migration turns such rows into [`RevisionKind::Rollback`].
+pub const LEGACY_ROLLBACK_AUTHOR: &str = "stackwave rollback";
 
 /// The store.
 pub struct Store {
@@ -60,7 +213,7 @@ pub struct Store {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (sha TEXT PRIMARY KEY, nonce BLOB NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS revisions (id INTEGER PRIMARY KEY AUTOINCREMENT, commit_id TEXT NOT NULL, author TEXT, message TEXT,
-  applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT);
+  applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT, kind TEXT NOT NULL DEFAULT 'commit');
 CREATE TABLE IF NOT EXISTS revision_components (rev INTEGER NOT NULL, component TEXT NOT NULL, digest TEXT NOT NULL,
   PRIMARY KEY (rev, component));
 CREATE TABLE IF NOT EXISTS revision_objects (rev INTEGER NOT NULL, component TEXT NOT NULL, idx INTEGER NOT NULL,
@@ -71,6 +224,58 @@ CREATE TABLE IF NOT EXISTS revision_irreversible (rev INTEGER NOT NULL, componen
 CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revision_images (rev INTEGER NOT NULL, image TEXT NOT NULL, image_id TEXT, PRIMARY KEY (rev, image));
 ";
+
+/// The schema version this build writes (`PRAGMA user_version`). Version 0 stores (no
+/// `kind` column; rollbacks marked only by the author [`LEGACY_ROLLBACK_AUTHOR`]) are
+/// migrated on open by [`migrate`].
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Brings a store's schema to [`SCHEMA_VERSION`], once, in one transaction: version 0 → 1
+/// adds `revisions.kind` (rows whose author is [`LEGACY_ROLLBACK_AUTHOR`] become
+/// `rollback`, the others `commit`) and checks that every stored outcome is a
+/// [`RevisionState`] (a store holding an unknown one is refused, unchanged).
+///
+/// # Errors
+/// SQLite errors; [`RecordError::UnknownState`].
+fn migrate(conn: &mut Connection) -> Result<(), RecordError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Immediate: a second process opening the same old store waits, then finds it migrated.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let has_kind = {
+        let mut st = tx.prepare("SELECT name FROM pragma_table_info('revisions')")?;
+        let cols: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        cols.iter().any(|c| c == "kind")
+    };
+    if !has_kind {
+        tx.execute_batch("ALTER TABLE revisions ADD COLUMN kind TEXT NOT NULL DEFAULT 'commit'")?;
+        tx.execute(
+            "UPDATE revisions SET kind = 'rollback' WHERE author = ?1",
+            params![LEGACY_ROLLBACK_AUTHOR],
+        )?;
+    }
+    {
+        let mut st = tx.prepare("SELECT id, outcome FROM revisions")?;
+        let rows: Vec<(i64, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if let Some((id, s)) = rows.iter().find(|(_, s)| RevisionState::parse(s).is_none()) {
+            return Err(RecordError::UnknownState {
+                revision: *id,
+                value: s.clone(),
+            });
+        }
+    }
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
@@ -143,7 +348,9 @@ impl Store {
         // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        let mut conn = conn;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let key = load_key(key_file)?;
         Ok(Store {
             conn: Mutex::new(conn),
@@ -169,7 +376,9 @@ impl Store {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // Tables a newer version added (`IF NOT EXISTS`: only inside the existing file).
+        let mut conn = conn;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let key = load_key(key_file)?;
         Ok(Store {
             conn: Mutex::new(conn),
@@ -248,8 +457,9 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn in_memory() -> Result<Store, RecordError> {
-        let conn = Connection::open_in_memory()?;
+        let mut conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let key: [u8; 32] = rand::random();
         Ok(Store {
             conn: Mutex::new(conn),
@@ -257,9 +467,10 @@ impl Store {
         })
     }
 
-    /// The agent's control state kept beside the history (`pin`, `pinned_from`,
-    /// `suspended`, `wave_of`, `drift`, `last_loop`), so CLI commands in another process and
-    /// a restarted agent see it. `None` when unset.
+    /// The agent's control state kept beside the history, so CLI commands in another
+    /// process and a restarted agent see it: `agent` (the loop's state as one unit,
+    /// [`crate::reconcile::state::AgentState`]), `suspended` and `last_loop`. `None` when
+    /// unset.
     ///
     /// # Errors
     /// SQLite errors.
@@ -287,6 +498,47 @@ impl Store {
             )?,
             None => c.execute("DELETE FROM agent_state WHERE key = ?1", params![key])?,
         };
+        Ok(())
+    }
+
+    /// Reads the control-state `keys` and writes what `change` returns for them (`Some`
+    /// sets, `None` clears) in one immediate transaction, so a process's read-modify-write
+    /// never interleaves with another's (the agent and CLI commands share the store).
+    ///
+    /// # Errors
+    /// SQLite errors, and whatever `change` returns.
+    pub fn update_states(
+        &self,
+        keys: &[&str],
+        change: impl FnOnce(
+            &std::collections::BTreeMap<String, String>,
+        ) -> Result<Vec<(String, Option<String>)>, RecordError>,
+    ) -> Result<(), RecordError> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut current = std::collections::BTreeMap::new();
+        for k in keys {
+            let v: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM agent_state WHERE key = ?1",
+                    params![k],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(v) = v {
+                current.insert(k.to_string(), v);
+            }
+        }
+        for (k, v) in change(&current)? {
+            match v {
+                Some(v) => tx.execute(
+                    "INSERT INTO agent_state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![k, v],
+                )?,
+                None => tx.execute("DELETE FROM agent_state WHERE key = ?1", params![k])?,
+            };
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -337,13 +589,19 @@ impl Store {
         serde_json::from_slice(&plain).map_err(|_| RecordError::Decrypt(sha.to_string()))
     }
 
-    /// Starts a revision (`applying`).
+    /// Starts a revision of `kind` ([`RevisionState::Applying`]).
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn begin(&self, commit: &str, author: &str, message: &str) -> Result<i64, RecordError> {
+    pub fn begin(
+        &self,
+        kind: RevisionKind,
+        commit: &str,
+        author: &str,
+        message: &str,
+    ) -> Result<i64, RecordError> {
         let c = self.conn();
-        c.execute("INSERT INTO revisions (commit_id, author, message, applied_at, outcome) VALUES (?1, ?2, ?3, ?4, 'applying')", params![commit, author, message, now()])?;
+        c.execute("INSERT INTO revisions (commit_id, author, message, applied_at, outcome, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![commit, author, message, now(), RevisionState::Applying.as_str(), kind.as_str()])?;
         Ok(c.last_insert_rowid())
     }
 
@@ -400,15 +658,40 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a revision's outcome.
+    /// Moves a revision to `outcome`, with its detail (why it failed, was refused, ...),
+    /// when its state allows it ([`RevisionState::can_become`]).
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn finish(&self, rev: i64, outcome: &str, detail: &str) -> Result<(), RecordError> {
-        self.conn().execute(
+    /// SQLite errors; [`RecordError::Transition`] (nothing changed) for a move the states do
+    /// not allow, or a revision that does not exist.
+    pub fn finish(
+        &self,
+        rev: i64,
+        outcome: RevisionState,
+        detail: &str,
+    ) -> Result<(), RecordError> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let from: Option<String> = tx
+            .query_row(
+                "SELECT outcome FROM revisions WHERE id = ?1",
+                params![rev],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let from = from.as_deref().and_then(RevisionState::parse);
+        if !from.is_some_and(|f| f.can_become(outcome)) {
+            return Err(RecordError::Transition {
+                revision: rev,
+                from,
+                to: outcome,
+            });
+        }
+        tx.execute(
             "UPDATE revisions SET outcome = ?2, detail = ?3 WHERE id = ?1",
-            params![rev, outcome, detail],
+            params![rev, outcome.as_str(), detail],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -418,20 +701,36 @@ impl Store {
     /// SQLite errors.
     pub fn revisions(&self) -> Result<Vec<Revision>, RecordError> {
         let c = self.conn();
-        let mut st = c.prepare("SELECT id, commit_id, author, message, applied_at, outcome FROM revisions ORDER BY id DESC")?;
-        let mut revs: Vec<Revision> = st
+        let mut st = c.prepare("SELECT id, commit_id, author, message, applied_at, outcome, kind FROM revisions ORDER BY id DESC")?;
+        let rows: Vec<(Revision, String, String)> = st
             .query_map([], |r| {
-                Ok(Revision {
-                    id: r.get(0)?,
-                    commit: r.get(1)?,
-                    author: r.get(2)?,
-                    message: r.get(3)?,
-                    applied_at: r.get(4)?,
-                    outcome: r.get(5)?,
-                    components: Vec::new(),
-                })
+                Ok((
+                    Revision {
+                        id: r.get(0)?,
+                        commit: r.get(1)?,
+                        author: r.get(2)?,
+                        message: r.get(3)?,
+                        applied_at: r.get(4)?,
+                        outcome: RevisionState::Applying,
+                        kind: RevisionKind::Commit,
+                        components: Vec::new(),
+                    },
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })?
             .collect::<Result<_, _>>()?;
+        let mut revs = Vec::with_capacity(rows.len());
+        for (mut r, outcome, kind) in rows {
+            let id = r.id;
+            let unknown = |value: &String| RecordError::UnknownState {
+                revision: id,
+                value: value.clone(),
+            };
+            r.outcome = RevisionState::parse(&outcome).ok_or_else(|| unknown(&outcome))?;
+            r.kind = RevisionKind::parse(&kind).ok_or_else(|| unknown(&kind))?;
+            revs.push(r);
+        }
         let mut st = c.prepare(
             "SELECT component, digest FROM revision_components WHERE rev = ?1 ORDER BY component",
         )?;
@@ -450,8 +749,8 @@ impl Store {
     /// SQLite errors.
     pub fn newest_healthy(&self) -> Result<Option<i64>, RecordError> {
         Ok(self.conn().query_row(
-            "SELECT MAX(id) FROM revisions WHERE outcome = 'healthy'",
-            [],
+            "SELECT MAX(id) FROM revisions WHERE outcome = ?1",
+            params![RevisionState::Healthy.as_str()],
             |r| r.get(0),
         )?)
     }
@@ -569,12 +868,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let s = Store::open(&dir.join("db.sqlite"), &dir.join("key")).unwrap();
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "c3VwZXJzZWNyZXQ="}});
-        let r1 = s.begin("abc", "me", "first").unwrap();
+        let r1 = s.begin(RevisionKind::Commit, "abc", "me", "first").unwrap();
         s.record_component(r1, "keystone", "d1", std::slice::from_ref(&secret))
             .unwrap();
-        s.finish(r1, "healthy", "").unwrap();
+        s.finish(r1, RevisionState::Healthy, "").unwrap();
+        // An ended revision does not change again.
+        let e = s.finish(r1, RevisionState::Failed, "late").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecordError::Transition {
+                    from: Some(RevisionState::Healthy),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(s.finish(9999, RevisionState::Failed, "").is_err());
+        assert_eq!(s.revisions().unwrap()[0].outcome, RevisionState::Healthy);
         let bytes1 = s.object_bytes().unwrap();
-        let r2 = s.begin("def", "me", "second").unwrap();
+        let r2 = s
+            .begin(RevisionKind::Commit, "def", "me", "second")
+            .unwrap();
         s.record_component(r2, "keystone", "d1", std::slice::from_ref(&secret))
             .unwrap();
         assert_eq!(
@@ -592,7 +907,7 @@ mod tests {
         );
         let s = Store::open(&dir.join("db.sqlite"), &dir.join("key")).unwrap();
         assert_eq!(s.revisions().unwrap().len(), 2);
-        let r3 = s.begin("0a1", "me", "third").unwrap();
+        let r3 = s.begin(RevisionKind::Commit, "0a1", "me", "third").unwrap();
         s.record_component(
             r3,
             "keystone",
@@ -611,5 +926,100 @@ mod tests {
         assert_eq!(s.revisions().unwrap().len(), 1);
         assert!(s.object_bytes().unwrap() > 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A version 0 store (the schema and rows as the previous release wrote them) in a fresh
+    /// directory: `rows` are `(commit_id, author, message, applied_at, outcome)` values.
+    fn v0_store(name: &str, rows: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sw-record-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("db.sqlite");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE revisions (id INTEGER PRIMARY KEY AUTOINCREMENT, commit_id TEXT NOT NULL, author TEXT, message TEXT,
+                   applied_at INTEGER NOT NULL, outcome TEXT NOT NULL, detail TEXT);
+                 INSERT INTO revisions (commit_id, author, message, applied_at, outcome) VALUES {rows};"
+            ))
+            .unwrap();
+        (dir, db)
+    }
+
+    /// A store written before schema version 1 (no `kind`; a rollback known only by its
+    /// author) opens migrated: states parsed, kinds derived, the old author kept.
+    #[test]
+    fn migrates_a_version_0_store() {
+        let (dir, db) = v0_store(
+            "v0",
+            "('c1', 'dev', 'first', 1, 'healthy'),
+             ('c2', 'dev', 'second', 2, 'failed'),
+             ('c1', 'stackwave rollback', 'rollback to revision 1', 3, 'healthy'),
+             ('c3', 'dev', 'third', 4, 'superseded'),
+             ('c4', 'dev', 'fourth', 5, 'interrupted'),
+             ('c5', 'dev', 'fifth', 6, 'refused'),
+             ('c6', 'dev', 'sixth', 7, 'applying')",
+        );
+        let s = Store::open(&db, &dir.join("key")).unwrap();
+        let revs = s.revisions().unwrap();
+        let got: Vec<(i64, RevisionState, RevisionKind, &str)> = revs
+            .iter()
+            .map(|r| (r.id, r.outcome, r.kind, r.author.as_str()))
+            .collect();
+        use RevisionKind::*;
+        use RevisionState::*;
+        assert_eq!(
+            got,
+            vec![
+                (7, Applying, Commit, "dev"),
+                (6, Refused, Commit, "dev"),
+                (5, Interrupted, Commit, "dev"),
+                (4, Superseded, Commit, "dev"),
+                (3, Healthy, Rollback, "stackwave rollback"),
+                (2, Failed, Commit, "dev"),
+                (1, Healthy, Commit, "dev"),
+            ]
+        );
+        assert_eq!(s.newest_healthy().unwrap(), Some(3));
+        // New revisions carry their kind; the migration does not run twice.
+        let r = s.begin(Adopted, "c7", "dev", "adopt").unwrap();
+        drop(s);
+        let s = Store::open(&db, &dir.join("key")).unwrap();
+        let revs = s.revisions().unwrap();
+        assert_eq!((revs[0].id, revs[0].kind), (r, Adopted));
+        let kind_of = |id: i64| revs.iter().find(|r| r.id == id).map(|r| r.kind);
+        assert_eq!(kind_of(3), Some(Rollback));
+        assert_eq!(kind_of(1), Some(Commit));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store holding a state this build does not know is refused, not misread.
+    #[test]
+    fn unknown_stored_state_is_refused() {
+        let (dir, db) = v0_store("unk", "('c1', 'dev', 'x', 1, 'rolled-back-to')");
+        let err = Store::open(&db, &dir.join("key")).err().unwrap();
+        assert!(err.to_string().contains("rolled-back-to"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn state_transitions() {
+        use RevisionState::*;
+        for s in RevisionState::ALL {
+            assert_eq!(RevisionState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+            assert_eq!(Applying.can_become(s), s != Applying, "applying -> {s}");
+            assert_eq!(
+                Interrupted.can_become(s),
+                s == Applying,
+                "interrupted -> {s}"
+            );
+        }
+        for end in [Healthy, Failed, Refused, Superseded] {
+            assert!(end.is_final());
+            assert!(RevisionState::ALL.iter().all(|n| !end.can_become(*n)));
+        }
+        assert!(!Applying.is_final() && !Interrupted.is_final());
+        assert_eq!(RevisionState::parse("rolled-back-to"), None);
     }
 }

@@ -16,6 +16,51 @@ use crate::source::Source;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Why the agent could not start (errors inside the loop are reported and retried).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The cluster cannot be reached or configured (URL, kubeconfig), or the instance name
+    /// is invalid.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// Neither in-cluster configuration nor `$KUBECONFIG`.
+    #[error("no cluster configuration (in-cluster or $KUBECONFIG): {0}")]
+    NoConfig(#[source] kube::config::InferConfigError),
+    /// The client cannot be built from the configuration.
+    #[error(transparent)]
+    Client(#[from] kube::Error),
+    /// The revision store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] crate::record::RecordError),
+    /// The built-in catalog does not load.
+    #[error(transparent)]
+    Catalog(#[from] crate::component::CatalogError),
+    /// The agent refuses to start (a malformed policy).
+    #[error(transparent)]
+    Agent(#[from] crate::reconcile::AgentError),
+    /// The state directory's lock.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    /// The Git mirror cannot be opened.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// The metrics address cannot be bound.
+    #[error("metrics address {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--webhook-addr` without `--webhook-secret-file`.
+    #[error("--webhook-addr needs --webhook-secret-file")]
+    WebhookSecretMissing,
+    /// The webhook or the watch of a local source cannot be set up.
+    #[error(transparent)]
+    Trigger(#[from] trigger::TriggerError),
+}
+
 /// What `stackwave run` needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -68,12 +113,11 @@ pub struct RunOptions {
 pub async fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: crate::metrics::Metrics,
-) -> Result<std::net::SocketAddr, String> {
+) -> Result<std::net::SocketAddr, RunError> {
     use axum::http::StatusCode;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("metrics address {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let bind = |source| RunError::Metrics { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
     let ready = metrics.readiness.clone();
     let app = axum::Router::new()
         .route(
@@ -118,18 +162,14 @@ pub async fn serve_metrics(
 pub async fn connect(
     server: Option<&str>,
     kubeconfig: Option<&std::path::Path>,
-) -> Result<Cluster, String> {
+) -> Result<Cluster, RunError> {
     match (server, kubeconfig) {
-        (Some(url), _) => Cluster::connect_url(url).map_err(|e| e.to_string()),
-        (None, Some(kc)) => Cluster::connect_kubeconfig(kc)
-            .await
-            .map_err(|e| e.to_string()),
+        (Some(url), _) => Ok(Cluster::connect_url(url)?),
+        (None, Some(kc)) => Ok(Cluster::connect_kubeconfig(kc).await?),
         (None, None) => {
-            let config = kube::Config::infer().await.map_err(|e| {
-                format!("no cluster configuration (in-cluster or $KUBECONFIG): {e}")
-            })?;
+            let config = kube::Config::infer().await.map_err(RunError::NoConfig)?;
             let server = config.cluster_url.to_string();
-            let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+            let client = kube::Client::try_from(config)?;
             Ok(Cluster::with_client(client, &server))
         }
     }
@@ -287,21 +327,18 @@ pub fn clear_progress() {
 /// # Errors
 /// Only start-up failures (cluster connection, revision store, catalog, Git mirror, a bad
 /// instance name); errors inside the loop are reported and retried on the next iteration.
-pub async fn run(opts: RunOptions) -> Result<i32, String> {
+pub async fn run(opts: RunOptions) -> Result<i32, RunError> {
     let cluster = connect(opts.server.as_deref(), opts.kubeconfig.as_deref()).await?;
     let store = Store::open(
         &opts.state.join("revisions.sqlite"),
         &opts.state.join("store.key"),
-    )
-    .map_err(|e| e.to_string())?;
-    let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let mut agent =
-        Agent::new(cluster, store, catalog, opts.settings.clone()).map_err(|e| e.to_string())?;
-    let instance = crate::cluster::instance::Instance::new(&opts.instance, &opts.repo)
-        .map_err(|e| e.to_string())?;
+    )?;
+    let catalog = Catalog::builtin()?;
+    let mut agent = Agent::new(cluster, store, catalog, opts.settings.clone())?;
+    let instance = crate::cluster::instance::Instance::new(&opts.instance, &opts.repo)?;
     println!("instance {} ({})", instance.name, instance.id());
-    agent.set_instance(instance).map_err(|e| e.to_string())?;
-    match agent.restore().map_err(|e| e.to_string())? {
+    agent.set_instance(instance)?;
+    match agent.restore()? {
         Some(r) => println!("restored applied state of revision {r}"),
         None => println!("no applied revision yet"),
     }
@@ -309,14 +346,12 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
         let bound = serve_metrics(addr, agent.metrics.clone()).await?;
         println!("metrics on http://{bound}/metrics");
     }
-    if let Some((r, c)) = &agent.unfinished {
+    if let Some((r, c)) = &agent.run.unfinished {
         println!("revision {r} (commit {c}) was interrupted; continuing it");
     }
-    let source = Source::open(&opts.repo, &opts.branch, &opts.state)
-        .map_err(|e| e.to_string())?
-        .with_auth(opts.auth.clone());
+    let source = Source::open(&opts.repo, &opts.branch, &opts.state)?.with_auth(opts.auth.clone());
     let (url, branch, auth) = (opts.repo.clone(), opts.branch.clone(), opts.auth.clone());
-    agent.newer_commit = Some(std::sync::Arc::new(move || {
+    agent.run.newer_commit = Some(std::sync::Arc::new(move || {
         crate::source::head_of(&url, &branch, &auth).ok()
     }));
     let trigger = Trigger::new();
@@ -324,7 +359,7 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
         let file = opts
             .webhook_secret_file
             .as_deref()
-            .ok_or("--webhook-addr needs --webhook-secret-file")?;
+            .ok_or(RunError::WebhookSecretMissing)?;
         let secret = trigger::read_secret(file)?;
         let bound =
             trigger::serve_webhook(addr, secret, opts.branch.clone(), trigger.clone()).await?;
@@ -366,7 +401,7 @@ async fn iteration(
     opts: &RunOptions,
     agent: &mut Agent,
     source: &Source,
-) -> Result<(bool, i32), String> {
+) -> Result<(bool, i32), RunError> {
     let mut again = false;
     let mut code = EXIT_OK;
     let _lock = crate::control::lock(&opts.state)?;
@@ -395,6 +430,7 @@ async fn iteration(
                 let verified = match &opts.allowed_signers {
                     None => Ok(()),
                     Some(file) => crate::source::verify::AllowedSigners::load(file)
+                        .map_err(crate::source::verify::VerifyError::from)
                         .and_then(|s| source.verify(&c.id, &s))
                         .map(|who| println!("signed by {who}")),
                 };

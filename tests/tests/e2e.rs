@@ -460,7 +460,7 @@ async fn rollback_five_back_is_instant_and_pins() {
         .unwrap()
         .expect("rollback applied objects");
     assert!(t < Duration::from_secs(1), "first apply after {t:?}");
-    assert_eq!(f.agent.pinned, Some(first));
+    assert_eq!(f.agent.pinned(), Some(first));
     assert_eq!(f.replicas("api").await, 1);
     assert_eq!(f.revisions(), 7, "the rollback is recorded as a revision");
 
@@ -471,7 +471,7 @@ async fn rollback_five_back_is_instant_and_pins() {
     f.write_state(4, "nginx:1.27", 0);
     f.repo.commit("api: four replicas");
     assert_eq!(healthy(&f.step().await), ["app"]);
-    assert_eq!(f.agent.pinned, None);
+    assert_eq!(f.agent.pinned(), None);
     assert_eq!(f.replicas("api").await, 4);
 }
 
@@ -597,7 +597,10 @@ async fn an_agent_killed_mid_wave_finishes_the_revision_after_restart() {
 
     // The restarted process restores from the store and finishes that same revision.
     assert_eq!(f.agent.restore().unwrap(), None, "nothing was healthy yet");
-    assert_eq!(f.agent.unfinished, Some((revs[0].id, commit.id.clone())));
+    assert_eq!(
+        f.agent.run.unfinished,
+        Some((revs[0].id, commit.id.clone()))
+    );
     let out = f.step().await;
     assert_eq!(healthy(&out), ["base", "app", "web"]);
     assert!(matches!(out, Outcome::Healthy { revision, .. } if revision == revs[0].id));
@@ -901,7 +904,7 @@ async fn rollback_past_an_irreversible_component_needs_force() {
         image(f.live("Deployment", "api").await.unwrap()),
         "nginx:2.0"
     );
-    assert_eq!(f.agent.pinned, None);
+    assert_eq!(f.agent.pinned(), None);
 
     // Forced, the rollback goes through.
     healthy(&f.agent.rollback(first, true, &|_| {}).await.unwrap());
@@ -1278,7 +1281,7 @@ async fn only_commits_signed_by_allowed_keys_are_applied() {
         .verify(&head.id, &allowed)
         .unwrap()
         .starts_with("ops@example.org (SHA256:"));
-    let err = source.verify(&id, &allowed).unwrap_err();
+    let err = source.verify(&id, &allowed).unwrap_err().to_string();
     assert!(err.contains("bad signature"), "{err}");
 }
 

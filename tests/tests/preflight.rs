@@ -295,7 +295,7 @@ async fn an_invalid_wave_4_object_refuses_the_revision_before_wave_1() {
     let r = revisions.iter().find(|r| r.commit == "broken").unwrap();
     assert_eq!(r.outcome, "refused");
     assert_eq!(e.agent.store.newest_healthy().unwrap(), Some(good_rev));
-    assert_eq!(e.agent.current, Some(good_rev));
+    assert_eq!(e.agent.applied.current, Some(good_rev));
     let text = e.agent.metrics.encode();
     assert!(
         text.contains("stackwave_preflight_objects_total{result=\"refused\"} 2"),
@@ -445,7 +445,7 @@ async fn objects_in_a_namespace_of_the_same_wave_are_dry_run_after_it_is_applied
         .await
         .unwrap()
         .is_none());
-    let inv = inventory::read(&e.tc.cluster, &e.agent.instance, "c1")
+    let inv = inventory::read(&e.tc.cluster, e.agent.instance(), "c1")
         .await
         .unwrap();
     assert!(

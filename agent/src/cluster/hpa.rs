@@ -185,6 +185,46 @@ pub async fn hand_over(
     Ok(())
 }
 
+/// The HPA targets in the namespaces of `objs` (component → objects): live HPAs (one list
+/// per namespace) and the HPAs among `objs` themselves (a chart that ships its HPA).
+///
+/// # Errors
+/// API errors.
+pub async fn targets_of(
+    cluster: &Cluster,
+    objs: &BTreeMap<String, Vec<Json>>,
+) -> Result<Targets, ClusterError> {
+    let all = || objs.values().flatten();
+    let mut t = Targets::load(cluster, all().map(namespace_of)).await?;
+    for o in all().filter(|o| o["kind"] == "HorizontalPodAutoscaler") {
+        t.add(o);
+    }
+    Ok(t)
+}
+
+/// Drops from `objs` (component → objects) the fields HPAs own (`when: hpa` ignore rules
+/// whose object an HPA targets) and returns them per object id, so applies hand them over
+/// instead of resetting them.
+///
+/// # Errors
+/// API errors listing HPAs.
+pub async fn release_all(
+    cluster: &Cluster,
+    ignore: &[IgnoreRule],
+    objs: &mut BTreeMap<String, Vec<Json>>,
+) -> Result<BTreeMap<String, Vec<String>>, ClusterError> {
+    let t = targets_of(cluster, objs).await?;
+    let mut out = BTreeMap::new();
+    for o in objs.values_mut().flatten() {
+        let r = released(o, ignore, &t);
+        if !r.is_empty() {
+            strip(o, &r);
+            out.insert(object_id(o), r);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 pub mod drift;
 pub mod health;
 pub mod hpa;
+pub mod images;
 pub mod instance;
 pub mod inventory;
 pub mod policy;
@@ -512,6 +513,38 @@ impl Cluster {
                 // List items carry no apiVersion/kind of their own.
                 j["apiVersion"] = sample["apiVersion"].clone();
                 j["kind"] = sample["kind"].clone();
+                Ok(j)
+            })
+            .collect()
+    }
+
+    /// Lists every object of a built-in kind in all namespaces (`GET /api/v1/secrets`,
+    /// ...), each with its `apiVersion` and `kind` set (list items carry none).
+    ///
+    /// # Errors
+    /// API errors, naming `<Kind>List`.
+    pub async fn list_all(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> Result<Vec<Json>, ClusterError> {
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+        let ar = ApiResource::from_gvk(&gvk);
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::all_with(self.client.clone(), &ar);
+        self.count(1);
+        let list = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|e| api_err(&self.server, &format!("{kind}List"), e))?;
+        list.items
+            .into_iter()
+            .map(|d| {
+                let mut j =
+                    serde_json::to_value(d).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+                j["kind"] = Json::from(kind);
+                j["apiVersion"] = Json::from(ar.api_version.as_str());
                 Ok(j)
             })
             .collect()

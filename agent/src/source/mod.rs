@@ -240,9 +240,13 @@ impl Source {
     ///
     /// # Errors
     /// The refusal reason.
-    pub fn verify(&self, commit: &str, signers: &verify::AllowedSigners) -> Result<String, String> {
+    pub fn verify(
+        &self,
+        commit: &str,
+        signers: &verify::AllowedSigners,
+    ) -> Result<String, verify::VerifyError> {
         if self.dir.is_some() {
-            return Err("a plain directory source cannot be signed; use a Git repository".into());
+            return Err(verify::VerifyError::PlainDirectory);
         }
         verify::verify_commit(&self.repo, commit, signers)
     }

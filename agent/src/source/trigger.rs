@@ -165,14 +165,13 @@ pub async fn serve_webhook(
     secret: Vec<u8>,
     branch: String,
     trigger: Trigger,
-) -> Result<std::net::SocketAddr, String> {
+) -> Result<std::net::SocketAddr, TriggerError> {
     if secret.is_empty() {
-        return Err("webhook secret is empty: refusing to accept unverifiable deliveries".into());
+        return Err(TriggerError::EmptySecret);
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("webhook address {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let bind = |source| TriggerError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
     let secret = Arc::new(secret);
     let app = axum::Router::new().route(
         "/hook",
@@ -202,12 +201,50 @@ pub async fn serve_webhook(
     Ok(bound)
 }
 
+/// Why a trigger could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// An empty webhook secret (every delivery would verify).
+    #[error("webhook secret is empty: refusing to accept unverifiable deliveries")]
+    EmptySecret,
+    /// The webhook address cannot be bound.
+    #[error("webhook address {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file (the secret, the watched path) cannot be read.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path cannot be watched (out of inotify watches, ...).
+    #[error("watching {}: {source}", path.display())]
+    Watch {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: notify::Error,
+    },
+}
+
 /// Reads a webhook secret from a file (a mounted Secret), without its trailing newline.
 ///
 /// # Errors
 /// The file cannot be read, naming it.
-pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let mut b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, TriggerError> {
+    let mut b = std::fs::read(path).map_err(|source| TriggerError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
     while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
         b.pop();
     }
@@ -253,11 +290,12 @@ fn relevant(root: &Path, layout: Layout, p: &Path) -> bool {
 ///
 /// # Errors
 /// The path cannot be watched (missing, out of inotify watches), naming it.
-pub fn watch(path: &Path, trigger: Trigger) -> Result<notify::RecommendedWatcher, String> {
+pub fn watch(path: &Path, trigger: Trigger) -> Result<notify::RecommendedWatcher, TriggerError> {
     use notify::{EventKind, RecursiveMode, Watcher};
-    let root: PathBuf = path
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let root: PathBuf = path.canonicalize().map_err(|source| TriggerError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let layout = if root.join(".git").exists() {
         Layout::WorkTree
     } else if git2::Repository::open_bare(&root).is_ok() {
@@ -279,9 +317,15 @@ pub fn watch(path: &Path, trigger: Trigger) -> Result<notify::RecommendedWatcher
             trigger.fire(&format!("{} changed", rel.display()));
         }
     })
-    .map_err(|e| format!("watching {}: {e}", root.display()))?;
+    .map_err(|source| TriggerError::Watch {
+        path: root.clone(),
+        source,
+    })?;
     w.watch(&root, RecursiveMode::Recursive)
-        .map_err(|e| format!("watching {}: {e}", root.display()))?;
+        .map_err(|source| TriggerError::Watch {
+            path: root.clone(),
+            source,
+        })?;
     Ok(w)
 }
 

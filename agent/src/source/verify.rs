@@ -16,7 +16,108 @@
 
 use git2::{Oid, Repository};
 use ssh_key::{PublicKey, SshSig};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why an allowed-signers file is refused (naming the file, and the line).
+#[derive(Debug, thiserror::Error)]
+pub enum SignersError {
+    /// The file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line names principals but no key.
+    #[error("{file}:{line}: no key")]
+    NoKey {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+    },
+    /// A line's key does not parse.
+    #[error("{file}:{line}: unparsable public key: {source}")]
+    Key {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// Cause.
+        #[source]
+        source: ssh_key::Error,
+    },
+    /// A `valid-after`/`valid-before` date does not parse.
+    #[error("{file}:{line}: bad {option} {value}")]
+    Validity {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// `valid-after` or `valid-before`.
+        option: &'static str,
+        /// The date as written.
+        value: String,
+    },
+    /// No usable key (it would refuse everything).
+    #[error("{0}: no allowed signer keys")]
+    Empty(String),
+}
+
+/// Why a commit's signature is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The allowed signers could not be read.
+    #[error(transparent)]
+    Signers(#[from] SignersError),
+    /// An OpenPGP signature (only SSH signatures are verified).
+    #[error("signed with OpenPGP, not SSH")]
+    OpenPgp,
+    /// Not an SSH signature.
+    #[error("unreadable SSH signature")]
+    Unreadable,
+    /// The signature's namespace is not `git`.
+    #[error("signature namespace is {0:?}, not \"git\"")]
+    Namespace(String),
+    /// The key (its fingerprint) is not an allowed signer.
+    #[error("signed by {0}, which is not an allowed signer")]
+    NotAllowed(String),
+    /// The signer's `namespaces=` exclude `git`.
+    #[error("{fingerprint} ({principals}) may not sign git commits")]
+    NotForGit {
+        /// Key fingerprint.
+        fingerprint: String,
+        /// The signer's principals.
+        principals: String,
+    },
+    /// The commit time is outside the signer's validity.
+    #[error("{fingerprint} ({principals}) was not valid when the commit was made")]
+    NotValidThen {
+        /// Key fingerprint.
+        fingerprint: String,
+        /// The signer's principals.
+        principals: String,
+    },
+    /// The signature does not verify.
+    #[error("bad signature by {fingerprint} ({principals}): the commit was changed after signing")]
+    BadSignature {
+        /// Key fingerprint.
+        fingerprint: String,
+        /// The signer's principals.
+        principals: String,
+    },
+    /// The commit carries no signature.
+    #[error("the commit is not signed")]
+    Unsigned,
+    /// A plain directory source has no commits to sign.
+    #[error("a plain directory source cannot be signed; use a Git repository")]
+    PlainDirectory,
+    /// Git could not read the commit.
+    #[error("{}", .0.message())]
+    Git(#[source] git2::Error),
+}
 
 /// One allowed key.
 #[derive(Debug, Clone)]
@@ -101,15 +202,15 @@ impl AllowedSigners {
     /// # Errors
     /// A line without a parsable key, or with a malformed validity date, named by file and
     /// line number. A file with no usable key is an error too (it would refuse everything).
-    pub fn parse(text: &str, file: &str) -> Result<AllowedSigners, String> {
+    pub fn parse(text: &str, file: &str) -> Result<AllowedSigners, SignersError> {
         let mut signers = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let at = |why: String| format!("{file}:{}: {why}", i + 1);
             let f = fields(line);
+            let (file, line) = (file.to_string(), i + 1);
             let principals = f.first().cloned().unwrap_or_default();
             // Options are present when the second field is not a key type.
             let (opts, key_at) = match f.get(1) {
@@ -123,15 +224,18 @@ impl AllowedSigners {
                     (Vec::new(), 1)
                 }
                 Some(x) => (options(x), 2),
-                None => return Err(at("no key".into())),
+                None => return Err(SignersError::NoKey { file, line }),
             };
             let key_text = format!(
                 "{} {}",
                 f.get(key_at).map(String::as_str).unwrap_or(""),
                 f.get(key_at + 1).map(String::as_str).unwrap_or("")
             );
-            let key = PublicKey::from_openssh(&key_text)
-                .map_err(|e| at(format!("unparsable public key: {e}")))?;
+            let key = PublicKey::from_openssh(&key_text).map_err(|source| SignersError::Key {
+                file: file.clone(),
+                line,
+                source,
+            })?;
             let mut s = Signer {
                 principals,
                 key,
@@ -147,13 +251,22 @@ impl AllowedSigners {
                     "namespaces" => {
                         s.namespaces = Some(v.split(',').map(|x| x.trim().to_string()).collect())
                     }
-                    "valid-after" => {
-                        s.valid_after =
-                            Some(timestamp(v).ok_or_else(|| at(format!("bad valid-after {v}")))?)
-                    }
-                    "valid-before" => {
-                        s.valid_before =
-                            Some(timestamp(v).ok_or_else(|| at(format!("bad valid-before {v}")))?)
+                    option @ ("valid-after" | "valid-before") => {
+                        let t = timestamp(v).ok_or_else(|| SignersError::Validity {
+                            file: file.clone(),
+                            line,
+                            option: if option == "valid-after" {
+                                "valid-after"
+                            } else {
+                                "valid-before"
+                            },
+                            value: v.to_string(),
+                        })?;
+                        if option == "valid-after" {
+                            s.valid_after = Some(t);
+                        } else {
+                            s.valid_before = Some(t);
+                        }
                     }
                     _ => {}
                 }
@@ -163,7 +276,7 @@ impl AllowedSigners {
             }
         }
         if signers.is_empty() {
-            return Err(format!("{file}: no allowed signer keys"));
+            return Err(SignersError::Empty(file.to_string()));
         }
         Ok(AllowedSigners { signers })
     }
@@ -172,8 +285,11 @@ impl AllowedSigners {
     ///
     /// # Errors
     /// The file cannot be read, or [`AllowedSigners::parse`] fails.
-    pub fn load(path: &Path) -> Result<AllowedSigners, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<AllowedSigners, SignersError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SignersError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         AllowedSigners::parse(&text, &path.display().to_string())
     }
 
@@ -183,49 +299,50 @@ impl AllowedSigners {
     /// # Errors
     /// Not an SSH signature, wrong namespace, a key not allowed (or not at `time`, or not for
     /// namespace `git`), a signature that does not verify.
-    pub fn check(&self, signature: &[u8], data: &[u8], time: i64) -> Result<String, String> {
+    pub fn check(&self, signature: &[u8], data: &[u8], time: i64) -> Result<String, VerifyError> {
         let sig = SshSig::from_pem(signature).map_err(|_| {
             if signature.starts_with(b"-----BEGIN PGP") {
-                "signed with OpenPGP, not SSH".to_string()
+                VerifyError::OpenPgp
             } else {
-                "unreadable SSH signature".to_string()
+                VerifyError::Unreadable
             }
         })?;
         if sig.namespace() != "git" {
-            return Err(format!(
-                "signature namespace is {:?}, not \"git\"",
-                sig.namespace()
-            ));
+            return Err(VerifyError::Namespace(sig.namespace().to_string()));
         }
         let fp = PublicKey::from(sig.public_key().clone()).fingerprint(Default::default());
         let signer = self
             .signers
             .iter()
             .find(|s| s.key.key_data() == sig.public_key())
-            .ok_or_else(|| format!("signed by {fp}, which is not an allowed signer"))?;
+            .ok_or_else(|| VerifyError::NotAllowed(fp.to_string()))?;
+        let who = || (fp.to_string(), signer.principals.clone());
         if signer
             .namespaces
             .as_ref()
             .is_some_and(|n| !n.iter().any(|x| x == "git"))
         {
-            return Err(format!(
-                "{fp} ({}) may not sign git commits",
-                signer.principals
-            ));
+            let (fingerprint, principals) = who();
+            return Err(VerifyError::NotForGit {
+                fingerprint,
+                principals,
+            });
         }
         if signer.valid_after.is_some_and(|a| time < a)
             || signer.valid_before.is_some_and(|b| time > b)
         {
-            return Err(format!(
-                "{fp} ({}) was not valid when the commit was made",
-                signer.principals
-            ));
+            let (fingerprint, principals) = who();
+            return Err(VerifyError::NotValidThen {
+                fingerprint,
+                principals,
+            });
         }
         signer.key.verify("git", data, &sig).map_err(|_| {
-            format!(
-                "bad signature by {fp} ({}): the commit was changed after signing",
-                signer.principals
-            )
+            let (fingerprint, principals) = who();
+            VerifyError::BadSignature {
+                fingerprint,
+                principals,
+            }
         })?;
         Ok(format!("{} ({fp})", signer.principals))
     }
@@ -240,20 +357,18 @@ pub fn verify_commit(
     repo: &Repository,
     id: &str,
     signers: &AllowedSigners,
-) -> Result<String, String> {
-    let oid = Oid::from_str(id).map_err(|e| e.message().to_string())?;
+) -> Result<String, VerifyError> {
+    let oid = Oid::from_str(id).map_err(VerifyError::Git)?;
     let time = repo
         .find_commit(oid)
-        .map_err(|e| e.message().to_string())?
+        .map_err(VerifyError::Git)?
         .committer()
         .when()
         .seconds();
     let (sig, data) = match repo.extract_signature(&oid, None) {
         Ok(x) => x,
-        Err(e) if e.code() == git2::ErrorCode::NotFound => {
-            return Err("the commit is not signed".into())
-        }
-        Err(e) => return Err(e.message().to_string()),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Err(VerifyError::Unsigned),
+        Err(e) => return Err(VerifyError::Git(e)),
     };
     signers.check(&sig, &data, time)
 }
@@ -276,11 +391,14 @@ mod tests {
         assert_eq!(s.signers[1].namespaces, Some(vec!["file".to_string()]));
         assert_eq!(s.signers[2].valid_after, Some(1767225600));
         assert_eq!(s.signers[2].valid_before, Some(1798761599));
-        let err = AllowedSigners::parse("x@y ssh-ed25519 AAAAnotakey\n", "f").unwrap_err();
+        let err = AllowedSigners::parse("x@y ssh-ed25519 AAAAnotakey\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("f:1: "), "{err}");
         assert!(AllowedSigners::parse("# nothing\n", "f").is_err());
-        let err =
-            AllowedSigners::parse(&format!("x valid-after=\"2026\" {KEY}\n"), "f").unwrap_err();
+        let err = AllowedSigners::parse(&format!("x valid-after=\"2026\" {KEY}\n"), "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("valid-after"), "{err}");
     }
 }

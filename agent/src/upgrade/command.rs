@@ -119,7 +119,7 @@ pub async fn live_secrets(
 ) -> Result<BTreeSet<(String, String)>, UpgradeError> {
     let c = crate::run::connect(server, kubeconfig)
         .await
-        .map_err(UpgradeError::Cluster)?;
+        .map_err(|e| UpgradeError::Cluster(e.to_string()))?;
     let mut out = BTreeSet::new();
     for (ns, name) in up.to.bound_secrets().into_keys() {
         let skeleton = serde_json::json!({"apiVersion": "v1", "kind": "Secret",

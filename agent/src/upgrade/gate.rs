@@ -101,6 +101,11 @@ pub fn record(
     if newest.is_some_and(|r| r.commit == commit.id && r.outcome == "refused") {
         return Ok(());
     }
-    let rev = store.begin(&commit.id, &commit.author, &commit.summary)?;
-    store.finish(rev, "refused", reason)
+    let rev = store.begin(
+        crate::record::RevisionKind::Commit,
+        &commit.id,
+        &commit.author,
+        &commit.summary,
+    )?;
+    store.finish(rev, crate::record::RevisionState::Refused, reason)
 }

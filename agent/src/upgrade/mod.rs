@@ -243,10 +243,14 @@ pub fn render_side(
                 commit: rev.commit.clone(),
                 source: Box::new(source),
             })?;
-        let objs = crate::reconcile::release_objects(
-            &rev.catalog,
-            c,
+        let ns = rev
+            .catalog
+            .get(c)
+            .map(|x| x.release.namespace.clone())
+            .unwrap_or_default();
+        let objs = crate::reconcile::prepare::install_objects(
             r.objects().map_err(|e| bad(e.to_string()))?,
+            &ns,
         );
         out.insert(c.clone(), objs);
     }

@@ -72,7 +72,7 @@ pub fn plan(up: &Upgrade, diff: Result<&Diff, String>) -> Result<Plan, UpgradeEr
                 "stackwave.yaml (commit {})",
                 super::revision::short(&up.to.commit)
             ),
-            cause,
+            cause: cause.to_string(),
         }
     })?;
     let (changed, unrendered) = match diff {

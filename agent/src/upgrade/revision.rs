@@ -214,7 +214,7 @@ impl Revision {
             file: format!("{} (commit {})", "stackwave.yaml", short(commit)),
             cause,
         };
-        let cfg = crate::reconcile::read_config(dir).map_err(cfg_err)?;
+        let cfg = crate::reconcile::read_config(dir).map_err(|e| cfg_err(e.to_string()))?;
         let text = std::fs::read_to_string(&file).map_err(|e| cfg_err(e.to_string()))?;
         let upgrade: UpgradeConfig = serde_json::from_value(crate::component::to_json(
             &parse_one(&text).map_err(|e| cfg_err(e.to_string()))?,

@@ -1,0 +1,179 @@
+//! Render post-processing: a component's rendered objects made into what the applier applies
+//! — Helm test hooks dropped, namespaces defaulted as `helm install --namespace` does, the
+//! objects put in apply order ([`plan::order_objects`]: phase → wave → kind → name) and
+//! marked with their component and instance ([`mark`]). Pure: no cluster, no store.
+
+use crate::cluster::instance::Instance;
+use crate::cluster::inventory::mark;
+use crate::plan;
+use kustomize_rs::yaml::YamlError;
+use serde_json::Value as Json;
+
+/// Parses rendered text into objects (comment-only and empty documents dropped).
+///
+/// # Errors
+/// Malformed YAML (line and column).
+pub fn objects_of(text: &str) -> Result<Vec<Json>, YamlError> {
+    let docs = kustomize_rs::yaml::parse_documents(text)?;
+    Ok(docs
+        .iter()
+        .filter(|d| d.as_map().is_some_and(|m| !m.is_empty()))
+        .map(crate::component::to_json)
+        .collect())
+}
+
+/// Whether an object is a Helm test hook (every event of its `helm.sh/hook` is `test`, or
+/// the older `test-success`): `helm install` and `upgrade` never create these, only
+/// `helm test` does (Helm's `pkg/release/v1/hook.go` `HookTest`).
+pub fn is_test_hook(o: &Json) -> bool {
+    o.pointer("/metadata/annotations/helm.sh~1hook")
+        .and_then(Json::as_str)
+        .is_some_and(|h| {
+            h.split(',')
+                .all(|e| matches!(e.trim().to_lowercase().as_str(), "test" | "test-success"))
+        })
+}
+
+/// Puts namespaced objects without a namespace into `namespace` (what `helm install
+/// --namespace` does for the release's objects); cluster-scoped kinds are left alone.
+pub fn default_namespace(objs: &mut [Json], namespace: &str) {
+    for o in objs.iter_mut() {
+        let av = o["apiVersion"].as_str().unwrap_or("");
+        let kind = o["kind"].as_str().unwrap_or("");
+        if o.pointer("/metadata/namespace").is_none()
+            && !kustomize_rs::openapi::is_cluster_scoped(av, kind)
+        {
+            o["metadata"]["namespace"] = Json::from(namespace);
+        }
+    }
+}
+
+/// A chart component's rendered objects as a Helm install creates them: test hooks dropped,
+/// namespaces defaulted to the release's. The upgrade stage compares renders in this form
+/// (unordered, unmarked).
+pub fn install_objects(mut objs: Vec<Json>, release_namespace: &str) -> Vec<Json> {
+    objs.retain(|o| !is_test_hook(o));
+    default_namespace(&mut objs, release_namespace);
+    objs
+}
+
+/// A chart component's rendered objects, ready to apply: [`install_objects`], then ordered and
+/// marked as `component`'s of `instance`.
+pub fn chart_objects(
+    objs: Vec<Json>,
+    component: &str,
+    release_namespace: &str,
+    instance: &Instance,
+) -> Vec<Json> {
+    manifest_objects(
+        install_objects(objs, release_namespace),
+        component,
+        instance,
+    )
+}
+
+/// A plain-manifests component's objects (`stackwave.yaml` `manifests:`), ready to apply:
+/// ordered and marked as `component`'s of `instance`.
+pub fn manifest_objects(mut objs: Vec<Json>, component: &str, instance: &Instance) -> Vec<Json> {
+    plan::order_objects(&mut objs);
+    for o in objs.iter_mut() {
+        mark(o, component, instance);
+    }
+    objs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chart_objects_are_filtered_defaulted_ordered_and_marked() {
+        let text = "\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: db-sync
+  annotations:
+    helm.sh/hook: post-install,post-upgrade
+---
+# only a comment
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: api-test
+  annotations:
+    helm.sh/hook: test
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: old-test
+  annotations:
+    helm.sh/hook: ' Test-Success '
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: reader
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: etc
+  namespace: elsewhere
+";
+        let objs = objects_of(text).unwrap();
+        assert_eq!(objs.len(), 6, "the comment-only document is dropped");
+        let out = chart_objects(objs, "keystone", "openstack", &Instance::default());
+        let got: Vec<(&str, &str, Option<&str>)> = out
+            .iter()
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap(),
+                    o.pointer("/metadata/namespace").and_then(Json::as_str),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ConfigMap", "etc", Some("elsewhere")),
+                ("ClusterRole", "reader", None),
+                ("Deployment", "api", Some("openstack")),
+                ("Job", "db-sync", Some("openstack")),
+            ]
+        );
+        for o in &out {
+            assert_eq!(
+                o.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
+                    .and_then(Json::as_str),
+                Some("keystone"),
+                "{o}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_hooks_need_every_event_to_be_a_test() {
+        let hook = |h: &str| json!({"metadata": {"annotations": {"helm.sh/hook": h}}});
+        assert!(is_test_hook(&hook("test")));
+        assert!(is_test_hook(&hook("test, test-success")));
+        assert!(!is_test_hook(&hook("test,post-install")));
+        assert!(!is_test_hook(&json!({"metadata": {"name": "x"}})));
+    }
+
+    #[test]
+    fn bad_yaml_names_the_line() {
+        let e = objects_of("a: [1,\n").unwrap_err();
+        assert!(e.line >= 1, "{e}");
+    }
+}

@@ -97,7 +97,7 @@ impl Accumulator {
     fn append(&mut self, r: Resource) -> Result<(), Error> {
         let id = r.cur_id();
         if self.resources.iter().any(|x| x.cur_id().equals(&id)) {
-            return Err(Error::msg(format!(
+            return Err(Error::conflict(format!(
                 "may not add resource with an already registered id: {id}"
             )));
         }
@@ -117,7 +117,7 @@ impl Accumulator {
                 .iter()
                 .any(|x| x.get("name").and_then(Value::scalar_string) == name)
             {
-                return Err(Error::msg(format!(
+                return Err(Error::var(format!(
                     "var '{}' already encountered",
                     name.unwrap_or_default()
                 )));
@@ -141,14 +141,14 @@ impl Accumulator {
         match matches.as_slice() {
             [] => match r.behavior {
                 Behavior::Create => self.append(r),
-                _ => Err(Error::msg(format!(
+                _ => Err(Error::conflict(format!(
                     "id {id} does not exist; cannot merge or replace"
                 ))),
             },
             [i] => {
                 let old = &self.resources[*i];
                 if r.behavior == Behavior::Create {
-                    return Err(Error::msg(format!(
+                    return Err(Error::conflict(format!(
                         "id {id} exists; behavior must be merge or replace"
                     )));
                 }
@@ -189,7 +189,7 @@ impl Accumulator {
                 self.resources[*i] = kept;
                 Ok(())
             }
-            _ => Err(Error::msg(format!(
+            _ => Err(Error::conflict(format!(
                 "found multiple objects that could accept merge of {id}"
             ))),
         }
@@ -209,8 +209,10 @@ fn set_pair(pairs: &mut Vec<(String, String)>, k: String, v: String) {
 /// # Errors
 /// Malformed YAML, non-mapping documents, missing kind or name.
 pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error> {
-    let docs = parse_documents(text)
-        .map_err(|e| Error::msg(format!("MalformedYAMLError: {e} in File: {origin}")))?;
+    let docs = parse_documents(text).map_err(|source| Error::MalformedYaml {
+        file: origin.to_string(),
+        source,
+    })?;
     let mut out = Vec::new();
     let mut queue: std::collections::VecDeque<Value> = docs.into();
     while let Some(d) = queue.pop_front() {
@@ -219,10 +221,13 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
             Value::Map(m) if m.is_empty() => continue,
             Value::Map(m) => m,
             other => {
-                return Err(Error::msg(format!(
-                    "{origin}: expected a mapping for a resource, found a {}",
-                    other.kind_name()
-                )))
+                return Err(Error::load(
+                    origin,
+                    format!(
+                        "{origin}: expected a mapping for a resource, found a {}",
+                        other.kind_name()
+                    ),
+                ))
             }
         };
         let kind = m
@@ -230,10 +235,10 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
             .and_then(Value::scalar_string)
             .unwrap_or_default();
         if kind.is_empty() {
-            return Err(Error::msg(format!(
-                "{origin}: missing kind in object {}",
-                one_line(&d)
-            )));
+            return Err(Error::load(
+                origin,
+                format!("{origin}: missing kind in object {}", one_line(&d)),
+            ));
         }
         if kind.ends_with("List") {
             if let Some(items) = m.get("items") {
@@ -245,9 +250,10 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
                     }
                     Value::Null => {}
                     _ => {
-                        return Err(Error::msg(format!(
-                            "{origin}: items in {kind} is not a list"
-                        )))
+                        return Err(Error::load(
+                            origin,
+                            format!("{origin}: items in {kind} is not a list"),
+                        ))
                     }
                 }
                 continue;
@@ -258,10 +264,10 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
                 .unwrap_or_default()
                 .is_empty()
         {
-            return Err(Error::msg(format!(
-                "{origin}: missing metadata.name in object {}",
-                one_line(&d)
-            )));
+            return Err(Error::load(
+                origin,
+                format!("{origin}: missing metadata.name in object {}", one_line(&d)),
+            ));
         }
         out.push(Resource::new(d));
     }
@@ -295,7 +301,7 @@ pub fn print_resources(resources: &[Resource]) -> Result<String, Error> {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&to_yaml(&r.obj).map_err(|e| Error::msg(format!("{}: {e}", r.cur_id())))?);
+        out.push_str(&to_yaml(&r.obj).map_err(|e| Error::from(e).context(r.cur_id()))?);
     }
     Ok(out)
 }
@@ -424,17 +430,19 @@ fn apply_openapi(ldr: &Loader, k: &Kustomization) -> Result<(), Error> {
         .and_then(Value::scalar_string)
         .filter(|s| !s.is_empty());
     match (path, version) {
-        (Some(_), Some(_)) => Err(Error::msg(
+        (Some(_), Some(_)) => Err(Error::kustomization(
+            "openapi",
             "builtin version and custom schema provided, cannot use both",
         )),
-        (None, Some(v)) if v != "v1.21.2" => Err(Error::msg(format!(
-            "the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"
-        ))),
+        (None, Some(v)) if v != "v1.21.2" => Err(Error::kustomization(
+            "openapi.version",
+            format!("the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"),
+        )),
         (None, _) => Ok(()),
         (Some(p), None) => {
             let text = ldr.load_string(&p)?;
             let schema = crate::yaml::parse_one(&text)
-                .map_err(|e| Error::msg(format!("openapi schema {p}: {e}")))?;
+                .map_err(|e| Error::from(e).context(format!("openapi schema {p}")))?;
             crate::openapi::set_custom_schema(Some(schema));
             Ok(())
         }
@@ -452,7 +460,7 @@ fn accumulate_target(
         .map_err(|e| e.context("accumulating resources"))?;
     for c in &k.configurations {
         let text = ldr.load_string(c)?;
-        let v = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("{c}: {e}")))?;
+        let v = crate::yaml::parse_one(&text).map_err(|e| Error::from(e).context(c))?;
         acc.config.merge(&TransformerConfig::from_value(&v, c)?);
     }
     for c in &k.crds {
@@ -467,11 +475,14 @@ fn accumulate_target(
         let ck = kustfile::load(&cl)?;
         apply_openapi(&cl, &ck)?;
         if ck.kind != "Component" {
-            return Err(Error::msg(format!(
-                "expected kind 'Component' for path '{}' but got '{}'",
-                cl.root().display(),
-                ck.kind
-            )));
+            return Err(Error::kustomization(
+                "components",
+                format!(
+                    "expected kind 'Component' for path '{}' but got '{}'",
+                    cl.root().display(),
+                    ck.kind
+                ),
+            ));
         }
         acc = accumulate_target(&cl, &ck, &join_rel(dir, c), tr, acc).map_err(|e| {
             e.context(format!(
@@ -482,7 +493,8 @@ fn accumulate_target(
     }
     run_transformers(ldr, k, dir, tr, &mut acc)?;
     if !k.validators.is_empty() {
-        return Err(Error::msg(
+        return Err(Error::unsupported(
+            "validator plugins",
             "validators are plugins (exec/Go/KRM functions), which this build does not run",
         ));
     }
@@ -496,7 +508,7 @@ fn accumulate_target(
             .iter()
             .any(|x| x.get("name").and_then(Value::scalar_string).as_deref() == Some(name.as_str()))
         {
-            return Err(Error::msg(format!("var '{name}' already encountered")));
+            return Err(Error::var(format!("var '{name}' already encountered")));
         }
         // Vars bind to their object at the level that declares them (`ResAccumulator.MergeVars`).
         vars::bind(v, &name, &mut acc.resources)?;
@@ -530,14 +542,14 @@ fn accumulate_resources(
                 Err(e) => e,
             }
         } else {
-            Error::msg(format!("'{}' is not a file", as_file.display()))
+            Error::load(&as_file, format!("'{}' is not a file", as_file.display()))
         };
-        if file_err.0.contains("MalformedYAMLError") {
+        if matches!(file_err.root(), Error::MalformedYaml { .. }) {
             return Err(file_err);
         }
         let sub = ldr
             .child(p)
-            .map_err(|e| e.context(format!("accumulation err='{}'", file_err.0)))?;
+            .map_err(|e| e.context(format!("accumulation err='{file_err}'")))?;
         let sk = kustfile::load(&sub).map_err(|e| {
             e.context(format!(
                 "couldn't make target for path '{}'",
@@ -545,10 +557,13 @@ fn accumulate_resources(
             ))
         })?;
         if sk.kind == "Component" {
-            return Err(Error::msg(format!(
-                "expected kind != 'Component' for path '{}'",
-                sub.root().display()
-            )));
+            return Err(Error::kustomization(
+                "resources",
+                format!(
+                    "expected kind != 'Component' for path '{}'",
+                    sub.root().display()
+                ),
+            ));
         }
         apply_openapi(&sub, &sk)?;
         let sub_acc = accumulate_target(&sub, &sk, &join_rel(dir, p), tr, Accumulator::new()?)
@@ -582,9 +597,10 @@ fn accumulate_resources(
 /// Unparsable files and type names without three dotted parts.
 fn load_crd_config(text: &str, origin: &str, tc: &mut TransformerConfig) -> Result<(), Error> {
     let parse_err = |e: String| {
-        Error::msg(format!(
-            "unable to parse open API definition from '{origin}': {e}"
-        ))
+        Error::kustomization(
+            "crds",
+            format!("unable to parse open API definition from '{origin}': {e}"),
+        )
     };
     // JSON or YAML; JSON parses as YAML.
     let defs = crate::yaml::parse_one(text).map_err(|e| parse_err(e.to_string()))?;
@@ -606,7 +622,8 @@ fn load_crd_config(text: &str, origin: &str, tc: &mut TransformerConfig) -> Resu
             continue;
         }
         if name.split('.').count() < 3 {
-            return Err(Error::msg(
+            return Err(Error::kustomization(
+                "crds",
                 "`api` should be specified in dot notation: group.version.kind",
             ));
         }
@@ -699,7 +716,7 @@ fn run_generators(
     }
     if !k.helm_charts.is_empty() {
         let Some(inflate) = HELM.with(|h| h.borrow().clone()) else {
-            return Err(Error::msg("helmCharts: inflating Helm charts needs a Helm renderer (stackwave kustomize build --enable-helm)"));
+            return Err(Error::unsupported("helmCharts without a Helm renderer", "helmCharts: inflating Helm charts needs a Helm renderer (stackwave kustomize build --enable-helm)"));
         };
         for chart in &k.helm_charts {
             let values_file = match chart
@@ -749,7 +766,7 @@ fn run_generators(
                 "ConfigMapGenerator" => generators::generate(ldr, &cfg, "ConfigMap", None)?,
                 "SecretGenerator" => generators::generate(ldr, &cfg, "Secret", None)?,
                 "IAMPolicyGenerator" => generators::iam_policy(&cfg)?,
-                other => return Err(Error::msg(format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
+                other => return Err(Error::unsupported("generator plugins", format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
             };
             r.origin = Some(builtin(&kind, &name, &configured_in));
             acc.absorb(r)?;
@@ -781,7 +798,7 @@ fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<
     }
     let text = ldr.load_string(entry)?;
     Ok(parse_documents(&text)
-        .map_err(|e| Error::msg(format!("{entry}: {e}")))?
+        .map_err(|e| Error::from(e).context(entry))?
         .into_iter()
         .filter(|d| matches!(d, Value::Map(_)))
         .collect())
@@ -965,8 +982,8 @@ fn run_plugin(
             };
             replacements::run(ldr, &reps, res)
         }
-        "" => Err(Error::msg("transformer config has no kind")),
-        other => Err(Error::msg(format!(
+        "" => Err(Error::kustomization("transformers", "transformer config has no kind")),
+        other => Err(Error::unsupported("transformer plugins", format!(
             "transformer plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"
         ))),
     }
@@ -1014,19 +1031,21 @@ fn sort(k: &Kustomization, opts: &Options, res: &mut [Resource]) -> Result<(), E
     let legacy = match (order.as_deref(), opts.reorder) {
         (Some("fifo"), _) => {
             if legacy_opts.is_some() {
-                return Err(Error::msg("the field 'sortOptions.legacySortOptions' is set but 'sortOptions.order' is not 'legacy'"));
+                return Err(Error::kustomization("sortOptions.legacySortOptions", "the field 'sortOptions.legacySortOptions' is set but 'sortOptions.order' is not 'legacy'"));
             }
             false
         }
         (Some("legacy"), _) => true,
         // A `sortOptions` without a known `order` (`SortOrderTransformer.Config`).
         (Some(_), _) => {
-            return Err(Error::msg(
+            return Err(Error::kustomization(
+                "sortOptions.order",
                 "the field 'sortOptions.order' must be one of [fifo, legacy]",
             ))
         }
         (None, _) if so.is_some() => {
-            return Err(Error::msg(
+            return Err(Error::kustomization(
+                "sortOptions.order",
                 "the field 'sortOptions.order' must be one of [fifo, legacy]",
             ))
         }

@@ -201,16 +201,22 @@ pub fn parse_specs(v: Option<&Value>, origin: &str) -> Result<Vec<FieldSpec>, Er
                         .unwrap_or_default(),
                     create: matches!(it.get("create"), Some(Value::Bool(true))),
                 }),
-                other => Err(Error::msg(format!(
-                    "{origin}: field spec must be a mapping, got {}",
-                    other.kind_name()
-                ))),
+                other => Err(Error::field(
+                    origin,
+                    format!(
+                        "{origin}: field spec must be a mapping, got {}",
+                        other.kind_name()
+                    ),
+                )),
             })
             .collect(),
-        Some(other) => Err(Error::msg(format!(
-            "{origin}: expected a list of field specs, got {}",
-            other.kind_name()
-        ))),
+        Some(other) => Err(Error::field(
+            origin,
+            format!(
+                "{origin}: expected a list of field specs, got {}",
+                other.kind_name()
+            ),
+        )),
     }
 }
 
@@ -283,7 +289,10 @@ fn walk(
                 None => (path[0].as_str(), false),
             };
             if name.is_empty() {
-                return Err(Error::msg("cannot set or create an empty field name"));
+                return Err(Error::field(
+                    &path[0],
+                    "cannot set or create an empty field name",
+                ));
             }
             let create = if kind == CreateKind::None || is_seq {
                 None
@@ -316,7 +325,10 @@ fn walk(
             }
             walk(child, &path[1..], kind, set).map_err(|e| e.context(format!("fieldName: {name}")))
         }
-        _ => Err(Error::msg("expected sequence or mapping node")),
+        _ => Err(Error::field(
+            path.join("/"),
+            "expected sequence or mapping node",
+        )),
     }
 }
 

@@ -53,7 +53,7 @@ fn directive_of_map(m: &Mapping) -> Result<Directive, Error> {
             Some("merge") => Ok(Directive::Merge),
             Some("replace") => Ok(Directive::Replace),
             Some("delete") => Ok(Directive::Delete),
-            other => Err(Error::msg(format!(
+            other => Err(Error::patch(format!(
                 "unknown patch strategy '{}'",
                 other.unwrap_or("")
             ))),
@@ -131,12 +131,12 @@ fn merge(
         (_, Some(Value::Null)) => Ok(Merged::Clear),
         (None, Some(p)) => Ok(clean(p)?.map_or(Merged::Clear, Merged::Node)),
         (Some(Value::Map(dm)), Some(Value::Map(pm))) => merge_maps(dm, pm, schema),
-        (Some(Value::Map(_)), Some(p)) => Err(Error::msg(format!(
+        (Some(Value::Map(_)), Some(p)) => Err(Error::patch(format!(
             "wrong node kind: expected MappingNode but got {}",
             node_kind(p)
         ))),
         (Some(Value::Seq(ds)), Some(Value::Seq(ps))) => merge_seqs(ds, ps, schema, field),
-        (Some(Value::Seq(_)), Some(p)) => Err(Error::msg(format!(
+        (Some(Value::Seq(_)), Some(p)) => Err(Error::patch(format!(
             "wrong node kind: expected SequenceNode but got {}",
             node_kind(p)
         ))),

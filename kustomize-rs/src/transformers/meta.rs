@@ -12,7 +12,10 @@ fn set_string(v: &str) -> impl FnMut(&mut Value) -> Result<(), Error> + '_ {
     move |n: &mut Value| {
         match n {
             Value::Map(_) | Value::Seq(_) => {
-                return Err(Error::msg("namespace field specs must target scalar nodes"));
+                return Err(Error::field(
+                    "",
+                    "namespace field specs must target scalar nodes",
+                ));
             }
             _ => *n = Value::String(v.to_string()),
         }
@@ -42,7 +45,7 @@ impl SubjectMode {
             "" | "defaultOnly" => Ok(SubjectMode::DefaultOnly),
             "allServiceAccounts" => Ok(SubjectMode::AllServiceAccounts),
             "none" => Ok(SubjectMode::None),
-            other => Err(Error::msg(format!(
+            other => Err(Error::field("setRoleBindingSubjects", format!(
                 "invalid value {other:?} for setRoleBindingSubjects: must be one of \"defaultOnly\", \"none\" or \"allServiceAccounts\""
             ))),
         }
@@ -138,7 +141,7 @@ pub fn namespace(
             .enumerate()
             .any(|(j, o)| j != i && o.cur_id().equals(&id))
         {
-            return Err(Error::msg(format!(
+            return Err(Error::conflict(format!(
                 "namespace transformation produces ID conflict: {id}"
             )));
         }
@@ -219,10 +222,13 @@ pub fn add_map_entries(
                     *n = Value::map();
                 }
                 let Value::Map(m) = n else {
-                    return Err(Error::msg(format!(
-                        "wrong node kind: expected MappingNode but got {}",
-                        n.kind_name()
-                    )));
+                    return Err(Error::field(
+                        "",
+                        format!(
+                            "wrong node kind: expected MappingNode but got {}",
+                            n.kind_name()
+                        ),
+                    ));
                 };
                 for (k, v) in &sorted {
                     m.insert(k.clone(), Value::String(v.clone()));
@@ -430,9 +436,12 @@ pub fn replicas(
     }
     if !found {
         let gvks: Vec<String> = specs.iter().map(|f| Gvk::sort_string(&f.gvk)).collect();
-        return Err(Error::msg(format!(
-            "resource with name {name} does not match a config with the following GVK {gvks:?}"
-        )));
+        return Err(Error::field(
+            "",
+            format!(
+                "resource with name {name} does not match a config with the following GVK {gvks:?}"
+            ),
+        ));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::yaml::Value;
 use crate::Error;
 
 /// One field spec: a GVK selector, a `/`-separated path, and whether to create the field.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FieldSpec {
     /// Which resources the spec applies to.
     pub gvk: Gvk,
@@ -143,12 +143,20 @@ impl TransformerConfig {
 
     /// Appends another config's specs, skipping exact duplicates (`TransformerConfig.Merge`).
     pub fn merge(&mut self, o: &TransformerConfig) {
+        // A set lookup, not `Vec::contains`: a tree of kustomizations merges each
+        // sub-build's full config (hundreds of default specs) into its parent's.
         fn add(dst: &mut Vec<FieldSpec>, src: &[FieldSpec]) {
-            for fs in src {
-                if !dst.contains(fs) {
-                    dst.push(fs.clone());
-                }
+            if src.is_empty() || dst.as_slice() == src {
+                return;
             }
+            let have: std::collections::HashSet<&FieldSpec> = dst.iter().collect();
+            let mut seen = std::collections::HashSet::new();
+            let new: Vec<FieldSpec> = src
+                .iter()
+                .filter(|fs| !have.contains(fs) && seen.insert(*fs))
+                .cloned()
+                .collect();
+            dst.extend(new);
         }
         add(&mut self.name_prefix, &o.name_prefix);
         add(&mut self.name_suffix, &o.name_suffix);

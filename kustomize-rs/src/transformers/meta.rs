@@ -309,7 +309,56 @@ pub fn split_image(image: &str) -> (String, String, String) {
     }
 }
 
-fn update_image(value: &str, args: &ImageArgs, matcher: &Regex) -> Option<String> {
+/// `image.IsImageMatched` (`api/image/image.go`): whether an image is `NAME`, an optional
+/// `:tag` and an optional `@sha256:digest`, where NAME is a regular expression upstream.
+enum ImageMatcher {
+    /// A name of letters, digits and `/_-:.` (nearly every one): matched without compiling a
+    /// regex, `.` matching any one character but a newline as in the upstream regex.
+    Plain(String),
+    /// Any other name, compiled as upstream compiles it.
+    Regex(Regex),
+}
+
+impl ImageMatcher {
+    fn new(name: &str) -> Option<ImageMatcher> {
+        if name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_-:.".contains(c))
+        {
+            return Some(ImageMatcher::Plain(name.to_string()));
+        }
+        Regex::new(&format!(
+            "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$"
+        ))
+        .ok()
+        .map(ImageMatcher::Regex)
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        let name = match self {
+            ImageMatcher::Regex(r) => return r.is_match(value),
+            ImageMatcher::Plain(n) => n,
+        };
+        let mut chars = value.chars();
+        for p in name.chars() {
+            match chars.next() {
+                Some(c) if c == p || (p == '.' && c != '\n') => {}
+                _ => return false,
+            }
+        }
+        let tag_char = |c: char| c.is_ascii_alphanumeric() || "_.{}-".contains(c);
+        let rest = chars.as_str();
+        let rest = rest
+            .strip_prefix(':')
+            .map_or(rest, |r| r.trim_start_matches(tag_char));
+        let rest = rest
+            .strip_prefix("@sha256:")
+            .map_or(rest, |r| r.trim_start_matches(tag_char));
+        rest.is_empty()
+    }
+}
+
+fn update_image(value: &str, args: &ImageArgs, matcher: &ImageMatcher) -> Option<String> {
     if !matcher.is_match(value) {
         return None;
     }
@@ -339,7 +388,7 @@ fn update_image(value: &str, args: &ImageArgs, matcher: &Regex) -> Option<String
     Some(name)
 }
 
-fn legacy_images(v: &mut Value, args: &ImageArgs, matcher: &Regex) {
+fn legacy_images(v: &mut Value, args: &ImageArgs, matcher: &ImageMatcher) {
     match v {
         Value::Map(m) => {
             for (k, child) in m.iter_mut() {
@@ -376,10 +425,7 @@ pub fn images(
 ) -> Result<(), Error> {
     // `image.IsImageMatched` (`api/image/image.go`): the name, an optional tag, an optional
     // digest (`nginx`, `nginx:1.2`, `nginx@sha256:...`, `nginx:1.2@sha256:...`).
-    let Ok(matcher) = Regex::new(&format!(
-        "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
-        args.name
-    )) else {
+    let Some(matcher) = ImageMatcher::new(&args.name) else {
         return Ok(());
     };
     for r in resources.iter_mut() {
@@ -444,4 +490,32 @@ pub fn replicas(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod image_matcher_tests {
+    use super::ImageMatcher;
+
+    #[test]
+    fn plain_names_match_as_the_upstream_regex_does() {
+        let m = ImageMatcher::new("docker.io/nginx").expect("matcher");
+        let r = ImageMatcher::Regex(
+            regex::Regex::new("^docker.io/nginx(:[a-zA-Z0-9_.{}-]*)?(@sha256:[a-zA-Z0-9_.{}-]*)?$")
+                .expect("regex"),
+        );
+        for v in [
+            "docker.io/nginx",
+            "docker.io/nginx:1.2",
+            "docker.io/nginx@sha256:abc",
+            "docker.io/nginx:1.2@sha256:abc",
+            "dockerXio/nginx:1",
+            "docker.io/nginx-x",
+            "docker.io/nginx:1:2",
+            "docker.io/ngin",
+            "docker\nio/nginx",
+            "docker.io/nginx:{{tag}}",
+        ] {
+            assert_eq!(m.is_match(v), r.is_match(v), "{v}");
+        }
+    }
 }

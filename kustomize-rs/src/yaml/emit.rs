@@ -1054,20 +1054,32 @@ impl Emitter {
         self.put_break();
         self.indention = true;
         self.whitespace = true;
+        // Line by line: each run between breaks goes out whole after its indent (the same
+        // output as go-yaml's character loop in `yaml_emitter_write_literal_scalar`).
         let mut breaks = true;
-        for c in value.chars() {
+        let mut rest = value;
+        while let Some(c) = rest.chars().next() {
             if is_break(c) {
                 self.write_break(c);
                 self.indention = true;
                 breaks = true;
-            } else {
-                if breaks {
-                    self.write_indent();
-                }
-                self.put(c);
-                self.indention = false;
-                breaks = false;
+                rest = &rest[c.len_utf8()..];
+                continue;
             }
+            if breaks {
+                self.write_indent();
+            }
+            let cut = rest.find(is_break).unwrap_or(rest.len());
+            let run = &rest[..cut];
+            self.out.push_str(run);
+            self.column += if run.is_ascii() {
+                run.len()
+            } else {
+                run.chars().count()
+            };
+            self.indention = false;
+            breaks = false;
+            rest = &rest[cut..];
         }
     }
 }

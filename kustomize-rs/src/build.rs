@@ -492,11 +492,15 @@ fn accumulate_target(
         })?;
     }
     run_transformers(ldr, k, dir, tr, &mut acc)?;
-    if !k.validators.is_empty() {
-        return Err(Error::unsupported(
-            "validator plugins",
-            "validators are plugins (exec/Go/KRM functions), which this build does not run",
-        ));
+    // Validators are loaded as plugins (`kusttarget.go` `runValidators`); none is a builtin,
+    // so each one is an external plugin, which this engine does not run.
+    for v in &k.validators {
+        if let Some(cfg) = plugin_configs(ldr, v, dir, tr)?.first() {
+            return Err(external_plugin(
+                cfg.str_at(&["kind"]).unwrap_or(""),
+                "validator",
+            ));
+        }
     }
     for v in &k.vars {
         let name = v
@@ -766,7 +770,7 @@ fn run_generators(
                 "ConfigMapGenerator" => generators::generate(ldr, &cfg, "ConfigMap", None)?,
                 "SecretGenerator" => generators::generate(ldr, &cfg, "Secret", None)?,
                 "IAMPolicyGenerator" => generators::iam_policy(&cfg)?,
-                other => return Err(Error::unsupported("generator plugins", format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
+                other => return Err(external_plugin(other, "generator")),
             };
             r.origin = Some(builtin(&kind, &name, &configured_in));
             acc.absorb(r)?;
@@ -778,6 +782,17 @@ fn run_generators(
 /// Loads `transformers:`/`generators:` entries: inline YAML, or files/directories of configs.
 fn plugin_is_inline(entry: &str) -> bool {
     parse_documents(entry).is_ok_and(|d| d.iter().any(|x| matches!(x, Value::Map(_))))
+}
+
+/// A plugin kind that is not a builtin: kustomize's error when external plugins are off
+/// (`api/internal/plugins/loader/loader.go`), and why this engine never turns them on.
+fn external_plugin(kind: &str, role: &'static str) -> Error {
+    Error::unsupported(
+        role,
+        format!(
+            "external plugins disabled; unable to load external plugin '{kind}' ({role} plugins run external programs or Go code: exec, Go and KRM-function plugins are not run by this engine)"
+        ),
+    )
 }
 
 fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<Vec<Value>, Error> {
@@ -924,15 +939,39 @@ fn run_plugin(
     };
     let pairs = |k: &str| cfg.string_pairs(k);
     match kind {
-        "PrefixSuffixTransformer" => meta::prefix_suffix(&s("prefix"), &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
-        "PrefixTransformer" => meta::prefix_suffix(&s("prefix"), "", &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
-        "SuffixTransformer" => meta::prefix_suffix("", &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_suffix)?, res),
-        "LabelTransformer" => meta::add_map_entries(&pairs("labels"), &specs_or(cfg, "fieldSpecs", &tc.common_labels)?, res),
-        "AnnotationsTransformer" => {
-            meta::add_map_entries(&pairs("annotations"), &specs_or(cfg, "fieldSpecs", &tc.common_annotations)?, res)
-        }
+        "PrefixSuffixTransformer" => meta::prefix_suffix(
+            &s("prefix"),
+            &s("suffix"),
+            &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?,
+            res,
+        ),
+        "PrefixTransformer" => meta::prefix_suffix(
+            &s("prefix"),
+            "",
+            &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?,
+            res,
+        ),
+        "SuffixTransformer" => meta::prefix_suffix(
+            "",
+            &s("suffix"),
+            &specs_or(cfg, "fieldSpecs", &tc.name_suffix)?,
+            res,
+        ),
+        "LabelTransformer" => meta::add_map_entries(
+            &pairs("labels"),
+            &specs_or(cfg, "fieldSpecs", &tc.common_labels)?,
+            res,
+        ),
+        "AnnotationsTransformer" => meta::add_map_entries(
+            &pairs("annotations"),
+            &specs_or(cfg, "fieldSpecs", &tc.common_annotations)?,
+            res,
+        ),
         "NamespaceTransformer" => {
-            let ns = cfg.str_at(&["metadata", "namespace"]).unwrap_or("").to_string();
+            let ns = cfg
+                .str_at(&["metadata", "namespace"])
+                .unwrap_or("")
+                .to_string();
             let opts = meta::NamespaceOptions {
                 unset_only: matches!(cfg.get("unsetOnly"), Some(Value::Bool(true))),
                 subjects: meta::SubjectMode::parse(&s("setRoleBindingSubjects"))?,
@@ -941,7 +980,11 @@ fn run_plugin(
         }
         "ImageTagTransformer" => {
             let img = cfg.get("imageTag").cloned().unwrap_or(Value::Null);
-            meta::images(&meta::ImageArgs::from_value(&img), &specs_or(cfg, "fieldSpecs", &tc.images)?, res)
+            meta::images(
+                &meta::ImageArgs::from_value(&img),
+                &specs_or(cfg, "fieldSpecs", &tc.images)?,
+                res,
+            )
         }
         "ReplicaCountTransformer" => {
             let r = cfg.get("replica").cloned().unwrap_or(Value::Null);
@@ -949,8 +992,14 @@ fn run_plugin(
         }
         "PatchTransformer" => {
             let args = PatchArgs {
-                path: cfg.get("path").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
-                patch: cfg.get("patch").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
+                path: cfg
+                    .get("path")
+                    .and_then(Value::scalar_string)
+                    .filter(|s| !s.is_empty()),
+                patch: cfg
+                    .get("patch")
+                    .and_then(Value::scalar_string)
+                    .filter(|s| !s.is_empty()),
                 target: cfg.get("target").filter(|t| !t.is_null()).cloned(),
                 options: Vec::new(),
             };
@@ -982,10 +1031,11 @@ fn run_plugin(
             };
             replacements::run(ldr, &reps, res)
         }
-        "" => Err(Error::kustomization("transformers", "transformer config has no kind")),
-        other => Err(Error::unsupported("transformer plugins", format!(
-            "transformer plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"
-        ))),
+        "" => Err(Error::kustomization(
+            "transformers",
+            "transformer config has no kind",
+        )),
+        other => Err(external_plugin(other, "transformer")),
     }
 }
 

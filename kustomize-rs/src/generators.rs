@@ -28,25 +28,25 @@ fn read_options(v: Option<&Value>) -> GenOptions {
     o
 }
 
-/// `types.MergeGlobalOptionsIntoLocal`: global labels/annotations override local ones;
-/// global `disableNameSuffixHash`/`immutable` switch them on.
+/// `types.MergeGlobalOptionsIntoLocal` (`api/types/generatoroptions.go`): global
+/// labels/annotations are added where the generator's own `options` lack the key (a local
+/// value wins); global `disableNameSuffixHash`/`immutable` switch them on.
 fn merge_options(local: GenOptions, global: &GenOptions) -> GenOptions {
     let mut o = local;
     for (k, v) in &global.labels {
-        set_pair(&mut o.labels, k, v);
+        add_missing(&mut o.labels, k, v);
     }
     for (k, v) in &global.annotations {
-        set_pair(&mut o.annotations, k, v);
+        add_missing(&mut o.annotations, k, v);
     }
     o.disable_hash |= global.disable_hash;
     o.immutable |= global.immutable;
     o
 }
 
-fn set_pair(pairs: &mut Vec<(String, String)>, k: &str, v: &str) {
-    match pairs.iter_mut().find(|(kk, _)| kk == k) {
-        Some(p) => p.1 = v.to_string(),
-        None => pairs.push((k.to_string(), v.to_string())),
+fn add_missing(pairs: &mut Vec<(String, String)>, k: &str, v: &str) {
+    if !pairs.iter().any(|(kk, _)| kk == k) {
+        pairs.push((k.to_string(), v.to_string()));
     }
 }
 

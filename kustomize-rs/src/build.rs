@@ -344,12 +344,7 @@ pub fn build_in(
     let built = accumulate_target(&ldr, &k, "", tr, Accumulator::new()?);
     let mut acc = built?;
     // Top level only: hash suffixes, then back-references, then vars.
-    for r in acc.resources.iter_mut().filter(|r| r.needs_hash) {
-        let h = generators::hash(&r.obj);
-        r.store_previous_id();
-        let name = format!("{}-{h}", r.name());
-        r.set_name(&name);
-    }
+    add_hash_suffixes(&mut acc.resources);
     nameref::fix(&acc.config.name_reference, &mut acc.resources)?;
     vars::resolve(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
     acc.resources
@@ -924,6 +919,18 @@ fn run_transformers(
     Ok(())
 }
 
+/// `HashTransformer` (`api/internal/builtins/HashTransformer.go`): every resource that needs
+/// a hash suffix (generated, hash not disabled) gets `-<hash of its content>` appended. The
+/// need stays marked, so an inline `HashTransformer` and the top-level one both append.
+fn add_hash_suffixes(res: &mut [Resource]) {
+    for r in res.iter_mut().filter(|r| r.needs_hash) {
+        let h = generators::hash(&r.obj);
+        r.store_previous_id();
+        let name = format!("{}-{h}", r.name());
+        r.set_name(&name);
+    }
+}
+
 /// Runs a builtin transformer given as a plugin configuration (`transformers:` entries).
 fn run_plugin(
     ldr: &Loader,
@@ -945,6 +952,31 @@ fn run_plugin(
             &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?,
             res,
         ),
+        // Not wired as a builtin plugin upstream (`api/internal/plugins/builtinhelpers`):
+        // only the top-level `sortOptions` field sorts.
+        "SortOrderTransformer" => {
+            let (group, version) = match cfg.str_at(&["apiVersion"]).unwrap_or("").split_once('/') {
+                Some((g, v)) => (g.to_string(), v.to_string()),
+                None => (
+                    String::new(),
+                    cfg.str_at(&["apiVersion"]).unwrap_or("").to_string(),
+                ),
+            };
+            let group = if group.is_empty() {
+                "[noGrp]".to_string()
+            } else {
+                group
+            };
+            Err(Error::kustomization(
+                "transformers",
+                format!("unable to load builtin {kind}.{version}.{group} (it only runs as the top-level sortOptions field)"),
+            ))
+        }
+        "HashTransformer" => {
+            add_hash_suffixes(res);
+            Ok(())
+        }
+        "ValueAddTransformer" => crate::transformers::valueadd::run(ldr, cfg, res),
         "PrefixTransformer" => meta::prefix_suffix(
             &s("prefix"),
             "",

@@ -179,6 +179,32 @@ impl Error {
         }
     }
 
+    /// The name of the innermost error's variant (`"Load"`, `"Kustomization"`, ...): the kind
+    /// of failure, which the project's error cases record as `error_kind`.
+    pub fn kind(&self) -> &'static str {
+        match self.root() {
+            Error::Load { .. } => "Load",
+            Error::Io { .. } => "Io",
+            Error::Remote { .. } => "Remote",
+            Error::Yaml(_) => "Yaml",
+            Error::MalformedYaml { .. } => "MalformedYaml",
+            Error::Emit(_) => "Emit",
+            Error::Kustomization { .. } => "Kustomization",
+            Error::Patch { .. } => "Patch",
+            Error::JsonPatch { .. } => "JsonPatch",
+            Error::Generator { .. } => "Generator",
+            Error::Replacement { .. } => "Replacement",
+            Error::Var { .. } => "Var",
+            Error::NameReference { .. } => "NameReference",
+            Error::Field { .. } => "Field",
+            Error::Selector { .. } => "Selector",
+            Error::Conflict { .. } => "Conflict",
+            Error::Unsupported { .. } => "Unsupported",
+            Error::Helm { .. } => "Helm",
+            Error::Context { .. } => "Context",
+        }
+    }
+
     /// A [`Error::Load`] error.
     pub fn load(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
         Error::Load {
@@ -291,6 +317,7 @@ mod tests {
             "accumulating resources: file '/k/missing.yaml' doesn't exist"
         );
         assert!(matches!(e.root(), Error::Load { path, .. } if path.ends_with("missing.yaml")));
+        assert_eq!(e.kind(), "Load");
         let src = std::error::Error::source(&e).map(ToString::to_string);
         assert_eq!(src.as_deref(), Some("file '/k/missing.yaml' doesn't exist"));
     }

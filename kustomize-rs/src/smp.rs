@@ -87,7 +87,7 @@ fn clean(v: &Value) -> Result<Option<Value>, Error> {
             }
             let mut out = Mapping::new();
             for (k, v) in m {
-                if k == "$patch" || k.starts_with("$setElementOrder/") || k == "$retainKeys" {
+                if k == "$patch" {
                     continue;
                 }
                 if let Some(c) = clean(v)? {
@@ -162,7 +162,10 @@ fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Mer
         Directive::Merge => {}
     }
     let mut out = dm.clone();
-    let mut keys: Vec<&String> = pm.keys().filter(|k| !k.starts_with('$')).collect();
+    // Only `$patch` is a directive to kyaml's merge (`kyaml/yaml/merge2`); other `$` keys of
+    // the apimachinery dialect (`$retainKeys`, `$setElementOrder/...`) merge as plain fields,
+    // so they reach the output as kustomize prints them.
+    let mut keys: Vec<&String> = pm.keys().filter(|k| k.as_str() != "$patch").collect();
     keys.sort();
     for k in keys {
         let fi = schema.and_then(|s| s.field(k));

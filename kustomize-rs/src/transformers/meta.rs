@@ -375,8 +375,8 @@ fn update_image(value: &str, args: &ImageArgs, matcher: &ImageMatcher) -> Option
     } else if !args.digest.is_empty() {
         tag.clear();
         digest = args.digest.clone();
-    }
-    if !args.tag_suffix.is_empty() {
+    } else if !args.tag_suffix.is_empty() {
+        // Only without a new tag or digest (`api/filters/imagetag/updater.go`).
         tag.push_str(&args.tag_suffix);
     }
     if !tag.is_empty() {

@@ -20,6 +20,15 @@ pub struct RemoteOptions {
     pub timeout: Duration,
 }
 
+/// The default cache directory: `$XDG_CACHE_HOME/stackwave`, else `$HOME/.cache/stackwave`
+/// (shared by the `kustomize` binary and the `stackwave` agent); `None` without either.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("stackwave"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stackwave"))
+}
+
 /// Whether a resource path is a remote URL.
 pub fn is_url(p: &str) -> bool {
     p.starts_with("https://") || p.starts_with("http://")

@@ -29,7 +29,7 @@ fn parse(args: &[String]) -> Result<(PathBuf, Options), Usage> {
     }
     let mut dir: Option<PathBuf> = None;
     let mut opts = Options::default();
-    opts.remote.cache_dir = default_cache_dir();
+    opts.remote.cache_dir = kustomize_rs::fs::default_cache_dir();
     opts.remote.timeout = std::time::Duration::from_secs(30);
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -72,14 +72,6 @@ fn parse(args: &[String]) -> Result<(PathBuf, Options), Usage> {
         }
     }
     Ok((dir.unwrap_or_else(|| PathBuf::from(".")), opts))
-}
-
-/// `$XDG_CACHE_HOME/stackwave`, else `~/.cache/stackwave` (where `stackwave` caches too).
-fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return Some(PathBuf::from(x).join("stackwave"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stackwave"))
 }
 
 fn main() {

@@ -16,6 +16,7 @@ use crate::transformers::{meta, nameref, patch, replacements, vars};
 use crate::yaml::{parse_documents, to_yaml, Value};
 use crate::Error;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The kustomize release whose behaviour this engine reproduces (printed in the
 /// `app.kubernetes.io/managed-by` label that `buildMetadata: [managedByLabel]` adds).
@@ -79,17 +80,31 @@ impl std::fmt::Debug for Options {
 pub struct Accumulator {
     /// Resources in order.
     pub resources: Vec<Resource>,
-    /// Transformer configuration in force.
-    pub config: TransformerConfig,
+    /// Transformer configuration in force, shared until changed: every kustomization starts
+    /// from the one default configuration, and merging an unchanged one costs nothing.
+    pub config: Arc<TransformerConfig>,
     /// Declared vars.
     pub vars: Vec<Value>,
+}
+
+/// Merges `other` into `dst` (`TransformerConfig.Merge`), skipping the work when `other` adds
+/// nothing: it is `dst` itself or the untouched defaults, which every configuration contains.
+fn merge_config(
+    dst: &mut Arc<TransformerConfig>,
+    other: &Arc<TransformerConfig>,
+) -> Result<(), Error> {
+    if Arc::ptr_eq(dst, other) || Arc::ptr_eq(other, &TransformerConfig::shared_defaults()?) {
+        return Ok(());
+    }
+    Arc::make_mut(dst).merge(other);
+    Ok(())
 }
 
 impl Accumulator {
     fn new() -> Result<Accumulator, Error> {
         Ok(Accumulator {
             resources: Vec::new(),
-            config: TransformerConfig::defaults()?,
+            config: TransformerConfig::shared_defaults()?,
             vars: Vec::new(),
         })
     }
@@ -109,7 +124,7 @@ impl Accumulator {
         for r in other.resources {
             self.append(r)?;
         }
-        self.config.merge(&other.config);
+        merge_config(&mut self.config, &other.config)?;
         for v in other.vars {
             let name = v.get("name").and_then(Value::scalar_string);
             if self
@@ -456,11 +471,11 @@ fn accumulate_target(
     for c in &k.configurations {
         let text = ldr.load_string(c)?;
         let v = crate::yaml::parse_one(&text).map_err(|e| Error::from(e).context(c))?;
-        acc.config.merge(&TransformerConfig::from_value(&v, c)?);
+        Arc::make_mut(&mut acc.config).merge(&TransformerConfig::from_value(&v, c)?);
     }
     for c in &k.crds {
         let text = ldr.load_string(c)?;
-        load_crd_config(&text, c, &mut acc.config)?;
+        load_crd_config(&text, c, Arc::make_mut(&mut acc.config))?;
     }
     run_generators(ldr, k, dir, tr, &mut acc)?;
     for c in &k.components {

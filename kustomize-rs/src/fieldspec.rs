@@ -76,8 +76,19 @@ impl TransformerConfig {
     /// # Errors
     /// Never today; kept fallible for configurable defaults.
     pub fn defaults() -> Result<TransformerConfig, Error> {
-        static DEFAULTS: std::sync::OnceLock<TransformerConfig> = std::sync::OnceLock::new();
-        Ok(DEFAULTS.get_or_init(Self::build_defaults).clone())
+        Ok((*Self::shared_defaults()?).clone())
+    }
+
+    /// The default configuration, built once and shared (see [`TransformerConfig::defaults`]).
+    ///
+    /// # Errors
+    /// As [`TransformerConfig::defaults`].
+    pub fn shared_defaults() -> Result<std::sync::Arc<TransformerConfig>, Error> {
+        static DEFAULTS: std::sync::OnceLock<std::sync::Arc<TransformerConfig>> =
+            std::sync::OnceLock::new();
+        Ok(DEFAULTS
+            .get_or_init(|| std::sync::Arc::new(Self::build_defaults()))
+            .clone())
     }
 
     fn build_defaults() -> TransformerConfig {

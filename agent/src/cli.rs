@@ -376,12 +376,10 @@ pub struct BuildArgs {
     pub enable_helm: bool,
 }
 
-/// The default cache directory: `$XDG_CACHE_HOME/stackwave`, else `$HOME/.cache/stackwave`.
+/// The default cache directory: `$XDG_CACHE_HOME/stackwave`, else `$HOME/.cache/stackwave`
+/// ([`kustomize_rs::fs::default_cache_dir`]).
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return Some(PathBuf::from(x).join("stackwave"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stackwave"))
+    kustomize_rs::fs::default_cache_dir()
 }
 
 fn render(a: RenderArgs) -> Result<String, String> {

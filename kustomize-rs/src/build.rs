@@ -16,6 +16,7 @@ use crate::transformers::{meta, nameref, patch, replacements, vars};
 use crate::yaml::{parse_documents, to_yaml, Value};
 use crate::Error;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The kustomize release whose behaviour this engine reproduces (printed in the
 /// `app.kubernetes.io/managed-by` label that `buildMetadata: [managedByLabel]` adds).
@@ -79,17 +80,31 @@ impl std::fmt::Debug for Options {
 pub struct Accumulator {
     /// Resources in order.
     pub resources: Vec<Resource>,
-    /// Transformer configuration in force.
-    pub config: TransformerConfig,
+    /// Transformer configuration in force, shared until changed: every kustomization starts
+    /// from the one default configuration, and merging an unchanged one costs nothing.
+    pub config: Arc<TransformerConfig>,
     /// Declared vars.
     pub vars: Vec<Value>,
+}
+
+/// Merges `other` into `dst` (`TransformerConfig.Merge`), skipping the work when `other` adds
+/// nothing: it is `dst` itself or the untouched defaults, which every configuration contains.
+fn merge_config(
+    dst: &mut Arc<TransformerConfig>,
+    other: &Arc<TransformerConfig>,
+) -> Result<(), Error> {
+    if Arc::ptr_eq(dst, other) || Arc::ptr_eq(other, &TransformerConfig::shared_defaults()?) {
+        return Ok(());
+    }
+    Arc::make_mut(dst).merge(other);
+    Ok(())
 }
 
 impl Accumulator {
     fn new() -> Result<Accumulator, Error> {
         Ok(Accumulator {
             resources: Vec::new(),
-            config: TransformerConfig::defaults()?,
+            config: TransformerConfig::shared_defaults()?,
             vars: Vec::new(),
         })
     }
@@ -97,7 +112,7 @@ impl Accumulator {
     fn append(&mut self, r: Resource) -> Result<(), Error> {
         let id = r.cur_id();
         if self.resources.iter().any(|x| x.cur_id().equals(&id)) {
-            return Err(Error::msg(format!(
+            return Err(Error::conflict(format!(
                 "may not add resource with an already registered id: {id}"
             )));
         }
@@ -109,7 +124,7 @@ impl Accumulator {
         for r in other.resources {
             self.append(r)?;
         }
-        self.config.merge(&other.config);
+        merge_config(&mut self.config, &other.config)?;
         for v in other.vars {
             let name = v.get("name").and_then(Value::scalar_string);
             if self
@@ -117,7 +132,7 @@ impl Accumulator {
                 .iter()
                 .any(|x| x.get("name").and_then(Value::scalar_string) == name)
             {
-                return Err(Error::msg(format!(
+                return Err(Error::var(format!(
                     "var '{}' already encountered",
                     name.unwrap_or_default()
                 )));
@@ -141,14 +156,14 @@ impl Accumulator {
         match matches.as_slice() {
             [] => match r.behavior {
                 Behavior::Create => self.append(r),
-                _ => Err(Error::msg(format!(
+                _ => Err(Error::conflict(format!(
                     "id {id} does not exist; cannot merge or replace"
                 ))),
             },
             [i] => {
                 let old = &self.resources[*i];
                 if r.behavior == Behavior::Create {
-                    return Err(Error::msg(format!(
+                    return Err(Error::conflict(format!(
                         "id {id} exists; behavior must be merge or replace"
                     )));
                 }
@@ -189,7 +204,7 @@ impl Accumulator {
                 self.resources[*i] = kept;
                 Ok(())
             }
-            _ => Err(Error::msg(format!(
+            _ => Err(Error::conflict(format!(
                 "found multiple objects that could accept merge of {id}"
             ))),
         }
@@ -209,8 +224,10 @@ fn set_pair(pairs: &mut Vec<(String, String)>, k: String, v: String) {
 /// # Errors
 /// Malformed YAML, non-mapping documents, missing kind or name.
 pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error> {
-    let docs = parse_documents(text)
-        .map_err(|e| Error::msg(format!("MalformedYAMLError: {e} in File: {origin}")))?;
+    let docs = parse_documents(text).map_err(|source| Error::MalformedYaml {
+        file: origin.to_string(),
+        source,
+    })?;
     let mut out = Vec::new();
     let mut queue: std::collections::VecDeque<Value> = docs.into();
     while let Some(d) = queue.pop_front() {
@@ -219,10 +236,13 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
             Value::Map(m) if m.is_empty() => continue,
             Value::Map(m) => m,
             other => {
-                return Err(Error::msg(format!(
-                    "{origin}: expected a mapping for a resource, found a {}",
-                    other.kind_name()
-                )))
+                return Err(Error::load(
+                    origin,
+                    format!(
+                        "{origin}: expected a mapping for a resource, found a {}",
+                        other.kind_name()
+                    ),
+                ))
             }
         };
         let kind = m
@@ -230,10 +250,10 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
             .and_then(Value::scalar_string)
             .unwrap_or_default();
         if kind.is_empty() {
-            return Err(Error::msg(format!(
-                "{origin}: missing kind in object {}",
-                one_line(&d)
-            )));
+            return Err(Error::load(
+                origin,
+                format!("{origin}: missing kind in object {}", one_line(&d)),
+            ));
         }
         if kind.ends_with("List") {
             if let Some(items) = m.get("items") {
@@ -245,9 +265,10 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
                     }
                     Value::Null => {}
                     _ => {
-                        return Err(Error::msg(format!(
-                            "{origin}: items in {kind} is not a list"
-                        )))
+                        return Err(Error::load(
+                            origin,
+                            format!("{origin}: items in {kind} is not a list"),
+                        ))
                     }
                 }
                 continue;
@@ -258,10 +279,10 @@ pub fn parse_resources(text: &str, origin: &str) -> Result<Vec<Resource>, Error>
                 .unwrap_or_default()
                 .is_empty()
         {
-            return Err(Error::msg(format!(
-                "{origin}: missing metadata.name in object {}",
-                one_line(&d)
-            )));
+            return Err(Error::load(
+                origin,
+                format!("{origin}: missing metadata.name in object {}", one_line(&d)),
+            ));
         }
         out.push(Resource::new(d));
     }
@@ -295,7 +316,7 @@ pub fn print_resources(resources: &[Resource]) -> Result<String, Error> {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&to_yaml(&r.obj).map_err(|e| Error::msg(format!("{}: {e}", r.cur_id())))?);
+        out.push_str(&to_yaml(&r.obj).map_err(|e| Error::from(e).context(r.cur_id()))?);
     }
     Ok(out)
 }
@@ -338,12 +359,7 @@ pub fn build_in(
     let built = accumulate_target(&ldr, &k, "", tr, Accumulator::new()?);
     let mut acc = built?;
     // Top level only: hash suffixes, then back-references, then vars.
-    for r in acc.resources.iter_mut().filter(|r| r.needs_hash) {
-        let h = generators::hash(&r.obj);
-        r.store_previous_id();
-        let name = format!("{}-{h}", r.name());
-        r.set_name(&name);
-    }
+    add_hash_suffixes(&mut acc.resources);
     nameref::fix(&acc.config.name_reference, &mut acc.resources)?;
     vars::resolve(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
     acc.resources
@@ -424,17 +440,19 @@ fn apply_openapi(ldr: &Loader, k: &Kustomization) -> Result<(), Error> {
         .and_then(Value::scalar_string)
         .filter(|s| !s.is_empty());
     match (path, version) {
-        (Some(_), Some(_)) => Err(Error::msg(
+        (Some(_), Some(_)) => Err(Error::kustomization(
+            "openapi",
             "builtin version and custom schema provided, cannot use both",
         )),
-        (None, Some(v)) if v != "v1.21.2" => Err(Error::msg(format!(
-            "the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"
-        ))),
+        (None, Some(v)) if v != "v1.21.2" => Err(Error::kustomization(
+            "openapi.version",
+            format!("the specified OpenAPI version '{v}' is not built in; only v1.21.2 is"),
+        )),
         (None, _) => Ok(()),
         (Some(p), None) => {
             let text = ldr.load_string(&p)?;
             let schema = crate::yaml::parse_one(&text)
-                .map_err(|e| Error::msg(format!("openapi schema {p}: {e}")))?;
+                .map_err(|e| Error::from(e).context(format!("openapi schema {p}")))?;
             crate::openapi::set_custom_schema(Some(schema));
             Ok(())
         }
@@ -452,12 +470,12 @@ fn accumulate_target(
         .map_err(|e| e.context("accumulating resources"))?;
     for c in &k.configurations {
         let text = ldr.load_string(c)?;
-        let v = crate::yaml::parse_one(&text).map_err(|e| Error::msg(format!("{c}: {e}")))?;
-        acc.config.merge(&TransformerConfig::from_value(&v, c)?);
+        let v = crate::yaml::parse_one(&text).map_err(|e| Error::from(e).context(c))?;
+        Arc::make_mut(&mut acc.config).merge(&TransformerConfig::from_value(&v, c)?);
     }
     for c in &k.crds {
         let text = ldr.load_string(c)?;
-        load_crd_config(&text, c, &mut acc.config)?;
+        load_crd_config(&text, c, Arc::make_mut(&mut acc.config))?;
     }
     run_generators(ldr, k, dir, tr, &mut acc)?;
     for c in &k.components {
@@ -467,11 +485,14 @@ fn accumulate_target(
         let ck = kustfile::load(&cl)?;
         apply_openapi(&cl, &ck)?;
         if ck.kind != "Component" {
-            return Err(Error::msg(format!(
-                "expected kind 'Component' for path '{}' but got '{}'",
-                cl.root().display(),
-                ck.kind
-            )));
+            return Err(Error::kustomization(
+                "components",
+                format!(
+                    "expected kind 'Component' for path '{}' but got '{}'",
+                    cl.root().display(),
+                    ck.kind
+                ),
+            ));
         }
         acc = accumulate_target(&cl, &ck, &join_rel(dir, c), tr, acc).map_err(|e| {
             e.context(format!(
@@ -481,10 +502,15 @@ fn accumulate_target(
         })?;
     }
     run_transformers(ldr, k, dir, tr, &mut acc)?;
-    if !k.validators.is_empty() {
-        return Err(Error::msg(
-            "validators are plugins (exec/Go/KRM functions), which this build does not run",
-        ));
+    // Validators are loaded as plugins (`kusttarget.go` `runValidators`); none is a builtin,
+    // so each one is an external plugin, which this engine does not run.
+    for v in &k.validators {
+        if let Some(cfg) = plugin_configs(ldr, v, dir, tr)?.first() {
+            return Err(external_plugin(
+                cfg.str_at(&["kind"]).unwrap_or(""),
+                "validator",
+            ));
+        }
     }
     for v in &k.vars {
         let name = v
@@ -496,7 +522,7 @@ fn accumulate_target(
             .iter()
             .any(|x| x.get("name").and_then(Value::scalar_string).as_deref() == Some(name.as_str()))
         {
-            return Err(Error::msg(format!("var '{name}' already encountered")));
+            return Err(Error::var(format!("var '{name}' already encountered")));
         }
         // Vars bind to their object at the level that declares them (`ResAccumulator.MergeVars`).
         vars::bind(v, &name, &mut acc.resources)?;
@@ -530,14 +556,14 @@ fn accumulate_resources(
                 Err(e) => e,
             }
         } else {
-            Error::msg(format!("'{}' is not a file", as_file.display()))
+            Error::load(&as_file, format!("'{}' is not a file", as_file.display()))
         };
-        if file_err.0.contains("MalformedYAMLError") {
+        if matches!(file_err.root(), Error::MalformedYaml { .. }) {
             return Err(file_err);
         }
         let sub = ldr
             .child(p)
-            .map_err(|e| e.context(format!("accumulation err='{}'", file_err.0)))?;
+            .map_err(|e| e.context(format!("accumulation err='{file_err}'")))?;
         let sk = kustfile::load(&sub).map_err(|e| {
             e.context(format!(
                 "couldn't make target for path '{}'",
@@ -545,10 +571,13 @@ fn accumulate_resources(
             ))
         })?;
         if sk.kind == "Component" {
-            return Err(Error::msg(format!(
-                "expected kind != 'Component' for path '{}'",
-                sub.root().display()
-            )));
+            return Err(Error::kustomization(
+                "resources",
+                format!(
+                    "expected kind != 'Component' for path '{}'",
+                    sub.root().display()
+                ),
+            ));
         }
         apply_openapi(&sub, &sk)?;
         let sub_acc = accumulate_target(&sub, &sk, &join_rel(dir, p), tr, Accumulator::new()?)
@@ -582,9 +611,10 @@ fn accumulate_resources(
 /// Unparsable files and type names without three dotted parts.
 fn load_crd_config(text: &str, origin: &str, tc: &mut TransformerConfig) -> Result<(), Error> {
     let parse_err = |e: String| {
-        Error::msg(format!(
-            "unable to parse open API definition from '{origin}': {e}"
-        ))
+        Error::kustomization(
+            "crds",
+            format!("unable to parse open API definition from '{origin}': {e}"),
+        )
     };
     // JSON or YAML; JSON parses as YAML.
     let defs = crate::yaml::parse_one(text).map_err(|e| parse_err(e.to_string()))?;
@@ -606,7 +636,8 @@ fn load_crd_config(text: &str, origin: &str, tc: &mut TransformerConfig) -> Resu
             continue;
         }
         if name.split('.').count() < 3 {
-            return Err(Error::msg(
+            return Err(Error::kustomization(
+                "crds",
                 "`api` should be specified in dot notation: group.version.kind",
             ));
         }
@@ -699,7 +730,7 @@ fn run_generators(
     }
     if !k.helm_charts.is_empty() {
         let Some(inflate) = HELM.with(|h| h.borrow().clone()) else {
-            return Err(Error::msg("helmCharts: inflating Helm charts needs a Helm renderer (stackwave kustomize build --enable-helm)"));
+            return Err(Error::unsupported("helmCharts without a Helm renderer", "helmCharts: inflating Helm charts needs a Helm renderer (stackwave kustomize build --enable-helm)"));
         };
         for chart in &k.helm_charts {
             let values_file = match chart
@@ -749,7 +780,7 @@ fn run_generators(
                 "ConfigMapGenerator" => generators::generate(ldr, &cfg, "ConfigMap", None)?,
                 "SecretGenerator" => generators::generate(ldr, &cfg, "Secret", None)?,
                 "IAMPolicyGenerator" => generators::iam_policy(&cfg)?,
-                other => return Err(Error::msg(format!("generator plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"))),
+                other => return Err(external_plugin(other, "generator")),
             };
             r.origin = Some(builtin(&kind, &name, &configured_in));
             acc.absorb(r)?;
@@ -761,6 +792,17 @@ fn run_generators(
 /// Loads `transformers:`/`generators:` entries: inline YAML, or files/directories of configs.
 fn plugin_is_inline(entry: &str) -> bool {
     parse_documents(entry).is_ok_and(|d| d.iter().any(|x| matches!(x, Value::Map(_))))
+}
+
+/// A plugin kind that is not a builtin: kustomize's error when external plugins are off
+/// (`api/internal/plugins/loader/loader.go`), and why this engine never turns them on.
+fn external_plugin(kind: &str, role: &'static str) -> Error {
+    Error::unsupported(
+        role,
+        format!(
+            "external plugins disabled; unable to load external plugin '{kind}' ({role} plugins run external programs or Go code: exec, Go and KRM-function plugins are not run by this engine)"
+        ),
+    )
 }
 
 fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<Vec<Value>, Error> {
@@ -781,7 +823,7 @@ fn plugin_configs(ldr: &Loader, entry: &str, dir: &str, tr: Tracking) -> Result<
     }
     let text = ldr.load_string(entry)?;
     Ok(parse_documents(&text)
-        .map_err(|e| Error::msg(format!("{entry}: {e}")))?
+        .map_err(|e| Error::from(e).context(entry))?
         .into_iter()
         .filter(|d| matches!(d, Value::Map(_)))
         .collect())
@@ -892,6 +934,18 @@ fn run_transformers(
     Ok(())
 }
 
+/// `HashTransformer` (`api/internal/builtins/HashTransformer.go`): every resource that needs
+/// a hash suffix (generated, hash not disabled) gets `-<hash of its content>` appended. The
+/// need stays marked, so an inline `HashTransformer` and the top-level one both append.
+fn add_hash_suffixes(res: &mut [Resource]) {
+    for r in res.iter_mut().filter(|r| r.needs_hash) {
+        let h = generators::hash(&r.obj);
+        r.store_previous_id();
+        let name = format!("{}-{h}", r.name());
+        r.set_name(&name);
+    }
+}
+
 /// Runs a builtin transformer given as a plugin configuration (`transformers:` entries).
 fn run_plugin(
     ldr: &Loader,
@@ -907,15 +961,64 @@ fn run_plugin(
     };
     let pairs = |k: &str| cfg.string_pairs(k);
     match kind {
-        "PrefixSuffixTransformer" => meta::prefix_suffix(&s("prefix"), &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
-        "PrefixTransformer" => meta::prefix_suffix(&s("prefix"), "", &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?, res),
-        "SuffixTransformer" => meta::prefix_suffix("", &s("suffix"), &specs_or(cfg, "fieldSpecs", &tc.name_suffix)?, res),
-        "LabelTransformer" => meta::add_map_entries(&pairs("labels"), &specs_or(cfg, "fieldSpecs", &tc.common_labels)?, res),
-        "AnnotationsTransformer" => {
-            meta::add_map_entries(&pairs("annotations"), &specs_or(cfg, "fieldSpecs", &tc.common_annotations)?, res)
+        "PrefixSuffixTransformer" => meta::prefix_suffix(
+            &s("prefix"),
+            &s("suffix"),
+            &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?,
+            res,
+        ),
+        // Not wired as a builtin plugin upstream (`api/internal/plugins/builtinhelpers`):
+        // only the top-level `sortOptions` field sorts.
+        "SortOrderTransformer" => {
+            let (group, version) = match cfg.str_at(&["apiVersion"]).unwrap_or("").split_once('/') {
+                Some((g, v)) => (g.to_string(), v.to_string()),
+                None => (
+                    String::new(),
+                    cfg.str_at(&["apiVersion"]).unwrap_or("").to_string(),
+                ),
+            };
+            let group = if group.is_empty() {
+                "[noGrp]".to_string()
+            } else {
+                group
+            };
+            Err(Error::kustomization(
+                "transformers",
+                format!("unable to load builtin {kind}.{version}.{group} (it only runs as the top-level sortOptions field)"),
+            ))
         }
+        "HashTransformer" => {
+            add_hash_suffixes(res);
+            Ok(())
+        }
+        "ValueAddTransformer" => crate::transformers::valueadd::run(ldr, cfg, res),
+        "PrefixTransformer" => meta::prefix_suffix(
+            &s("prefix"),
+            "",
+            &specs_or(cfg, "fieldSpecs", &tc.name_prefix)?,
+            res,
+        ),
+        "SuffixTransformer" => meta::prefix_suffix(
+            "",
+            &s("suffix"),
+            &specs_or(cfg, "fieldSpecs", &tc.name_suffix)?,
+            res,
+        ),
+        "LabelTransformer" => meta::add_map_entries(
+            &pairs("labels"),
+            &specs_or(cfg, "fieldSpecs", &tc.common_labels)?,
+            res,
+        ),
+        "AnnotationsTransformer" => meta::add_map_entries(
+            &pairs("annotations"),
+            &specs_or(cfg, "fieldSpecs", &tc.common_annotations)?,
+            res,
+        ),
         "NamespaceTransformer" => {
-            let ns = cfg.str_at(&["metadata", "namespace"]).unwrap_or("").to_string();
+            let ns = cfg
+                .str_at(&["metadata", "namespace"])
+                .unwrap_or("")
+                .to_string();
             let opts = meta::NamespaceOptions {
                 unset_only: matches!(cfg.get("unsetOnly"), Some(Value::Bool(true))),
                 subjects: meta::SubjectMode::parse(&s("setRoleBindingSubjects"))?,
@@ -924,7 +1027,11 @@ fn run_plugin(
         }
         "ImageTagTransformer" => {
             let img = cfg.get("imageTag").cloned().unwrap_or(Value::Null);
-            meta::images(&meta::ImageArgs::from_value(&img), &specs_or(cfg, "fieldSpecs", &tc.images)?, res)
+            meta::images(
+                &meta::ImageArgs::from_value(&img),
+                &specs_or(cfg, "fieldSpecs", &tc.images)?,
+                res,
+            )
         }
         "ReplicaCountTransformer" => {
             let r = cfg.get("replica").cloned().unwrap_or(Value::Null);
@@ -932,8 +1039,14 @@ fn run_plugin(
         }
         "PatchTransformer" => {
             let args = PatchArgs {
-                path: cfg.get("path").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
-                patch: cfg.get("patch").and_then(Value::scalar_string).filter(|s| !s.is_empty()),
+                path: cfg
+                    .get("path")
+                    .and_then(Value::scalar_string)
+                    .filter(|s| !s.is_empty()),
+                patch: cfg
+                    .get("patch")
+                    .and_then(Value::scalar_string)
+                    .filter(|s| !s.is_empty()),
                 target: cfg.get("target").filter(|t| !t.is_null()).cloned(),
                 options: Vec::new(),
             };
@@ -965,10 +1078,11 @@ fn run_plugin(
             };
             replacements::run(ldr, &reps, res)
         }
-        "" => Err(Error::msg("transformer config has no kind")),
-        other => Err(Error::msg(format!(
-            "transformer plugin kind '{other}' is not a builtin; exec, Go and KRM-function plugins are not run"
-        ))),
+        "" => Err(Error::kustomization(
+            "transformers",
+            "transformer config has no kind",
+        )),
+        other => Err(external_plugin(other, "transformer")),
     }
 }
 
@@ -1014,19 +1128,21 @@ fn sort(k: &Kustomization, opts: &Options, res: &mut [Resource]) -> Result<(), E
     let legacy = match (order.as_deref(), opts.reorder) {
         (Some("fifo"), _) => {
             if legacy_opts.is_some() {
-                return Err(Error::msg("the field 'sortOptions.legacySortOptions' is set but 'sortOptions.order' is not 'legacy'"));
+                return Err(Error::kustomization("sortOptions.legacySortOptions", "the field 'sortOptions.legacySortOptions' is set but 'sortOptions.order' is not 'legacy'"));
             }
             false
         }
         (Some("legacy"), _) => true,
         // A `sortOptions` without a known `order` (`SortOrderTransformer.Config`).
         (Some(_), _) => {
-            return Err(Error::msg(
+            return Err(Error::kustomization(
+                "sortOptions.order",
                 "the field 'sortOptions.order' must be one of [fifo, legacy]",
             ))
         }
         (None, _) if so.is_some() => {
-            return Err(Error::msg(
+            return Err(Error::kustomization(
+                "sortOptions.order",
                 "the field 'sortOptions.order' must be one of [fifo, legacy]",
             ))
         }

@@ -10,7 +10,7 @@ use crate::yaml::Value;
 use crate::Error;
 
 /// One field spec: a GVK selector, a `/`-separated path, and whether to create the field.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FieldSpec {
     /// Which resources the spec applies to.
     pub gvk: Gvk,
@@ -76,8 +76,19 @@ impl TransformerConfig {
     /// # Errors
     /// Never today; kept fallible for configurable defaults.
     pub fn defaults() -> Result<TransformerConfig, Error> {
-        static DEFAULTS: std::sync::OnceLock<TransformerConfig> = std::sync::OnceLock::new();
-        Ok(DEFAULTS.get_or_init(Self::build_defaults).clone())
+        Ok((*Self::shared_defaults()?).clone())
+    }
+
+    /// The default configuration, built once and shared (see [`TransformerConfig::defaults`]).
+    ///
+    /// # Errors
+    /// As [`TransformerConfig::defaults`].
+    pub fn shared_defaults() -> Result<std::sync::Arc<TransformerConfig>, Error> {
+        static DEFAULTS: std::sync::OnceLock<std::sync::Arc<TransformerConfig>> =
+            std::sync::OnceLock::new();
+        Ok(DEFAULTS
+            .get_or_init(|| std::sync::Arc::new(Self::build_defaults()))
+            .clone())
     }
 
     fn build_defaults() -> TransformerConfig {
@@ -143,12 +154,20 @@ impl TransformerConfig {
 
     /// Appends another config's specs, skipping exact duplicates (`TransformerConfig.Merge`).
     pub fn merge(&mut self, o: &TransformerConfig) {
+        // A set lookup, not `Vec::contains`: a tree of kustomizations merges each
+        // sub-build's full config (hundreds of default specs) into its parent's.
         fn add(dst: &mut Vec<FieldSpec>, src: &[FieldSpec]) {
-            for fs in src {
-                if !dst.contains(fs) {
-                    dst.push(fs.clone());
-                }
+            if src.is_empty() || dst.as_slice() == src {
+                return;
             }
+            let have: std::collections::HashSet<&FieldSpec> = dst.iter().collect();
+            let mut seen = std::collections::HashSet::new();
+            let new: Vec<FieldSpec> = src
+                .iter()
+                .filter(|fs| !have.contains(fs) && seen.insert(*fs))
+                .cloned()
+                .collect();
+            dst.extend(new);
         }
         add(&mut self.name_prefix, &o.name_prefix);
         add(&mut self.name_suffix, &o.name_suffix);
@@ -201,16 +220,22 @@ pub fn parse_specs(v: Option<&Value>, origin: &str) -> Result<Vec<FieldSpec>, Er
                         .unwrap_or_default(),
                     create: matches!(it.get("create"), Some(Value::Bool(true))),
                 }),
-                other => Err(Error::msg(format!(
-                    "{origin}: field spec must be a mapping, got {}",
-                    other.kind_name()
-                ))),
+                other => Err(Error::field(
+                    origin,
+                    format!(
+                        "{origin}: field spec must be a mapping, got {}",
+                        other.kind_name()
+                    ),
+                )),
             })
             .collect(),
-        Some(other) => Err(Error::msg(format!(
-            "{origin}: expected a list of field specs, got {}",
-            other.kind_name()
-        ))),
+        Some(other) => Err(Error::field(
+            origin,
+            format!(
+                "{origin}: expected a list of field specs, got {}",
+                other.kind_name()
+            ),
+        )),
     }
 }
 
@@ -283,7 +308,10 @@ fn walk(
                 None => (path[0].as_str(), false),
             };
             if name.is_empty() {
-                return Err(Error::msg("cannot set or create an empty field name"));
+                return Err(Error::field(
+                    &path[0],
+                    "cannot set or create an empty field name",
+                ));
             }
             let create = if kind == CreateKind::None || is_seq {
                 None
@@ -316,7 +344,10 @@ fn walk(
             }
             walk(child, &path[1..], kind, set).map_err(|e| e.context(format!("fieldName: {name}")))
         }
-        _ => Err(Error::msg("expected sequence or mapping node")),
+        _ => Err(Error::field(
+            path.join("/"),
+            "expected sequence or mapping node",
+        )),
     }
 }
 

@@ -20,6 +20,15 @@ pub struct RemoteOptions {
     pub timeout: Duration,
 }
 
+/// The default cache directory: `$XDG_CACHE_HOME/stackwave`, else `$HOME/.cache/stackwave`
+/// (shared by the `kustomize` binary and the `stackwave` agent); `None` without either.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("stackwave"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stackwave"))
+}
+
 /// Whether a resource path is a remote URL.
 pub fn is_url(p: &str) -> bool {
     p.starts_with("https://") || p.starts_with("http://")
@@ -42,14 +51,15 @@ pub fn fetch(url: &str, opts: &RemoteOptions) -> Result<Vec<u8>, Error> {
     let cached = cache_path(opts, url);
     let from_cache = || cached.as_ref().and_then(|p| std::fs::read(p).ok());
     if opts.offline {
-        return from_cache().ok_or_else(|| {
-            Error::msg(format!(
+        return from_cache().ok_or_else(|| Error::Remote {
+            url: url.to_string(),
+            message: format!(
                 "offline: remote resource {url} is not in the cache{}",
                 cached
                     .as_ref()
                     .map(|p| format!(" ({})", p.display()))
                     .unwrap_or_default()
-            ))
+            ),
         });
     }
     let timeout = if opts.timeout.is_zero() {
@@ -85,8 +95,10 @@ pub fn fetch(url: &str, opts: &RemoteOptions) -> Result<Vec<u8>, Error> {
             }
             Ok(body)
         }
-        Err(e) => from_cache()
-            .ok_or_else(|| Error::msg(format!("cannot fetch remote resource {url}: {e}"))),
+        Err(e) => from_cache().ok_or_else(|| Error::Remote {
+            url: url.to_string(),
+            message: format!("cannot fetch remote resource {url}: {e}"),
+        }),
     }
 }
 
@@ -294,10 +306,13 @@ impl Loader {
                 .unwrap_or_else(|_| dir.to_path_buf())
         };
         let root = fs.canonical(&abs).filter(|r| fs.is_dir(r)).ok_or_else(|| {
-            Error::msg(format!(
-                "must build at directory: not a valid directory: '{}'",
-                dir.display()
-            ))
+            Error::load(
+                dir,
+                format!(
+                    "must build at directory: not a valid directory: '{}'",
+                    dir.display()
+                ),
+            )
         })?;
         Ok(Loader {
             root,
@@ -340,22 +355,25 @@ impl Loader {
         if self.restrictor == LoadRestrictor::RootOnly {
             let real = self.fs.canonical(&p).unwrap_or_else(|| p.clone());
             if !real.starts_with(&self.root) {
-                return Err(Error::msg(format!(
-                    "security; file '{}' is not in or below '{}'",
-                    real.display(),
-                    self.root.display()
-                )));
+                return Err(Error::load(
+                    &real,
+                    format!(
+                        "security; file '{}' is not in or below '{}'",
+                        real.display(),
+                        self.root.display()
+                    ),
+                ));
             }
         }
         if self.fs.is_dir(&p) && !self.fs.is_file(&p) {
-            return Err(Error::msg(format!(
-                "'{}' is a directory, not a file",
-                p.display()
-            )));
+            return Err(Error::load(
+                &p,
+                format!("'{}' is a directory, not a file", p.display()),
+            ));
         }
         self.fs
             .read(&p)
-            .map_err(|e| Error::msg(format!("cannot read '{}': {e}", p.display())))
+            .map_err(|source| Error::Io { path: p, source })
     }
 
     /// Reads a file as UTF-8 text.
@@ -364,7 +382,8 @@ impl Loader {
     /// As [`Loader::load`], or when the content is not UTF-8.
     pub fn load_string(&self, rel: &str) -> Result<String, Error> {
         let b = self.load(rel)?;
-        String::from_utf8(b).map_err(|_| Error::msg(format!("'{rel}' is not UTF-8 text")))
+        String::from_utf8(b)
+            .map_err(|_| Error::load(self.join(rel), format!("'{rel}' is not UTF-8 text")))
     }
 
     /// A loader for a sub-kustomization directory.
@@ -374,17 +393,20 @@ impl Loader {
     /// the current root or one of the roots that led here).
     pub fn child(&self, rel: &str) -> Result<Loader, Error> {
         if rel.is_empty() {
-            return Err(Error::msg("new root cannot be empty"));
+            return Err(Error::load(rel, "new root cannot be empty"));
         }
         if Path::new(rel).is_absolute() {
-            return Err(Error::msg(format!("new root '{rel}' cannot be absolute")));
+            return Err(Error::load(
+                rel,
+                format!("new root '{rel}' cannot be absolute"),
+            ));
         }
         if is_url(rel)
             || rel.starts_with("git@")
             || rel.starts_with("github.com/")
             || rel.starts_with("ssh://")
         {
-            return Err(Error::msg(format!(
+            return Err(Error::unsupported("git remote bases", format!(
                 "remote kustomization '{rel}': remote Git bases are not supported yet (remote files over http(s) are)"
             )));
         }
@@ -394,18 +416,24 @@ impl Loader {
             .canonical(&p)
             .filter(|r| self.fs.is_dir(r))
             .ok_or_else(|| {
-                Error::msg(format!(
+                Error::load(
+                    &p,
+                    format!(
                     "must build at directory: not a valid directory: evalsymlink failure on '{}'",
                     p.display()
-                ))
+                ),
+                )
             })?;
         for visited in std::iter::once(&self.root).chain(self.referrers.iter()) {
             if visited.starts_with(&root) {
-                return Err(Error::msg(format!(
-                    "cycle detected: candidate root '{}' contains visited root '{}'",
-                    root.display(),
-                    visited.display()
-                )));
+                return Err(Error::load(
+                    &root,
+                    format!(
+                        "cycle detected: candidate root '{}' contains visited root '{}'",
+                        root.display(),
+                        visited.display()
+                    ),
+                ));
             }
         }
         let mut referrers = self.referrers.clone();

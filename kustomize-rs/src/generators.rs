@@ -28,25 +28,25 @@ fn read_options(v: Option<&Value>) -> GenOptions {
     o
 }
 
-/// `types.MergeGlobalOptionsIntoLocal`: global labels/annotations override local ones;
-/// global `disableNameSuffixHash`/`immutable` switch them on.
+/// `types.MergeGlobalOptionsIntoLocal` (`api/types/generatoroptions.go`): global
+/// labels/annotations are added where the generator's own `options` lack the key (a local
+/// value wins); global `disableNameSuffixHash`/`immutable` switch them on.
 fn merge_options(local: GenOptions, global: &GenOptions) -> GenOptions {
     let mut o = local;
     for (k, v) in &global.labels {
-        set_pair(&mut o.labels, k, v);
+        add_missing(&mut o.labels, k, v);
     }
     for (k, v) in &global.annotations {
-        set_pair(&mut o.annotations, k, v);
+        add_missing(&mut o.annotations, k, v);
     }
     o.disable_hash |= global.disable_hash;
     o.immutable |= global.immutable;
     o
 }
 
-fn set_pair(pairs: &mut Vec<(String, String)>, k: &str, v: &str) {
-    match pairs.iter_mut().find(|(kk, _)| kk == k) {
-        Some(p) => p.1 = v.to_string(),
-        None => pairs.push((k.to_string(), v.to_string())),
+fn add_missing(pairs: &mut Vec<(String, String)>, k: &str, v: &str) {
+    if !pairs.iter().any(|(kk, _)| kk == k) {
+        pairs.push((k.to_string(), v.to_string()));
     }
 }
 
@@ -77,7 +77,7 @@ fn parse_env_file(text: &str, origin: &str) -> Result<Vec<(String, String)>, Err
             || key.contains(char::is_whitespace)
             || key.starts_with(|c: char| c.is_ascii_digit())
         {
-            return Err(Error::msg(format!(
+            return Err(Error::generator(format!(
                 "\"{key}\" is not a valid key name: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (line {} of {origin})",
                 i + 1
             )));
@@ -123,7 +123,7 @@ fn load_pairs(
     }
     for lit in strs("literals") {
         let (k, v) = lit.split_once('=').ok_or_else(|| {
-            Error::msg(format!("invalid literal source {lit}, expected key=value"))
+            Error::generator(format!("invalid literal source {lit}, expected key=value"))
         })?;
         pairs.push((k.to_string(), remove_quotes(v).as_bytes().to_vec()));
     }
@@ -131,7 +131,9 @@ fn load_pairs(
         let (key, path) = match f.split_once('=') {
             Some((k, p)) => {
                 if k.is_empty() {
-                    return Err(Error::msg(format!("key name for file path {p} missing")));
+                    return Err(Error::generator(format!(
+                        "key name for file path {p} missing"
+                    )));
                 }
                 (k.to_string(), p.to_string())
             }
@@ -148,12 +150,12 @@ fn load_pairs(
     let mut seen = std::collections::HashSet::new();
     for (k, _) in &pairs {
         if !valid_key(k) {
-            return Err(Error::msg(format!(
+            return Err(Error::generator(format!(
                 "\"{k}\" is not a valid key name for a {kind}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
             )));
         }
         if !seen.insert(k.clone()) {
-            return Err(Error::msg(format!(
+            return Err(Error::generator(format!(
                 "{} {name} illegally repeats the key `{k}`",
                 kind.to_lowercase()
             )));
@@ -297,7 +299,7 @@ pub fn iam_policy(cfg: &Value) -> Result<Resource, Error> {
             .unwrap_or_default()
     };
     if s(&["cloud"]) != "gke" {
-        return Err(Error::msg(format!(
+        return Err(Error::generator(format!(
             "IAMPolicyGenerator: cloud '{}' is not supported (only gke)",
             s(&["cloud"])
         )));
@@ -311,7 +313,7 @@ pub fn iam_policy(cfg: &Value) -> Result<Resource, Error> {
         s(&["serviceAccount", "projectId"]),
     );
     if name.is_empty() || gsa.is_empty() || project.is_empty() {
-        return Err(Error::msg("IAMPolicyGenerator: kubernetesService.name, serviceAccount.name and serviceAccount.projectId are required"));
+        return Err(Error::generator("IAMPolicyGenerator: kubernetesService.name, serviceAccount.name and serviceAccount.projectId are required"));
     }
     let mut meta = Mapping::new();
     let mut ann = Mapping::new();

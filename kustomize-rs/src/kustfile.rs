@@ -150,18 +150,18 @@ pub fn load(ldr: &Loader) -> Result<Kustomization, Error> {
     }
     let name = match found.as_slice() {
         [] => {
-            return Err(Error::msg(format!(
+            return Err(Error::load(ldr.root(), format!(
                 "unable to find one of 'kustomization.yaml', 'kustomization.yml' or 'Kustomization' in directory '{}'",
                 ldr.root().display()
             )))
         }
         [one] => *one,
-        _ => return Err(Error::msg(format!("Found multiple kustomization files under: {}", ldr.root().display()))),
+        _ => return Err(Error::load(ldr.root(), format!("Found multiple kustomization files under: {}", ldr.root().display()))),
     };
     let text = ldr.load_string(name)?;
     let path = ldr.root().join(name);
     let v = parse_documents_lenient(&text)
-        .map_err(|e| Error::msg(format!("invalid Kustomization '{}': {e}", path.display())))?
+        .map_err(|e| Error::from(e).context(format!("invalid Kustomization '{}'", path.display())))?
         .into_iter()
         .next()
         .unwrap_or(Value::Null);
@@ -175,17 +175,23 @@ fn strings(v: Option<&Value>, field: &str) -> Result<Vec<String>, Error> {
             .iter()
             .map(|i| {
                 i.scalar_string().ok_or_else(|| {
-                    Error::msg(format!(
-                        "field '{field}': expected a list of strings, found a {}",
-                        i.kind_name()
-                    ))
+                    Error::kustomization(
+                        field,
+                        format!(
+                            "field '{field}': expected a list of strings, found a {}",
+                            i.kind_name()
+                        ),
+                    )
                 })
             })
             .collect(),
-        Some(other) => Err(Error::msg(format!(
-            "field '{field}': expected a list, found a {}",
-            other.kind_name()
-        ))),
+        Some(other) => Err(Error::kustomization(
+            field,
+            format!(
+                "field '{field}': expected a list, found a {}",
+                other.kind_name()
+            ),
+        )),
     }
 }
 
@@ -196,10 +202,13 @@ fn string_map(v: Option<&Value>, field: &str) -> Result<Vec<(String, String)>, E
             .iter()
             .map(|(k, v)| (k.clone(), v.scalar_string().unwrap_or_default()))
             .collect()),
-        Some(other) => Err(Error::msg(format!(
-            "field '{field}': expected a map of strings, found a {}",
-            other.kind_name()
-        ))),
+        Some(other) => Err(Error::kustomization(
+            field,
+            format!(
+                "field '{field}': expected a map of strings, found a {}",
+                other.kind_name()
+            ),
+        )),
     }
 }
 
@@ -207,10 +216,13 @@ fn values(v: Option<&Value>, field: &str) -> Result<Vec<Value>, Error> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Seq(items)) => Ok(items.clone()),
-        Some(other) => Err(Error::msg(format!(
-            "field '{field}': expected a list, found a {}",
-            other.kind_name()
-        ))),
+        Some(other) => Err(Error::kustomization(
+            field,
+            format!(
+                "field '{field}': expected a list, found a {}",
+                other.kind_name()
+            ),
+        )),
     }
 }
 
@@ -218,19 +230,23 @@ fn string_field(v: Option<&Value>, field: &str) -> Result<String, Error> {
     match v {
         None | Some(Value::Null) => Ok(String::new()),
         Some(x) => x.scalar_string().ok_or_else(|| {
-            Error::msg(format!(
-                "field '{field}': expected a string, found a {}",
-                x.kind_name()
-            ))
+            Error::kustomization(
+                field,
+                format!(
+                    "field '{field}': expected a string, found a {}",
+                    x.kind_name()
+                ),
+            )
         }),
     }
 }
 
 fn patch_args(v: &Value, field: &str) -> Result<PatchArgs, Error> {
     let Value::Map(m) = v else {
-        return Err(Error::msg(format!(
-            "field '{field}': each entry must be a mapping"
-        )));
+        return Err(Error::kustomization(
+            field,
+            format!("field '{field}': each entry must be a mapping"),
+        ));
     };
     let options = match m.get("options") {
         Some(Value::Map(o)) => o
@@ -260,19 +276,22 @@ fn patch_args(v: &Value, field: &str) -> Result<PatchArgs, Error> {
 pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
     let m = match v {
         Value::Map(m) => m,
-        Value::Null => return Err(Error::msg("kustomization is empty")),
+        Value::Null => return Err(Error::kustomization("", "kustomization is empty")),
         other => {
-            return Err(Error::msg(format!(
-                "expected a mapping, found a {}",
-                other.kind_name()
-            )))
+            return Err(Error::kustomization(
+                "",
+                format!("expected a mapping, found a {}", other.kind_name()),
+            ))
         }
     };
     // Go's encoding/json matches field names case-insensitively (`nameprefix` is `namePrefix`).
     let mut canon = Mapping::new();
     for (k, v) in m {
         let Some(known) = KNOWN.iter().find(|n| n.eq_ignore_ascii_case(k)) else {
-            return Err(Error::msg(format!("json: unknown field \"{k}\"")));
+            return Err(Error::kustomization(
+                k.as_str(),
+                format!("json: unknown field \"{k}\""),
+            ));
         };
         canon.insert((*known).to_string(), v.clone());
     }
@@ -301,10 +320,13 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
         problems.push(format!("apiVersion for {} should be {required}", k.kind));
     }
     if !problems.is_empty() {
-        return Err(Error::msg(format!(
-            "Failed to read kustomization file {file_name}:\n{}",
-            problems.join("\n")
-        )));
+        return Err(Error::kustomization(
+            "",
+            format!(
+                "Failed to read kustomization file {file_name}:\n{}",
+                problems.join("\n")
+            ),
+        ));
     }
     k.resources = strings(g("resources"), "resources")?;
     k.resources.extend(strings(g("bases"), "bases")?);

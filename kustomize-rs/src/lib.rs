@@ -14,6 +14,7 @@
 //! [`yaml::to_yaml`], which reproduces go-yaml v2's formatting.
 
 pub mod build;
+pub mod error;
 pub mod fieldspec;
 pub mod fs;
 pub mod generators;
@@ -30,32 +31,4 @@ pub use build::{
     HelmInflator, LoadRestrictor, Options, RemoteOptions, Reorder,
 };
 
-/// A build error: a message naming the file or object and the cause, with context prefixes
-/// added as it travels up (`accumulating resources: ...`).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(pub String);
-
-impl Error {
-    /// An error with a message.
-    pub fn msg(m: impl Into<String>) -> Error {
-        Error(m.into())
-    }
-
-    /// Prefixes context.
-    pub fn context(self, ctx: impl std::fmt::Display) -> Error {
-        Error(format!("{ctx}: {}", self.0))
-    }
-}
-
-impl From<yaml::YamlError> for Error {
-    fn from(e: yaml::YamlError) -> Self {
-        Error(e.to_string())
-    }
-}
-
-impl From<yaml::EmitError> for Error {
-    fn from(e: yaml::EmitError) -> Self {
-        Error(e.to_string())
-    }
-}
+pub use error::{BoxError, Error};

@@ -53,7 +53,7 @@ fn directive_of_map(m: &Mapping) -> Result<Directive, Error> {
             Some("merge") => Ok(Directive::Merge),
             Some("replace") => Ok(Directive::Replace),
             Some("delete") => Ok(Directive::Delete),
-            other => Err(Error::msg(format!(
+            other => Err(Error::patch(format!(
                 "unknown patch strategy '{}'",
                 other.unwrap_or("")
             ))),
@@ -87,7 +87,7 @@ fn clean(v: &Value) -> Result<Option<Value>, Error> {
             }
             let mut out = Mapping::new();
             for (k, v) in m {
-                if k == "$patch" || k.starts_with("$setElementOrder/") || k == "$retainKeys" {
+                if k == "$patch" {
                     continue;
                 }
                 if let Some(c) = clean(v)? {
@@ -131,12 +131,12 @@ fn merge(
         (_, Some(Value::Null)) => Ok(Merged::Clear),
         (None, Some(p)) => Ok(clean(p)?.map_or(Merged::Clear, Merged::Node)),
         (Some(Value::Map(dm)), Some(Value::Map(pm))) => merge_maps(dm, pm, schema),
-        (Some(Value::Map(_)), Some(p)) => Err(Error::msg(format!(
+        (Some(Value::Map(_)), Some(p)) => Err(Error::patch(format!(
             "wrong node kind: expected MappingNode but got {}",
             node_kind(p)
         ))),
         (Some(Value::Seq(ds)), Some(Value::Seq(ps))) => merge_seqs(ds, ps, schema, field),
-        (Some(Value::Seq(_)), Some(p)) => Err(Error::msg(format!(
+        (Some(Value::Seq(_)), Some(p)) => Err(Error::patch(format!(
             "wrong node kind: expected SequenceNode but got {}",
             node_kind(p)
         ))),
@@ -162,7 +162,10 @@ fn merge_maps(dm: &Mapping, pm: &Mapping, schema: Option<&Schema>) -> Result<Mer
         Directive::Merge => {}
     }
     let mut out = dm.clone();
-    let mut keys: Vec<&String> = pm.keys().filter(|k| !k.starts_with('$')).collect();
+    // Only `$patch` is a directive to kyaml's merge (`kyaml/yaml/merge2`); other `$` keys of
+    // the apimachinery dialect (`$retainKeys`, `$setElementOrder/...`) merge as plain fields,
+    // so they reach the output as kustomize prints them.
+    let mut keys: Vec<&String> = pm.keys().filter(|k| k.as_str() != "$patch").collect();
     keys.sort();
     for k in keys {
         let fi = schema.and_then(|s| s.field(k));

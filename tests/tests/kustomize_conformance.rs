@@ -102,16 +102,37 @@ fn project_feature_cases_match_kubectl_kustomize() {
             "{}: an error case needs `error_contains` in case.yaml",
             c.name
         );
+        let kind = error_kind(&c.dir);
+        assert!(
+            kind.is_some(),
+            "{}: an error case needs `error_kind` in case.yaml",
+            c.name
+        );
         error_cases += 1;
         if let Err(e) = build_case(c) {
             let msg = e.to_string();
             for n in needles.iter().filter(|n| !msg.contains(n.as_str())) {
                 failures.push(format!("{}: error {msg:?} does not name {n:?}", c.name));
             }
+            if kind.as_deref() != Some(e.kind()) {
+                failures.push(format!(
+                    "{}: error kind {} (expected {kind:?}): {msg}",
+                    c.name,
+                    e.kind()
+                ));
+            }
         }
     }
-    println!("  ({error_cases} error cases checked for what their errors name)");
+    println!("  ({error_cases} error cases checked for their error kind and what they name)");
     assert!(failures.is_empty(), "failing: {failures:#?}");
+}
+
+/// The `error_kind: "..."` of a case: the [`kustomize_rs::Error::kind`] its error must have.
+fn error_kind(case_dir: &Path) -> Option<String> {
+    let meta = std::fs::read_to_string(case_dir.join("case.yaml")).unwrap_or_default();
+    meta.lines()
+        .find_map(|l| l.strip_prefix("error_kind:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
 }
 
 /// The `error_contains: ["...", ...]` list of a case (JSON strings on one line).

@@ -16,8 +16,9 @@ use serde_json::{Map, Value as Json};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-fn err(e: impl std::fmt::Display) -> Error {
-    Error::msg(e.to_string())
+/// A renderer failure for `chart`, kept as the kustomize error's source.
+fn err<E: Into<kustomize_rs::BoxError>>(chart: &str) -> impl Fn(E) -> Error + '_ {
+    move |e| Error::helm(chart, e)
 }
 
 /// An inflator that finds charts under `chartHome`, else through `store`.
@@ -34,7 +35,7 @@ fn inflate(store: &ChartStore, req: &HelmChartRequest) -> Result<String, Error> 
     };
     let (name, version, repo) = (s("name"), s("version"), s("repo"));
     if name.is_empty() {
-        return Err(Error::msg("helmCharts entry has no name"));
+        return Err(Error::helm("", "helmCharts entry has no name"));
     }
     let home = req
         .globals
@@ -52,21 +53,24 @@ fn inflate(store: &ChartStore, req: &HelmChartRequest) -> Result<String, Error> 
     let chart: PathBuf = match (local, store) {
         (Some(p), _) => p,
         (None, ChartStore::Repos(f)) if !repo.is_empty() => {
-            f.fetch(&repo, &name, &version).map_err(err)?.path
+            f.fetch(&repo, &name, &version).map_err(err(&name))?.path
         }
         (None, ChartStore::Dir(d)) if d.join(&name).join("Chart.yaml").is_file() => d.join(&name),
         (None, _) => {
-            return Err(Error::msg(format!(
-                "chart {name} {version} is not under {} and cannot be fetched",
-                home.display()
-            )))
+            return Err(Error::helm(
+                &name,
+                format!(
+                    "chart {name} {version} is not under {} and cannot be fetched",
+                    home.display()
+                ),
+            ))
         }
     };
-    let helm = Helm::get().map_err(err)?;
+    let helm = Helm::get().map_err(err(&name))?;
     let mut values = Map::new();
     if let Some(text) = &req.values_file {
         if let Ok(Json::Object(m)) =
-            serde_json::from_str(&helm.values_from_yaml(text).map_err(err)?)
+            serde_json::from_str(&helm.values_from_yaml(text).map_err(err(&name))?)
         {
             values = m;
         }
@@ -92,16 +96,16 @@ fn inflate(store: &ChartStore, req: &HelmChartRequest) -> Result<String, Error> 
         is_install: true,
         is_upgrade: false,
     };
-    let loaded = helm.load_chart(&chart).map_err(err)?;
+    let loaded = helm.load_chart(&chart).map_err(err(&name))?;
     let out = loaded
         .render(&Json::Object(values).to_string(), &opts)
-        .map_err(err)?;
-    let files: Map<String, Json> = serde_json::from_str(&out).map_err(err)?;
+        .map_err(err(&name))?;
+    let files: Map<String, Json> = serde_json::from_str(&out).map_err(err(&name))?;
     let templates: Vec<(String, String)> = files
         .into_iter()
         .map(|(k, v)| (k, v.as_str().unwrap_or("").to_string()))
         .collect();
-    let (mut hooks, manifests) = sort_manifests(&templates).map_err(err)?;
+    let (mut hooks, manifests) = sort_manifests(&templates).map_err(err(&name))?;
     sort_by_kind(&mut hooks);
     let mut text = String::new();
     if matches!(req.chart.get("includeCRDs"), Some(Value::Bool(true))) {
@@ -113,7 +117,7 @@ fn inflate(store: &ChartStore, req: &HelmChartRequest) -> Result<String, Error> 
             text.push_str("---\n");
             text.push_str(
                 &std::fs::read_to_string(&c)
-                    .map_err(|e| Error::msg(format!("{}: {e}", c.display())))?,
+                    .map_err(|e| Error::helm(&name, format!("{}: {e}", c.display())))?,
             );
             text.push('\n');
         }

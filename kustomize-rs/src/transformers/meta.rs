@@ -12,7 +12,10 @@ fn set_string(v: &str) -> impl FnMut(&mut Value) -> Result<(), Error> + '_ {
     move |n: &mut Value| {
         match n {
             Value::Map(_) | Value::Seq(_) => {
-                return Err(Error::msg("namespace field specs must target scalar nodes"));
+                return Err(Error::field(
+                    "",
+                    "namespace field specs must target scalar nodes",
+                ));
             }
             _ => *n = Value::String(v.to_string()),
         }
@@ -42,7 +45,7 @@ impl SubjectMode {
             "" | "defaultOnly" => Ok(SubjectMode::DefaultOnly),
             "allServiceAccounts" => Ok(SubjectMode::AllServiceAccounts),
             "none" => Ok(SubjectMode::None),
-            other => Err(Error::msg(format!(
+            other => Err(Error::field("setRoleBindingSubjects", format!(
                 "invalid value {other:?} for setRoleBindingSubjects: must be one of \"defaultOnly\", \"none\" or \"allServiceAccounts\""
             ))),
         }
@@ -138,7 +141,7 @@ pub fn namespace(
             .enumerate()
             .any(|(j, o)| j != i && o.cur_id().equals(&id))
         {
-            return Err(Error::msg(format!(
+            return Err(Error::conflict(format!(
                 "namespace transformation produces ID conflict: {id}"
             )));
         }
@@ -219,10 +222,13 @@ pub fn add_map_entries(
                     *n = Value::map();
                 }
                 let Value::Map(m) = n else {
-                    return Err(Error::msg(format!(
-                        "wrong node kind: expected MappingNode but got {}",
-                        n.kind_name()
-                    )));
+                    return Err(Error::field(
+                        "",
+                        format!(
+                            "wrong node kind: expected MappingNode but got {}",
+                            n.kind_name()
+                        ),
+                    ));
                 };
                 for (k, v) in &sorted {
                     m.insert(k.clone(), Value::String(v.clone()));
@@ -303,7 +309,56 @@ pub fn split_image(image: &str) -> (String, String, String) {
     }
 }
 
-fn update_image(value: &str, args: &ImageArgs, matcher: &Regex) -> Option<String> {
+/// `image.IsImageMatched` (`api/image/image.go`): whether an image is `NAME`, an optional
+/// `:tag` and an optional `@sha256:digest`, where NAME is a regular expression upstream.
+enum ImageMatcher {
+    /// A name of letters, digits and `/_-:.` (nearly every one): matched without compiling a
+    /// regex, `.` matching any one character but a newline as in the upstream regex.
+    Plain(String),
+    /// Any other name, compiled as upstream compiles it.
+    Regex(Regex),
+}
+
+impl ImageMatcher {
+    fn new(name: &str) -> Option<ImageMatcher> {
+        if name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_-:.".contains(c))
+        {
+            return Some(ImageMatcher::Plain(name.to_string()));
+        }
+        Regex::new(&format!(
+            "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$"
+        ))
+        .ok()
+        .map(ImageMatcher::Regex)
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        let name = match self {
+            ImageMatcher::Regex(r) => return r.is_match(value),
+            ImageMatcher::Plain(n) => n,
+        };
+        let mut chars = value.chars();
+        for p in name.chars() {
+            match chars.next() {
+                Some(c) if c == p || (p == '.' && c != '\n') => {}
+                _ => return false,
+            }
+        }
+        let tag_char = |c: char| c.is_ascii_alphanumeric() || "_.{}-".contains(c);
+        let rest = chars.as_str();
+        let rest = rest
+            .strip_prefix(':')
+            .map_or(rest, |r| r.trim_start_matches(tag_char));
+        let rest = rest
+            .strip_prefix("@sha256:")
+            .map_or(rest, |r| r.trim_start_matches(tag_char));
+        rest.is_empty()
+    }
+}
+
+fn update_image(value: &str, args: &ImageArgs, matcher: &ImageMatcher) -> Option<String> {
     if !matcher.is_match(value) {
         return None;
     }
@@ -320,8 +375,8 @@ fn update_image(value: &str, args: &ImageArgs, matcher: &Regex) -> Option<String
     } else if !args.digest.is_empty() {
         tag.clear();
         digest = args.digest.clone();
-    }
-    if !args.tag_suffix.is_empty() {
+    } else if !args.tag_suffix.is_empty() {
+        // Only without a new tag or digest (`api/filters/imagetag/updater.go`).
         tag.push_str(&args.tag_suffix);
     }
     if !tag.is_empty() {
@@ -333,7 +388,7 @@ fn update_image(value: &str, args: &ImageArgs, matcher: &Regex) -> Option<String
     Some(name)
 }
 
-fn legacy_images(v: &mut Value, args: &ImageArgs, matcher: &Regex) {
+fn legacy_images(v: &mut Value, args: &ImageArgs, matcher: &ImageMatcher) {
     match v {
         Value::Map(m) => {
             for (k, child) in m.iter_mut() {
@@ -370,10 +425,7 @@ pub fn images(
 ) -> Result<(), Error> {
     // `image.IsImageMatched` (`api/image/image.go`): the name, an optional tag, an optional
     // digest (`nginx`, `nginx:1.2`, `nginx@sha256:...`, `nginx:1.2@sha256:...`).
-    let Ok(matcher) = Regex::new(&format!(
-        "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
-        args.name
-    )) else {
+    let Some(matcher) = ImageMatcher::new(&args.name) else {
         return Ok(());
     };
     for r in resources.iter_mut() {
@@ -430,9 +482,40 @@ pub fn replicas(
     }
     if !found {
         let gvks: Vec<String> = specs.iter().map(|f| Gvk::sort_string(&f.gvk)).collect();
-        return Err(Error::msg(format!(
-            "resource with name {name} does not match a config with the following GVK {gvks:?}"
-        )));
+        return Err(Error::field(
+            "",
+            format!(
+                "resource with name {name} does not match a config with the following GVK {gvks:?}"
+            ),
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod image_matcher_tests {
+    use super::ImageMatcher;
+
+    #[test]
+    fn plain_names_match_as_the_upstream_regex_does() {
+        let m = ImageMatcher::new("docker.io/nginx").expect("matcher");
+        let r = ImageMatcher::Regex(
+            regex::Regex::new("^docker.io/nginx(:[a-zA-Z0-9_.{}-]*)?(@sha256:[a-zA-Z0-9_.{}-]*)?$")
+                .expect("regex"),
+        );
+        for v in [
+            "docker.io/nginx",
+            "docker.io/nginx:1.2",
+            "docker.io/nginx@sha256:abc",
+            "docker.io/nginx:1.2@sha256:abc",
+            "dockerXio/nginx:1",
+            "docker.io/nginx-x",
+            "docker.io/nginx:1:2",
+            "docker.io/ngin",
+            "docker\nio/nginx",
+            "docker.io/nginx:{{tag}}",
+        ] {
+            assert_eq!(m.is_match(v), r.is_match(v), "{v}");
+        }
+    }
 }

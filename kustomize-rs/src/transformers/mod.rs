@@ -5,4 +5,5 @@ pub mod nameref;
 pub mod patch;
 pub mod replacements;
 pub mod select;
+pub mod valueadd;
 pub mod vars;

@@ -67,7 +67,7 @@ fn role_binding_namespaces(r: &Resource) -> Result<Vec<String>, Error> {
         match ns {
             Value::String(n) => out.push(n.clone()),
             _ => {
-                return Err(Error::msg(format!(
+                return Err(Error::name_reference(format!(
                     "Invalid Input: namespace is blank for resource {:?}",
                     r.cur_id().to_string()
                 )))
@@ -172,7 +172,9 @@ fn set(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Error> {
                 match it {
                     Value::Map(_) => set_mapping(ctx, it, refs)?,
                     Value::Seq(_) => {
-                        return Err(Error::msg("node must be a scalar, sequence or map"))
+                        return Err(Error::name_reference(
+                            "node must be a scalar, sequence or map",
+                        ))
                     }
                     _ => set_scalar(ctx, it, refs)?,
                 }
@@ -201,7 +203,9 @@ fn set_scalar(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Err
 fn set_mapping(ctx: &Ctx, n: &mut Value, refs: &mut Vec<usize>) -> Result<(), Error> {
     let Value::Map(m) = n else { return Ok(()) };
     let Some(old) = m.get("name").and_then(Value::scalar_string) else {
-        return Err(Error::msg("path config error; no 'name' field in node"));
+        return Err(Error::name_reference(
+            "path config error; no 'name' field in node",
+        ));
     };
     let candidates: Vec<usize> = match m.get("namespace").and_then(Value::scalar_string) {
         None => ctx.subset.to_vec(),
@@ -295,7 +299,7 @@ fn select(
                 Ok(Some(c[0]))
             } else {
                 let ids: Vec<String> = c.iter().map(|&j| t[j].cur.to_string()).collect();
-                Err(Error::msg(format!(
+                Err(Error::name_reference(format!(
                     " found multiple possible referrals: {}",
                     ids.join(", ")
                 )))

@@ -26,7 +26,7 @@ pub enum Patch {
 /// Malformed YAML, or documents that are neither.
 pub fn parse_patch(text: &str, origin: &str) -> Result<Patch, Error> {
     let docs = parse_documents(text).map_err(|e| {
-        Error::msg(format!(
+        Error::patch(format!(
             "unable to parse SM or JSON patch from {origin}: {e}"
         ))
     })?;
@@ -36,7 +36,7 @@ pub fn parse_patch(text: &str, origin: &str) -> Result<Patch, Error> {
         _ if docs.iter().all(|d| matches!(d, Value::Map(_))) => {
             Ok(Patch::Strategic(docs, false, false))
         }
-        _ => Err(Error::msg(format!(
+        _ => Err(Error::patch(format!(
             "unable to parse SM or JSON patch from {origin}"
         ))),
     }
@@ -44,8 +44,8 @@ pub fn parse_patch(text: &str, origin: &str) -> Result<Patch, Error> {
 
 fn load_text(ldr: &Loader, args: &PatchArgs) -> Result<(String, String), Error> {
     match (&args.path, &args.patch) {
-        (Some(_), Some(_)) => Err(Error::msg("patch and path can't be set at the same time")),
-        (None, None) => Err(Error::msg("must specify one of patch and path")),
+        (Some(_), Some(_)) => Err(Error::patch("patch and path can't be set at the same time")),
+        (None, None) => Err(Error::patch("must specify one of patch and path")),
         (Some(p), None) => Ok((ldr.load_string(p)?, p.clone())),
         (None, Some(t)) => Ok((t.trim().to_string(), "inline patch".to_string())),
     }
@@ -120,12 +120,12 @@ fn apply_sm_by_id(
         let i = match matches.as_slice() {
             [i] => *i,
             [] => {
-                return Err(Error::msg(format!(
+                return Err(Error::patch(format!(
                     "no matches for Id {id}; failed to find unique target for patch {id}"
                 )))
             }
             _ => {
-                return Err(Error::msg(format!(
+                return Err(Error::patch(format!(
                     "multiple matches for Id {id}; failed to find unique target for patch {id}"
                 )))
             }
@@ -158,7 +158,7 @@ pub fn patches_strategic_merge(
             Some(d) => d,
             None => {
                 let text = ldr.load_string(e)?;
-                parse_documents(&text).map_err(|err| Error::msg(format!("{e}: {err}")))?
+                parse_documents(&text).map_err(|err| Error::patch(format!("{e}: {err}")))?
             }
         };
         for d in docs {
@@ -166,7 +166,7 @@ pub fn patches_strategic_merge(
                 Value::Null => {}
                 Value::Map(_) => all.push(d),
                 _ => {
-                    return Err(Error::msg(format!(
+                    return Err(Error::patch(format!(
                         "{e}: a strategic merge patch must be a mapping"
                     )))
                 }
@@ -174,7 +174,7 @@ pub fn patches_strategic_merge(
         }
     }
     if all.is_empty() {
-        return Err(Error::msg(format!(
+        return Err(Error::patch(format!(
             "patch appears to be empty; files={entries:?}"
         )));
     }
@@ -204,7 +204,7 @@ pub fn patch_entry(
             None => apply_sm_by_id(resources, &docs, allow_name, allow_kind),
             Some(t) => {
                 if docs.len() > 1 {
-                    return Err(Error::msg(format!(
+                    return Err(Error::patch(format!(
                         "Multiple Strategic-Merge Patches in one `patches` entry is not allowed to set `patches.target` field: {origin}"
                     )));
                 }
@@ -236,7 +236,7 @@ pub fn patch_entry(
         },
         Patch::Json(ops) => {
             let Some(t) = &args.target else {
-                return Err(Error::msg(format!(
+                return Err(Error::patch(format!(
                     "must specify a target for JSON patch {origin}"
                 )));
             };
@@ -262,20 +262,20 @@ pub fn patch_json6902_entry(
     resources: &mut [Resource],
 ) -> Result<(), Error> {
     let Some(t) = &args.target else {
-        return Err(Error::msg("must specify a target for patchesJson6902"));
+        return Err(Error::patch("must specify a target for patchesJson6902"));
     };
     if t.get("name")
         .and_then(Value::scalar_string)
         .unwrap_or_default()
         .is_empty()
     {
-        return Err(Error::msg("must specify the target name"));
+        return Err(Error::patch("must specify the target name"));
     }
     let (text, origin) = load_text(ldr, args)?;
     let ops = match parse_patch(&text, &origin)? {
         Patch::Json(ops) => ops,
         Patch::Strategic(..) => {
-            return Err(Error::msg(format!(
+            return Err(Error::patch(format!(
                 "{origin}: expected a JSON 6902 patch (a list of operations)"
             )))
         }
@@ -292,9 +292,9 @@ fn pointer(path: &str) -> Result<Vec<String>, Error> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
-    let rest = path
-        .strip_prefix('/')
-        .ok_or_else(|| Error::msg(format!("JSON pointer '{path}' must start with '/'")))?;
+    let rest = path.strip_prefix('/').ok_or_else(|| {
+        Error::json_patch(path, format!("JSON pointer '{path}' must start with '/'"))
+    })?;
     Ok(rest
         .split('/')
         .map(|s| s.replace("~1", "/").replace("~0", "~"))
@@ -319,9 +319,10 @@ fn op_add(doc: &mut Value, path: &[String], value: Value, raw: &str) -> Result<(
         return Ok(());
     };
     let missing = || {
-        Error::msg(format!(
-            "add operation does not apply: doc is missing path: \"{raw}\": missing value"
-        ))
+        Error::json_patch(
+            raw,
+            format!("add operation does not apply: doc is missing path: \"{raw}\": missing value"),
+        )
     };
     match get_mut(doc, parent).ok_or_else(missing)? {
         Value::Map(m) => {
@@ -335,9 +336,12 @@ fn op_add(doc: &mut Value, path: &[String], value: Value, raw: &str) -> Result<(
                 last.parse::<usize>().map_err(|_| missing())?
             };
             if idx > s.len() {
-                return Err(Error::msg(format!(
+                return Err(Error::json_patch(
+                    raw,
+                    format!(
                     "add operation does not apply: index {idx} out of bounds for path \"{raw}\""
-                )));
+                ),
+                ));
             }
             s.insert(idx, value);
             Ok(())
@@ -348,9 +352,12 @@ fn op_add(doc: &mut Value, path: &[String], value: Value, raw: &str) -> Result<(
 
 fn op_remove(doc: &mut Value, path: &[String], raw: &str) -> Result<Value, Error> {
     let missing = || {
-        Error::msg(format!(
-            "remove operation does not apply: doc is missing path: \"{raw}\": missing value"
-        ))
+        Error::json_patch(
+            raw,
+            format!(
+                "remove operation does not apply: doc is missing path: \"{raw}\": missing value"
+            ),
+        )
     };
     let (last, parent) = path.split_last().ok_or_else(missing)?;
     match get_mut(doc, parent).ok_or_else(missing)? {
@@ -382,9 +389,9 @@ pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
             .unwrap_or_default();
         let path = pointer(&raw)?;
         let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| Error::msg(format!("{kind} operation on \"{raw}\" has no value")))
+            op.get("value").cloned().ok_or_else(|| {
+                Error::json_patch(&raw, format!("{kind} operation on \"{raw}\" has no value"))
+            })
         };
         match kind.as_str() {
             "add" => op_add(doc, &path, value()?, &raw)?,
@@ -397,7 +404,7 @@ pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
                 // object is set, as `partialDoc.get` reports no error for it; a missing
                 // parent or array index is an error.
                 let missing = || {
-                    Error::msg(format!("replace operation does not apply: doc is missing key: \"{raw}\": missing value"))
+                    Error::json_patch(&raw, format!("replace operation does not apply: doc is missing key: \"{raw}\": missing value"))
                 };
                 match path.split_last() {
                     Some((last, parent)) => match get_mut(doc, parent).ok_or_else(missing)? {
@@ -422,22 +429,24 @@ pub fn apply_json_patch(doc: &mut Value, ops: &[Value]) -> Result<(), Error> {
                 } else {
                     get_mut(doc, &from)
                         .cloned()
-                        .ok_or_else(|| Error::msg(format!("copy operation does not apply: doc is missing from path: \"{from_raw}\"")))?
+                        .ok_or_else(|| Error::json_patch(&from_raw, format!("copy operation does not apply: doc is missing from path: \"{from_raw}\"")))?
                 };
                 op_add(doc, &path, v, &raw)?;
             }
             "test" => {
                 let v = value()?;
                 if get_mut(doc, &path).map(|x| &*x) != Some(&v) {
-                    return Err(Error::msg(format!(
-                        "testing value \"{raw}\" failed: test failed"
-                    )));
+                    return Err(Error::json_patch(
+                        &raw,
+                        format!("testing value \"{raw}\" failed: test failed"),
+                    ));
                 }
             }
             other => {
-                return Err(Error::msg(format!(
-                    "unexpected kind of JSON patch operation: '{other}'"
-                )))
+                return Err(Error::json_patch(
+                    &raw,
+                    format!("unexpected kind of JSON patch operation: '{other}'"),
+                ))
             }
         }
     }

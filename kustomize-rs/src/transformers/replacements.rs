@@ -150,7 +150,7 @@ pub fn find_paths<'a>(
         *node = Value::map();
     }
     let Value::Map(m) = node else {
-        return Err(Error::msg(format!(
+        return Err(Error::replacement(format!(
             "wrong node kind: expected MappingNode but got {} at '{seg}'",
             node.kind_name()
         )));
@@ -198,14 +198,16 @@ impl IdSelector {
             gvk.version = g.version;
         }
         let name = s("name");
-        let kind =
-            if gvk.kind.is_empty() {
-                None
-            } else {
-                Some(Regex::new(&format!("^(?:{})$", gvk.kind)).map_err(|e| {
-                    Error::msg(format!("invalid kind selector '{}': {e}", gvk.kind))
-                })?)
-            };
+        let kind = if gvk.kind.is_empty() {
+            None
+        } else {
+            Some(Regex::new(&format!("^(?:{})$", gvk.kind)).map_err(|e| {
+                Error::selector(
+                    &gvk.kind,
+                    format!("invalid kind selector '{}': {e}", gvk.kind),
+                )
+            })?)
+        };
         gvk.kind.clear();
         let ls = |k: &str| -> Result<Option<super::select::LabelSelector>, Error> {
             match v
@@ -223,10 +225,9 @@ impl IdSelector {
             name: if name.is_empty() {
                 None
             } else {
-                Some(
-                    Regex::new(&format!("^(?:{name})$"))
-                        .map_err(|e| Error::msg(format!("invalid name selector '{name}': {e}")))?,
-                )
+                Some(Regex::new(&format!("^(?:{name})$")).map_err(|e| {
+                    Error::selector(&name, format!("invalid name selector '{name}': {e}"))
+                })?)
             },
             namespace: Some(s("namespace")).filter(|x| !x.is_empty()),
             labels: ls("labelSelector")?,
@@ -308,13 +309,13 @@ fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
         [one] => *one,
         // kustomize names the selector as a resource id (`types.Selector` `ResId.String`).
         [] => {
-            return Err(Error::msg(format!(
+            return Err(Error::replacement(format!(
                 "nothing selected by {}",
                 selector_id(src)
             )))
         }
         _ => {
-            return Err(Error::msg(format!(
+            return Err(Error::replacement(format!(
                 "multiple matches for selector {}",
                 selector_id(src)
             )))
@@ -333,7 +334,7 @@ fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
         .map(|v| (**v).clone())
         .filter(|v| !v.is_null() && v.scalar_string().as_deref() != Some(""));
     let Some(v) = v else {
-        return Err(Error::msg(format!(
+        return Err(Error::replacement(format!(
             "fieldPath `{fp}` is missing for replacement source {}",
             r.cur_id()
         )));
@@ -345,7 +346,7 @@ fn source_value(resources: &[Resource], src: &Value) -> Result<Value, Error> {
     let text = v.scalar_string().unwrap_or_default();
     let parts: Vec<&str> = text.split(delim.as_str()).collect();
     if idx < 0 || idx as usize >= parts.len() {
-        return Err(Error::msg(format!(
+        return Err(Error::replacement(format!(
             "options.index {idx} is out of bounds for value {text}"
         )));
     }
@@ -359,7 +360,7 @@ fn set_field(target: &mut Value, value: &Value, delim: &str, idx: i64) -> Result
             .scalar_string()
             .or_else(|| target.is_null().then(String::new))
         else {
-            return Err(Error::msg(
+            return Err(Error::replacement(
                 "delimiter option can only be used with scalar nodes",
             ));
         };
@@ -395,10 +396,14 @@ pub fn run(ldr: &Loader, entries: &[Value], resources: &mut [Resource]) -> Resul
     for e in entries {
         if let Some(p) = e.get("path").and_then(Value::scalar_string) {
             let text = ldr.load_string(&p)?;
-            match parse_one(&text).map_err(|err| Error::msg(format!("{p}: {err}")))? {
+            match parse_one(&text).map_err(|err| Error::replacement(format!("{p}: {err}")))? {
                 Value::Seq(items) => all.extend(items),
                 v @ Value::Map(_) => all.push(v),
-                _ => return Err(Error::msg(format!("{p}: expected a list of replacements"))),
+                _ => {
+                    return Err(Error::replacement(format!(
+                        "{p}: expected a list of replacements"
+                    )))
+                }
             }
         } else {
             all.push(e.clone());
@@ -407,16 +412,16 @@ pub fn run(ldr: &Loader, entries: &[Value], resources: &mut [Resource]) -> Resul
     for rep in &all {
         let src = rep
             .get("source")
-            .ok_or_else(|| Error::msg("replacement has no source"))?;
+            .ok_or_else(|| Error::replacement("replacement has no source"))?;
         let value = source_value(resources, src)?;
         let Some(Value::Seq(targets)) = rep.get("targets") else {
             continue;
         };
         for t in targets {
-            let sel = IdSelector::from_value(
-                t.get("select")
-                    .ok_or_else(|| Error::msg("target must specify resources to select"))?,
-            )?;
+            let sel =
+                IdSelector::from_value(t.get("select").ok_or_else(|| {
+                    Error::replacement("target must specify resources to select")
+                })?)?;
             let rejects: Vec<IdSelector> = match t.get("reject") {
                 Some(Value::Seq(r)) => r
                     .iter()
@@ -451,7 +456,7 @@ pub fn run(ldr: &Loader, entries: &[Value], resources: &mut [Resource]) -> Resul
                         } else {
                             "unable to find field"
                         };
-                        return Err(Error::msg(format!(
+                        return Err(Error::replacement(format!(
                             "{what} \"{fp}\" in replacement target {id}"
                         )));
                     }

@@ -23,9 +23,10 @@ fn anchored(v: Option<&Value>, field: &str) -> Result<Option<Regex>, Error> {
     match v.and_then(Value::scalar_string).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => Regex::new(&format!("^(?:{s})$")).map(Some).map_err(|e| {
-            Error::msg(format!(
-                "selector {field} '{s}' is not a valid regular expression: {e}"
-            ))
+            Error::selector(
+                &s,
+                format!("selector {field} '{s}' is not a valid regular expression: {e}"),
+            )
         }),
     }
 }
@@ -114,9 +115,10 @@ impl LabelSelector {
     /// On malformed requirements.
     pub fn parse(s: &str) -> Result<LabelSelector, Error> {
         let bad = || {
-            Error::msg(format!(
-                "unable to parse requirement: invalid label selector '{s}'"
-            ))
+            Error::selector(
+                s,
+                format!("unable to parse requirement: invalid label selector '{s}'"),
+            )
         };
         let mut reqs = Vec::new();
         let mut parts = Vec::new();

@@ -88,7 +88,7 @@ pub fn bind(var: &Value, name: &str, resources: &mut [Resource]) -> Result<(), E
             resources[*i].ref_var_names.push(name.to_string());
             Ok(())
         }
-        _ => Err(Error::msg(format!(
+        _ => Err(Error::var(format!(
             "found {} resId matches for var {name} (unable to disambiguate)",
             matched.len()
         ))),
@@ -137,7 +137,7 @@ pub fn resolve(
                 version,
                 kind: s("kind"),
             };
-            return Err(Error::msg(format!(
+            return Err(Error::var(format!(
                 "var '{{{name} {gvk} {{{fp}}}}}' cannot be mapped to a field in the set of known resources"
             )));
         };
@@ -145,7 +145,7 @@ pub fn resolve(
         let mut found = Vec::new();
         find_paths(&mut obj, &split_dotted(&fp), None, &mut found)?;
         let val = found.first().map(|x| (**x).clone()).ok_or_else(|| {
-            Error::msg(format!(
+            Error::var(format!(
                 "field specified in var '{name}' not found in corresponding resource"
             ))
         })?;

@@ -28,7 +28,6 @@ pub struct EmitError(pub String);
 /// # Errors
 /// [`EmitError`] when the tree holds a NaN or infinite float.
 pub fn to_yaml(v: &Value) -> Result<String, EmitError> {
-    check_json(v)?;
     let mut e = Emitter::new();
     e.emit_node(
         v,
@@ -40,6 +39,10 @@ pub fn to_yaml(v: &Value) -> Result<String, EmitError> {
     // Document end: `yaml_emitter_emit_document_end` writes an indent (a final line break).
     e.indent = -1;
     e.write_indent();
+    if e.non_finite {
+        // The emission noticed one; name the first in document order as `json.Marshal` does.
+        check_json(v)?;
+    }
     Ok(e.out)
 }
 
@@ -498,6 +501,8 @@ struct Emitter {
     whitespace: bool,
     indention: bool,
     flow_level: usize,
+    /// A NaN or infinite float was met (which makes the document an error).
+    non_finite: bool,
 }
 
 fn is_break(c: char) -> bool {
@@ -685,6 +690,7 @@ impl Emitter {
             whitespace: true,
             indention: true,
             flow_level: 0,
+            non_finite: false,
         }
     }
 
@@ -746,6 +752,10 @@ impl Emitter {
             }
             Value::Int(i) => self.emit_scalar(&i.to_string(), Style::Plain, ctx),
             Value::Uint(u) => self.emit_scalar(&u.to_string(), Style::Plain, ctx),
+            Value::Float(f) if !f.is_finite() => {
+                self.non_finite = true;
+                self.emit_scalar(&format_float_g(*f), Style::Plain, ctx)
+            }
             Value::Float(f) => match json_number(*f) {
                 Value::Int(i) => self.emit_scalar(&i.to_string(), Style::Plain, ctx),
                 Value::Uint(u) => self.emit_scalar(&u.to_string(), Style::Plain, ctx),
@@ -1054,20 +1064,32 @@ impl Emitter {
         self.put_break();
         self.indention = true;
         self.whitespace = true;
+        // Line by line: each run between breaks goes out whole after its indent (the same
+        // output as go-yaml's character loop in `yaml_emitter_write_literal_scalar`).
         let mut breaks = true;
-        for c in value.chars() {
+        let mut rest = value;
+        while let Some(c) = rest.chars().next() {
             if is_break(c) {
                 self.write_break(c);
                 self.indention = true;
                 breaks = true;
-            } else {
-                if breaks {
-                    self.write_indent();
-                }
-                self.put(c);
-                self.indention = false;
-                breaks = false;
+                rest = &rest[c.len_utf8()..];
+                continue;
             }
+            if breaks {
+                self.write_indent();
+            }
+            let cut = rest.find(is_break).unwrap_or(rest.len());
+            let run = &rest[..cut];
+            self.out.push_str(run);
+            self.column += if run.is_ascii() {
+                run.len()
+            } else {
+                run.chars().count()
+            };
+            self.indention = false;
+            breaks = false;
+            rest = &rest[cut..];
         }
     }
 }
@@ -1079,6 +1101,14 @@ mod tests {
 
     fn rt(src: &str) -> String {
         to_yaml(&parse_one(src).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn non_finite_floats_are_errors_naming_the_first_in_document_order() {
+        let v = parse_one("b: [1, .inf]\na: .nan\nc: 2.5\n").expect("yaml");
+        let e = to_yaml(&v).expect_err("non-finite floats");
+        assert_eq!(e.to_string(), "json: unsupported value: .inf");
+        assert!(to_yaml(&parse_one("a: 2.5\n").expect("yaml")).is_ok());
     }
 
     #[test]

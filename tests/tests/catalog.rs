@@ -478,6 +478,19 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     (py.is_file() && kubectl.is_file()).then_some((py, kubectl))
 }
 
+/// The corpus and the reference tools, or `None` after printing why the test is skipped.
+fn corpus_and_tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: ../shared/corpus/genestack not present");
+        return None;
+    };
+    let Some((py, kubectl)) = tools() else {
+        eprintln!("SKIPPED: no reference tools in .tools/venv (scripts/setup)");
+        return None;
+    };
+    Some((dir, py, kubectl))
+}
+
 /// Drops the documents of `Secret kube-ovn-tls`: without a cluster, kube-ovn's
 /// `templates/ovn-tls-secret.yaml` finds no Secret through `lookup` and calls
 /// genCA/genSignedCert, so that one document differs on every render (charts/INFRA.md
@@ -491,12 +504,7 @@ fn without_random_tls(text: &str) -> String {
 
 #[test]
 fn infrastructure_charts_render_as_their_install_scripts() {
-    let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus/genestack not present");
-        return;
-    };
-    let Some((py, kubectl)) = tools() else {
-        eprintln!("SKIPPED: no reference tools in .tools/venv (scripts/setup)");
+    let Some((dir, py, kubectl)) = corpus_and_tools() else {
         return;
     };
     let shared = dir.join("../..");
@@ -615,12 +623,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn kustomize_and_manifest_entries_render_as_kubectl_applies_them() {
-    let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus/genestack not present");
-        return;
-    };
-    let Some((_, kubectl)) = tools() else {
-        eprintln!("SKIPPED: no reference tools in .tools/venv (scripts/setup)");
+    let Some((dir, _, kubectl)) = corpus_and_tools() else {
         return;
     };
     let inputs = stackwave::render::Inputs {

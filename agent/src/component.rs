@@ -39,7 +39,7 @@ pub struct Release {
 }
 
 /// Where the chart comes from.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChartSource {
     /// Chart name (in the repo, or the directory under `--charts`).
@@ -75,6 +75,32 @@ pub struct ChartSource {
     /// most scripts read it with `yq` (default true).
     #[serde(default = "yes")]
     pub overridable: bool,
+    /// The key under `chart:` of that file naming the chart (default `service_name`;
+    /// `service_crds` for mariadb-operator's CRD chart, the script's `CRDS_NAME`).
+    #[serde(default = "service_name")]
+    pub override_key: String,
+}
+
+fn service_name() -> String {
+    "service_name".into()
+}
+
+/// The same defaults as an empty `chart:` mapping (for `kind: kustomize` entries).
+impl Default for ChartSource {
+    fn default() -> Self {
+        ChartSource {
+            name: String::new(),
+            dir: None,
+            repo: None,
+            oci: None,
+            git: None,
+            genestack_path: None,
+            version_key: None,
+            pinned: true,
+            overridable: true,
+            override_key: service_name(),
+        }
+    }
 }
 
 /// A chart kept in a Git repository.

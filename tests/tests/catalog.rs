@@ -701,3 +701,42 @@ fn kustomize_and_manifest_entries_render_as_kubectl_applies_them() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_first_operator_values_file_switches_each_chart_by_its_own_key() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: ../shared/corpus/genestack not present");
+        return;
+    };
+    // install-mariadb-operator.sh reads chart.service_name for the operator and
+    // chart.service_crds for the CRD chart from the same first file (swapped here, so a wrong
+    // key shows).
+    let o = std::env::temp_dir().join(format!("stackwave-chartkey-{}", std::process::id()));
+    std::fs::create_dir_all(o.join("helm-configs/mariadb-operator")).unwrap();
+    std::fs::write(
+        o.join("helm-configs/mariadb-operator/a.yaml"),
+        "chart:\n  service_name: mariadb-operator-crds\n  service_crds: mariadb-operator\n",
+    )
+    .unwrap();
+    // install-topolvm.sh reads no chart block.
+    std::fs::create_dir_all(o.join("helm-configs/topolvm")).unwrap();
+    std::fs::write(
+        o.join("helm-configs/topolvm/a.yaml"),
+        "chart:\n  service_name: metallb\n",
+    )
+    .unwrap();
+    let inputs = stackwave::render::Inputs {
+        sources: stackwave::render::values::Sources {
+            genestack: dir.clone(),
+            overrides: Some(o.clone()),
+        },
+        charts: stackwave::render::charts::ChartStore::Dir(dir.join("../charts")),
+        objects: Default::default(),
+        catalog: Catalog::builtin().unwrap(),
+    };
+    let chart = |c: &str| stackwave::render::plan(&inputs, c).unwrap().chart_name;
+    assert_eq!(chart("mariadb-operator"), "mariadb-operator-crds");
+    assert_eq!(chart("mariadb-operator-crds"), "mariadb-operator");
+    assert_eq!(chart("topolvm"), "topolvm");
+    std::fs::remove_dir_all(&o).ok();
+}

@@ -245,7 +245,7 @@ pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError>
             })?;
             if let Some(s) = v
                 .first()
-                .and_then(|d| d.str_at(&["chart", "service_name"]))
+                .and_then(|d| d.str_at(&["chart", &component.chart.override_key]))
                 .filter(|s| !s.is_empty())
             {
                 chart_name = s.to_string();

@@ -509,15 +509,13 @@ fn infrastructure_charts_render_as_their_install_scripts() {
     };
     let shared = dir.join("../..");
     let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("helpers/infra-oracle");
-    let mut objects = stackwave::render::objects::Objects::default();
-    objects.load_file(&dir.join("secrets.yaml")).unwrap();
-    objects.load_file(&dir.join("cluster-state.yaml")).unwrap();
+    let mut inputs = stackwave_tests::genestack_inputs(&shared, None);
     // The master nodes install-kube-ovn.sh reads with kubectl (the helper passes the same).
     for (i, ip) in ["192.0.2.21", "192.0.2.22", "192.0.2.23"]
         .iter()
         .enumerate()
     {
-        objects.insert(
+        inputs.objects.insert(
             parse_one(&format!(
                 "apiVersion: v1\nkind: Node\nmetadata:\n  name: master-{i}\n  labels:\n    \
                  kube-ovn/role: master\nstatus:\n  addresses:\n  - type: Hostname\n    \
@@ -527,22 +525,13 @@ fn infrastructure_charts_render_as_their_install_scripts() {
         );
     }
     // A worker that is not a master must not count.
-    objects.insert(
+    inputs.objects.insert(
         parse_one(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-0\nstatus:\n  addresses:\n  \
              - type: InternalIP\n    address: 192.0.2.99\n",
         )
         .unwrap(),
     );
-    let inputs = stackwave::render::Inputs {
-        sources: stackwave::render::values::Sources {
-            genestack: dir.clone(),
-            overrides: None,
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(shared.join("corpus/charts")),
-        objects,
-        catalog: Catalog::builtin().unwrap(),
-    };
     let components = [
         "mariadb-operator-crds",
         "mariadb-operator",
@@ -626,15 +615,7 @@ fn kustomize_and_manifest_entries_render_as_kubectl_applies_them() {
     let Some((dir, _, kubectl)) = corpus_and_tools() else {
         return;
     };
-    let inputs = stackwave::render::Inputs {
-        sources: stackwave::render::values::Sources {
-            genestack: dir.clone(),
-            overrides: None,
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(dir.join("../charts")),
-        objects: Default::default(),
-        catalog: Catalog::builtin().unwrap(),
-    };
+    let inputs = stackwave_tests::genestack_inputs(&dir.join("../.."), None);
     // A scratch copy of base-kustomize with Genestack's overlay stubs, as /etc/genestack has.
     let scratch = std::env::temp_dir().join(format!("stackwave-kust-{}", std::process::id()));
     copy_tree(&dir.join("base-kustomize"), &scratch);
@@ -725,15 +706,7 @@ fn the_first_operator_values_file_switches_each_chart_by_its_own_key() {
         "chart:\n  service_name: metallb\n",
     )
     .unwrap();
-    let inputs = stackwave::render::Inputs {
-        sources: stackwave::render::values::Sources {
-            genestack: dir.clone(),
-            overrides: Some(o.clone()),
-        },
-        charts: stackwave::render::charts::ChartStore::Dir(dir.join("../charts")),
-        objects: Default::default(),
-        catalog: Catalog::builtin().unwrap(),
-    };
+    let inputs = stackwave_tests::genestack_inputs(&dir.join("../.."), Some(&o));
     let chart = |c: &str| stackwave::render::plan(&inputs, c).unwrap().chart_name;
     assert_eq!(chart("mariadb-operator"), "mariadb-operator-crds");
     assert_eq!(chart("mariadb-operator-crds"), "mariadb-operator");

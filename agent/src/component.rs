@@ -250,11 +250,12 @@ pub struct Source {
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmFlags {
-    /// `--timeout` (Helm duration text, e.g. `120m`); the agent's health gate for the
-    /// component waits at most this long.
+    /// `--timeout` (Helm duration text, e.g. `120m`), as the script passes it. Recorded only:
+    /// the agent's waves wait `Settings::health_timeout` today.
     #[serde(default)]
     pub timeout: Option<String>,
-    /// `--wait`: Helm waits for the release's workloads; the agent gates the wave on them.
+    /// `--wait`: Helm waits for the release's workloads (the agent gates every wave on the
+    /// health of what it applied anyway).
     #[serde(default)]
     pub wait: bool,
     /// `--skip-crds`: the chart's `crds/` directory is not installed.
@@ -262,8 +263,11 @@ pub struct HelmFlags {
     pub skip_crds: bool,
 }
 
-/// A health gate the script waits on before going on (`kubectl wait`, retry loops), kept as
-/// data; the wave holding the component is healthy only when every gate holds.
+/// A health gate the setup scripts wait on before going on (`kubectl wait`, retry loops),
+/// kept as data. The objects named are the component's own (its Deployments, webhook
+/// Services, CRs), which the agent's wave health check (`policies/health.yaml`, kstatus)
+/// already waits on; the list documents what the scripts check and is not read by the
+/// reconcile loop.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitFor {
@@ -282,9 +286,10 @@ pub struct WaitFor {
     pub timeout: Option<String>,
 }
 
-/// A step the script performs before Helm runs, as data: a manifest file it applies
-/// (`kubectl apply -f`, relative to the operator tree `/etc/genestack`), or a note for work
-/// Stackwave does not reproduce (node labels, generated files).
+/// A step the script performs before Helm runs, as data (not executed by the agent): a
+/// manifest file it applies (`kubectl apply -f`, relative to the operator tree
+/// `/etc/genestack`), or a note for work Stackwave does not reproduce (node labels,
+/// generated files).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Prepare {
     /// A manifest the script applies first (relative to `/etc/genestack`).

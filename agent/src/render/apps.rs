@@ -4,8 +4,9 @@
 //! FILE`, the metallb pools). Both read the operator tree (`/etc/genestack`, the
 //! repository) first and Genestack's checkout second: its `kustomize/` layered over
 //! `base-kustomize/` like the post-render step ([`super::postrender`]), and `manifests/`
-//! files from the operator tree when present there. What `kubectl -n NS` would add at apply
-//! time (a namespace for objects without one) is left to the apply stage.
+//! files from the operator tree when present there. `kustomize.namespace` (`kubectl -n NS`,
+//! a namespace for namespaced objects without one) is not applied yet: Genestack's
+//! `mariadb-cluster` objects name their namespace themselves.
 
 use super::assemble::go_trim_space;
 use super::postrender::OVERLAY_STUB;

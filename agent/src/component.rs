@@ -321,7 +321,9 @@ pub struct KustomizeApp {
     /// The directory, relative to the operator tree's `kustomize/` (which mirrors Genestack's
     /// `base-kustomize/`), e.g. `openstack/base`.
     pub path: String,
-    /// `kubectl -n NS apply -k`: the namespace given on the command line, if any.
+    /// `kubectl -n NS apply -k`: the namespace given on the command line, if any (recorded;
+    /// the apply stage puts namespaced objects without one in `release.namespace`, which
+    /// the entry sets to the same namespace).
     #[serde(default)]
     pub namespace: Option<String>,
 }

@@ -4,9 +4,9 @@
 //! FILE`, the metallb pools). Both read the operator tree (`/etc/genestack`, the
 //! repository) first and Genestack's checkout second: its `kustomize/` layered over
 //! `base-kustomize/` like the post-render step ([`super::postrender`]), and `manifests/`
-//! files from the operator tree when present there. `kustomize.namespace` (`kubectl -n NS`,
-//! a namespace for namespaced objects without one) is not applied yet: Genestack's
-//! `mariadb-cluster` objects name their namespace themselves.
+//! files from the operator tree when present there. `kubectl -n NS` (`kustomize.namespace`)
+//! is the apply stage's rule for every component: namespaced objects without a namespace go
+//! to `release.namespace` (`openstack` for `mariadb-cluster`, whose ConfigMap names none).
 
 use super::assemble::go_trim_space;
 use super::postrender::OVERLAY_STUB;

@@ -420,6 +420,9 @@ fn render(a: RenderArgs) -> Result<String, String> {
         objects,
         catalog,
     };
+    inputs
+        .catalog
+        .warn_quirks(std::slice::from_ref(&a.component));
     crate::render::render_component(&inputs, &a.component)
         .and_then(|r| r.text())
         .map_err(|e| e.to_string())
@@ -525,6 +528,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan { dir, .. } => {
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
                 let catalog = crate::component::Catalog::builtin()?;
+                catalog.warn_quirks(&cfg.components);
                 crate::reconcile::plan_waves(&catalog, &cfg)
             });
             match waves {

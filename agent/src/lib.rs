@@ -8,6 +8,7 @@
 //! [`upgrade`] previews, checks and plans a change between two commits (`--from --to`).
 
 pub mod apply;
+pub mod auto;
 pub mod cli;
 pub mod cluster;
 pub mod component;

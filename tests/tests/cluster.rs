@@ -560,14 +560,17 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-init", "namespace": n},
                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "init", "image": "busybox:1.36", "command": ["true"]}]}}}}),
     ];
-    // A claim that binds (a storage class would), and the MariaDB and RabbitMQ operators'
-    // resources: the stand-in plays the volume controller and the operators.
+    // A claim that binds (a storage class would), and the MariaDB, RabbitMQ, cert-manager and
+    // Gateway API controllers' resources: the stand-in plays the volume controller and them.
     {
         objs.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": n},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}));
         for (group, plural, kind) in [
             ("k8s.mariadb.com", "mariadbs", "MariaDB"),
             ("rabbitmq.com", "rabbitmqclusters", "RabbitmqCluster"),
+            // cert-manager's Certificates and the Gateway envoy gateway programs (issue 13).
+            ("cert-manager.io", "certificates", "Certificate"),
+            ("gateway.networking.k8s.io", "gateways", "Gateway"),
         ] {
             let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                 "metadata": {"name": format!("{plural}.{group}")},
@@ -609,7 +612,10 @@ async fn every_health_rule_moves_from_in_progress_to_current() {
     // The data rule's failure condition: a RabbitmqCluster whose reconcile failed (the
     // stand-in writes the operator's failure conditions by rule).
     e.set_rules(Rules::default().failing("RabbitmqCluster/main"));
-    let rmq = objs.last().unwrap();
+    let rmq = objs
+        .iter()
+        .find(|o| o["kind"] == "RabbitmqCluster")
+        .unwrap();
     let h = poll_until_failed(Duration::from_secs(30), || async {
         health(
             &c.get(rmq).await.unwrap().unwrap(),

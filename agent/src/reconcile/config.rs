@@ -55,8 +55,8 @@ pub struct RepoConfig {
     /// Plain kustomize directories applied as components.
     #[serde(default)]
     pub manifests: Vec<Manifests>,
-    /// Enabled catalog components.
-    #[serde(default)]
+    /// Enabled catalog components, or `auto` ([`crate::auto`], resolved by [`read_config`]).
+    #[serde(default, deserialize_with = "crate::auto::deserialize")]
     pub components: Vec<String>,
     /// Components that may not be rolled back past this commit (a database migration ran):
     /// `stackwave rollback` to an earlier revision that would change them is refused unless
@@ -123,8 +123,14 @@ pub fn read_config(checkout: &Path) -> Result<RepoConfig, ConfigError> {
         Ok(v) => v,
         Err(source) => return Err(ConfigError::Yaml { file, source }),
     };
-    serde_json::from_value(crate::component::to_json(&v))
-        .map_err(|source| ConfigError::Fields { file, source })
+    let mut cfg: RepoConfig = serde_json::from_value(crate::component::to_json(&v))
+        .map_err(|source| ConfigError::Fields { file, source })?;
+    if cfg.components == [crate::auto::AUTO] {
+        let catalog = Catalog::builtin()?;
+        let base = cfg.genestack.path.as_ref().map(|p| checkout.join(p));
+        cfg.components = crate::auto::resolve(&catalog, checkout, base.as_deref());
+    }
+    Ok(cfg)
 }
 
 /// The waves of a repository: catalog components by wave and `dependsOn`

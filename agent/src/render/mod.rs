@@ -10,6 +10,7 @@
 //! for `stackwave render` and the goldens. Every input is read through one
 //! [`reads::Reader`], which records what the render read (the render cache's key).
 
+pub mod apps;
 pub mod assemble;
 pub mod cache;
 pub mod charts;
@@ -255,12 +256,7 @@ fn var_value(
     let other = reads
         .definition(inputs, &spec.values_of)
         .ok_or_else(|| RenderError::UnknownComponent(spec.values_of.clone()))?;
-    let files = values::value_files(
-        reads,
-        &inputs.sources,
-        &other.values.dir,
-        other.values.global_overrides,
-    );
+    let files = values::value_files(reads, &inputs.sources, &other.values);
     let vals = values::merge_files(helm, reads, &files).map_err(|source| RenderError::Values {
         component: component.name.clone(),
         source,
@@ -333,7 +329,11 @@ pub fn plan<'a>(inputs: &'a Inputs, reads: &Reader, name: &str) -> Result<Plan<'
     let cname = component.name.clone();
     let src = &inputs.sources;
     let mut chart_name = component.chart.name.clone();
-    if let Some(o) = &src.overrides {
+    if let Some(o) = src
+        .overrides
+        .as_ref()
+        .filter(|_| component.chart.overridable)
+    {
         if let Some(first) =
             values::yaml_files(reads, &o.join("helm-configs").join(&component.values.dir)).first()
         {
@@ -349,7 +349,7 @@ pub fn plan<'a>(inputs: &'a Inputs, reads: &Reader, name: &str) -> Result<Plan<'
             })?;
             if let Some(s) = v
                 .first()
-                .and_then(|d| d.str_at(&["chart", "service_name"]))
+                .and_then(|d| d.str_at(&["chart", &component.chart.override_key]))
                 .filter(|s| !s.is_empty())
             {
                 chart_name = s.to_string();
@@ -520,6 +520,16 @@ fn prepare<'a>(
 /// [`RenderError`] naming the component, the file or object, and the cause.
 pub fn render_recorded(inputs: &Inputs, name: &str) -> Result<(Rendered, Reads), RenderError> {
     let reads = Reader::new();
+    if let Some(c) = inputs
+        .catalog
+        .get(name)
+        .filter(|c| c.kind != crate::component::ComponentKind::Helm)
+    {
+        reads.engine(inputs);
+        reads.definition(inputs, name);
+        let r = apps::render(inputs, &reads, c)?;
+        return Ok((r, reads.reads()));
+    }
     let p = prepare(inputs, &reads, name)?;
     let templates = p.templates()?;
     let r = finish(inputs, &reads, &p.plan, p.files, &templates)?;

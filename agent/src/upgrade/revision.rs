@@ -295,12 +295,7 @@ impl Revision {
         };
         let mut tags = BTreeMap::new();
         let reads = crate::render::reads::Reader::new();
-        for f in values::value_files(
-            &reads,
-            &self.sources(),
-            &c.values.dir,
-            c.values.global_overrides,
-        ) {
+        for f in values::value_files(&reads, &self.sources(), &c.values) {
             let Ok(text) = std::fs::read_to_string(&f) else {
                 continue;
             };

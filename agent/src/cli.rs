@@ -8,7 +8,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "stackwave", version, about)]
 pub struct Cli {
-    /// Output format of `status`, `history`, `plan`, `diff`, `sync` and `rollback`.
+    /// Output format of `status`, `history`, `plan`, `diff`, `sync`, `rollback`, `catalog`
+    /// and `init`.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "text")]
     pub output: Output,
     /// What to do.
@@ -66,7 +67,20 @@ pub enum Command {
         /// The checkout (holds stackwave.yaml).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// The checkout, as a flag (the same as DIR).
+        #[arg(long, conflicts_with = "dir")]
+        repo: Option<PathBuf>,
     },
+    /// Print the effective component catalog: the built-in entries with a repository's own
+    /// `components/*.yaml` laid over them, and where each entry comes from.
+    Catalog {
+        /// A desired-state checkout whose `components/` override or add entries.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+    /// Scaffold a desired-state repository laid out like Genestack's /etc/genestack, with a
+    /// stackwave.yaml pinning the Genestack base; refuses a non-empty DIR.
+    Init(InitArgs),
     /// Print the revision history of a state directory, newest first.
     History {
         /// The agent's state directory.
@@ -129,6 +143,35 @@ pub enum Command {
     /// Render a component exactly as its Genestack install script would (helm template +
     /// values layering + bound secrets + kustomize post-render).
     Render(RenderArgs),
+}
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The new repository's directory (absent or empty).
+    pub dir: PathBuf,
+    /// Tag or commit of the Genestack base [default: the release the built-in catalog
+    /// was transcribed from].
+    #[arg(long)]
+    pub genestack_ref: Option<String>,
+    /// Git URL of the Genestack base [default: https://github.com/rackerlabs/genestack].
+    #[arg(long, conflicts_with = "genestack")]
+    pub genestack_url: Option<String>,
+    /// A local Genestack checkout instead of the Git pin (offline clouds).
+    #[arg(long, conflicts_with = "genestack_ref")]
+    pub genestack: Option<PathBuf>,
+    /// Local unpacked charts (offline clouds); default: each chart's catalog source.
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// A region of a multi-region repository: its own tree under regions/<name>/ (repeat).
+    #[arg(long = "region")]
+    pub regions: Vec<String>,
+    /// `git init` the directory and commit the scaffold.
+    #[arg(long)]
+    pub git: bool,
+    /// Where the Git base is mirrored [default: $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Arguments of `demo`.
@@ -346,6 +389,10 @@ fn render(a: RenderArgs) -> Result<String, String> {
     if let Some(dir) = &a.catalog {
         catalog.overlay_dir(dir).map_err(|e| e.to_string())?;
     }
+    // An overrides tree is a repository: its own components/ lay over the catalog.
+    if let Some(o) = &a.overrides {
+        catalog = crate::catalog::for_checkout(&catalog, o).map_err(|e| e.to_string())?;
+    }
     let mut objects = crate::render::objects::Objects::default();
     objects.load_file(&a.secrets)?;
     let cs = a.cluster_state.clone().or_else(|| {
@@ -382,6 +429,24 @@ fn render(a: RenderArgs) -> Result<String, String> {
     crate::render::render_component(&inputs, &a.component)
         .map(|r| r.text)
         .map_err(|e| e.to_string())
+}
+
+fn init(a: &InitArgs) -> Result<crate::init::Scaffold, String> {
+    crate::init::init(&crate::init::InitOptions {
+        dir: a.dir.clone(),
+        genestack_url: a.genestack_url.clone(),
+        genestack_ref: a.genestack_ref.clone(),
+        genestack_path: a.genestack.clone(),
+        charts_path: a.charts.clone(),
+        cache_dir: a
+            .cache_dir
+            .clone()
+            .or_else(default_cache_dir)
+            .ok_or("no cache directory: pass --cache-dir")?,
+        regions: a.regions.clone(),
+        git: a.git,
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
@@ -459,9 +524,12 @@ pub fn run(cli: Cli) -> i32 {
                 .await
                 .unwrap_or_else(fail)
         }),
-        Command::Plan { dir } => {
+        Command::Plan { dir, repo } => {
+            let dir = repo.unwrap_or(dir);
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
-                let catalog = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
+                let catalog = crate::catalog::Effective::of_repo(&dir)
+                    .map_err(|e| e.to_string())?
+                    .catalog();
                 crate::reconcile::plan_waves(&catalog, &cfg)
             });
             match waves {
@@ -477,6 +545,26 @@ pub fn run(cli: Cli) -> i32 {
                 Err(e) => fail(e),
             }
         }
+        Command::Catalog { repo } => {
+            let effective = match &repo {
+                Some(r) => crate::catalog::Effective::of_repo(r),
+                None => crate::catalog::Effective::builtin(),
+            };
+            match effective {
+                Ok(c) => {
+                    emit(output, &c, || c.text());
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Init(a) => match init(&a) {
+            Ok(s) => {
+                emit(output, &s, || crate::init::next_steps(&s, &a.regions));
+                0
+            }
+            Err(e) => fail(e),
+        },
         Command::History { state } => match crate::control::open_store_existing(&state)
             .and_then(|s| s.revisions().map_err(|e| e.to_string()))
         {

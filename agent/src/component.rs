@@ -234,7 +234,7 @@ pub fn parse(text: &str, file: &str) -> Result<Component, CatalogError> {
 }
 
 /// The catalog compiled into the binary (`components/*.yaml`).
-const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
+pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
 
 /// The component catalog, by name.
 #[derive(Debug, Clone, Default)]

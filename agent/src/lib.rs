@@ -6,12 +6,15 @@
 //! → [`record`] (revision store). [`cluster`] is the Kubernetes API layer under them all;
 //! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it.
 
+pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod component;
 pub mod control;
 pub mod demo;
 pub mod diff;
+pub mod fetch;
+pub mod init;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

@@ -486,6 +486,9 @@ impl Agent {
             }
         };
         let objects = self.lookups().await.map_err(|e| e.to_string())?;
+        // The repository's own `components/` lay over the built-in catalog.
+        let catalog =
+            crate::catalog::for_checkout(&self.catalog, checkout).map_err(|e| e.to_string())?;
         let inputs = Inputs {
             sources: Sources {
                 genestack,
@@ -500,7 +503,7 @@ impl Agent {
                 }),
             },
             objects,
-            catalog: self.catalog.clone(),
+            catalog,
         };
         let mut out = BTreeMap::new();
         let mut shown = Vec::new();
@@ -528,7 +531,7 @@ impl Agent {
                 objects_of(&r.text).map_err(|e| format!("component {c}: rendered output: {e}"))?;
             objs.retain(|o| !is_test_hook(o));
             // `helm install --namespace` puts namespaced objects without one in the release's.
-            let ns = self
+            let ns = inputs
                 .catalog
                 .get(c)
                 .map(|x| x.release.namespace.clone())
@@ -577,8 +580,10 @@ impl Agent {
         Ok((cfg, out, released))
     }
 
-    fn waves(&self, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
-        plan_waves(&self.catalog, cfg)
+    fn waves(&self, checkout: &Path, cfg: &RepoConfig) -> Result<Vec<plan::Wave>, String> {
+        let catalog =
+            crate::catalog::for_checkout(&self.catalog, checkout).map_err(|e| e.to_string())?;
+        plan_waves(&catalog, cfg)
     }
 
     /// The HPA targets in the namespaces of `objs`: live HPAs (one list per namespace) and the
@@ -815,7 +820,7 @@ impl Agent {
                 });
             }
         }
-        let waves = match self.waves(&cfg) {
+        let waves = match self.waves(checkout, &cfg) {
             Ok(w) => w,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };

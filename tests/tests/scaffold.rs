@@ -1,0 +1,261 @@
+//! `stackwave init`: the scaffold mirrors `/etc/genestack`, plans, and renders every golden
+//! byte for byte (it changes nothing by itself); a Git-pinned base is fetched from its
+//! repository (a local `file://` repository made from the corpus stands in for GitHub), and
+//! an unreachable one is named.
+
+use stackwave::init::{init, InitError, InitOptions};
+use std::path::{Path, PathBuf};
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "sw-scaffold-{name}-{}-{}",
+        std::process::id(),
+        stackwave_tests::random_suffix()
+    ))
+}
+
+fn options(dir: &Path, shared: &Path) -> InitOptions {
+    InitOptions {
+        dir: dir.to_path_buf(),
+        genestack_url: None,
+        genestack_ref: None,
+        genestack_path: Some(shared.join("corpus/genestack")),
+        charts_path: Some(shared.join("corpus/charts")),
+        cache_dir: dir.with_extension("cache"),
+        regions: vec![],
+        git: false,
+    }
+}
+
+/// A Git repository holding the corpus's Genestack tree, tagged `tag`: GitHub's stand-in.
+fn genestack_remote(shared: &Path, tag: &str) -> PathBuf {
+    let remote = temp("remote");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(shared.join("corpus/genestack"))
+        .arg(&remote)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    stackwave_tests::git(&remote, &["init", "-q", "-b", "main"]);
+    stackwave_tests::git(&remote, &["add", "-A"]);
+    stackwave_tests::git(&remote, &["commit", "-q", "-m", "Genestack release"]);
+    stackwave_tests::git(&remote, &["tag", tag]);
+    remote
+}
+
+#[test]
+fn the_scaffold_mirrors_etc_genestack_and_plans() {
+    let Some(shared) = stackwave_tests::shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not present");
+        return;
+    };
+    let dir = temp("layout");
+    let mut o = options(&dir, &shared);
+    o.regions = vec!["sjc".into(), "dfw".into()];
+    o.git = true;
+    let s = init(&o).unwrap_or_else(|e| panic!("{e}"));
+    let catalog = stackwave::catalog::Effective::builtin().unwrap();
+    for prefix in ["", "regions/sjc/", "regions/dfw/"] {
+        for f in [
+            "stackwave.yaml",
+            "helm-chart-versions.yaml",
+            "openstack-components.yaml",
+            "helm-configs/global_overrides/.gitkeep",
+            "manifests/README.md",
+        ] {
+            let f = format!("{prefix}{f}");
+            assert!(s.files.contains(&f), "{f} not written: {:?}", s.files);
+            assert!(dir.join(&f).is_file(), "{f}");
+        }
+        for e in catalog.entries.values() {
+            let v = format!("{prefix}helm-configs/{}/.gitkeep", e.component.values.dir);
+            assert!(dir.join(&v).is_file(), "{v}");
+            if let Some(p) = &e.component.post_render {
+                let k = dir.join(format!(
+                    "{prefix}kustomize/{}/kustomization.yaml",
+                    p.overlay
+                ));
+                assert_eq!(
+                    std::fs::read_to_string(&k).unwrap(),
+                    stackwave::render::postrender::OVERLAY_STUB,
+                    "{}",
+                    k.display()
+                );
+            }
+        }
+    }
+    // Copied from the base, as Genestack's bootstrap copies them.
+    for f in ["helm-chart-versions.yaml", "openstack-components.yaml"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(shared.join("corpus/genestack").join(f)).unwrap()
+        );
+    }
+    // Committed, nothing left over.
+    let c = s.commit.clone().expect("a first commit with --git");
+    assert_eq!(
+        stackwave_tests::git(&dir, &["rev-parse", "HEAD"]).trim(),
+        c.as_str()
+    );
+    assert_eq!(stackwave_tests::git(&dir, &["status", "--porcelain"]), "");
+    let tracked = stackwave_tests::git(&dir, &["ls-files"]);
+    assert_eq!(tracked.lines().count(), s.files.len());
+
+    // The enabled set: openstack-components.yaml's services the catalog has, with their
+    // dependencies; the plan puts every dependency first.
+    for prefix in ["", "regions/sjc"] {
+        let root = dir.join(prefix);
+        let cfg = stackwave::reconcile::read_config(&root).unwrap();
+        for svc in [
+            "keystone",
+            "glance",
+            "placement",
+            "barbican",
+            "neutron",
+            "nova",
+            "skyline",
+        ] {
+            assert!(
+                cfg.components.iter().any(|c| c == svc),
+                "{svc}: {:?}",
+                cfg.components
+            );
+        }
+        assert!(cfg.components.iter().any(|c| c == "memcached"));
+        assert!(
+            !cfg.components.iter().any(|c| c == "octavia"),
+            "octavia is off in openstack-components.yaml"
+        );
+        let eff = stackwave::catalog::Effective::of_repo(&root).unwrap();
+        let waves = stackwave::reconcile::plan_waves(&eff.catalog(), &cfg).unwrap();
+        let wave_of = |c: &str| {
+            waves
+                .iter()
+                .find(|w| w.components.iter().any(|x| x == c))
+                .map(|w| w.index)
+                .unwrap_or_else(|| panic!("{c} not planned: {waves:?}"))
+        };
+        for c in &cfg.components {
+            for d in &catalog.entries[c].component.depends_on {
+                assert!(wave_of(d) < wave_of(c), "{d} before {c}: {waves:?}");
+            }
+        }
+    }
+
+    // The next steps name the commands.
+    let steps = stackwave::init::next_steps(&s, &o.regions);
+    assert!(
+        steps.contains(&format!("stackwave plan --repo {}", dir.display())),
+        "{steps}"
+    );
+    assert!(steps.contains("regions/<name>"), "{steps}");
+
+    // A second init into the same directory is refused; so is a bad region name.
+    let e = init(&o).unwrap_err();
+    assert!(matches!(e, InitError::NotEmpty(_)), "{e}");
+    assert!(e.to_string().contains(&dir.display().to_string()));
+    let mut bad = options(&temp("badregion"), &shared);
+    bad.regions = vec!["../up".into()];
+    assert!(matches!(init(&bad).unwrap_err(), InitError::BadRegion(_)));
+    assert!(!bad.dir.exists(), "nothing written for a refused init");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The scaffold (root and a region tree) as the overrides of every golden component renders
+/// the golden byte for byte: it is neutral until the operator edits it.
+#[test]
+fn the_scaffold_renders_the_goldens() {
+    let Some(shared) = stackwave_tests::shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not present");
+        return;
+    };
+    if stackwave::render::helm::Helm::get().is_err() {
+        if std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {
+            eprintln!("SKIPPED: libhelm_c not available");
+            return;
+        }
+        panic!("libhelm_c not available (run scripts/setup)");
+    }
+    let dir = temp("render");
+    let mut o = options(&dir, &shared);
+    o.regions = vec!["sjc".into()];
+    init(&o).unwrap();
+    for root in [dir.clone(), dir.join("regions/sjc")] {
+        let mut inputs = stackwave_tests::genestack_inputs(&shared, Some(&root));
+        inputs.catalog = stackwave::catalog::for_checkout(&inputs.catalog, &root).unwrap();
+        for svc in stackwave_tests::GOLDENS {
+            let want =
+                std::fs::read_to_string(shared.join(format!("corpus/goldens/{svc}.yaml"))).unwrap();
+            let got = stackwave::render::render_component(&inputs, svc)
+                .unwrap_or_else(|e| panic!("{svc} over {}: {e}", root.display()));
+            assert!(
+                got.text == want,
+                "{svc} over {}: differs from the golden",
+                root.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--genestack-ref`: the base is fetched from its Git repository (a local `file://` one here)
+/// and pinned in stackwave.yaml; the files Genestack's bootstrap copies come from that tag.
+#[test]
+fn a_git_pinned_base_is_fetched_and_pinned() {
+    let Some(shared) = stackwave_tests::shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not present");
+        return;
+    };
+    let remote = genestack_remote(&shared, "release-test.1");
+    let url = format!("file://{}", remote.display());
+    let dir = temp("gitbase");
+    let o = InitOptions {
+        genestack_url: Some(url.clone()),
+        genestack_ref: Some("release-test.1".into()),
+        genestack_path: None,
+        charts_path: None,
+        ..options(&dir, &shared)
+    };
+    let s = init(&o).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.base, format!("{url}@release-test.1"));
+    let cfg = stackwave::reconcile::read_config(&dir).unwrap();
+    let g = cfg.genestack.git.expect("genestack.git");
+    assert_eq!(
+        (g.url.as_str(), g.r#ref.as_str()),
+        (url.as_str(), "release-test.1")
+    );
+    assert!(cfg.genestack.path.is_none() && cfg.charts.is_none());
+    assert_eq!(
+        std::fs::read(dir.join("helm-chart-versions.yaml")).unwrap(),
+        std::fs::read(shared.join("corpus/genestack/helm-chart-versions.yaml")).unwrap()
+    );
+    // The mirror sits under <cache>/genestack/<ref>.
+    assert!(o.cache_dir.join("genestack/release-test.1").is_dir());
+
+    // An unknown tag and an unreachable repository are named.
+    let missing = InitOptions {
+        genestack_ref: Some("no-such-tag".into()),
+        dir: temp("gitbase-missing"),
+        ..o.clone()
+    };
+    let e = init(&missing).unwrap_err().to_string();
+    assert!(e.contains(&url) && e.contains("no-such-tag"), "{e}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = format!("http://127.0.0.1:{port}/rackerlabs/genestack");
+    let unreachable = InitOptions {
+        genestack_url: Some(gone.clone()),
+        dir: temp("gitbase-gone"),
+        ..o.clone()
+    };
+    let e = init(&unreachable).unwrap_err().to_string();
+    assert!(e.contains(&gone), "{e}");
+    assert!(!unreachable.dir.exists());
+    for d in [&dir, &remote, &o.cache_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

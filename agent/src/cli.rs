@@ -177,12 +177,18 @@ pub struct InitArgs {
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Genestack base checkout.
-    #[arg(long, default_value = "../shared/corpus/genestack")]
-    pub genestack: PathBuf,
-    /// Charts directory.
-    #[arg(long, default_value = "../shared/corpus/charts")]
-    pub charts: PathBuf,
+    /// Genestack base checkout [default: ../shared/corpus/genestack when present, else the
+    /// catalog's Genestack release fetched from GitHub into the cache].
+    #[arg(long)]
+    pub genestack: Option<PathBuf>,
+    /// Charts directory [default: ../shared/corpus/charts with the local corpus, else each
+    /// chart from its catalog source, cached].
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// Where a fetched Genestack release and charts are cached [default:
+    /// $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Secrets loaded into the cluster first [default: <genestack>/secrets.yaml and cluster-state.yaml].
     #[arg(long)]
     pub secrets: Vec<PathBuf>,
@@ -293,9 +299,11 @@ pub struct ApiServerArgs {
 /// Arguments of `render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Genestack checkout (base-helm-configs/, base-kustomize/, helm-chart-versions.yaml).
+    /// Genestack checkout (base-helm-configs/, base-kustomize/, helm-chart-versions.yaml)
+    /// [default: ../shared/corpus/genestack when present, else the catalog's Genestack
+    /// release fetched from GitHub into the cache directory].
     #[arg(long)]
-    pub genestack: PathBuf,
+    pub genestack: Option<PathBuf>,
     /// Directory of charts (<chart>/Chart.yaml); without it charts are fetched from their
     /// repositories at the pinned version, into the cache.
     #[arg(long)]
@@ -406,19 +414,25 @@ fn render(a: RenderArgs) -> Result<String, String> {
     if let Some(cs) = cs {
         objects.load_file(&cs)?;
     }
+    let cache_dir = a
+        .cache_dir
+        .clone()
+        .or_else(default_cache_dir)
+        .ok_or("no cache directory: pass --cache-dir")?;
+    let base = crate::fetch::choose_base(a.genestack.as_deref(), a.charts.as_deref(), &cache_dir)
+        .map_err(|e| e.to_string())?;
+    if a.genestack.is_none() {
+        eprintln!("{}", base.note);
+    }
     let inputs = crate::render::Inputs {
         sources: crate::render::values::Sources {
-            genestack: a.genestack.clone(),
+            genestack: base.genestack.clone(),
             overrides: a.overrides.clone(),
         },
-        charts: match &a.charts {
+        charts: match &base.charts {
             Some(d) => crate::render::charts::ChartStore::Dir(d.clone()),
             None => crate::render::charts::ChartStore::Repos(crate::render::charts::Fetcher {
-                cache_dir: a
-                    .cache_dir
-                    .clone()
-                    .or_else(default_cache_dir)
-                    .ok_or("no cache directory: pass --cache-dir")?,
+                cache_dir,
                 offline: a.offline,
                 timeout: std::time::Duration::from_secs(60),
             }),
@@ -671,18 +685,33 @@ pub fn run(cli: Cli) -> i32 {
             }
         }),
         Command::Demo(a) => {
+            let cache = a
+                .cache_dir
+                .clone()
+                .or_else(default_cache_dir)
+                .unwrap_or_else(|| std::env::temp_dir().join("stackwave-cache"));
+            let base = match crate::fetch::choose_base(
+                a.genestack.as_deref(),
+                a.charts.as_deref(),
+                &cache,
+            ) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            println!("{}", base.note);
             let bootstrap = if a.secrets.is_empty() {
                 ["secrets.yaml", "cluster-state.yaml"]
                     .iter()
-                    .map(|f| a.genestack.join(f))
+                    .map(|f| base.genestack.join(f))
                     .filter(|p| p.is_file())
                     .collect()
             } else {
                 a.secrets.clone()
             };
             let opts = crate::demo::DemoOptions {
-                genestack: a.genestack.clone(),
-                charts: a.charts.clone(),
+                genestack: base.genestack.clone(),
+                charts: base.charts.clone(),
+                cache_dir: Some(cache),
                 bootstrap,
                 template: a.template.clone(),
                 workdir: a.workdir.clone().unwrap_or_else(|| {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 pub struct DemoOptions {
     /// Genestack base checkout.
     pub genestack: PathBuf,
-    /// Charts directory.
-    pub charts: PathBuf,
+    /// Charts directory; `None`: each chart from its catalog source (cached in `cache_dir`).
+    pub charts: Option<PathBuf>,
     /// Secrets (and other looked-up objects) loaded into the cluster first, as
     /// Genestack's `create-secrets.sh` and the CNI would have made them.
     pub bootstrap: Vec<PathBuf>,
@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub template: PathBuf,
     /// Working directory (repository, agent state).
     pub workdir: PathBuf,
+    /// Where fetched charts are cached across runs (default `<workdir>/state/cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
@@ -132,15 +134,14 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         .map_err(|x| format!("copying {}: {x}", opts.template.display()))?;
     let abs = |p: &Path| std::fs::canonicalize(p).map_err(|x| format!("{}: {x}", p.display()));
     let cfg = std::fs::read_to_string(repo_dir.join("stackwave.yaml")).map_err(|x| e(&x))?;
-    let cfg = cfg
-        .replace(
-            "path: ../genestack",
-            &format!("path: {}", abs(&opts.genestack)?.display()),
-        )
-        .replace(
-            "path: ../charts",
-            &format!("path: {}", abs(&opts.charts)?.display()),
-        );
+    let cfg = cfg.replace(
+        "path: ../genestack",
+        &format!("path: {}", abs(&opts.genestack)?.display()),
+    );
+    let cfg = match &opts.charts {
+        Some(c) => cfg.replace("path: ../charts", &format!("path: {}", abs(c)?.display())),
+        None => crate::fetch::without_charts(&cfg),
+    };
     std::fs::write(repo_dir.join("stackwave.yaml"), cfg).map_err(|x| e(&x))?;
     let repo = Repository::init(&repo_dir).map_err(|x| e(&x))?;
     let first = commit_all(&repo, "Initial desired state from repo-template").map_err(|x| e(&x))?;
@@ -159,11 +160,29 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         kube_standin::Rules::default().with_delay(Duration::from_millis(150)),
     );
     say("controller stand-in (kube-standin) running as a client of it");
+    let mut bootstrap = Vec::new();
     for f in &opts.bootstrap {
         let text = std::fs::read_to_string(f).map_err(|x| format!("{}: {x}", f.display()))?;
-        for mut o in
-            crate::reconcile::objects_of(&text).map_err(|x| format!("{}: {x}", f.display()))?
-        {
+        bootstrap.extend(
+            crate::reconcile::objects_of(&text).map_err(|x| format!("{}: {x}", f.display()))?,
+        );
+    }
+    if opts.bootstrap.is_empty() {
+        // No corpus fixtures: Secrets as create-secrets.sh makes them, the CNI's Services.
+        let repo_cfg = crate::reconcile::read_config(&repo_dir)?;
+        let catalog =
+            crate::catalog::for_checkout(&Catalog::builtin().map_err(|x| e(&x))?, &repo_dir)
+                .map_err(|x| e(&x))?;
+        let secrets = crate::fetch::generated_secrets(&catalog, &repo_cfg.components);
+        say(&format!(
+            "no Secrets given: generated {} Secret(s) the install scripts read (random values, as create-secrets.sh does)",
+            secrets.len()
+        ));
+        bootstrap.extend(secrets);
+        bootstrap.extend(crate::reconcile::objects_of(crate::fetch::DEMO_LOOKUPS)?);
+    }
+    {
+        for mut o in bootstrap {
             let ns = o
                 .pointer("/metadata/namespace")
                 .and_then(|v| v.as_str())
@@ -201,7 +220,10 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         Catalog::builtin().map_err(|x| e(&x))?,
         Settings {
             health_timeout: Duration::from_secs(60),
-            cache_dir: state.join("cache"),
+            cache_dir: opts
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| state.join("cache")),
             ..Default::default()
         },
     )

@@ -10,7 +10,7 @@
 //! Every entry, built-in or carried, is validated the same way ([`validate`]); errors name the
 //! file. [`Effective`] keeps where each entry comes from, for `stackwave catalog`.
 
-use crate::component::{self, Catalog, CatalogError, Component};
+use crate::component::{self, Catalog, CatalogError, Component, ComponentKind};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -181,6 +181,13 @@ pub fn parse_file(text: &str, file: &str) -> Result<Component, CatalogLoadError>
             file: file.into(),
             cause: e.to_string(),
         })?;
+    // The entry as the catalog reads it: quirks it opts out of patched in
+    // ([`component::apply_intended`]).
+    let mut given = given;
+    component::apply_intended(&mut given).map_err(|cause| CatalogError {
+        file: file.into(),
+        cause,
+    })?;
     // The error names the field (`wave: invalid type: ...`).
     let c: Component =
         serde_path_to_error::deserialize(given.clone()).map_err(|e| CatalogError {
@@ -220,12 +227,31 @@ pub fn parse_file(text: &str, file: &str) -> Result<Component, CatalogLoadError>
             cause: cause.into(),
         })
     };
-    for (field, v) in [
-        ("release.name", &c.release.name),
-        ("release.namespace", &c.release.namespace),
-        ("chart.name", &c.chart.name),
-        ("values.dir", &c.values.dir),
-    ] {
+    let mut required = vec![("release.name", &c.release.name)];
+    match c.kind {
+        ComponentKind::Helm => {
+            required.push(("release.namespace", &c.release.namespace));
+            required.push(("chart.name", &c.chart.name));
+            required.push(("values.dir", &c.values.dir));
+        }
+        ComponentKind::Kustomize => {
+            if c.kustomize
+                .as_ref()
+                .is_none_or(|k| k.path.trim().is_empty())
+            {
+                return invalid(
+                    "kustomize.path",
+                    "a `kind: kustomize` entry names its directory",
+                );
+            }
+        }
+        ComponentKind::Manifests => {
+            if c.manifests.is_empty() {
+                return invalid("manifests", "a `kind: manifests` entry lists its files");
+            }
+        }
+    }
+    for (field, v) in required {
         if v.trim().is_empty() {
             return invalid(field, "must not be empty");
         }
@@ -234,11 +260,12 @@ pub fn parse_file(text: &str, file: &str) -> Result<Component, CatalogLoadError>
         c.chart.repo.is_some(),
         c.chart.oci.is_some(),
         c.chart.git.is_some(),
+        c.chart.genestack_path.is_some(),
     ];
     if sources.iter().filter(|s| **s).count() > 1 {
         return invalid(
             "chart",
-            "give at most one of `repo`, `oci` and `git` (where the chart comes from)",
+            "give at most one of `repo`, `oci`, `git` and `genestackPath` (where the chart comes from)",
         );
     }
     if let Some(oci) = &c.chart.oci {
@@ -256,10 +283,10 @@ pub fn parse_file(text: &str, file: &str) -> Result<Component, CatalogLoadError>
                 "`secret` and `key` go together (the Secret and the key of its data)",
             );
         }
-        if b.secret.is_none() && b.object.is_none() && b.template.is_none() {
+        if b.secret.is_none() && b.object.is_none() && b.nodes.is_none() && b.template.is_none() {
             return invalid(
                 &format!("bindings.{i}"),
-                "binds nothing: give `secret` + `key`, an `object`, or a `template`",
+                "binds nothing: give `secret` + `key`, an `object`, `nodes`, or a `template`",
             );
         }
     }
@@ -389,29 +416,43 @@ impl Effective {
         }
     }
 
-    /// A table for `stackwave catalog`: name, kind, wave, chart (name and source) and where
-    /// the entry comes from.
+    /// A table for `stackwave catalog`: name, kind, wave, namespace, what it renders (chart
+    /// and repository, kustomize directory, manifest files) and where the entry comes from.
     pub fn text(&self) -> String {
         let mut rows = vec![[
             "COMPONENT".to_string(),
             "KIND".into(),
             "WAVE".into(),
             "NAMESPACE".into(),
-            "CHART".into(),
+            "SOURCE".into(),
             "FROM".into(),
         ]];
         for (name, e) in &self.entries {
             let c = &e.component;
-            let chart = c
-                .chart
-                .repo
-                .clone()
-                .or_else(|| c.chart.oci.clone())
-                .or_else(|| c.chart.git.as_ref().map(|g| format!("git {}", g.url)))
-                .map_or_else(
-                    || c.chart.name.clone(),
-                    |s| format!("{} ({s})", c.chart.name),
-                );
+            let chart = match c.kind {
+                ComponentKind::Kustomize => c
+                    .kustomize
+                    .as_ref()
+                    .map(|k| format!("kustomize {}", k.path))
+                    .unwrap_or_default(),
+                ComponentKind::Manifests => format!("manifests {}", c.manifests.join(", ")),
+                ComponentKind::Helm => c
+                    .chart
+                    .repo
+                    .clone()
+                    .or_else(|| c.chart.oci.clone())
+                    .or_else(|| c.chart.git.as_ref().map(|g| format!("git {}", g.url)))
+                    .or_else(|| {
+                        c.chart
+                            .genestack_path
+                            .as_ref()
+                            .map(|p| format!("genestack {p}"))
+                    })
+                    .map_or_else(
+                        || c.chart.name.clone(),
+                        |s| format!("{} ({s})", c.chart.name),
+                    ),
+            };
             let from = match &e.origin {
                 Origin::Builtin { file } => format!("built-in {file}"),
                 Origin::Repo {

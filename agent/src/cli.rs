@@ -440,6 +440,9 @@ fn render(a: RenderArgs) -> Result<String, String> {
         objects,
         catalog,
     };
+    inputs
+        .catalog
+        .warn_quirks(std::slice::from_ref(&a.component));
     crate::render::render_component(&inputs, &a.component)
         .map(|r| r.text)
         .map_err(|e| e.to_string())
@@ -544,6 +547,7 @@ pub fn run(cli: Cli) -> i32 {
                 let catalog = crate::catalog::Effective::of_repo(&dir)
                     .map_err(|e| e.to_string())?
                     .catalog();
+                catalog.warn_quirks(&cfg.components);
                 crate::reconcile::plan_waves(&catalog, &cfg)
             });
             match waves {

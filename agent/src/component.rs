@@ -18,25 +18,36 @@ pub enum ComponentKind {
     /// A Helm release, post-rendered through a kustomize overlay.
     #[default]
     Helm,
-    /// A plain kustomize directory.
+    /// A plain kustomize directory (`kubectl apply -k`, see [`KustomizeApp`]).
     Kustomize,
+    /// Plain manifest files (`kubectl apply -f`, listed in `manifests`).
+    Manifests,
 }
 
 /// The Helm release identity.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Release {
     /// Release name (`.Release.Name`).
     pub name: String,
     /// Namespace (`.Release.Namespace`).
     pub namespace: String,
+    /// Whether the script passes `--create-namespace` (the release namespace is created when
+    /// missing). Default false.
+    #[serde(default)]
+    pub create_namespace: bool,
 }
 
 /// Where the chart comes from.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChartSource {
     /// Chart name (in the repo, or the directory under `--charts`).
     pub name: String,
+    /// The chart's directory under a local charts directory (`--charts`, `charts.path`)
+    /// when it is not `name` (default: `name`).
+    #[serde(default)]
+    pub dir: Option<String>,
     /// HTTP Helm repository URL.
     #[serde(default)]
     pub repo: Option<String>,
@@ -47,9 +58,23 @@ pub struct ChartSource {
     /// A chart in a Git repository (like Flux's `GitRepository` + `HelmChart` spec.chart path).
     #[serde(default)]
     pub git: Option<GitChart>,
+    /// A chart directory inside the Genestack checkout (e.g.
+    /// `base-helm-configs/openstack-api-exporter-chart`), as `install-openstack-exporter.sh`
+    /// installs it; such a chart has no pinned version.
+    #[serde(default)]
+    pub genestack_path: Option<String>,
     /// Key in `helm-chart-versions.yaml` (default: `name`).
     #[serde(default)]
     pub version_key: Option<String>,
+    /// Whether the script passes `--version <pin>` (default true). `install-topolvm.sh`
+    /// does not, so Helm takes the newest chart in the repository: a quirk (see [`Quirk`]).
+    #[serde(default = "yes")]
+    pub pinned: bool,
+    /// Whether the first operator values file may switch the chart (`chart.repo_url`,
+    /// `chart.repo_name`, `chart.service_name`, and `chart.service_crds` for a CRD chart), as
+    /// most scripts read it with `yq` (default true).
+    #[serde(default = "yes")]
+    pub overridable: bool,
 }
 
 /// A chart kept in a Git repository.
@@ -71,7 +96,7 @@ fn version_ref() -> String {
 }
 
 /// Values layering (`base-helm-configs/<dir>` → `global_overrides` → `helm-configs/<dir>`).
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValuesSpec {
     /// The directory name under `base-helm-configs/` and `helm-configs/`.
@@ -79,6 +104,15 @@ pub struct ValuesSpec {
     /// Whether `helm-configs/global_overrides/*.yaml` is layered in.
     #[serde(default = "yes")]
     pub global_overrides: bool,
+    /// The base values the script passes first, each relative to the Genestack checkout: a
+    /// path ending in `.yaml` is one file (passed when it exists, as the scripts test with
+    /// `-f`/`-e`), anything else a directory whose `*.yaml` are passed in glob order. Default:
+    /// `[base-helm-configs/<dir>]`; `[]` passes none (a CRD chart with no `-f`).
+    #[serde(default)]
+    pub base: Option<Vec<String>>,
+    /// Whether the operator's `helm-configs/<dir>/*.yaml` are passed last (default true).
+    #[serde(default = "yes")]
+    pub operator_overrides: bool,
 }
 
 fn yes() -> bool {
@@ -88,7 +122,8 @@ fn yes() -> bool {
 /// The kustomize post-render step.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct PostRender {
-    /// Overlay directory under `base-kustomize/` (e.g. `keystone/overlay`).
+    /// Overlay directory under `base-kustomize/` (e.g. `keystone/overlay`); scripts with
+    /// `TARGET=${1:-base}` post-render through `<svc>/base` unless given an argument.
     pub overlay: String,
 }
 
@@ -134,13 +169,130 @@ pub struct Binding {
     /// Another object whose fields the template reads (`{field:spec.clusterIP}`).
     #[serde(default)]
     pub object: Option<ObjectRef>,
-    /// String template: `{value}` (the Secret value), `{field:a.b.0.c}` (a field of
-    /// `object`), `{var:name}` (a component variable).
+    /// The Nodes a value is computed from (kube-ovn's `MASTER_NODES`, `replicaCount`).
+    #[serde(default)]
+    pub nodes: Option<NodeQuery>,
+    /// String template: `{value}` (the Secret value), `{secret:ns/name/key}` (any Secret's
+    /// value, for flags that join several), `{field:a.b.0.c}` (a field of `object`),
+    /// `{var:name}` (a component variable), `{addresses:SEP}` / `{count}` (the `nodes`'
+    /// addresses joined by SEP, or how many there are), `{freePort:N}` (the first port from N
+    /// up that no Service's port list ends with, as `install-openstack-exporter.sh` searches).
+    /// A template with no placeholder is a literal (`--set persistence.defaultClass=false`).
     #[serde(default)]
     pub template: Option<String>,
     /// How the value is passed.
     #[serde(default, rename = "type")]
     pub kind: BindingType,
+}
+
+/// Nodes selected by label, whose addresses a binding reads (`kubectl get nodes -l SELECTOR`
+/// then `.status.addresses[] | select(.type == TYPE) | .address`, in list order).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeQuery {
+    /// Equality label selector `key=value` (or `key` for existence).
+    pub label_selector: String,
+    /// Address type (`InternalIP`).
+    #[serde(default = "internal_ip")]
+    pub address_type: String,
+}
+
+fn internal_ip() -> String {
+    "InternalIP".into()
+}
+
+/// Whether an entry belongs to `components: auto` (see [`crate::auto`]).
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoRule {
+    /// Always (the infrastructure layer, keystone).
+    Always,
+    /// When `openstack-components.yaml` enables it.
+    Enabled,
+}
+
+/// Where an entry was transcribed from: the install script and the Genestack commit.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Source {
+    /// The script (`bin/install-<svc>.sh`, `bin/setup-infrastructure.sh`).
+    pub script: String,
+    /// The Genestack commit the script was read at.
+    pub commit: String,
+}
+
+/// Helm flags the script passes besides values.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmFlags {
+    /// `--timeout` (Helm duration text, e.g. `120m`); the agent's health gate for the
+    /// component waits at most this long.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// `--wait`: Helm waits for the release's workloads; the agent gates the wave on them.
+    #[serde(default)]
+    pub wait: bool,
+    /// `--skip-crds`: the chart's `crds/` directory is not installed.
+    #[serde(default)]
+    pub skip_crds: bool,
+}
+
+/// A health gate the script waits on before going on (`kubectl wait`, retry loops), kept as
+/// data; the wave holding the component is healthy only when every gate holds.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitFor {
+    /// Kind of the object waited on.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped).
+    #[serde(default)]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The condition (`Available`, `Ready`, `Established`, `Programmed`) or `endpoints` (a
+    /// Service with at least one ready address).
+    pub condition: String,
+    /// Time limit (Go duration text, e.g. `5m`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// A step the script performs before Helm runs, as data: a manifest file it applies
+/// (`kubectl apply -f`, relative to the operator tree `/etc/genestack`), or a note for work
+/// Stackwave does not reproduce (node labels, generated files).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Prepare {
+    /// A manifest the script applies first (relative to `/etc/genestack`).
+    #[serde(default)]
+    pub apply: Option<String>,
+    /// What the step does, when it is not a plain apply.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A place where the script does something surprising. By default the entry reproduces the
+/// script (so renders stay byte-identical) and `render`/`plan` print `warning`; an entry that
+/// lists the quirk's `id` in `intended` gets `intended` (a JSON merge patch, RFC 7386, over
+/// the entry) applied when the catalog is loaded, and the warning is not printed.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Quirk {
+    /// Short identifier (`post-render-drops-chart`).
+    pub id: String,
+    /// The warning printed while the script's behaviour is kept.
+    pub warning: String,
+    /// Merge patch giving the intended behaviour.
+    #[serde(default)]
+    pub intended: Option<serde_json::Value>,
+}
+
+/// A plain kustomize application (`kubectl apply -k DIR`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct KustomizeApp {
+    /// The directory, relative to the operator tree's `kustomize/` (which mirrors Genestack's
+    /// `base-kustomize/`), e.g. `openstack/base`.
+    pub path: String,
+    /// `kubectl -n NS apply -k`: the namespace given on the command line, if any.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// A variable computed from another component's values (e.g. kube-ovn's SSL switch).
@@ -175,12 +327,46 @@ pub struct Component {
     /// Components that must be healthy first.
     #[serde(default)]
     pub depends_on: Vec<String>,
-    /// Helm release.
+    /// Where the entry was transcribed from.
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// Membership of `components: auto`; absent: only when listed by name.
+    #[serde(default)]
+    pub auto: Option<AutoRule>,
+    /// Genestack's own template for new scripts (`install-service-template.sh`): listed so
+    /// the catalog covers every script, never enabled or rendered.
+    #[serde(default)]
+    pub example: bool,
+    /// Helm release (for a kustomize application: its identity and namespace).
     pub release: Release,
-    /// Chart source.
+    /// Chart source (unused for `kind: kustomize`).
+    #[serde(default)]
     pub chart: ChartSource,
-    /// Values layering.
+    /// Values layering (unused for `kind: kustomize`).
+    #[serde(default)]
     pub values: ValuesSpec,
+    /// `kind: kustomize`: the directory applied.
+    #[serde(default)]
+    pub kustomize: Option<KustomizeApp>,
+    /// `kind: manifests`: the files applied, relative to the operator tree `/etc/genestack`
+    /// (Genestack's `manifests/` mirrors it).
+    #[serde(default)]
+    pub manifests: Vec<String>,
+    /// Helm flags besides values.
+    #[serde(default)]
+    pub helm: HelmFlags,
+    /// Script-side steps before Helm runs.
+    #[serde(default)]
+    pub prepare: Vec<Prepare>,
+    /// Health gates the setup scripts wait on after this component.
+    #[serde(default)]
+    pub wait_for: Vec<WaitFor>,
+    /// Script quirks (reproduced unless named in `intended`).
+    #[serde(default)]
+    pub quirks: Vec<Quirk>,
+    /// Quirk ids this entry opts out of: their `intended` patch applies.
+    #[serde(default)]
+    pub intended: Vec<String>,
     /// Post-render overlay.
     #[serde(default)]
     pub post_render: Option<PostRender>,
@@ -230,7 +416,73 @@ pub fn parse(text: &str, file: &str) -> Result<Component, CatalogError> {
         cause,
     };
     let v = parse_one(text).map_err(|e| err(e.to_string()))?;
-    serde_json::from_value(to_json(&v)).map_err(|e| err(e.to_string()))
+    let mut json = to_json(&v);
+    apply_intended(&mut json).map_err(err)?;
+    serde_json::from_value(json).map_err(|e| err(e.to_string()))
+}
+
+/// Applies the `intended` merge patch of every quirk the entry names in `intended`.
+///
+/// # Errors
+/// An `intended` id that names no quirk.
+pub fn apply_intended(entry: &mut serde_json::Value) -> Result<(), String> {
+    let wanted: Vec<String> = entry
+        .get("intended")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in wanted {
+        let patch = entry
+            .get("quirks")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|qs| {
+                qs.iter()
+                    .find(|q| q.get("id").and_then(|i| i.as_str()) == Some(&id))
+            })
+            .ok_or_else(|| format!("intended: no quirk with id {id:?}"))?
+            .get("intended")
+            .cloned()
+            .ok_or_else(|| format!("intended: quirk {id:?} has no intended behaviour"))?;
+        merge_patch(entry, &patch);
+    }
+    Ok(())
+}
+
+/// JSON merge patch (RFC 7386): objects merge recursively, `null` removes, anything else
+/// replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(Default::default());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
+impl Component {
+    /// The warnings `render` and `plan` print for this entry: one per quirk it keeps (not
+    /// named in `intended`), as `component NAME: QUIRK-ID: WARNING`.
+    pub fn quirk_warnings(&self) -> Vec<String> {
+        self.quirks
+            .iter()
+            .filter(|q| !self.intended.contains(&q.id))
+            .map(|q| format!("component {}: {}: {}", self.name, q.id, q.warning))
+            .collect()
+    }
 }
 
 /// The catalog compiled into the binary (`components/*.yaml`).
@@ -286,5 +538,22 @@ impl Catalog {
     /// A component by name.
     pub fn get(&self, name: &str) -> Option<&Component> {
         self.components.get(name)
+    }
+
+    /// The quirk warnings of the named components ([`Component::quirk_warnings`]), in order.
+    pub fn quirk_warnings(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter_map(|n| self.get(n))
+            .flat_map(Component::quirk_warnings)
+            .collect()
+    }
+
+    /// Prints [`Catalog::quirk_warnings`] to stderr as `warning: …` lines (`render` and
+    /// `plan` keep stdout for their output).
+    pub fn warn_quirks(&self, names: &[String]) {
+        for w in self.quirk_warnings(names) {
+            eprintln!("warning: {w}");
+        }
     }
 }

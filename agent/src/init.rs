@@ -5,10 +5,10 @@
 //!
 //! | path | from |
 //! |---|---|
-//! | `stackwave.yaml` | the base (a Git URL at a tag or commit, or a local path), enabled components |
+//! | `stackwave.yaml` | the base (a Git URL at a tag or commit, or a local path), `components: auto` ([`crate::auto`]) |
 //! | `helm-chart-versions.yaml`, `openstack-components.yaml` | copied from the base, as Genestack's bootstrap copies them |
 //! | `helm-configs/global_overrides/`, `helm-configs/<dir>/` | one directory per catalog entry's `values.dir` |
-//! | `kustomize/<svc>/overlay/kustomization.yaml` | the stub Genestack's bootstrap writes ([`OVERLAY_STUB`]) for each catalog overlay |
+//! | `kustomize/<svc>/overlay/kustomization.yaml` | the stub Genestack's bootstrap writes ([`OVERLAY_STUB`]) for each catalog overlay the base has none of |
 //! | `manifests/` | plain manifests (a `manifests:` entry of `stackwave.yaml` each) |
 //! | `regions/<name>/` | one such tree per region, as `docs/multi-region-support.md` lays a multi-region repository out (each region's tree is what `/etc/genestack` is for that region) |
 //!
@@ -124,7 +124,7 @@ impl Writer<'_> {
 }
 
 /// The `stackwave.yaml` of a scaffold.
-fn config(base: &str, charts: Option<&Path>, components: &[String]) -> String {
+fn config(base: &str, charts: Option<&Path>) -> String {
     let mut s = String::from(
         "# Stackwave agent configuration for this repository (see `stackwave init`).\n",
     );
@@ -144,12 +144,11 @@ fn config(base: &str, charts: Option<&Path>, components: &[String]) -> String {
         "# Plain manifests applied as components of their own (kustomize directories here):\n\
          #   - {name: my-manifests, path: manifests/my-manifests, wave: 0}\n\
          manifests: []\n\
-         # Enabled catalog components (`stackwave catalog` lists them all).\n\
-         components:\n",
+         # Enabled catalog components: `auto` is what Genestack's setup-infrastructure.sh and\n\
+         # setup-openstack.sh install (the infrastructure layer, then the OpenStack services\n\
+         # openstack-components.yaml enables); or list them (`stackwave catalog` shows all).\n",
     );
-    for c in components {
-        s.push_str(&format!("  - {c}\n"));
-    }
+    s.push_str("components: auto\n");
     s.push_str(
         "# Components that may not be rolled back past this commit (a database migration ran).\n\
          irreversible: []\n\
@@ -159,42 +158,12 @@ fn config(base: &str, charts: Option<&Path>, components: &[String]) -> String {
     s
 }
 
-/// The components a scaffold enables: the built-in catalog's entries for the OpenStack
-/// services the base's `openstack-components.yaml` enables (`components: {svc: true}`), with
-/// every `dependsOn` they need (a variable's `valuesOf` only reads values files, so it enables
-/// nothing).
-fn enabled(catalog: &Effective, openstack_components: &str) -> Vec<String> {
-    let on: Vec<String> = kustomize_rs::yaml::parse_one(openstack_components)
-        .ok()
-        .map(|v| crate::component::to_json(&v))
-        .and_then(|j| j.get("components").and_then(|c| c.as_object()).cloned())
-        .map(|m| {
-            m.into_iter()
-                .filter(|(_, v)| v.as_bool() == Some(true))
-                .map(|(k, _)| k)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out: BTreeSet<String> = BTreeSet::new();
-    let mut todo: Vec<String> = on
-        .into_iter()
-        .filter(|c| catalog.entries.contains_key(c))
-        .collect();
-    while let Some(c) = todo.pop() {
-        if out.insert(c.clone()) {
-            if let Some(e) = catalog.entries.get(&c) {
-                todo.extend(e.component.depends_on.iter().cloned());
-            }
-        }
-    }
-    out.into_iter().collect()
-}
-
 /// Writes one `/etc/genestack`-like tree (a repository root, or a region's) under `prefix`.
 fn tree(
     w: &mut Writer<'_>,
     prefix: &str,
     catalog: &Effective,
+    base_dir: &Path,
     base_files: &[(&str, String)],
     cfg: &str,
 ) -> Result<(), InitError> {
@@ -209,15 +178,28 @@ fn tree(
     let dirs: BTreeSet<&str> = catalog
         .entries
         .values()
+        .filter(|e| !e.component.example)
         .map(|e| e.component.values.dir.as_str())
+        .filter(|d| !d.is_empty())
         .collect();
     for d in dirs {
         w.write(&format!("{prefix}helm-configs/{d}/.gitkeep"), "")?;
     }
+    // Genestack's bootstrap writes the stub where the base has no overlay of its own; a stub
+    // over a real overlay would shadow it.
     let overlays: BTreeSet<&str> = catalog
         .entries
         .values()
+        .filter(|e| !e.component.example)
         .filter_map(|e| e.component.post_render.as_ref().map(|p| p.overlay.as_str()))
+        .filter(|o| {
+            o.ends_with("/overlay")
+                && !base_dir
+                    .join("base-kustomize")
+                    .join(o)
+                    .join("kustomization.yaml")
+                    .is_file()
+        })
         .collect();
     for o in overlays {
         w.write(
@@ -319,24 +301,24 @@ pub fn init(opts: &InitOptions) -> Result<Scaffold, InitError> {
         }
         base_files.push((f, std::fs::read_to_string(&p).map_err(io(&p))?));
     }
-    let components = enabled(&catalog, &base_files[1].1);
     let charts = match &opts.charts_path {
         Some(c) => Some(std::fs::canonicalize(c).map_err(io(c))?),
         None => None,
     };
-    let cfg = config(&base_cfg, charts.as_deref(), &components);
+    let cfg = config(&base_cfg, charts.as_deref());
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut w = Writer {
         root: dir,
         files: Vec::new(),
     };
     w.write("README.md", &readme(&opts.regions))?;
-    tree(&mut w, "", &catalog, &base_files, &cfg)?;
+    tree(&mut w, "", &catalog, &base_dir, &base_files, &cfg)?;
     for r in &opts.regions {
         tree(
             &mut w,
             &format!("regions/{r}/"),
             &catalog,
+            &base_dir,
             &base_files,
             &cfg,
         )?;

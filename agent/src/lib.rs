@@ -6,6 +6,7 @@
 //! → [`record`] (revision store). [`cluster`] is the Kubernetes API layer under them all;
 //! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it.
 
+pub mod auto;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;

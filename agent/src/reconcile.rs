@@ -42,8 +42,8 @@ pub struct RepoConfig {
     /// Plain kustomize directories applied as components.
     #[serde(default)]
     pub manifests: Vec<Manifests>,
-    /// Enabled catalog components.
-    #[serde(default)]
+    /// Enabled catalog components, or `auto` ([`crate::auto`], resolved by [`read_config`]).
+    #[serde(default, deserialize_with = "crate::auto::deserialize")]
     pub components: Vec<String>,
     /// Components that may not be rolled back past this commit (a database migration ran):
     /// `stackwave rollback` to an earlier revision that would change them is refused unless
@@ -194,8 +194,17 @@ pub fn read_config(checkout: &Path) -> Result<RepoConfig, String> {
         std::fs::read_to_string(&cfg_path).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
     let v =
         kustomize_rs::yaml::parse_one(&text).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
-    serde_json::from_value(crate::component::to_json(&v))
-        .map_err(|e| format!("{}: {e}", cfg_path.display()))
+    let mut cfg: RepoConfig = serde_json::from_value(crate::component::to_json(&v))
+        .map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+    if cfg.components == [crate::auto::AUTO] {
+        // The repository's own catalog entries take part (their `auto` rules too).
+        let catalog =
+            crate::catalog::for_checkout(&Catalog::builtin().map_err(|e| e.to_string())?, checkout)
+                .map_err(|e| e.to_string())?;
+        let base = cfg.genestack.path.as_ref().map(|p| checkout.join(p));
+        cfg.components = crate::auto::resolve(&catalog, checkout, base.as_deref());
+    }
+    Ok(cfg)
 }
 
 /// The waves of a repository: catalog components by wave and `dependsOn`

@@ -68,22 +68,37 @@ fn the_scaffold_mirrors_etc_genestack_and_plans() {
             assert!(s.files.contains(&f), "{f} not written: {:?}", s.files);
             assert!(dir.join(&f).is_file(), "{f}");
         }
-        for e in catalog.entries.values() {
-            let v = format!("{prefix}helm-configs/{}/.gitkeep", e.component.values.dir);
-            assert!(dir.join(&v).is_file(), "{v}");
+        let mut stubs = 0;
+        for e in catalog.entries.values().filter(|e| !e.component.example) {
+            if !e.component.values.dir.is_empty() {
+                let v = format!("{prefix}helm-configs/{}/.gitkeep", e.component.values.dir);
+                assert!(dir.join(&v).is_file(), "{v}");
+            }
             if let Some(p) = &e.component.post_render {
                 let k = dir.join(format!(
                     "{prefix}kustomize/{}/kustomization.yaml",
                     p.overlay
                 ));
-                assert_eq!(
-                    std::fs::read_to_string(&k).unwrap(),
-                    stackwave::render::postrender::OVERLAY_STUB,
-                    "{}",
-                    k.display()
-                );
+                let in_base = shared
+                    .join("corpus/genestack/base-kustomize")
+                    .join(&p.overlay)
+                    .join("kustomization.yaml")
+                    .is_file();
+                if in_base || !p.overlay.ends_with("/overlay") {
+                    // Never shadow the base's own overlay.
+                    assert!(!k.exists(), "{}", k.display());
+                } else {
+                    stubs += 1;
+                    assert_eq!(
+                        std::fs::read_to_string(&k).unwrap(),
+                        stackwave::render::postrender::OVERLAY_STUB,
+                        "{}",
+                        k.display()
+                    );
+                }
             }
         }
+        assert!(stubs > 0);
     }
     // Copied from the base, as Genestack's bootstrap copies them.
     for f in ["helm-chart-versions.yaml", "openstack-components.yaml"] {
@@ -102,8 +117,10 @@ fn the_scaffold_mirrors_etc_genestack_and_plans() {
     let tracked = stackwave_tests::git(&dir, &["ls-files"]);
     assert_eq!(tracked.lines().count(), s.files.len());
 
-    // The enabled set: openstack-components.yaml's services the catalog has, with their
-    // dependencies; the plan puts every dependency first.
+    // `components: auto`: the infrastructure layer and the services openstack-components.yaml
+    // enables; the plan puts every dependency first.
+    let text = std::fs::read_to_string(dir.join("stackwave.yaml")).unwrap();
+    assert!(text.contains("\ncomponents: auto\n"), "{text}");
     for prefix in ["", "regions/sjc"] {
         let root = dir.join(prefix);
         let cfg = stackwave::reconcile::read_config(&root).unwrap();
@@ -122,7 +139,19 @@ fn the_scaffold_mirrors_etc_genestack_and_plans() {
                 cfg.components
             );
         }
-        assert!(cfg.components.iter().any(|c| c == "memcached"));
+        for infra in [
+            "kube-ovn",
+            "cert-manager",
+            "mariadb-operator",
+            "rabbitmq-cluster",
+            "memcached",
+        ] {
+            assert!(
+                cfg.components.iter().any(|c| c == infra),
+                "{infra}: {:?}",
+                cfg.components
+            );
+        }
         assert!(
             !cfg.components.iter().any(|c| c == "octavia"),
             "octavia is off in openstack-components.yaml"
@@ -196,6 +225,33 @@ fn the_scaffold_renders_the_goldens() {
             );
         }
     }
+    // Beyond the goldens: every enabled component the corpus can render renders the same
+    // over the scaffold as over no overrides at all (components whose chart is not in the
+    // corpus, or whose base render is not deterministic, are counted and skipped).
+    let cfg = stackwave::reconcile::read_config(&dir).unwrap();
+    let plain = stackwave_tests::genestack_inputs(&shared, None);
+    let mut over = stackwave_tests::genestack_inputs(&shared, Some(&dir));
+    over.catalog = stackwave::catalog::for_checkout(&over.catalog, &dir).unwrap();
+    let (mut same, mut skipped) = (0, Vec::new());
+    for c in &cfg.components {
+        let (Ok(a), Ok(a2)) = (
+            stackwave::render::render_component(&plain, c),
+            stackwave::render::render_component(&plain, c),
+        ) else {
+            skipped.push(c.clone());
+            continue;
+        };
+        if a.text != a2.text {
+            skipped.push(c.clone());
+            continue;
+        }
+        let b = stackwave::render::render_component(&over, c)
+            .unwrap_or_else(|e| panic!("{c} over the scaffold: {e}"));
+        assert!(a.text == b.text, "{c}: the scaffold changes its render");
+        same += 1;
+    }
+    println!("scaffold-neutral renders: {same}; skipped: {skipped:?}");
+    assert!(same > stackwave_tests::GOLDENS.len(), "{same} {skipped:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

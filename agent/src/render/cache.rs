@@ -97,6 +97,28 @@ fn add(h: &mut Sha256, tag: &str, bytes: &[u8]) {
 /// # Errors
 /// As [`plan`].
 pub fn input_digest(inputs: &Inputs, name: &str) -> Result<String, RenderError> {
+    if let Some(c) = inputs
+        .catalog
+        .get(name)
+        .filter(|c| c.kind != crate::component::ComponentKind::Helm)
+    {
+        let mut h = Sha256::new();
+        add(&mut h, "stackwave", env!("CARGO_PKG_VERSION").as_bytes());
+        add(
+            &mut h,
+            "component",
+            serde_json::to_string(c).unwrap_or_default().as_bytes(),
+        );
+        for p in super::apps::inputs_read(inputs, c) {
+            let d = if p.is_dir() {
+                tree_digest(&p)
+            } else {
+                super::objects::hex(&Sha256::digest(std::fs::read(&p).unwrap_or_default()))
+            };
+            add(&mut h, &p.display().to_string(), d.as_bytes());
+        }
+        return Ok(super::objects::hex(&h.finalize()));
+    }
     let p = plan(inputs, name)?;
     let c = p.component;
     let mut h = Sha256::new();
@@ -115,14 +137,14 @@ pub fn input_digest(inputs: &Inputs, name: &str) -> Result<String, RenderError> 
         "chart",
         format!("{}@{}#{}", p.chart_name, p.version, p.located.digest).as_bytes(),
     );
-    let mut dirs = vec![(c.values.dir.clone(), c.values.global_overrides)];
+    let mut specs = vec![&c.values];
     for v in c.vars.values() {
         if let Some(o) = inputs.catalog.get(&v.values_of) {
-            dirs.push((o.values.dir.clone(), o.values.global_overrides));
+            specs.push(&o.values);
         }
     }
-    for (dir, global) in dirs {
-        for f in values::value_files(&inputs.sources, &dir, global) {
+    for spec in specs {
+        for f in values::value_files(&inputs.sources, spec) {
             add(
                 &mut h,
                 &f.display().to_string(),
@@ -132,6 +154,9 @@ pub fn input_digest(inputs: &Inputs, name: &str) -> Result<String, RenderError> 
     }
     for b in &c.bindings {
         add(&mut h, "binding", b.path.as_bytes());
+        for d in values::binding_extra_inputs(b, &inputs.objects) {
+            add(&mut h, "binding-input", d.as_bytes());
+        }
         if let (Some(s), Some(k)) = (&b.secret, &b.key) {
             let ns = b.namespace.as_deref().unwrap_or(&c.release.namespace);
             add(

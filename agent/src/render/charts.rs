@@ -334,7 +334,14 @@ impl ChartStore {
     ) -> Result<Located, ChartError> {
         match self {
             ChartStore::Dir(d) => {
-                let p = d.join(name);
+                // The catalog's `chart.dir` names the directory when it differs from the
+                // chart's name (the corpus keeps `gateway-helm` as `envoyproxy-gateway/`).
+                let dir = source
+                    .dir
+                    .as_deref()
+                    .filter(|_| name == source.name)
+                    .unwrap_or(name);
+                let p = d.join(dir);
                 if !p.join("Chart.yaml").is_file() {
                     return Err(ChartError::Fetch {
                         what: name.into(),

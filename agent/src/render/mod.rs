@@ -8,6 +8,7 @@
 //! ([`postrender`]), and print the kustomize output followed by the hooks (Helm 3 does not
 //! post-render hooks).
 
+pub mod apps;
 pub mod assemble;
 pub mod cache;
 pub mod charts;
@@ -153,11 +154,7 @@ fn var_value(
         .catalog
         .get(&spec.values_of)
         .ok_or_else(|| RenderError::UnknownComponent(spec.values_of.clone()))?;
-    let files = values::value_files(
-        &inputs.sources,
-        &other.values.dir,
-        other.values.global_overrides,
-    );
+    let files = values::value_files(&inputs.sources, &other.values);
     let vals = values::merge_files(helm, &files).map_err(|source| RenderError::Values {
         component: component.name.clone(),
         source,
@@ -230,7 +227,11 @@ pub fn plan<'a>(inputs: &'a Inputs, name: &str) -> Result<Plan<'a>, RenderError>
     let cname = component.name.clone();
     let src = &inputs.sources;
     let mut chart_name = component.chart.name.clone();
-    if let Some(o) = &src.overrides {
+    if let Some(o) = src
+        .overrides
+        .as_ref()
+        .filter(|_| component.chart.overridable)
+    {
         if let Some(first) =
             values::yaml_files(&o.join("helm-configs").join(&component.values.dir)).first()
         {
@@ -365,6 +366,13 @@ pub fn finish(
 /// # Errors
 /// [`RenderError`] naming the component, the file or object, and the cause.
 pub fn render_component(inputs: &Inputs, name: &str) -> Result<Rendered, RenderError> {
+    if let Some(c) = inputs
+        .catalog
+        .get(name)
+        .filter(|c| c.kind != crate::component::ComponentKind::Helm)
+    {
+        return apps::render(inputs, c);
+    }
     let p = plan(inputs, name)?;
     let (files, values_json) = compose(inputs, &p)?;
     let helm = Helm::get().map_err(|source| RenderError::Helm {

@@ -57,6 +57,14 @@ impl Objects {
             .get(&(kind.to_string(), ns.to_string(), name.to_string()))
     }
 
+    /// Every object of a kind, by namespace then name.
+    pub fn list<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.map
+            .iter()
+            .filter(move |((k, _, _), _)| k == kind)
+            .map(|(_, v)| v)
+    }
+
     /// The decoded bytes of a Secret key (`data` base64-decoded, else `stringData`).
     ///
     /// # Errors

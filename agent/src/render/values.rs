@@ -17,7 +17,7 @@
 
 use super::helm::{Helm, HelmError};
 use super::objects::Objects;
-use crate::component::{Binding, BindingType, Component};
+use crate::component::{Binding, BindingType, Component, ValuesSpec};
 use serde_json::{Map, Value as Json};
 use std::path::{Path, PathBuf};
 
@@ -72,14 +72,31 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The values files a component reads, in order.
-pub fn value_files(src: &Sources, dir: &str, global_overrides: bool) -> Vec<PathBuf> {
-    let mut files = yaml_files(&src.genestack.join("base-helm-configs").join(dir));
+/// The values files a component reads, in order: its `base` entries (default
+/// `base-helm-configs/<dir>`; a `.yaml` entry is one file, passed when it exists, anything
+/// else a directory globbed), then `global_overrides` unless opted out, then the operator's
+/// `helm-configs/<dir>` unless opted out.
+pub fn value_files(src: &Sources, spec: &ValuesSpec) -> Vec<PathBuf> {
+    let default_base = [format!("base-helm-configs/{}", spec.dir)];
+    let base = spec.base.as_deref().unwrap_or(&default_base);
+    let mut files = Vec::new();
+    for entry in base {
+        let p = src.genestack.join(entry);
+        if entry.ends_with(".yaml") {
+            if p.is_file() {
+                files.push(p);
+            }
+        } else {
+            files.extend(yaml_files(&p));
+        }
+    }
     if let Some(o) = &src.overrides {
-        if global_overrides {
+        if spec.global_overrides {
             files.extend(yaml_files(&o.join("helm-configs/global_overrides")));
         }
-        files.extend(yaml_files(&o.join("helm-configs").join(dir)));
+        if spec.operator_overrides {
+            files.extend(yaml_files(&o.join("helm-configs").join(&spec.dir)));
+        }
     }
     files
 }
@@ -206,18 +223,41 @@ fn binding_value(
         }
         return Ok(raw);
     };
-    let mut out = String::new();
-    let mut rest = t.as_str();
-    while let Some(i) = rest.find('{') {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('}') else {
-            out.push_str(&rest[i..]);
-            rest = "";
-            break;
-        };
-        let token = &rest[i + 1..i + j];
-        let value = if token == "value" {
+    expand_template(t, |token| {
+        Ok(if token == "value" {
             raw.clone()
+        } else if let Some(r) = token.strip_prefix("secret:") {
+            let (ns, name, key) = split_secret_ref(r)
+                .ok_or_else(|| err(format!("{{{token}}}: expected secret:NAMESPACE/NAME/KEY")))?;
+            let v = objects.secret_value(ns, name, key).map_err(err)?;
+            String::from_utf8_lossy(&v)
+                .trim_end_matches('\n')
+                .to_string()
+        } else if token == "count" || token.starts_with("addresses:") {
+            let q = b.nodes.as_ref().ok_or_else(|| {
+                err(format!(
+                    "template uses {{{token}}} but the binding names no nodes"
+                ))
+            })?;
+            let addrs = node_addresses(objects, &q.label_selector, &q.address_type);
+            if addrs.is_empty() {
+                // install-kube-ovn.sh stops here: "No master nodes found labeled with ...".
+                return Err(err(format!(
+                    "no Node labelled {} has an {} address",
+                    q.label_selector, q.address_type
+                )));
+            }
+            match token.strip_prefix("addresses:") {
+                Some(sep) => addrs.join(sep),
+                None => addrs.len().to_string(),
+            }
+        } else if let Some(from) = token.strip_prefix("freePort:") {
+            let from: u32 = from
+                .parse()
+                .map_err(|_| err(format!("{{{token}}}: not a port number")))?;
+            free_service_port(objects, from)
+                .ok_or_else(|| err(format!("no free Service port from {from}")))?
+                .to_string()
         } else if let Some(f) = token.strip_prefix("field:") {
             let o = b.object.as_ref().ok_or_else(|| {
                 err(format!(
@@ -239,12 +279,149 @@ fn binding_value(
             vars(v).ok_or_else(|| err(format!("unknown variable {v}")))?
         } else {
             return Err(err(format!("unknown template placeholder {{{token}}}")));
+        })
+    })
+}
+
+/// Expands a binding template: `{TOKEN}` is replaced by `f(TOKEN)`, `{{` and `}}` are a
+/// literal `{` and `}` (for strvals lists, `--set 'a={x,y}'`), and a `{` with no closing `}`
+/// is kept as it is.
+///
+/// # Errors
+/// The first error of `f`.
+pub fn expand_template<E>(
+    t: &str,
+    mut f: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if tail.starts_with('}') {
+            out.push('}');
+            rest = &tail[1..];
+            continue;
+        }
+        let Some(j) = tail.find('}') else {
+            out.push_str(tail);
+            return Ok(out);
         };
-        out.push_str(&value);
-        rest = &rest[i + j + 1..];
+        out.push_str(&f(&tail[1..j])?);
+        rest = &tail[j + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Splits `NAMESPACE/NAME/KEY`.
+pub fn split_secret_ref(r: &str) -> Option<(&str, &str, &str)> {
+    let mut it = r.splitn(3, '/');
+    Some((it.next()?, it.next()?, it.next()?))
+}
+
+/// Whether an object's labels satisfy an equality selector `k=v`, `k!=v` or `k` (Kubernetes
+/// `apimachinery/pkg/labels/selector.go`: comma-separated requirements, all must hold).
+pub fn labels_match(obj: &kustomize_rs::yaml::Value, selector: &str) -> bool {
+    let label = |k: &str| {
+        obj.get_path(&["metadata", "labels", k])
+            .and_then(kustomize_rs::yaml::Value::scalar_string)
+    };
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .all(|r| {
+            if let Some((k, v)) = r.split_once("!=") {
+                label(k.trim()).as_deref() != Some(v.trim())
+            } else if let Some((k, v)) = r.split_once('=') {
+                let v = v.trim().trim_start_matches('=');
+                label(k.trim()).as_deref() == Some(v.trim())
+            } else {
+                label(r).is_some()
+            }
+        })
+}
+
+/// The addresses of a type of every Node matching a selector, in list order (Node name),
+/// as `kubectl get nodes -l SEL -o json | jq '.items[].status.addresses[] | select(.type==T)'`.
+pub fn node_addresses(objects: &Objects, selector: &str, address_type: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in objects.list("Node") {
+        if !labels_match(n, selector) {
+            continue;
+        }
+        if let Some(kustomize_rs::yaml::Value::Seq(addrs)) = n.get_path(&["status", "addresses"]) {
+            for a in addrs {
+                if a.str_at(&["type"]) == Some(address_type) {
+                    if let Some(ip) = a.str_at(&["address"]) {
+                        out.push(ip.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The first port from `from` up (to 65535) that no Service's port line ends with: the
+/// search of `install-openstack-exporter.sh` (`kubectl get svc -A -o jsonpath=
+/// '{range .items[*]}{.spec.ports[*].port}{"\n"}{end}' | grep -q "${port}$"`), a suffix
+/// match on each Service's space-joined ports.
+pub fn free_service_port(objects: &Objects, from: u32) -> Option<u32> {
+    let lines: Vec<String> = objects
+        .list("Service")
+        .map(|s| match s.get_path(&["spec", "ports"]) {
+            Some(kustomize_rs::yaml::Value::Seq(ps)) => ps
+                .iter()
+                .filter_map(|p| {
+                    p.get("port")
+                        .and_then(kustomize_rs::yaml::Value::scalar_string)
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        })
+        .collect();
+    (from..=65535).find(|p| {
+        let p = p.to_string();
+        !lines.iter().any(|l| l.ends_with(&p))
+    })
+}
+
+/// The cluster inputs a binding reads besides its `secret`/`object` (Secrets named in
+/// `{secret:…}`, Nodes, Services), as digests for render cache keys; never a value.
+pub fn binding_extra_inputs(b: &Binding, objects: &Objects) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(t) = &b.template else {
+        return out;
+    };
+    let mut rest = t.as_str();
+    while let Some(i) = rest.find("{secret:") {
+        let tail = &rest[i + 8..];
+        let end = tail.find('}').unwrap_or(tail.len());
+        if let Some((ns, name, key)) = split_secret_ref(&tail[..end]) {
+            out.push(objects.secret_digest(ns, name, key));
+        }
+        rest = &tail[end..];
+    }
+    if let Some(q) = &b.nodes {
+        out.push(node_addresses(objects, &q.label_selector, &q.address_type).join(","));
+    }
+    if let Some(i) = t.find("{freePort:") {
+        let from = t[i + 10..]
+            .split('}')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        out.push(format!("{:?}", free_service_port(objects, from)));
+    }
+    out
 }
 
 /// Composes a component's user values: files, then bindings.
@@ -258,11 +435,7 @@ pub fn compose(
     objects: &Objects,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<PathBuf>, Map<String, Json>), ValuesError> {
-    let files = value_files(
-        src,
-        &component.values.dir,
-        component.values.global_overrides,
-    );
+    let files = value_files(src, &component.values);
     let mut vals = merge_files(helm, &files)?;
     let ns = &component.release.namespace;
     for phase in [

@@ -143,6 +143,9 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         None => crate::fetch::without_charts(&cfg),
     };
     std::fs::write(repo_dir.join("stackwave.yaml"), cfg).map_err(|x| e(&x))?;
+    for note in crate::demo_cloud::prepare(&repo_dir, &opts.genestack, opts.charts.as_deref())? {
+        say(&note);
+    }
     let repo = Repository::init(&repo_dir).map_err(|x| e(&x))?;
     let first = commit_all(&repo, "Initial desired state from repo-template").map_err(|x| e(&x))?;
 
@@ -181,35 +184,25 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         bootstrap.extend(secrets);
         bootstrap.extend(crate::reconcile::objects_of(crate::fetch::DEMO_LOOKUPS)?);
     }
-    {
-        for mut o in bootstrap {
-            let ns = o
-                .pointer("/metadata/namespace")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            if let Some(ns) = ns {
-                cluster
-                    .apply(
-                        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-                        &Default::default(),
-                    )
-                    .await
-                    .map_err(|x| e(&x))?;
+    for o in bootstrap.iter_mut() {
+        if o["kind"] == "Service" {
+            if let Some(m) = o.get_mut("status").and_then(|s| s.as_object_mut()) {
+                m.clear();
             }
-            if o["kind"] == "Service" {
-                if let Some(m) = o.get_mut("status").and_then(|s| s.as_object_mut()) {
-                    m.clear();
-                }
+            // The API server allocates the address the scripts then read.
+            if let Some(spec) = o.get_mut("spec").and_then(|s| s.as_object_mut()) {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
             }
-            cluster
-                .apply(&o, &Default::default())
-                .await
-                .map_err(|x| e(&x))?;
         }
     }
+    let n = crate::demo_cloud::bootstrap(&cluster, &repo_dir, bootstrap).await?;
     say(&format!(
         "bootstrapped Secrets and Services from {} file(s)",
         opts.bootstrap.len()
+    ));
+    say(&format!(
+        "bootstrapped {n} object(s) in all: with labelled Nodes, kube-ovn's TLS Secret (agent/data/demo-cluster.yaml), the scripts' --create-namespace Namespaces"
     ));
     let state = opts.workdir.join("state");
     let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
@@ -399,11 +392,17 @@ async fn sync(
         .export(&c.id, &state.join("checkout"))
         .map_err(|x| x.to_string())?;
     let t = Instant::now();
+    let counts = crate::demo_cloud::WaveCounts::default();
+    let progress = |p: crate::reconcile::Progress| {
+        counts.observe(&p);
+        print_progress(p);
+    };
     let out = agent
-        .sync(&dir, &c, &print_progress)
+        .sync(&dir, &c, &progress)
         .await
         .map_err(|x| x.to_string())?;
     clear_progress();
+    print!("{}", counts.text());
     say(&format!(
         "outcome: {} ({} ms)",
         outcome_text(&out),

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod component;
 pub mod control;
 pub mod demo;
+pub mod demo_cloud;
 pub mod diff;
 pub mod fetch;
 pub mod init;

@@ -434,7 +434,12 @@ impl Agent {
     /// Reads the cluster objects bindings may look up (Secrets and Services).
     async fn lookups(&self) -> Result<Objects, ClusterError> {
         let mut objects = Objects::default();
-        for (g, v, k) in [("", "v1", "Secret"), ("", "v1", "Service")] {
+        // Nodes: bindings computed from them (kube-ovn's MASTER_NODES, replicaCount).
+        for (g, v, k) in [
+            ("", "v1", "Secret"),
+            ("", "v1", "Service"),
+            ("", "v1", "Node"),
+        ] {
             let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(g, v, k));
             let api: Api<DynamicObject> = Api::all_with(self.cluster.client().clone(), &ar);
             let list = api
@@ -538,6 +543,11 @@ impl Agent {
             .inc();
             let mut objs: Vec<Json> =
                 objects_of(&r.text).map_err(|e| format!("component {c}: rendered output: {e}"))?;
+            // `helm install` creates the chart's crds/ first ([`crate::render::Rendered::crds`]).
+            let mut crds =
+                objects_of(&r.crds).map_err(|e| format!("component {c}: chart crds/: {e}"))?;
+            crds.append(&mut objs);
+            let mut objs = crds;
             objs.retain(|o| !is_test_hook(o));
             // `helm install --namespace` puts namespaced objects without one in the release's.
             let ns = inputs

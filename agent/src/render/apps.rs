@@ -32,6 +32,7 @@ pub fn render(inputs: &Inputs, c: &Component) -> Result<Rendered, RenderError> {
         chart: String::new(),
         version: String::new(),
         values_files: files,
+        crds: String::new(),
     })
 }
 

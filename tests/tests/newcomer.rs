@@ -15,45 +15,13 @@ fn temp(name: &str) -> PathBuf {
     ))
 }
 
-/// A Git repository holding the corpus's Genestack tree (without its fake fixtures, as the
-/// real repository has none), tagged `tag`.
-fn genestack_remote(shared: &Path, tag: &str) -> PathBuf {
-    let remote = temp("remote");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(shared.join("corpus/genestack"))
-        .arg(&remote)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    for f in ["secrets.yaml", "cluster-state.yaml"] {
-        std::fs::remove_file(remote.join(f)).unwrap();
-    }
-    stackwave_tests::git(&remote, &["init", "-q", "-b", "main"]);
-    stackwave_tests::git(&remote, &["add", "-A"]);
-    stackwave_tests::git(&remote, &["commit", "-q", "-m", "Genestack release"]);
-    stackwave_tests::git(&remote, &["tag", tag]);
-    remote
-}
-
-fn helm_or_skip() -> bool {
-    match stackwave::render::helm::Helm::get() {
-        Ok(_) => true,
-        Err(e) if std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") => {
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
 #[test]
 fn the_release_is_fetched_cached_and_renders_like_the_corpus() {
     let Some(shared) = stackwave_tests::shared_dir() else {
         eprintln!("SKIPPED: ../shared is not present");
         return;
     };
-    let remote = genestack_remote(&shared, "2026.1-test");
+    let remote = stackwave_tests::genestack_remote(&shared, "2026.1-test", true);
     let cache = temp("cache");
     let release = GenestackRelease {
         url: format!("file://{}", remote.display()),
@@ -95,7 +63,7 @@ fn the_release_is_fetched_cached_and_renders_like_the_corpus() {
     assert!(e.to_string().contains(&gone.url), "{e}");
 
     // The fetched base renders the goldens byte for byte.
-    if helm_or_skip() {
+    if stackwave_tests::helm_or_skip() {
         let mut inputs = stackwave_tests::genestack_inputs(&shared, None);
         inputs.sources.genestack = dir.clone();
         for svc in stackwave_tests::GOLDENS {
@@ -140,10 +108,10 @@ fn the_demo_runs_on_a_fetched_base_with_generated_secrets() {
         eprintln!("SKIPPED: the demo sandbox runs its own in-process API server");
         return;
     }
-    if !helm_or_skip() {
+    if !stackwave_tests::helm_or_skip() {
         return;
     }
-    let remote = genestack_remote(&shared, "demo-test");
+    let remote = stackwave_tests::genestack_remote(&shared, "demo-test", true);
     let cache = temp("demo-cache");
     let base = stackwave::fetch::genestack_base(
         &GenestackRelease {

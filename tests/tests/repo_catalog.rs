@@ -228,12 +228,8 @@ fn render_uses_the_repository_catalog() {
         eprintln!("SKIPPED: ../shared is not present");
         return;
     };
-    if stackwave::render::helm::Helm::get().is_err() {
-        if std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {
-            eprintln!("SKIPPED: libhelm_c not available");
-            return;
-        }
-        panic!("libhelm_c not available (run scripts/setup)");
+    if !stackwave_tests::helm_or_skip() {
+        return;
     }
     let repo = temp_repo("render");
     let (_, text) = stackwave::component::BUILTIN

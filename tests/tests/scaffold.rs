@@ -27,23 +27,6 @@ fn options(dir: &Path, shared: &Path) -> InitOptions {
     }
 }
 
-/// A Git repository holding the corpus's Genestack tree, tagged `tag`: GitHub's stand-in.
-fn genestack_remote(shared: &Path, tag: &str) -> PathBuf {
-    let remote = temp("remote");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(shared.join("corpus/genestack"))
-        .arg(&remote)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    stackwave_tests::git(&remote, &["init", "-q", "-b", "main"]);
-    stackwave_tests::git(&remote, &["add", "-A"]);
-    stackwave_tests::git(&remote, &["commit", "-q", "-m", "Genestack release"]);
-    stackwave_tests::git(&remote, &["tag", tag]);
-    remote
-}
-
 #[test]
 fn the_scaffold_mirrors_etc_genestack_and_plans() {
     let Some(shared) = stackwave_tests::shared_dir() else {
@@ -199,12 +182,8 @@ fn the_scaffold_renders_the_goldens() {
         eprintln!("SKIPPED: ../shared is not present");
         return;
     };
-    if stackwave::render::helm::Helm::get().is_err() {
-        if std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") {
-            eprintln!("SKIPPED: libhelm_c not available");
-            return;
-        }
-        panic!("libhelm_c not available (run scripts/setup)");
+    if !stackwave_tests::helm_or_skip() {
+        return;
     }
     let dir = temp("render");
     let mut o = options(&dir, &shared);
@@ -263,7 +242,7 @@ fn a_git_pinned_base_is_fetched_and_pinned() {
         eprintln!("SKIPPED: ../shared is not present");
         return;
     };
-    let remote = genestack_remote(&shared, "release-test.1");
+    let remote = stackwave_tests::genestack_remote(&shared, "release-test.1", false);
     let url = format!("file://{}", remote.display());
     let dir = temp("gitbase");
     let o = InitOptions {

@@ -29,7 +29,7 @@ fn main() {
     rt.block_on(async {
         let opts = DemoOptions {
             genestack: shared.join("genestack"),
-            charts: shared.join("charts"),
+            charts: Some(shared.join("charts")),
             bootstrap: vec![
                 shared.join("genestack/secrets.yaml"),
                 shared.join("genestack/cluster-state.yaml"),
@@ -39,6 +39,7 @@ fn main() {
             .collect(),
             template: root.join("repo-template"),
             workdir: std::env::temp_dir().join(format!("stackwave-bench-loop-{}", std::process::id())),
+            cache_dir: None,
         };
         let mut sb = sandbox(&opts).await.expect("sandbox");
         let first_apply: Mutex<Option<Duration>> = Mutex::new(None);

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "stackwave", version, about)]
 pub struct Cli {
-    /// Output format of `status`, `history`, `plan`, `diff`, `sync` and `rollback`.
+    /// Output format of `status`, `history`, `plan`, `diff`, `sync`, `rollback`, `catalog`
+    /// and `init`.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "text")]
     pub output: Output,
     /// What to do.
@@ -105,6 +106,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "error")]
         fail_on: crate::upgrade::command::FailOn,
     },
+    /// Print the effective component catalog: the built-in entries with a repository's own
+    /// `components/*.yaml` laid over them, and where each entry comes from.
+    Catalog {
+        /// A desired-state checkout whose `components/` override or add entries.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+    /// Scaffold a desired-state repository laid out like Genestack's /etc/genestack, with a
+    /// stackwave.yaml pinning the Genestack base; refuses a non-empty DIR.
+    Init(InitArgs),
     /// Print the revision history of a state directory, newest first.
     History {
         /// The agent's state directory.
@@ -172,16 +183,51 @@ pub enum Command {
     Render(RenderArgs),
 }
 
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The new repository's directory (absent or empty).
+    pub dir: PathBuf,
+    /// Tag or commit of the Genestack base [default: the release the built-in catalog
+    /// was transcribed from].
+    #[arg(long)]
+    pub genestack_ref: Option<String>,
+    /// Git URL of the Genestack base [default: https://github.com/rackerlabs/genestack].
+    #[arg(long, conflicts_with = "genestack")]
+    pub genestack_url: Option<String>,
+    /// A local Genestack checkout instead of the Git pin (offline clouds).
+    #[arg(long, conflicts_with = "genestack_ref")]
+    pub genestack: Option<PathBuf>,
+    /// Local unpacked charts (offline clouds); default: each chart's catalog source.
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// A region of a multi-region repository: its own tree under regions/<name>/ (repeat).
+    #[arg(long = "region")]
+    pub regions: Vec<String>,
+    /// `git init` the directory and commit the scaffold.
+    #[arg(long)]
+    pub git: bool,
+    /// Where the Git base is mirrored [default: $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
 /// Arguments of `demo`.
 #[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Genestack base checkout.
-    #[arg(long, default_value = "../shared/corpus/genestack")]
-    pub genestack: PathBuf,
-    /// Charts directory.
-    #[arg(long, default_value = "../shared/corpus/charts")]
-    pub charts: PathBuf,
+    /// Genestack base checkout [default: ../shared/corpus/genestack when present, else the
+    /// catalog's Genestack release fetched from GitHub into the cache].
+    #[arg(long)]
+    pub genestack: Option<PathBuf>,
+    /// Charts directory [default: ../shared/corpus/charts with the local corpus, else each
+    /// chart from its catalog source, cached].
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// Where a fetched Genestack release and charts are cached [default:
+    /// $XDG_CACHE_HOME/stackwave or ~/.cache/stackwave].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Secrets loaded into the cluster first [default: <genestack>/secrets.yaml and cluster-state.yaml].
     #[arg(long)]
     pub secrets: Vec<PathBuf>,
@@ -293,9 +339,11 @@ pub struct ApiServerArgs {
 /// Arguments of `render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Genestack checkout (base-helm-configs/, base-kustomize/, helm-chart-versions.yaml).
+    /// Genestack checkout (base-helm-configs/, base-kustomize/, helm-chart-versions.yaml)
+    /// [default: ../shared/corpus/genestack when present, else the catalog's Genestack
+    /// release fetched from GitHub into the cache directory].
     #[arg(long)]
-    pub genestack: PathBuf,
+    pub genestack: Option<PathBuf>,
     /// Directory of charts (<chart>/Chart.yaml); without it charts are fetched from their
     /// repositories at the pinned version, into the cache.
     #[arg(long)]
@@ -387,6 +435,10 @@ fn render(a: RenderArgs) -> Result<String, String> {
     if let Some(dir) = &a.catalog {
         catalog.overlay_dir(dir).map_err(|e| e.to_string())?;
     }
+    // An overrides tree is a repository: its own components/ lay over the catalog.
+    if let Some(o) = &a.overrides {
+        catalog = crate::catalog::for_checkout(&catalog, o).map_err(|e| e.to_string())?;
+    }
     let mut objects = crate::render::objects::Objects::default();
     objects.load_file(&a.secrets)?;
     let cs = a.cluster_state.clone().or_else(|| {
@@ -400,19 +452,25 @@ fn render(a: RenderArgs) -> Result<String, String> {
     if let Some(cs) = cs {
         objects.load_file(&cs)?;
     }
+    let cache_dir = a
+        .cache_dir
+        .clone()
+        .or_else(default_cache_dir)
+        .ok_or("no cache directory: pass --cache-dir")?;
+    let base = crate::fetch::choose_base(a.genestack.as_deref(), a.charts.as_deref(), &cache_dir)
+        .map_err(|e| e.to_string())?;
+    if a.genestack.is_none() {
+        eprintln!("{}", base.note);
+    }
     let inputs = crate::render::Inputs {
         sources: crate::render::values::Sources {
-            genestack: a.genestack.clone(),
+            genestack: base.genestack.clone(),
             overrides: a.overrides.clone(),
         },
-        charts: match &a.charts {
+        charts: match &base.charts {
             Some(d) => crate::render::charts::ChartStore::Dir(d.clone()),
             None => crate::render::charts::ChartStore::Repos(crate::render::charts::Fetcher {
-                cache_dir: a
-                    .cache_dir
-                    .clone()
-                    .or_else(default_cache_dir)
-                    .ok_or("no cache directory: pass --cache-dir")?,
+                cache_dir,
                 offline: a.offline,
                 timeout: std::time::Duration::from_secs(60),
             }),
@@ -426,6 +484,24 @@ fn render(a: RenderArgs) -> Result<String, String> {
     crate::render::render_component(&inputs, &a.component)
         .and_then(|r| r.text())
         .map_err(|e| e.to_string())
+}
+
+fn init(a: &InitArgs) -> Result<crate::init::Scaffold, String> {
+    crate::init::init(&crate::init::InitOptions {
+        dir: a.dir.clone(),
+        genestack_url: a.genestack_url.clone(),
+        genestack_ref: a.genestack_ref.clone(),
+        genestack_path: a.genestack.clone(),
+        charts_path: a.charts.clone(),
+        cache_dir: a
+            .cache_dir
+            .clone()
+            .or_else(default_cache_dir)
+            .ok_or("no cache directory: pass --cache-dir")?,
+        regions: a.regions.clone(),
+        git: a.git,
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
@@ -506,6 +582,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan { range, .. } if range.is_range() => {
             crate::upgrade::command::plan(&range, output.upgrade())
         }
+        Command::Check { range, .. } if !range.is_range() => {
+            eprintln!("Error: check needs --repo, --from and --to");
+            2
+        }
         Command::Check {
             range,
             server,
@@ -525,9 +605,11 @@ pub fn run(cli: Cli) -> i32 {
             }
             crate::upgrade::command::diff(&range, output.upgrade())
         }
-        Command::Plan { dir, .. } => {
+        Command::Plan { dir, range } => {
+            // `plan --repo DIR` (no --from/--to) is `plan DIR`.
+            let dir = range.repo.map(PathBuf::from).unwrap_or(dir);
             let waves = crate::reconcile::read_config(&dir).and_then(|cfg| {
-                let catalog = crate::component::Catalog::builtin()?;
+                let catalog = crate::catalog::Effective::of_repo(&dir)?.catalog();
                 catalog.warn_quirks(&cfg.components);
                 crate::reconcile::plan_waves(&catalog, &cfg)
             });
@@ -544,6 +626,26 @@ pub fn run(cli: Cli) -> i32 {
                 Err(e) => fail(e),
             }
         }
+        Command::Catalog { repo } => {
+            let effective = match &repo {
+                Some(r) => crate::catalog::Effective::of_repo(r),
+                None => crate::catalog::Effective::builtin(),
+            };
+            match effective {
+                Ok(c) => {
+                    emit(output, &c, || c.text());
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Init(a) => match init(&a) {
+            Ok(s) => {
+                emit(output, &s, || crate::init::next_steps(&s, &a.regions));
+                0
+            }
+            Err(e) => fail(e),
+        },
         Command::History { state } => {
             match crate::control::open_store_existing(&state).and_then(|s| Ok(s.revisions()?)) {
                 Ok(revs) => {

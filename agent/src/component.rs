@@ -458,7 +458,7 @@ pub fn parse(text: &str, file: &str) -> Result<Component, CatalogError> {
 ///
 /// # Errors
 /// An `intended` id that names no quirk.
-fn apply_intended(entry: &mut serde_json::Value) -> Result<(), String> {
+pub fn apply_intended(entry: &mut serde_json::Value) -> Result<(), String> {
     let wanted: Vec<String> = entry
         .get("intended")
         .and_then(serde_json::Value::as_array)
@@ -519,7 +519,7 @@ impl Component {
 }
 
 /// The catalog compiled into the binary (`components/*.yaml`).
-const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
+pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
 
 /// The component catalog, by name.
 #[derive(Debug, Clone, Default)]

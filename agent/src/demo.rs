@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 pub struct DemoOptions {
     /// Genestack base checkout.
     pub genestack: PathBuf,
-    /// Charts directory.
-    pub charts: PathBuf,
+    /// Charts directory; `None`: each chart from its catalog source (cached in `cache_dir`).
+    pub charts: Option<PathBuf>,
     /// Secrets (and other looked-up objects) loaded into the cluster first, as
     /// Genestack's `create-secrets.sh` and the CNI would have made them.
     pub bootstrap: Vec<PathBuf>,
@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub template: PathBuf,
     /// Working directory (repository, agent state).
     pub workdir: PathBuf,
+    /// Where fetched charts are cached across runs (default `<workdir>/state/cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
@@ -132,16 +134,18 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         .map_err(|x| format!("copying {}: {x}", opts.template.display()))?;
     let abs = |p: &Path| std::fs::canonicalize(p).map_err(|x| format!("{}: {x}", p.display()));
     let cfg = std::fs::read_to_string(repo_dir.join("stackwave.yaml")).map_err(|x| e(&x))?;
-    let cfg = cfg
-        .replace(
-            "path: ../genestack",
-            &format!("path: {}", abs(&opts.genestack)?.display()),
-        )
-        .replace(
-            "path: ../charts",
-            &format!("path: {}", abs(&opts.charts)?.display()),
-        );
+    let cfg = cfg.replace(
+        "path: ../genestack",
+        &format!("path: {}", abs(&opts.genestack)?.display()),
+    );
+    let cfg = match &opts.charts {
+        Some(c) => cfg.replace("path: ../charts", &format!("path: {}", abs(c)?.display())),
+        None => crate::fetch::without_charts(&cfg),
+    };
     std::fs::write(repo_dir.join("stackwave.yaml"), cfg).map_err(|x| e(&x))?;
+    for note in crate::demo_cloud::prepare(&repo_dir, &opts.genestack, opts.charts.as_deref())? {
+        say(&note);
+    }
     let repo = Repository::init(&repo_dir).map_err(|x| e(&x))?;
     let first = commit_all(&repo, "Initial desired state from repo-template").map_err(|x| e(&x))?;
 
@@ -159,38 +163,48 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         kube_standin::Rules::default().with_delay(Duration::from_millis(150)),
     );
     say("controller stand-in (kube-standin) running as a client of it");
+    let mut bootstrap = Vec::new();
     for f in &opts.bootstrap {
         let text = std::fs::read_to_string(f).map_err(|x| format!("{}: {x}", f.display()))?;
-        for mut o in
-            crate::reconcile::objects_of(&text).map_err(|x| format!("{}: {x}", f.display()))?
-        {
-            let ns = o
-                .pointer("/metadata/namespace")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            if let Some(ns) = ns {
-                cluster
-                    .apply(
-                        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-                        &Default::default(),
-                    )
-                    .await
-                    .map_err(|x| e(&x))?;
-            }
-            if o["kind"] == "Service" {
-                if let Some(m) = o.get_mut("status").and_then(|s| s.as_object_mut()) {
-                    m.clear();
-                }
-            }
-            cluster
-                .apply(&o, &Default::default())
-                .await
+        bootstrap.extend(
+            crate::reconcile::objects_of(&text).map_err(|x| format!("{}: {x}", f.display()))?,
+        );
+    }
+    if opts.bootstrap.is_empty() {
+        // No corpus fixtures: Secrets as create-secrets.sh makes them, the CNI's Services.
+        let repo_cfg = crate::reconcile::read_config(&repo_dir).map_err(|e| e.to_string())?;
+        let catalog =
+            crate::catalog::for_checkout(&Catalog::builtin().map_err(|x| e(&x))?, &repo_dir)
                 .map_err(|x| e(&x))?;
+        let secrets = crate::fetch::generated_secrets(&catalog, &repo_cfg.components);
+        say(&format!(
+            "no Secrets given: generated {} Secret(s) the install scripts read (random values, as create-secrets.sh does)",
+            secrets.len()
+        ));
+        bootstrap.extend(secrets);
+        bootstrap.extend(
+            crate::reconcile::objects_of(crate::fetch::DEMO_LOOKUPS).map_err(|e| e.to_string())?,
+        );
+    }
+    for o in bootstrap.iter_mut() {
+        if o["kind"] == "Service" {
+            if let Some(m) = o.get_mut("status").and_then(|s| s.as_object_mut()) {
+                m.clear();
+            }
+            // The API server allocates the address the scripts then read.
+            if let Some(spec) = o.get_mut("spec").and_then(|s| s.as_object_mut()) {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
+            }
         }
     }
+    let n = crate::demo_cloud::bootstrap(&cluster, &repo_dir, bootstrap).await?;
     say(&format!(
         "bootstrapped Secrets and Services from {} file(s)",
         opts.bootstrap.len()
+    ));
+    say(&format!(
+        "bootstrapped {n} object(s) in all: with labelled Nodes, kube-ovn's TLS Secret (agent/data/demo-cluster.yaml), the scripts' --create-namespace Namespaces"
     ));
     let state = opts.workdir.join("state");
     let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))
@@ -201,7 +215,10 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
         Catalog::builtin().map_err(|x| e(&x))?,
         Settings {
             health_timeout: Duration::from_secs(60),
-            cache_dir: state.join("cache"),
+            cache_dir: opts
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| state.join("cache")),
             ..Default::default()
         },
     )
@@ -377,11 +394,17 @@ async fn sync(
         .export(&c.id, &state.join("checkout"))
         .map_err(|x| x.to_string())?;
     let t = Instant::now();
+    let counts = crate::demo_cloud::WaveCounts::default();
+    let progress = |p: crate::reconcile::Progress| {
+        counts.observe(&p);
+        print_progress(p);
+    };
     let out = agent
-        .sync(&dir, &c, &print_progress)
+        .sync(&dir, &c, &progress)
         .await
         .map_err(|x| x.to_string())?;
     clear_progress();
+    print!("{}", counts.text());
     say(&format!(
         "outcome: {} ({} ms)",
         outcome_text(&out),
@@ -393,18 +416,34 @@ async fn sync(
 /// `stackwave demo`: builds [`DemoOptions`] from the arguments and runs [`run`] on a fresh
 /// Tokio runtime. Returns the exit code (0 done, 1 failed, the error printed).
 pub fn main(a: crate::cli::DemoArgs) -> i32 {
+    let cache = a
+        .cache_dir
+        .clone()
+        .or_else(crate::cli::default_cache_dir)
+        .unwrap_or_else(|| std::env::temp_dir().join("stackwave-cache"));
+    // The local corpus when there is one, else the pinned Genestack release fetched from Git.
+    let base = match crate::fetch::choose_base(a.genestack.as_deref(), a.charts.as_deref(), &cache)
+    {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    println!("{}", base.note);
     let bootstrap = if a.secrets.is_empty() {
         ["secrets.yaml", "cluster-state.yaml"]
             .iter()
-            .map(|f| a.genestack.join(f))
+            .map(|f| base.genestack.join(f))
             .filter(|p| p.is_file())
             .collect()
     } else {
         a.secrets.clone()
     };
     let opts = DemoOptions {
-        genestack: a.genestack.clone(),
-        charts: a.charts.clone(),
+        genestack: base.genestack.clone(),
+        charts: base.charts.clone(),
+        cache_dir: Some(cache),
         bootstrap,
         template: a.template.clone(),
         workdir: a.workdir.clone().unwrap_or_else(|| {

@@ -9,14 +9,18 @@
 
 pub mod apply;
 pub mod auto;
+pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod component;
 pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod demo_cloud;
 pub mod diff;
 pub mod digest;
+pub mod fetch;
+pub mod init;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

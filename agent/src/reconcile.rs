@@ -234,7 +234,8 @@ impl Agent {
     /// Reads the cluster objects bindings may look up (Secrets and Services).
     async fn lookups(&self) -> Result<Objects, ClusterError> {
         let mut objects = Objects::default();
-        for kind in ["Secret", "Service"] {
+        // Nodes: bindings computed from them (kube-ovn's MASTER_NODES, replicaCount).
+        for kind in ["Secret", "Service", "Node"] {
             for j in self.cluster.list_all("", "v1", kind).await? {
                 objects.insert(crate::render::objects::from_json(&j));
             }
@@ -292,6 +293,8 @@ impl Agent {
         let abs = |p: &Path| checkout.join(p);
         let genestack = self.genestack_base(checkout, &cfg, progress).await?;
         let objects = self.lookups().await.map_err(SyncError::Lookups)?;
+        // The repository's own `components/` lay over the built-in catalog.
+        let catalog = crate::catalog::for_checkout(&self.render.catalog, checkout)?;
         let inputs = Inputs {
             sources: Sources {
                 genestack,
@@ -306,7 +309,7 @@ impl Agent {
                 }),
             },
             objects,
-            catalog: self.render.catalog.clone(),
+            catalog,
         };
         let mut out = BTreeMap::new();
         let mut shown = Vec::new();
@@ -336,9 +339,15 @@ impl Agent {
                 &self.metrics.cache_misses
             }
             .inc();
-            let objs = r.objects()?;
-            let ns = self
-                .render
+            let mut objs = r.objects()?;
+            // `helm install` creates the chart's crds/ first ([`crate::render::Rendered::crds`]).
+            let mut crds = objects_of(&r.crds).map_err(|source| SyncError::RenderedYaml {
+                component: c.clone(),
+                source,
+            })?;
+            crds.append(&mut objs);
+            let objs = crds;
+            let ns = inputs
                 .catalog
                 .get(c)
                 .map(|x| x.release.namespace.clone())
@@ -485,7 +494,10 @@ impl Agent {
                 reason: refusal.to_string(),
             });
         }
-        let waves = match plan_waves(&self.render.catalog, &cfg) {
+        let waves = match crate::catalog::for_checkout(&self.render.catalog, checkout)
+            .map_err(ConfigError::from)
+            .and_then(|catalog| plan_waves(&catalog, &cfg))
+        {
             Ok(w) => w,
             Err(e) => {
                 return Ok(Outcome::Refused {

@@ -600,3 +600,48 @@ pub fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// A Git repository (branch `main`, one commit tagged `tag`) holding a copy of the corpus's
+/// Genestack tree, standing in for GitHub's rackerlabs/genestack in fetch tests; without
+/// the corpus's fake fixtures (`secrets.yaml`, `cluster-state.yaml`) when `without_fixtures`,
+/// as the real repository has none.
+///
+/// # Panics
+/// When the copy or git fails.
+pub fn genestack_remote(shared: &Path, tag: &str, without_fixtures: bool) -> PathBuf {
+    let remote = std::env::temp_dir().join(format!(
+        "sw-genestack-remote-{}-{}",
+        std::process::id(),
+        random_suffix()
+    ));
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(shared.join("corpus/genestack"))
+        .arg(&remote)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    if without_fixtures {
+        for f in ["secrets.yaml", "cluster-state.yaml"] {
+            std::fs::remove_file(remote.join(f)).expect("fixture");
+        }
+    }
+    git(&remote, &["init", "-q", "-b", "main"]);
+    git(&remote, &["add", "-A"]);
+    git(&remote, &["commit", "-q", "-m", "Genestack release"]);
+    git(&remote, &["tag", tag]);
+    remote
+}
+
+/// Whether libhelm_c loads; without it, panics unless `STACKWAVE_SKIP_HELM=1`, then prints
+/// `SKIPPED` and returns false.
+pub fn helm_or_skip() -> bool {
+    match stackwave::render::helm::Helm::get() {
+        Ok(_) => true,
+        Err(e) if std::env::var("STACKWAVE_SKIP_HELM").is_ok_and(|v| v == "1") => {
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+        Err(e) => panic!("{e} (run scripts/setup)"),
+    }
+}

@@ -32,6 +32,21 @@ const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case a
 const QUALIFIED_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
+/// RBAC object names: `ValidateRBACName` is `path.IsValidPathSegmentName`
+/// (kubernetes `pkg/apis/rbac/validation/validation.go`,
+/// `staging/src/k8s.io/apimachinery/pkg/api/validation/path/name.go`), so `system:masters`
+/// and `cert-manager:leaderelection` are valid.
+fn path_segment(v: &str) -> Vec<String> {
+    if v == "." || v == ".." {
+        return vec![format!("may not be '{v}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|c| v.contains(**c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
+}
+
 fn subdomain(v: &str) -> Vec<String> {
     let mut e = Vec::new();
     if v.len() > 253 {
@@ -137,6 +152,8 @@ fn causes(r: &ApiResource, obj: &Json) -> Vec<Cause> {
     let name = meta["name"].as_str().unwrap_or("");
     let name_errs = if r.kind == "Namespace" {
         label(name)
+    } else if r.group == "rbac.authorization.k8s.io" {
+        path_segment(name)
     } else {
         subdomain(name)
     };

@@ -40,6 +40,9 @@ pub enum ConfigError {
     /// The catalog cannot be loaded.
     #[error(transparent)]
     Catalog(#[from] crate::component::CatalogError),
+    /// The repository's own `components/` do not load.
+    #[error(transparent)]
+    RepoCatalog(#[from] crate::catalog::CatalogLoadError),
 }
 
 /// The repository's `stackwave.yaml`.
@@ -126,7 +129,8 @@ pub fn read_config(checkout: &Path) -> Result<RepoConfig, ConfigError> {
     let mut cfg: RepoConfig = serde_json::from_value(crate::component::to_json(&v))
         .map_err(|source| ConfigError::Fields { file, source })?;
     if cfg.components == [crate::auto::AUTO] {
-        let catalog = Catalog::builtin()?;
+        // The repository's own catalog entries take part (their `auto` rules too).
+        let catalog = crate::catalog::for_checkout(&Catalog::builtin()?, checkout)?;
         let base = cfg.genestack.path.as_ref().map(|p| checkout.join(p));
         cfg.components = crate::auto::resolve(&catalog, checkout, base.as_deref());
     }

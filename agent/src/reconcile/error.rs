@@ -37,6 +37,9 @@ pub enum SyncError {
     /// A blocking task (a Git checkout) panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
+    /// The repository's own `components/` do not load.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogLoadError),
     /// The cluster objects bindings look up (Secrets, Services) could not be listed.
     #[error(transparent)]
     Lookups(ClusterError),

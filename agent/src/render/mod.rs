@@ -158,6 +158,55 @@ pub struct Rendered {
     pub version: String,
     /// Values files read, in order.
     pub values_files: Vec<PathBuf>,
+    /// The chart's `crds/` documents (and its subcharts'), which `helm install` creates before
+    /// the templates and never post-renders (Helm `pkg/action/install.go`, `installCRDs` over
+    /// `chart.CRDObjects()`); empty with `helm.skipCrds`. Not part of `text`, as `helm
+    /// template` prints them only with `--include-crds`. Subchart conditions are not
+    /// evaluated: every `charts/*/crds/` present is included.
+    pub crds: String,
+}
+
+/// The `crds/*` files of a chart directory and of its unpacked subcharts (`charts/*/`),
+/// recursively, in path order, as one multi-document stream.
+pub fn chart_crds(chart: &Path) -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        let list = |d: &Path| {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        // Every file under crds/, subdirectories included (Helm's `Chart.CRDs`: files whose
+        // path starts with `crds/`, YAML or JSON by extension).
+        fn files(d: &Path, out: &mut String, list: &dyn Fn(&Path) -> Vec<PathBuf>) {
+            for f in list(d) {
+                if f.is_dir() {
+                    files(&f, out, list);
+                    continue;
+                }
+                let yaml = f
+                    .extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
+                if let (true, Ok(t)) = (yaml, std::fs::read_to_string(&f)) {
+                    out.push_str("---\n");
+                    out.push_str(&t);
+                    if !t.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        files(&dir.join("crds"), out, &list);
+        for sub in list(&dir.join("charts")) {
+            if sub.is_dir() {
+                walk(&sub, out);
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(chart, &mut out);
+    out
 }
 
 impl Rendered {
@@ -472,6 +521,11 @@ pub fn finish(
         chart: plan.chart_name.clone(),
         version: plan.version.clone(),
         values_files: files,
+        crds: if plan.component.helm.skip_crds {
+            String::new()
+        } else {
+            chart_crds(&plan.located.path)
+        },
     })
 }
 

@@ -11,14 +11,15 @@ use std::path::PathBuf;
 /// `--repo/--from/--to` and what renders need.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RangeArgs {
-    /// Repository path or Git URL (with --from and --to: compare two revisions of it).
-    #[arg(long, requires_all = ["from", "to"])]
+    /// Repository path or Git URL (with --from and --to: compare two revisions of it; `plan
+    /// --repo DIR` alone plans that checkout).
+    #[arg(long)]
     pub repo: Option<String>,
     /// The base revision (what the cloud runs): commit, branch, tag, `HEAD~1`.
-    #[arg(long, requires = "repo")]
+    #[arg(long, requires_all = ["repo", "to"])]
     pub from: Option<String>,
     /// The revision to preview.
-    #[arg(long, requires = "repo")]
+    #[arg(long, requires_all = ["repo", "from"])]
     pub to: Option<String>,
     /// Secrets (and looked-up objects) renders read, multi-document YAML; bound keys without
     /// one render a fixed placeholder.
@@ -55,7 +56,7 @@ pub enum FailOn {
 impl RangeArgs {
     /// Whether a revision range was given.
     pub fn is_range(&self) -> bool {
-        self.repo.is_some()
+        self.repo.is_some() && self.from.is_some() && self.to.is_some()
     }
 
     fn options(&self) -> Result<Options, UpgradeError> {

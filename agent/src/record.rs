@@ -135,20 +135,8 @@ impl Store {
     /// # Errors
     /// I/O and SQLite errors; a key of the wrong size.
     pub fn open(db: &Path, key_file: &Path) -> Result<Store, RecordError> {
-        if let Some(p) = db.parent() {
-            std::fs::create_dir_all(p)
-                .map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
-        }
-        let conn = Connection::open(db)?;
-        // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
-        conn.execute_batch(SCHEMA)?;
         let key = load_key(key_file)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
-        })
+        Store::open_with_key(db, &key)
     }
 
     /// Opens an existing store for a read-only command (`status`, `history`, `diff`): unlike
@@ -188,6 +176,7 @@ impl Store {
                 .map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
         }
         let conn = Connection::open(db)?;
+        // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)?;

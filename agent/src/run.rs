@@ -295,8 +295,7 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
     let cluster = connect(opts.server.as_deref(), opts.kubeconfig.as_deref()).await?;
     let store = {
         // Replicas sharing the state directory create the store and its key one at a time.
-        let _lock =
-            startup_lock(&opts.state, !opts.state.join("revisions.sqlite").is_file()).await?;
+        let _lock = lock_async(&opts.state, !opts.state.join("revisions.sqlite").is_file()).await?;
         let key = opts
             .store_key
             .clone()
@@ -334,7 +333,7 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
     }
     let source = {
         // Replicas sharing the state directory create the Git mirror one at a time.
-        let _lock = startup_lock(&opts.state, !opts.state.join("mirror.git").is_dir()).await?;
+        let _lock = lock_async(&opts.state, !opts.state.join("mirror.git").is_dir()).await?;
         Source::open(&opts.repo, &opts.branch, &opts.state)
             .map_err(|e| e.to_string())?
             .with_auth(opts.auth.clone())
@@ -362,21 +361,27 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
         }
         _ => None,
     };
+    // Whether this replica has restored the store as the leader (set on each acquisition).
+    let mut leading = false;
     loop {
         let (again, code) = match elector.as_mut() {
             None => iteration(&opts, &mut agent, &source).await?,
             Some(e) => {
-                if !e.is_leader() {
-                    info!(lease = %e.describe(), "standby: waiting for the Lease");
+                if !leading {
+                    if !e.is_leader() {
+                        info!(lease = %e.describe(), "standby: waiting for the Lease");
+                    }
                     e.wait_leader().await;
                     info!(lease = %e.describe(), "leading");
                     agent.metrics.readiness.set(false);
                     restore(&mut agent)?;
+                    leading = true;
                 }
                 match e.lead(iteration(&opts, &mut agent, &source)).await {
                     Some(r) => r?,
                     None => {
                         warn!(lease = %e.describe(), "lost the Lease: iteration stopped, standing by");
+                        leading = false;
                         continue;
                     }
                 }
@@ -395,14 +400,14 @@ pub async fn run(opts: RunOptions) -> Result<i32, String> {
     }
 }
 
-/// The state directory's lock while start-up creates something there (`needed`): the store
-/// and its key, the Git mirror. Taken on a blocking thread, so a replica waiting for another
-/// one's iteration does not stall the runtime; nothing to create, no lock (a standby must
-/// start while the leader is mid-wave).
+/// The state directory's lock ([`crate::control::lock`]) when `needed`, taken on a blocking
+/// thread so that waiting for its holder (a CLI `rollback`, another replica's iteration)
+/// does not stall the runtime. Start-up needs it only to create the store, its key or the Git
+/// mirror (a standby must start while the leader is mid-wave).
 ///
 /// # Errors
 /// The lock file cannot be created or locked.
-async fn startup_lock(
+async fn lock_async(
     state: &std::path::Path,
     needed: bool,
 ) -> Result<Option<crate::control::Lock>, String> {
@@ -463,7 +468,7 @@ async fn iteration(
 ) -> Result<(bool, i32), String> {
     let mut again = false;
     let mut code = EXIT_OK;
-    let _lock = crate::control::lock(&opts.state)?;
+    let _lock = lock_async(&opts.state, true).await?;
     let suspended = match agent.refresh() {
         Ok(s) => s,
         Err(e) => {

@@ -132,6 +132,11 @@ async fn wait<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option
     }
 }
 
+/// `Some` once the agent on `port` answers `/readyz` with 200.
+fn ready(port: u16) -> Option<()> {
+    (http_get(port, "/readyz").ok()?.0 == 200).then_some(())
+}
+
 fn revisions(state: &Path) -> Vec<stackwave::record::Revision> {
     Store::open_existing(&state.join("revisions.sqlite"), &state.join("store.key"))
         .and_then(|s| s.revisions())
@@ -202,8 +207,8 @@ async fn standby_takes_over_a_killed_leader_and_finishes_its_revision_once() {
         assert!(tc.cluster.get(&web).await.unwrap().is_none(), "wave 2 ran");
         // The standby applies nothing and is ready; the leader is not ready before its first
         // reconcile ends.
-        wait("both agents serving", Duration::from_secs(10), async || {
-            (http_get(ports[si], "/readyz").ok()?.0 == 200).then_some(())
+        wait("the standby ready", Duration::from_secs(10), async || {
+            ready(ports[si])
         })
         .await;
         assert_eq!(http_get(ports[li], "/readyz").unwrap().0, 503);
@@ -247,7 +252,7 @@ async fn standby_takes_over_a_killed_leader_and_finishes_its_revision_once() {
         wait(
             "the new leader ready",
             Duration::from_secs(10),
-            async || (http_get(ports[si], "/readyz").ok()?.0 == 200).then_some(()),
+            async || ready(ports[si]),
         )
         .await;
         assert_eq!(

@@ -294,16 +294,17 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
     fn lease(holder: &str, renewed: SystemTime, secs: i32) -> Lease {
-        let mut l = Lease::default();
-        l.spec = Some(k8s_openapi::api::coordination::v1::LeaseSpec {
-            holder_identity: Some(holder.into()),
-            renew_time: Some(MicroTime(
-                k8s_openapi::jiff::Timestamp::try_from(renewed).unwrap(),
-            )),
-            lease_duration_seconds: Some(secs),
+        Lease {
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                holder_identity: Some(holder.into()),
+                renew_time: Some(MicroTime(
+                    k8s_openapi::jiff::Timestamp::try_from(renewed).unwrap(),
+                )),
+                lease_duration_seconds: Some(secs),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        l
+        }
     }
 
     #[test]

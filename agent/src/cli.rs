@@ -140,6 +140,19 @@ pub enum Command {
         #[command(flatten)]
         range: crate::upgrade::command::RangeArgs,
     },
+    /// Print a least-privilege ClusterRole (and its binding) for what a checkout renders plus
+    /// what the agent itself needs: the option beside deploy/'s cluster-admin binding.
+    Rbac {
+        /// The checkout (holds stackwave.yaml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Cluster (rendering reads bound Secrets and Services).
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The ClusterRole's name.
+        #[arg(long, default_value = "stackwave-least-privilege")]
+        name: String,
+    },
     /// Show the applied revision, pin, suspension and drift per component.
     Status {
         /// The agent's state directory.
@@ -177,6 +190,12 @@ pub enum Command {
         /// The agent's state directory.
         #[arg(long, default_value = "/var/lib/stackwave")]
         state: PathBuf,
+    },
+    /// Revision store maintenance.
+    Store {
+        /// The operation.
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Render a component exactly as its Genestack install script would (helm template +
     /// values layering + bound secrets + kustomize post-render).
@@ -237,6 +256,21 @@ pub struct DemoArgs {
     /// Working directory [default: a temporary directory].
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+}
+
+/// `stackwave store` operations.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-encrypt every stored object under a new random key and save the key where it is
+    /// kept (the file `<state>/store.key`, or `--store-key-secret`).
+    RotateKey {
+        /// State directory and cluster (the cluster only for a Secret key).
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Where the key is.
+        #[command(flatten)]
+        key: crate::keyring::KeyArgs,
+    },
 }
 
 /// Arguments of `run`.
@@ -313,6 +347,12 @@ pub struct RunArgs {
     /// (OpenSSH format, as git's gpg.ssh.allowedSignersFile); others are refused.
     #[arg(long)]
     pub allowed_signers: Option<PathBuf>,
+    /// Leader election among replicas (`--lease-name`, ...).
+    #[command(flatten)]
+    pub lease: crate::lease::LeaseArgs,
+    /// Where the revision store's key is (`--store-key-secret`, ...).
+    #[command(flatten)]
+    pub key: crate::keyring::KeyArgs,
 }
 
 /// Arguments of `api-server`: the API only (as kube-apiserver without controllers), or with
@@ -520,6 +560,8 @@ fn run_options(a: &RunArgs, once: bool) -> crate::run::RunOptions {
         webhook_secret_file: a.webhook_secret_file.clone(),
         watch: !a.no_watch,
         allowed_signers: a.allowed_signers.clone(),
+        lease: a.lease.config(),
+        store_key: Some(a.key.source(&a.target.state)),
         auth: crate::source::auth::Auth {
             secret_dir: a.git_secret_dir.clone(),
             known_hosts: a.known_hosts.clone(),
@@ -570,11 +612,13 @@ pub fn run(cli: Cli) -> i32 {
     let output = cli.output;
     match cli.command {
         Command::Run(a) => block_on(async {
+            crate::logging::init(crate::logging::Format::detect());
             crate::run::run(run_options(&a, false))
                 .await
                 .unwrap_or_else(fail)
         }),
         Command::Sync(a) => block_on(async {
+            crate::logging::init(crate::logging::Format::detect());
             crate::run::run(run_options(&a, true))
                 .await
                 .unwrap_or_else(fail)
@@ -668,6 +712,29 @@ pub fn run(cli: Cli) -> i32 {
                 0
             })
         }
+        Command::Store {
+            command: StoreCommand::RotateKey { target, key },
+        } => block_on(async move {
+            let source = key.source(&target.state);
+            let cluster = match (&source, &target.server, &target.kubeconfig) {
+                (crate::keyring::KeySource::File(_), _, _) => None,
+                (_, s, k) => match crate::run::connect(s.as_deref(), k.as_deref()).await {
+                    Ok(c) => Some(c),
+                    Err(e) => return fail(e),
+                },
+            };
+            let _lock = match crate::control::lock(&target.state) {
+                Ok(l) => l,
+                Err(e) => return fail(e),
+            };
+            match crate::keyring::rotate(cluster.as_ref(), &target.state, &source).await {
+                Ok(n) => {
+                    println!("store key rotated: {n} object(s) re-encrypted");
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }),
         Command::Resume { state } => crate::control::resume(&state).map_or_else(fail, |_| {
             println!("resumed: the next loop applies the branch head");
             0
@@ -705,6 +772,37 @@ pub fn run(cli: Cli) -> i32 {
                         format!("outcome: {}\n", crate::run::outcome_text(&out))
                     });
                     crate::run::exit_code(&out)
+                }
+                Err(e) => fail(e),
+            }
+        }),
+        Command::Rbac { dir, target, name } => block_on(async move {
+            let c =
+                match crate::run::connect(target.server.as_deref(), target.kubeconfig.as_deref())
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+            let agent = crate::record::Store::in_memory()
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    let catalog =
+                        crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
+                    crate::reconcile::Agent::new(c, s, catalog, Default::default())
+                        .map_err(|e| e.to_string())
+                });
+            let agent = match agent {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            match agent.render_all(&dir, &|_| {}).await {
+                Ok(r) => {
+                    let role = crate::rbac::cluster_role(&name, r.objects.values().flatten());
+                    emit(output, &role, || {
+                        crate::rbac::manifest(&role, "stackwave", "stackwave-system")
+                    });
+                    0
                 }
                 Err(e) => fail(e),
             }

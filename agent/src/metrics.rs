@@ -73,6 +73,12 @@ impl Readiness {
         self.0.store(true, Ordering::Relaxed);
     }
 
+    /// Sets readiness (a replica that becomes the leader is not ready until its first
+    /// reconcile as the leader has run).
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
     /// Whether [`Readiness::set_ready`] was called.
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::Relaxed)

@@ -1187,10 +1187,7 @@ impl Agent {
                     drift::record_event(&self.cluster, o, &refs, correct, self.instance()).await
                 {
                     // An Event is a report; failing to write one must not stop the loop.
-                    eprintln!(
-                        "warning: drift Event for {}: {e}",
-                        crate::cluster::object_id(o)
-                    );
+                    tracing::warn!(object = %crate::cluster::object_id(o), error = %e, "drift Event not written");
                 }
                 all.extend(found);
             }

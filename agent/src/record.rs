@@ -340,22 +340,8 @@ impl Store {
     /// # Errors
     /// I/O and SQLite errors; a key of the wrong size.
     pub fn open(db: &Path, key_file: &Path) -> Result<Store, RecordError> {
-        if let Some(p) = db.parent() {
-            std::fs::create_dir_all(p)
-                .map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
-        }
-        let conn = Connection::open(db)?;
-        // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
-        let mut conn = conn;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&mut conn)?;
         let key = load_key(key_file)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
-        })
+        Store::open_with_key(db, &key)
     }
 
     /// Opens an existing store for a read-only command (`status`, `history`, `diff`): unlike
@@ -384,6 +370,83 @@ impl Store {
             conn: Mutex::new(conn),
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
         })
+    }
+
+    /// Opens (or creates) a store at `db` with a key held elsewhere (in the cluster: the
+    /// Secret [`crate::keyring`] reads).
+    ///
+    /// # Errors
+    /// I/O and SQLite errors.
+    pub fn open_with_key(db: &Path, key: &[u8; 32]) -> Result<Store, RecordError> {
+        if let Some(p) = db.parent() {
+            std::fs::create_dir_all(p)
+                .map_err(|e| RecordError::Io(format!("{}: {e}", p.display())))?;
+        }
+        let conn = Connection::open(db)?;
+        // The agent and CLI commands (`rollback`, `suspend`, `status`) share the file.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        let mut conn = conn;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+        })
+    }
+
+    /// Whether `key` decrypts this store's objects (checked on one object; true for a store
+    /// without objects).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn key_fits(&self, key: &[u8; 32]) -> Result<bool, RecordError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn()
+            .query_row("SELECT nonce, body FROM objects LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+        Ok(row.is_none_or(|(n, b)| cipher.decrypt(Nonce::from_slice(&n), b.as_slice()).is_ok()))
+    }
+
+    /// Re-encrypts every stored object with `new` (fresh nonces) in one SQLite transaction,
+    /// so the file holds either all old or all new ciphertexts; returns the store under the
+    /// new key and the number of objects re-encrypted.
+    ///
+    /// # Errors
+    /// [`RecordError::Decrypt`]: an object the current key cannot decrypt (nothing changed);
+    /// SQLite errors.
+    pub fn rekey(self, new: &[u8; 32]) -> Result<(Store, usize), RecordError> {
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(new));
+        let n = {
+            let mut c = self.conn();
+            let tx = c.transaction()?;
+            let rows: Vec<(String, Vec<u8>, Vec<u8>)> = {
+                let mut st = tx.prepare("SELECT sha, nonce, body FROM objects")?;
+                let it = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                it.collect::<Result<_, _>>()?
+            };
+            for (sha, nonce, body) in &rows {
+                let plain = self
+                    .cipher
+                    .decrypt(Nonce::from_slice(nonce), body.as_slice())
+                    .map_err(|_| RecordError::Decrypt(sha.clone()))?;
+                let fresh: [u8; 12] = rand::random();
+                let sealed = cipher
+                    .encrypt(Nonce::from_slice(&fresh), plain.as_slice())
+                    .map_err(|_| RecordError::Io("encryption failed".into()))?;
+                tx.execute(
+                    "UPDATE objects SET nonce = ?2, body = ?3 WHERE sha = ?1",
+                    params![sha, fresh.to_vec(), sealed],
+                )?;
+            }
+            tx.commit()?;
+            rows.len()
+        };
+        let Store { conn, .. } = self;
+        Ok((Store { conn, cipher }, n))
     }
 
     /// Records that `components` were marked irreversible (`stackwave.yaml` `irreversible:`)

@@ -10,11 +10,11 @@
 use crate::cluster::Cluster;
 use crate::component::Catalog;
 use crate::reconcile::{Agent, Outcome, Progress, Settings};
-use crate::record::Store;
 use crate::source::trigger::{self, Trigger};
 use crate::source::Source;
 use std::path::PathBuf;
 use std::time::Duration;
+use tracing::{error, info, warn, Instrument};
 
 /// Why the agent could not start (errors inside the loop are reported and retried).
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,15 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The lock task did not finish.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The store key (file or Secret) cannot be had.
+    #[error(transparent)]
+    Key(#[from] crate::keyring::KeyError),
+    /// The leader election cannot start.
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
     /// `--webhook-addr` without `--webhook-secret-file`.
     #[error("--webhook-addr needs --webhook-secret-file")]
     WebhookSecretMissing,
@@ -101,6 +110,10 @@ pub struct RunOptions {
     /// signature by one of its keys are applied ([`crate::source::verify`]); it is re-read
     /// every iteration, and an unreadable file refuses every commit.
     pub allowed_signers: Option<PathBuf>,
+    /// Leader election among replicas ([`crate::lease`]); `None`: this process runs alone.
+    pub lease: Option<crate::lease::LeaseConfig>,
+    /// Where the revision store's key is ([`crate::keyring`]); `None`: `<state>/store.key`.
+    pub store_key: Option<crate::keyring::KeySource>,
 }
 
 /// Serves on `addr`, in the background: `GET /metrics` (Prometheus text format),
@@ -329,27 +342,43 @@ pub fn clear_progress() {
 /// instance name); errors inside the loop are reported and retried on the next iteration.
 pub async fn run(opts: RunOptions) -> Result<i32, RunError> {
     let cluster = connect(opts.server.as_deref(), opts.kubeconfig.as_deref()).await?;
-    let store = Store::open(
-        &opts.state.join("revisions.sqlite"),
-        &opts.state.join("store.key"),
-    )?;
+    let store = {
+        // Replicas sharing the state directory create the store and its key one at a time.
+        let _lock = lock_async(&opts.state, !opts.state.join("revisions.sqlite").is_file()).await?;
+        let key = opts
+            .store_key
+            .clone()
+            .unwrap_or_else(|| crate::keyring::KeySource::File(opts.state.join("store.key")));
+        crate::keyring::open_store(Some(&cluster), &opts.state, &key).await?
+    };
     let catalog = Catalog::builtin()?;
     let mut agent = Agent::new(cluster, store, catalog, opts.settings.clone())?;
     let instance = crate::cluster::instance::Instance::new(&opts.instance, &opts.repo)?;
-    println!("instance {} ({})", instance.name, instance.id());
+    info!(instance = %instance.name, id = %instance.id(), "instance");
     agent.set_instance(instance)?;
-    match agent.restore()? {
-        Some(r) => println!("restored applied state of revision {r}"),
-        None => println!("no applied revision yet"),
-    }
+    // With an election, a standby restores nothing: the leader's revision may be applying.
+    let mut elector = match &opts.lease {
+        None => {
+            restore(&mut agent)?;
+            None
+        }
+        Some(cfg) => {
+            Some(crate::lease::Elector::start(agent.cluster.client().clone(), cfg.clone()).await?)
+        }
+    };
     if let Some(addr) = opts.metrics_addr {
         let bound = serve_metrics(addr, agent.metrics.clone()).await?;
-        println!("metrics on http://{bound}/metrics");
+        info!(address = %bound, "serving /metrics, /healthz, /readyz");
     }
-    if let Some((r, c)) = &agent.run.unfinished {
-        println!("revision {r} (commit {c}) was interrupted; continuing it");
+    if elector.is_some() {
+        // A standby is ready once its store is open; a leader once its first reconcile ran.
+        agent.metrics.readiness.set_ready();
     }
-    let source = Source::open(&opts.repo, &opts.branch, &opts.state)?.with_auth(opts.auth.clone());
+    let source = {
+        // Replicas sharing the state directory create the Git mirror one at a time.
+        let _lock = lock_async(&opts.state, !opts.state.join("mirror.git").is_dir()).await?;
+        Source::open(&opts.repo, &opts.branch, &opts.state)?.with_auth(opts.auth.clone())
+    };
     let (url, branch, auth) = (opts.repo.clone(), opts.branch.clone(), opts.auth.clone());
     agent.run.newer_commit = Some(std::sync::Arc::new(move || {
         crate::source::head_of(&url, &branch, &auth).ok()
@@ -363,18 +392,42 @@ pub async fn run(opts: RunOptions) -> Result<i32, RunError> {
         let secret = trigger::read_secret(file)?;
         let bound =
             trigger::serve_webhook(addr, secret, opts.branch.clone(), trigger.clone()).await?;
-        println!("webhook on http://{bound}/hook");
+        info!(address = %bound, "serving webhooks at /hook");
     }
     let _watcher = match crate::source::local_path(&opts.repo) {
         Some(p) if opts.watch && !opts.once => {
             let w = trigger::watch(&p, trigger.clone())?;
-            println!("watching {}", p.display());
+            info!(path = %p.display(), "watching the local source");
             Some(w)
         }
         _ => None,
     };
+    // Whether this replica has restored the store as the leader (set on each acquisition).
+    let mut leading = false;
     loop {
-        let (again, code) = iteration(&opts, &mut agent, &source).await?;
+        let (again, code) = match elector.as_mut() {
+            None => iteration(&opts, &mut agent, &source).await?,
+            Some(e) => {
+                if !leading {
+                    if !e.is_leader() {
+                        info!(lease = %e.describe(), "standby: waiting for the Lease");
+                    }
+                    e.wait_leader().await;
+                    info!(lease = %e.describe(), "leading");
+                    agent.metrics.readiness.set(false);
+                    restore(&mut agent)?;
+                    leading = true;
+                }
+                match e.lead(iteration(&opts, &mut agent, &source)).await {
+                    Some(r) => r?,
+                    None => {
+                        warn!(lease = %e.describe(), "lost the Lease: iteration stopped, standing by");
+                        leading = false;
+                        continue;
+                    }
+                }
+            }
+        };
         agent.metrics.readiness.set_ready();
         if opts.once {
             return Ok(code);
@@ -383,8 +436,59 @@ pub async fn run(opts: RunOptions) -> Result<i32, RunError> {
             trigger.fire("a newer commit superseded the stuck revision");
         }
         if let Some(why) = trigger.wait(opts.interval).await {
-            println!("fetching now: {why}");
+            info!(reason = %why, "fetching now");
         }
+    }
+}
+
+/// The state directory's lock ([`crate::control::lock`]) when `needed`, taken on a blocking
+/// thread so that waiting for its holder (a CLI `rollback`, another replica's iteration)
+/// does not stall the runtime. Start-up needs it only to create the store, its key or the Git
+/// mirror (a standby must start while the leader is mid-wave).
+///
+/// # Errors
+/// The lock file cannot be created or locked.
+async fn lock_async(
+    state: &std::path::Path,
+    needed: bool,
+) -> Result<Option<crate::control::Lock>, RunError> {
+    if !needed {
+        return Ok(None);
+    }
+    let dir = state.to_path_buf();
+    Ok(Some(
+        tokio::task::spawn_blocking(move || crate::control::lock(&dir)).await??,
+    ))
+}
+
+/// Restores the applied state from the store ([`Agent::restore`]): at start, or when this
+/// replica becomes the leader (the previous leader's revision left `applying` is continued).
+///
+/// # Errors
+/// Store failures.
+fn restore(agent: &mut Agent) -> Result<(), RunError> {
+    match agent.restore()? {
+        Some(r) => info!(revision = r, "restored the applied state"),
+        None => info!("no applied revision yet"),
+    }
+    if let Some((r, c)) = &agent.run.unfinished {
+        warn!(revision = *r, commit = %c, "revision was interrupted; continuing it");
+    }
+    Ok(())
+}
+
+/// Logs a sync's outcome ([`outcome_text`]; field `outcome` as in [`outcome_json`]): info
+/// when applied or nothing to do, warn when it failed, was superseded or refused.
+fn log_outcome(o: &Outcome) {
+    let text = outcome_text(o);
+    let kind = outcome_json(o)["outcome"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    if exit_code(o) == EXIT_OK {
+        info!(outcome = %kind, "{text}");
+    } else {
+        warn!(outcome = %kind, "{text}");
     }
 }
 
@@ -404,16 +508,16 @@ async fn iteration(
 ) -> Result<(bool, i32), RunError> {
     let mut again = false;
     let mut code = EXIT_OK;
-    let _lock = crate::control::lock(&opts.state)?;
+    let _lock = lock_async(&opts.state, true).await?;
     let suspended = match agent.refresh() {
         Ok(s) => s,
         Err(e) => {
-            println!("revision store error: {e}");
+            error!(error = %e, "revision store error");
             return Ok((false, EXIT_ERROR));
         }
     };
     if suspended {
-        println!("suspended: not applying (`stackwave resume` to go on)");
+        info!("suspended: not applying (`stackwave resume` to go on)");
     } else {
         let started = std::time::Instant::now();
         let fetched = source.fetch();
@@ -422,17 +526,17 @@ async fn iteration(
             .observe_fetch(started.elapsed(), fetched.is_ok());
         match fetched {
             Err(e) => {
-                println!("fetch failed, keeping the last good revision: {e}");
+                error!(error = %e, "fetch failed, keeping the last good revision");
                 code = EXIT_ERROR;
             }
             Ok(c) => {
-                println!("commit {} \"{}\"", &c.id[..c.id.len().min(10)], c.summary);
+                info!(commit = %&c.id[..c.id.len().min(10)], summary = %c.summary, "fetched");
                 let verified = match &opts.allowed_signers {
                     None => Ok(()),
                     Some(file) => crate::source::verify::AllowedSigners::load(file)
                         .map_err(crate::source::verify::VerifyError::from)
                         .and_then(|s| source.verify(&c.id, &s))
-                        .map(|who| println!("signed by {who}")),
+                        .map(|who| info!(signer = %who, "signature verified")),
                 };
                 let exported = verified
                     .map_err(|why| format!("commit {}: {why}", &c.id[..c.id.len().min(10)]))
@@ -445,20 +549,21 @@ async fn iteration(
                     Err(why) => {
                         code = EXIT_REFUSED;
                         agent.metrics.count_outcome("refused");
-                        println!(
-                            "outcome: {}",
-                            outcome_text(&Outcome::Refused { reason: why })
-                        );
+                        log_outcome(&Outcome::Refused { reason: why });
                     }
-                    Ok(dir) => match agent.sync(&dir, &c, &print_progress).await {
+                    Ok(dir) => match agent
+                        .sync(&dir, &c, &crate::logging::log_progress)
+                        .instrument(crate::logging::revision_span(&c.id, &c.summary))
+                        .await
+                    {
                         Ok(out) => {
-                            clear_progress();
-                            println!("outcome: {}", outcome_text(&out));
+                            crate::logging::end_wave();
+                            log_outcome(&out);
                             again = matches!(out, Outcome::Superseded { .. });
                             code = exit_code(&out);
                         }
                         Err(e) => {
-                            println!("revision store error: {e}");
+                            error!(error = %e, "revision store error");
                             code = EXIT_ERROR;
                         }
                     },
@@ -470,18 +575,12 @@ async fn iteration(
     match agent.drift(correct).await {
         Ok(d) if d.is_empty() => {}
         Ok(d) => {
-            println!(
-                "drift on {} field(s){}",
-                d.len(),
-                if correct {
-                    " (corrected)"
-                } else {
-                    " (detect-only)"
-                }
-            );
-            print!("{}", crate::cluster::drift::render(&d));
+            for f in &d {
+                warn!(object = %f.object, field = %f.path, corrected = correct, "drift");
+            }
+            warn!(fields = d.len(), corrected = correct, "drift found");
         }
-        Err(e) => println!("drift check failed: {e}"),
+        Err(e) => error!(error = %e, "drift check failed"),
     }
     let _ = agent
         .store

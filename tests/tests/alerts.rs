@@ -9,8 +9,8 @@
 //! (`scripts/setup` installs them).
 
 use serde_json::{json, Value as Json};
+use stackwave_tests::{free_port, http_get};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -163,32 +163,6 @@ async fn test_cluster(
     let tc = stackwave_tests::TestCluster::start(rules).await;
     let (c, url, kc) = (tc.cluster.clone(), tc.url(), tc.kubeconfig());
     (tc, c, url, kc)
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` over HTTP/1.0 (no chunked bodies): status and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
 }
 
 fn urlencode(s: &str) -> String {
@@ -426,6 +400,8 @@ async fn live_prometheus_fires_and_resolves_the_drift_alert() {
         watch: false,
         auth: Default::default(),
         allowed_signers: None,
+        lease: None,
+        store_key: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent = std::thread::spawn(move || {

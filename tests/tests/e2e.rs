@@ -761,6 +761,8 @@ impl Fixture {
             webhook_secret_file: None,
             watch: false,
             allowed_signers: None,
+            lease: None,
+            store_key: None,
             auth: Default::default(),
         }
     }

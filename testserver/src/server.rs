@@ -744,11 +744,15 @@ async fn handle(app: App, method: Method, uri: Uri, headers: HeaderMap, body: By
             }
         }
         (Method::PUT, Some(n)) | (Method::PATCH, Some(n)) => {
-            let b = match parse_body(&body) {
+            let mut b = match parse_body(&body) {
                 Ok(b) => b,
                 Err(e) => return error(e),
             };
-            let full = method == Method::PUT || content_type.starts_with("application/apply-patch");
+            let apply = content_type.starts_with("application/apply-patch");
+            if apply {
+                apply_name_from_live(&app, &t, n, &mut b);
+            }
+            let full = method == Method::PUT || apply;
             if full {
                 if let Err(e) = body_matches(
                     &t,
@@ -1112,6 +1116,32 @@ fn generate_name(prefix: &str) -> String {
         out.push(ALPHABET[(r >> 32) as usize % ALPHABET.len()] as char);
     }
     out
+}
+
+/// An apply body without `metadata.name` to an object that exists takes the live object's
+/// name: kube-apiserver checks the name of the *result* of applying the patch to the live
+/// object (`checkName` after `applyPatcher.applyPatchToCurrentObject`,
+/// `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go`), so only an apply that
+/// would create the object is refused for a missing name.
+fn apply_name_from_live(app: &App, t: &Target, name: &str, b: &mut Json) {
+    let named = b
+        .pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .is_some_and(|n| !n.is_empty());
+    if named || !b.is_object() {
+        return;
+    }
+    let exists = app
+        .store
+        .lock()
+        .is_ok_and(|s| s.get(&t.resource, &t.ns, name).is_ok());
+    if exists {
+        let meta = &mut b["metadata"];
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        meta["name"] = json!(name);
+    }
 }
 
 fn body_matches(t: &Target, b: &Json, url_name: Option<&str>, apply: bool) -> Result<(), ApiError> {

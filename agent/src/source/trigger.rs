@@ -188,7 +188,7 @@ pub async fn serve_webhook(
                     }
                     Verdict::Ignore(why) => (http::StatusCode::OK, format!("ignored: {why}\n")),
                     Verdict::Reject(why) => {
-                        println!("webhook refused: {why}");
+                        tracing::warn!(reason = %why, "webhook refused");
                         (http::StatusCode::UNAUTHORIZED, format!("refused: {why}\n"))
                     }
                 }

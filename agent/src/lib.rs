@@ -4,8 +4,10 @@
 //! [`source`] (Git) → [`render`] (Helm + values + post-render) → [`diff`] (desired vs live)
 //! → [`plan`] (waves) → [`reconcile`] (apply in health-gated waves, prune, rollback, drift)
 //! → [`record`] (revision store). [`cluster`] is the Kubernetes API layer under them all;
-//! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it.
+//! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it;
+//! [`adopt`] takes over a Helm-installed cloud.
 
+pub mod adopt;
 pub mod cli;
 pub mod cluster;
 pub mod component;

@@ -336,7 +336,9 @@ pub enum AgentError {
 /// How often a stuck wave asks for a newer commit.
 const NEWER_COMMIT_CHECK: Duration = Duration::from_secs(2);
 
-fn digest(objs: &[Json]) -> String {
+/// The digest of a component's objects (sha256 over their object digests, in order): what
+/// [`Agent::applied`] holds.
+pub fn digest(objs: &[Json]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for o in objs {
@@ -789,10 +791,15 @@ impl Agent {
                 return Ok(Outcome::Pinned { revision });
             }
         }
-        let (cfg, rendered, released) = match self.render_all(checkout, progress).await {
+        let (cfg, mut rendered, released) = match self.render_all(checkout, progress).await {
             Ok(x) => x,
             Err(reason) => return Ok(Outcome::Refused { reason }),
         };
+        // wt-adopt hook: Helm-installed components without a Stackwave inventory are never
+        // overwritten silently (refused, or taken over with `adopt: auto`).
+        if let Err(reason) = crate::adopt::guard(self, checkout, &mut rendered, progress).await {
+            return Ok(Outcome::Refused { reason });
+        }
         self.released = released;
         // Components no longer in the repository leave the render cache with this commit.
         self.cache.retain(&|c| rendered.contains_key(c));

@@ -1,7 +1,7 @@
 //! `stackwave adopt`: the command line over [`super::plan`] and [`super::apply`].
 
-use crate::cluster::instance::Instance;
 use crate::cli::{Output, TargetArgs};
+use crate::cluster::instance::Instance;
 use crate::component::Catalog;
 use crate::reconcile::{Agent, Settings};
 use crate::record::Store;
@@ -65,10 +65,20 @@ pub fn plan_text(p: &super::Plan) -> String {
             s.push_str(&format!("  ! {x}\n"));
         }
         for d in c.differences() {
-            s.push_str(&format!("  ~ {} {}: live {} -> adopted {}\n", d.object, d.path, d.live, d.adopted));
+            s.push_str(&format!(
+                "  ~ {} {}: live {} -> adopted {}\n",
+                d.object, d.path, d.live, d.adopted
+            ));
+        }
+        for o in c.objects.iter().filter(|o| o.rolls.is_empty()) {
+            if let Some([a, b]) = o.generation {
+                s.push_str(&format!("  ^ {}: generation {a} -> {b} (annotations; pod template unchanged, no restart)\n", o.object));
+            }
         }
         for o in &c.helm_only {
-            s.push_str(&format!("  = {o}: installed by Helm, not rendered: left as is, unmanaged\n"));
+            s.push_str(&format!(
+                "  = {o}: installed by Helm, not rendered: left as is, unmanaged\n"
+            ));
         }
         let effect = match &c.effect {
             super::Effect::NoRestart => "no-restart".to_string(),
@@ -84,7 +94,11 @@ pub fn plan_text(p: &super::Plan) -> String {
         s.push_str(&format!(
             "  {} objects compared, effect: {effect}, {}\n",
             c.objects.len(),
-            if c.matches { "adoptable" } else { "not adoptable as is" }
+            if c.matches {
+                "adoptable"
+            } else {
+                "not adoptable as is"
+            }
         ));
     }
     s
@@ -103,12 +117,23 @@ pub async fn run(a: AdoptArgs, output: Output) -> i32 {
 }
 
 async fn go(a: AdoptArgs, output: Output) -> Result<i32, String> {
-    let cluster = crate::run::connect(a.target.server.as_deref(), a.target.kubeconfig.as_deref()).await?;
-    let _lock = if a.apply { Some(crate::control::lock(&a.target.state)?) } else { None };
-    let store = Store::open(&a.target.state.join("revisions.sqlite"), &a.target.state.join("store.key"))
-        .map_err(|e| e.to_string())?;
+    let cluster =
+        crate::run::connect(a.target.server.as_deref(), a.target.kubeconfig.as_deref()).await?;
+    let _lock = if a.apply {
+        Some(crate::control::lock(&a.target.state)?)
+    } else {
+        None
+    };
+    let store = Store::open(
+        &a.target.state.join("revisions.sqlite"),
+        &a.target.state.join("store.key"),
+    )
+    .map_err(|e| e.to_string())?;
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let settings = Settings { cache_dir: a.target.state.join("cache"), ..Default::default() };
+    let settings = Settings {
+        cache_dir: a.target.state.join("cache"),
+        ..Default::default()
+    };
     let mut agent = Agent::new(cluster, store, catalog, settings).map_err(|e| e.to_string())?;
     agent
         .set_instance(Instance::new(&a.instance, &a.repo).map_err(|e| e.to_string())?)
@@ -123,13 +148,19 @@ async fn go(a: AdoptArgs, output: Output) -> Result<i32, String> {
     let plan = super::plan(&mut agent, &dir, &commit.id, &a.components, &quiet)
         .await
         .map_err(|e| e.to_string())?;
-    let all_match = plan.components.iter().all(|c| c.matches || c.release.is_none());
+    let all_match = plan
+        .components
+        .iter()
+        .all(|c| c.matches || c.release.is_none());
     if !a.apply {
         crate::cli::emit(output, &plan, || plan_text(&plan));
         return Ok(if all_match { 0 } else { 2 });
     }
-    let progress: &dyn Fn(crate::reconcile::Progress) =
-        if output == Output::Json { &quiet } else { &crate::run::print_progress };
+    let progress: &dyn Fn(crate::reconcile::Progress) = if output == Output::Json {
+        &quiet
+    } else {
+        &crate::run::print_progress
+    };
     let report = super::apply(&mut agent, &plan, &a.force, a.delete_helm_records, progress)
         .await
         .map_err(|e| e.to_string())?;
@@ -143,16 +174,29 @@ async fn go(a: AdoptArgs, output: Output) -> Result<i32, String> {
                 x.component,
                 x.objects,
                 x.records.len(),
-                if x.generation_changed.is_empty() { "none".to_string() } else { x.generation_changed.join(", ") }
+                if x.generation_changed.is_empty() {
+                    "none".to_string()
+                } else {
+                    x.generation_changed.join(", ")
+                }
             ));
         }
         for (c, why) in &report.skipped {
             s.push_str(&format!("not adopted {c}: {why}\n"));
         }
         if let Some(r) = report.revision {
-            s.push_str(&format!("recorded revision {r} ({})\n", super::ADOPTED_AUTHOR));
+            s.push_str(&format!(
+                "recorded revision {r} ({})\n",
+                super::ADOPTED_AUTHOR
+            ));
         }
         s
     });
-    Ok(if report.skipped.iter().all(|(_, w)| w == "no Helm release") { 0 } else { 2 })
+    Ok(
+        if report.skipped.iter().all(|(_, w)| w == "no Helm release") {
+            0
+        } else {
+            2
+        },
+    )
 }

@@ -67,10 +67,18 @@ pub struct Compared {
     pub differences: Vec<Difference>,
     /// For a workload: the pod-template fields among the differences (it would roll).
     pub rolls: Vec<String>,
+    /// `metadata.generation` live and after adoption, when it would change. A Deployment's
+    /// generation also counts annotation changes (they are copied to its ReplicaSets,
+    /// `pkg/registry/apps/deployment/strategy.go` `PrepareForUpdate`): adoption's ownership
+    /// marks bump it once without a new ReplicaSet when `rolls` is empty.
+    pub generation: Option<[i64; 2]>,
 }
 
 fn mask(o: &Json, path: &str, v: Json) -> Json {
-    if o["kind"] == "Secret" && (path.starts_with("/data/") || path.starts_with("/stringData/")) && !v.is_null() {
+    if o["kind"] == "Secret"
+        && (path.starts_with("/data/") || path.starts_with("/stringData/"))
+        && !v.is_null()
+    {
         Json::from("<masked>")
     } else {
         v
@@ -88,7 +96,12 @@ pub fn differing(a: &Json, b: &Json, path: &str, out: &mut Vec<String>) {
         (Json::Object(x), Json::Object(y)) => {
             for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
                 let null = Json::Null;
-                differing(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), &format!("{path}/{}", esc(k)), out);
+                differing(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    &format!("{path}/{}", esc(k)),
+                    out,
+                );
             }
         }
         (Json::Array(x), Json::Array(y)) if x.len() == y.len() => {
@@ -96,7 +109,11 @@ pub fn differing(a: &Json, b: &Json, path: &str, out: &mut Vec<String>) {
                 differing(p, q, &format!("{path}/{i}"), out);
             }
         }
-        (p, q) if p != q => out.push(if path.is_empty() { "/".into() } else { path.to_string() }),
+        (p, q) if p != q => out.push(if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_string()
+        }),
         _ => {}
     }
 }
@@ -116,7 +133,12 @@ fn owned(o: &Json, keep: &dyn Fn(&str) -> bool) -> ssa::FieldSet {
         .and_then(Json::as_array)
         .into_iter()
         .flatten()
-        .filter(|e| e.get("subresource").and_then(Json::as_str).unwrap_or("").is_empty())
+        .filter(|e| {
+            e.get("subresource")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .is_empty()
+        })
         .filter(|e| keep(e["manager"].as_str().unwrap_or("")))
     {
         set.extend(ssa::from_fields_v1(&e["fieldsV1"]));
@@ -137,18 +159,35 @@ fn covers(set: &ssa::FieldSet, p: &[ssa::Pe]) -> bool {
 ///
 /// # Errors
 /// API errors of the dry runs (a refused dry run names the object and the server's causes).
-pub async fn compare(cluster: &Cluster, desired: &Json, live: Option<&Json>) -> Result<Compared, ClusterError> {
+pub async fn compare(
+    cluster: &Cluster,
+    desired: &Json,
+    live: Option<&Json>,
+) -> Result<Compared, ClusterError> {
     let id = object_id(desired);
     let Some(live) = live else {
         return Ok(Compared {
-            differences: vec![Difference { object: id.clone(), path: "/".into(), live: Json::Null, adopted: Json::from("created") }],
+            differences: vec![Difference {
+                object: id.clone(),
+                path: "/".into(),
+                live: Json::Null,
+                adopted: Json::from("created"),
+            }],
             rolls: Vec::new(),
+            generation: None,
             live: false,
             object: id,
         });
     };
     let applied = cluster
-        .apply(desired, &ApplyOptions { dry_run: true, force: true, ..Default::default() })
+        .apply(
+            desired,
+            &ApplyOptions {
+                dry_run: true,
+                force: true,
+                ..Default::default()
+            },
+        )
         .await?
         .live;
     // Fields only Helm holds and the render does not set leave with Helm's entries.
@@ -156,7 +195,11 @@ pub async fn compare(cluster: &Cluster, desired: &Json, live: Option<&Json>) -> 
     let others = owned(live, &|m| m != FIELD_MANAGER && m != HELM_MANAGER);
     let helm = owned(live, &|m| m == HELM_MANAGER);
     let mut after = applied.clone();
-    for p in helm.iter().filter(|p| !helm.iter().any(|q| q.len() > p.len() && q[..p.len()] == p[..])) {
+    for p in helm.iter().filter(|p| {
+        !helm
+            .iter()
+            .any(|q| q.len() > p.len() && q[..p.len()] == p[..])
+    }) {
         if !covers(&stackwave, p) && !covers(&others, p) {
             ssa::remove_at(&mut after, p);
         }
@@ -166,9 +209,12 @@ pub async fn compare(cluster: &Cluster, desired: &Json, live: Option<&Json>) -> 
         m.remove("managedFields");
     }
     let api = super::api_for(cluster, desired).await?;
-    let body: kube::api::DynamicObject = serde_json::from_value(after)
-        .map_err(|e| ClusterError::Invalid(format!("{id}: {e}")))?;
-    let pp = PostParams { dry_run: true, field_manager: Some(FIELD_MANAGER.into()) };
+    let body: kube::api::DynamicObject =
+        serde_json::from_value(after).map_err(|e| ClusterError::Invalid(format!("{id}: {e}")))?;
+    let pp = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
     let result = api
         .replace(crate::cluster::name_of(desired), &pp, &body)
         .await
@@ -193,7 +239,18 @@ pub async fn compare(cluster: &Cluster, desired: &Json, live: Option<&Json>) -> 
             adopted: mask(desired, p, at(&result, p)),
         })
         .collect();
-    Ok(Compared { object: id, live: true, differences, rolls })
+    let gen = |o: &Json| o.pointer("/metadata/generation").and_then(Json::as_i64);
+    let generation = match (gen(live), gen(&result)) {
+        (Some(a), Some(b)) if a != b => Some([a, b]),
+        _ => None,
+    };
+    Ok(Compared {
+        object: id,
+        live: true,
+        differences,
+        rolls,
+        generation,
+    })
 }
 
 #[cfg(test)]
@@ -207,7 +264,10 @@ mod tests {
         let b = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "b"}]}}}, "x": [1, 2], "y": 1});
         let mut out = Vec::new();
         differing(&a, &b, "", &mut out);
-        assert_eq!(out, vec!["/spec/template/spec/containers/0/image", "/x", "/y"]);
+        assert_eq!(
+            out,
+            vec!["/spec/template/spec/containers/0/image", "/x", "/y"]
+        );
         assert!(skipped("/metadata/annotations/stackwave.io~1component"));
         assert!(skipped("/metadata/annotations/meta.helm.sh~1release-name"));
         assert!(!skipped("/metadata/annotations/other"));

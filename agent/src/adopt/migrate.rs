@@ -19,13 +19,19 @@ use serde_json::{json, Value as Json};
 fn is_update_of(e: &Json, manager: &str) -> bool {
     e["manager"] == manager
         && e["operation"] == "Update"
-        && e.get("subresource").and_then(Json::as_str).unwrap_or("").is_empty()
+        && e.get("subresource")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .is_empty()
 }
 
 fn is_apply_of(e: &Json, manager: &str) -> bool {
     e["manager"] == manager
         && e["operation"] == "Apply"
-        && e.get("subresource").and_then(Json::as_str).unwrap_or("").is_empty()
+        && e.get("subresource")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .is_empty()
 }
 
 /// The managed fields of `live` after moving `csa`'s `Update` entries into `ssa_manager`'s
@@ -69,12 +75,43 @@ pub fn upgrade(live: &Json, csa: &str, ssa_manager: &str) -> Option<Vec<Json>> {
 }
 
 /// Writes [`upgrade`]'s result for `managers` (each moved in turn) into the live object: a
-/// merge patch of `metadata.managedFields` conditional on `metadata.resourceVersion`.
-/// Returns the patched object, or `live` unchanged when no manager had entries.
+/// merge patch of `metadata.managedFields` conditional on `metadata.resourceVersion`. A
+/// concurrent write (409: a controller wrote status) re-reads the object and computes the
+/// migration again (at most 8 attempts). Returns the patched object, or the object
+/// unchanged when no manager had entries.
 ///
 /// # Errors
-/// API errors (409 when the object changed since `live` was read).
+/// API errors (the last 409 after 8 attempts).
 pub async fn migrate(
+    cluster: &Cluster,
+    live: &Json,
+    managers: &[&str],
+    ssa_manager: &str,
+) -> Result<Json, ClusterError> {
+    let mut cur = live.clone();
+    let mut attempt = 0;
+    loop {
+        match migrate_once(cluster, &cur, managers, ssa_manager).await {
+            Err(e) if attempt < 7 && is_conflict(&e) => {
+                attempt += 1;
+                match cluster.get(live).await? {
+                    Some(fresh) => cur = fresh,
+                    None => return Err(e),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_conflict(e: &ClusterError) -> bool {
+    matches!(
+        e,
+        ClusterError::Conflict { .. } | ClusterError::Api { code: 409, .. }
+    )
+}
+
+async fn migrate_once(
     cluster: &Cluster,
     live: &Json,
     managers: &[&str],
@@ -125,7 +162,10 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0]["manager"], "stackwave");
         assert_eq!(out[0]["operation"], "Apply");
-        assert_eq!(out[0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:dnsPolicy"], json!({}));
+        assert_eq!(
+            out[0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:dnsPolicy"],
+            json!({})
+        );
         assert_eq!(out[1]["subresource"], "status");
     }
 
@@ -137,7 +177,10 @@ mod tests {
         ]));
         let out = upgrade(&live, "helm", "stackwave").unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0]["fieldsV1"], json!({"f:data": {"f:a": {}, "f:b": {}}}));
+        assert_eq!(
+            out[0]["fieldsV1"],
+            json!({"f:data": {"f:a": {}, "f:b": {}}})
+        );
         // Nothing of helm's: nothing to do.
         assert!(upgrade(&obj(json!([out[0].clone()])), "helm", "stackwave").is_none());
     }

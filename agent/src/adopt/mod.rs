@@ -4,9 +4,9 @@
 //! Per component: the Helm release is found from its records ([`release`]); Stackwave's
 //! render of the same commit is compared with the live objects by the API server's dry runs
 //! ([`compare`]); the predicted effect is `no-restart` or the workloads that would roll.
-//! Adopting a matching component moves Helm's managed-field entries into Stackwave's apply
-//! entry ([`migrate`], client-go's `csaupgrade` rule), applies the render (field manager
-//! `stackwave`, forced: only the ownership marks change), writes the inventory, retires the
+//! Adopting a matching component applies the render (field manager `stackwave`, forced: only
+//! the ownership marks change), then moves Helm's managed-field entries into Stackwave's
+//! apply entry ([`migrate`], client-go's `csaupgrade` rule), writes the inventory, retires the
 //! release records (relabelled, or deleted), and records a revision authored
 //! [`ADOPTED_AUTHOR`]. A component that does not match is never touched.
 //!
@@ -137,7 +137,10 @@ pub(crate) async fn api_for(
 /// The `helm.sh/chart` label values of rendered objects (`<chart>-<version>`).
 fn chart_labels(objs: &[Json]) -> std::collections::BTreeSet<String> {
     objs.iter()
-        .filter_map(|o| o.pointer("/metadata/labels/helm.sh~1chart").and_then(Json::as_str))
+        .filter_map(|o| {
+            o.pointer("/metadata/labels/helm.sh~1chart")
+                .and_then(Json::as_str)
+        })
         .map(str::to_string)
         .collect()
 }
@@ -178,6 +181,7 @@ pub async fn plan_component(
                     adopted: Json::from(format!("refused: {e}")),
                 }],
                 rolls: Vec::new(),
+                generation: None,
             },
         };
         objects.push(c);
@@ -203,8 +207,13 @@ pub async fn plan_component(
         }
         let rendered: Vec<ObjRef> = desired.iter().map(ObjRef::of).collect();
         for mut o in crate::reconcile::objects_of(&f.current.manifest).unwrap_or_default() {
-            let (av, kind) = (o["apiVersion"].as_str().unwrap_or("").to_string(), o["kind"].as_str().unwrap_or("").to_string());
-            if o.pointer("/metadata/namespace").is_none() && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind) {
+            let (av, kind) = (
+                o["apiVersion"].as_str().unwrap_or("").to_string(),
+                o["kind"].as_str().unwrap_or("").to_string(),
+            );
+            if o.pointer("/metadata/namespace").is_none()
+                && !kustomize_rs::openapi::is_cluster_scoped(&av, &kind)
+            {
                 o["metadata"]["namespace"] = json!(r.namespace);
             }
             if !rendered.contains(&ObjRef::of(&o)) {
@@ -256,7 +265,11 @@ pub async fn plan(
         return Err(AdoptError::UnknownComponent(c.clone()));
     }
     let mut components = Vec::new();
-    for c in cfg.components.iter().filter(|c| only.is_empty() || only.contains(c)) {
+    for c in cfg
+        .components
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(c))
+    {
         let objs = rendered.get(c).cloned().unwrap_or_default();
         components.push(plan_component(&agent.cluster, &agent.catalog, c, &objs).await?);
     }
@@ -273,7 +286,8 @@ pub struct Adopted {
     pub component: String,
     /// Objects applied.
     pub objects: usize,
-    /// Workloads whose `metadata.generation` changed (empty: no rollout).
+    /// Workloads whose `metadata.generation` changed; without a pod-template change (the plan's
+    /// `rolls` empty) only a Deployment's, for its annotations (no new ReplicaSet, no restart).
     pub generation_changed: Vec<String>,
     /// Release record Secrets retired (relabelled or deleted).
     pub records: Vec<String>,
@@ -306,9 +320,6 @@ pub async fn take_over(
     let mut generation_changed = Vec::new();
     for o in &p.desired {
         let before = cluster.get(o).await?;
-        if let Some(live) = &before {
-            migrate::migrate(cluster, live, &[HELM_MANAGER], FIELD_MANAGER).await?;
-        }
         let id = crate::cluster::object_id(o);
         let a = cluster
             .apply(
@@ -320,6 +331,10 @@ pub async fn take_over(
                 },
             )
             .await?;
+        // Then Helm's entries move into Stackwave's (csaupgrade: before or after the first
+        // apply; after it, the object is already what the dry run showed, and the fields
+        // only Helm held stay until Stackwave next changes the object).
+        migrate::migrate(cluster, &a.live, &[HELM_MANAGER], FIELD_MANAGER).await?;
         let generation = |v: &Json| v.pointer("/metadata/generation").cloned();
         if let Some(b) = &before {
             if generation(b) != generation(&a.live) && b.pointer("/spec/template").is_some() {
@@ -506,7 +521,12 @@ pub async fn guard(
     if !auto(checkout) {
         let names: Vec<String> = helm_owned
             .iter()
-            .map(|(c, f)| format!("{c} (Helm release {}/{} revision {})", f.current.namespace, f.current.name, f.current.revision))
+            .map(|(c, f)| {
+                format!(
+                    "{c} (Helm release {}/{} revision {})",
+                    f.current.namespace, f.current.name, f.current.revision
+                )
+            })
             .collect();
         return Err(format!(
             "Helm manages {} and Stackwave has no inventory for {}: not overwriting them; run `stackwave adopt --repo <repo>` to take them over without restarts (or set `adopt: auto` in stackwave.yaml)",
@@ -531,9 +551,15 @@ pub async fn guard(
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            progress(Progress::Note(format!("adopt: auto: taking over {c} from Helm (render matches, no restart)")));
+            progress(Progress::Note(format!(
+                "adopt: auto: taking over {c} from Helm (render matches, no restart)"
+            )));
         } else {
-            let first: Vec<String> = p.differences().take(3).map(|d| format!("{} {}", d.object, d.path)).collect();
+            let first: Vec<String> = p
+                .differences()
+                .take(3)
+                .map(|d| format!("{} {}", d.object, d.path))
+                .collect();
             progress(Progress::Note(format!(
                 "adopt: auto: {c} not adopted, left to Helm (render differs: {}); fix the repository or `stackwave adopt --force {c}`",
                 first.join(", ")

@@ -164,7 +164,12 @@ impl Release {
             let h = Sha256::digest(serde_json::to_vec(&values).unwrap_or_default());
             h.iter().map(|b| format!("{b:02x}")).collect()
         };
-        let text = |p: &str| r.pointer(p).and_then(Json::as_str).unwrap_or("").to_string();
+        let text = |p: &str| {
+            r.pointer(p)
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         Ok(Release {
             name: text("/name"),
             namespace: text("/namespace"),
@@ -184,7 +189,13 @@ impl Release {
 /// The record Secret of release `name` revision `revision`, as Helm's Secret driver writes
 /// it (`newSecretsObject` in `pkg/storage/driver/secrets.go`): name, type, the labels Helm
 /// queries by, `data.release` = [`encode`] of `release` (base64 once more, as `data` is).
-pub fn record_secret(namespace: &str, name: &str, revision: i64, status: &str, release: &Json) -> Json {
+pub fn record_secret(
+    namespace: &str,
+    name: &str,
+    revision: i64,
+    status: &str,
+    release: &Json,
+) -> Json {
     let value = encode(release);
     json!({
         "apiVersion": "v1", "kind": "Secret", "type": RELEASE_SECRET_TYPE,
@@ -202,7 +213,11 @@ pub fn record_secret(namespace: &str, name: &str, revision: i64, status: &str, r
 ///
 /// # Errors
 /// API errors listing Secrets.
-pub async fn records(cluster: &Cluster, namespace: &str, name: &str) -> Result<Vec<Json>, ClusterError> {
+pub async fn records(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<Json>, ClusterError> {
     let sample = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": namespace, "name": "x"}});
     let mut out: Vec<Json> = cluster
         .list(&sample, &format!("name={name},owner=helm"))
@@ -244,7 +259,11 @@ pub enum FindError {
 ///
 /// # Errors
 /// [`FindError`].
-pub async fn find(cluster: &Cluster, namespace: &str, name: &str) -> Result<Option<Found>, FindError> {
+pub async fn find(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Found>, FindError> {
     let recs = records(cluster, namespace, name).await?;
     if recs.is_empty() {
         return Ok(None);
@@ -274,11 +293,14 @@ mod tests {
             "chart": {"metadata": {"name": "keystone", "version": "2025.2.1"}},
             "config": {"a": {"b": "secret"}}, "manifest": "---\n"});
         let enc = encode(&r);
-        let raw = base64::engine::general_purpose::STANDARD.decode(&enc).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&enc)
+            .unwrap();
         assert_eq!(raw[..3], MAGIC_GZIP);
         assert_eq!(decode("ns/s", &enc).unwrap(), r);
         // Records from before compression: plain JSON in base64.
-        let plain = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&r).unwrap());
+        let plain =
+            base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&r).unwrap());
         assert_eq!(decode("ns/s", &plain).unwrap(), r);
         let secret = record_secret("openstack", "keystone", 3, "deployed", &r);
         let got = Release::from_secret(&secret).unwrap();
@@ -290,10 +312,17 @@ mod tests {
     #[test]
     fn bad_records_name_the_secret_and_the_step() {
         let e = decode("openstack/sh.helm.release.v1.k.v1", "!!").unwrap_err();
-        assert!(e.to_string().contains("openstack/sh.helm.release.v1.k.v1: not base64"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("openstack/sh.helm.release.v1.k.v1: not base64"),
+            "{e}"
+        );
         let gz = base64::engine::general_purpose::STANDARD.encode([0x1f, 0x8b, 0x08, 0, 1, 2]);
         assert!(matches!(decode("a/b", &gz), Err(CodecError::Gzip { .. })));
         let notjson = base64::engine::general_purpose::STANDARD.encode(b"nope");
-        assert!(matches!(decode("a/b", &notjson), Err(CodecError::Json { .. })));
+        assert!(matches!(
+            decode("a/b", &notjson),
+            Err(CodecError::Json { .. })
+        ));
     }
 }

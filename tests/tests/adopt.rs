@@ -30,6 +30,9 @@ const POD_ANNOTATION: &str = "example.com/adoption-test";
 
 fn quiet(_: stackwave::reconcile::Progress) {}
 
+/// The tests share the fixed namespaces `openstack` and `redis-systems`: one at a time.
+static FIXED_NAMESPACES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn catalog(dir: &Path) -> Catalog {
     let mut c = Catalog::builtin().unwrap();
     std::fs::create_dir_all(dir).unwrap();
@@ -210,12 +213,28 @@ async fn settled(c: &Cluster, objs: &[Json]) -> Vec<Json> {
     panic!("workloads never settled");
 }
 
+/// A pod template's hash: sha256 of its JSON with keys sorted and `null` fields dropped (the
+/// API server may store keys in another order than they were sent; a typed field that is
+/// `null` is absent).
 fn template_hash(o: &Json) -> String {
+    fn sorted(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().filter(|k| !m[*k].is_null()).collect();
+                keys.sort();
+                Json::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Json::Array(a) => Json::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
     use sha2::{Digest, Sha256};
-    format!(
-        "{:x}",
-        Sha256::digest(serde_json::to_vec(&o["spec"]["template"]).unwrap())
-    )
+    let t = sorted(&o["spec"]["template"]);
+    format!("{:x}", Sha256::digest(serde_json::to_vec(&t).unwrap()))
 }
 
 fn rv(o: &Json) -> String {
@@ -235,6 +254,7 @@ fn adopt_a_script_installed_cloud_without_restarts() {
         eprintln!("SKIPPED: libhelm_c is not available (run scripts/setup)");
         return;
     }
+    let _one = FIXED_NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(run(shared));
 }
@@ -601,6 +621,172 @@ async fn run(shared: PathBuf) {
     assert_eq!(
         live["spec"]["template"]["metadata"]["annotations"][POD_ANNOTATION],
         json!("1")
+    );
+    drop(tc);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `adopt: auto`: the agent's first sync takes over a matching Helm release itself, and
+/// leaves one changed by hand to Helm (reported, untouched).
+#[test]
+fn adopt_auto_takes_over_matching_components_and_leaves_the_rest() {
+    let Some(shared) = stackwave_tests::shared_dir() else {
+        eprintln!("SKIPPED: ../shared is not present");
+        return;
+    };
+    if stackwave::render::helm::Helm::get().is_err() {
+        eprintln!("SKIPPED: libhelm_c is not available (run scripts/setup)");
+        return;
+    }
+    let _one = FIXED_NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(auto(shared));
+}
+
+async fn auto(shared: PathBuf) {
+    let root = std::env::temp_dir().join(format!("stackwave-adopt-auto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let tc = stackwave_tests::TestCluster::start(
+        kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
+    )
+    .await;
+    let c = tc.cluster.clone();
+    for ns in ["openstack", "redis-systems"] {
+        tc.fixed_ns(ns);
+        c.apply(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let text = std::fs::read_to_string(shared.join("corpus/genestack/secrets.yaml")).unwrap();
+    for o in stackwave::reconcile::objects_of(&text).unwrap() {
+        c.apply(&o, &Default::default()).await.unwrap();
+    }
+    let dir = root.join("repo");
+    std::fs::create_dir_all(dir.join("helm-configs/redis-operator")).unwrap();
+    let abs = |p: &str| std::fs::canonicalize(shared.join(p)).unwrap();
+    std::fs::write(
+        dir.join("stackwave.yaml"),
+        format!("genestack:\n  path: {}\ncharts:\n  path: {}\ncomponents: [memcached, redis-operator]\nadopt: auto\n", abs("corpus/genestack").display(), abs("corpus/charts").display()),
+    )
+    .unwrap();
+    stackwave_tests::git(&dir, &["init", "-q", "-b", "main"]);
+    stackwave_tests::git(&dir, &["add", "-A"]);
+    stackwave_tests::git(&dir, &["commit", "-q", "-m", "desired state"]);
+    let url = format!("file://{}", dir.display());
+    let state = root.join("state");
+    let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key")).unwrap();
+    let settings = Settings {
+        health_timeout: Duration::from_secs(if tc.in_process() { 20 } else { 60 }),
+        cache_dir: state.join("cache"),
+        ..Default::default()
+    };
+    let mut agent = Agent::new(c.clone(), store, catalog(&root.join("catalog")), settings).unwrap();
+    let instance = Instance::new(stackwave::cluster::instance::DEFAULT_NAME, &url).unwrap();
+    for comp in ["memcached", "redis-operator"] {
+        tc.cleanup_later(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "stackwave-system", "name": stackwave::cluster::inventory::inventory_name(&instance, comp)}}));
+    }
+    agent.set_instance(instance).unwrap();
+    let source = Source::open(&url, "main", &state).unwrap();
+    let commit = source.fetch().unwrap();
+    let co = source.export(&commit.id, &state.join("checkout")).unwrap();
+    let (_, rendered, _) = agent.render_all(&co, &quiet).await.unwrap();
+    for comp in ["memcached", "redis-operator"] {
+        let r = agent.catalog.get(comp).unwrap().release.clone();
+        let objs = as_helm_renders(&rendered[comp], &r.name, &r.namespace);
+        for o in objs
+            .iter()
+            .filter(|o| stackwave::cluster::namespace_of(o).is_empty())
+        {
+            tc.cleanup_later(o.clone());
+        }
+        helm_install(&c, &r.name, &r.namespace, &objs).await;
+    }
+    let memcached = rendered["memcached"]
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet")
+        .unwrap()
+        .clone();
+    let replicas = memcached["spec"]["replicas"].as_i64().unwrap_or(1);
+    let mut pp = kube::api::PatchParams::default();
+    pp.field_manager = Some("kubectl".into());
+    api(&c, &memcached)
+        .await
+        .patch(
+            stackwave::cluster::name_of(&memcached),
+            &pp,
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas + 1}})),
+        )
+        .await
+        .unwrap();
+    let operator = rendered["redis-operator"]
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap()
+        .clone();
+    let before = settled(&c, &[memcached.clone(), operator.clone()]).await;
+
+    let notes = std::sync::Mutex::new(Vec::new());
+    let progress = |p: stackwave::reconcile::Progress| {
+        if let stackwave::reconcile::Progress::Note(n) = p {
+            notes.lock().unwrap().push(n);
+        }
+    };
+    let out = agent.sync(&co, &commit, &progress).await.unwrap();
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    let notes = notes.into_inner().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("taking over redis-operator")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("memcached not adopted") && n.contains("/spec/replicas")),
+        "{notes:?}"
+    );
+    // memcached: untouched, still Helm's.
+    assert_eq!(
+        rv(&c.get(&memcached).await.unwrap().unwrap()),
+        rv(&before[0])
+    );
+    assert_eq!(
+        release::records(&c, "openstack", "memcached")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // redis-operator: Stackwave's, pod template unchanged, Helm's entries gone.
+    let live = c.get(&operator).await.unwrap().unwrap();
+    let mut changed = Vec::new();
+    adopt::compare::differing(
+        &before[1]["spec"]["template"],
+        &live["spec"]["template"],
+        "/spec/template",
+        &mut changed,
+    );
+    assert!(changed.is_empty(), "pod template changed: {changed:?}");
+    assert_eq!(
+        template_hash(&live),
+        template_hash(&before[1]),
+        "{}\n{}",
+        live["spec"]["template"],
+        before[1]["spec"]["template"]
+    );
+    let mf = live["metadata"]["managedFields"].as_array().unwrap();
+    assert!(!mf.iter().any(|e| e["manager"] == "helm"), "{mf:?}");
+    assert!(release::records(&c, "redis-systems", "redis-operator")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        agent.applied.keys().collect::<Vec<_>>(),
+        vec!["redis-operator"]
     );
     drop(tc);
     let _ = std::fs::remove_dir_all(&root);

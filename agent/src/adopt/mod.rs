@@ -539,18 +539,9 @@ pub async fn guard(
             .await
             .map_err(|e| e.to_string())?;
         if p.matches {
-            for o in &p.desired {
-                if let Some(live) = agent.cluster.get(o).await.map_err(|e| e.to_string())? {
-                    migrate::migrate(&agent.cluster, &live, &[HELM_MANAGER], FIELD_MANAGER)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            if let Some(f) = &p.release {
-                retire(&agent.cluster, &f.current, &agent.instance.id(), false)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            take_over(agent, &p, false, progress)
+                .await
+                .map_err(|e| format!("adopt: auto: taking over {c}: {e}"))?;
             progress(Progress::Note(format!(
                 "adopt: auto: taking over {c} from Helm (render matches, no restart)"
             )));

@@ -55,17 +55,20 @@ fn catalog(dir: &Path) -> Catalog {
     c
 }
 
-fn repo(root: &Path, shared: &Path, annotate: bool) -> PathBuf {
+/// Writes (and commits) the desired-state repository: `components`, `adopt: auto` when
+/// `auto`, redis-operator's pod annotation when `annotate`.
+fn repo(root: &Path, shared: &Path, components: &[&str], auto: bool, annotate: bool) -> PathBuf {
     let dir = root.join("repo");
     std::fs::create_dir_all(dir.join("helm-configs/redis-operator")).unwrap();
     let abs = |p: &str| std::fs::canonicalize(shared.join(p)).unwrap();
     std::fs::write(
         dir.join("stackwave.yaml"),
         format!(
-            "genestack:\n  path: {}\ncharts:\n  path: {}\ncomponents: [{}]\n",
+            "genestack:\n  path: {}\ncharts:\n  path: {}\ncomponents: [{}]\n{}",
             abs("corpus/genestack").display(),
             abs("corpus/charts").display(),
-            COMPONENTS.join(", ")
+            components.join(", "),
+            if auto { "adopt: auto\n" } else { "" }
         ),
     )
     .unwrap();
@@ -154,8 +157,10 @@ async fn helm_install(c: &Cluster, release: &str, ns: &str, objs: &[Json]) {
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", object_id(o)));
         let patch = json!({"metadata": {"annotations": {"example.com/helm-revision": null}}});
-        let mut pp = kube::api::PatchParams::default();
-        pp.field_manager = Some("helm".into());
+        let pp = kube::api::PatchParams {
+            field_manager: Some("helm".into()),
+            ..Default::default()
+        };
         a.patch(
             stackwave::cluster::name_of(o),
             &pp,
@@ -244,8 +249,120 @@ fn rv(o: &Json) -> String {
         .to_string()
 }
 
-#[test]
-fn adopt_a_script_installed_cloud_without_restarts() {
+/// One test's cloud: the cluster with the operators' CRDs and Genestack's Secrets and
+/// Services, the repository, an agent and its source.
+struct Env {
+    tc: stackwave_tests::TestCluster,
+    c: Cluster,
+    agent: Agent,
+    source: Source,
+    root: PathBuf,
+}
+
+impl Env {
+    async fn new(name: &str, shared: &Path, components: &[&str], auto: bool) -> Env {
+        let root =
+            std::env::temp_dir().join(format!("stackwave-adopt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let tc = stackwave_tests::TestCluster::start(
+            kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
+        )
+        .await;
+        let c = tc.cluster.clone();
+        for ns in ["openstack", "redis-systems"] {
+            tc.fixed_ns(ns);
+            c.apply(
+                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+        // The operators' CRDs (the cloud's operators are installed before its services).
+        let crds = kustomize_rs::build_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template/manifests/crds"),
+            &Default::default(),
+        )
+        .unwrap();
+        for o in stackwave::reconcile::objects_of(&crds).unwrap() {
+            tc.cleanup_later(o.clone());
+            c.apply(&o, &Default::default()).await.unwrap();
+        }
+        // The Secrets and Services the install scripts look up.
+        for f in ["secrets.yaml", "cluster-state.yaml"] {
+            let text = std::fs::read_to_string(shared.join("corpus/genestack").join(f)).unwrap();
+            for mut o in stackwave::reconcile::objects_of(&text).unwrap() {
+                if o["kind"] == "Service" {
+                    o["status"] = json!({});
+                }
+                if stackwave::cluster::namespace_of(&o) != "openstack" {
+                    tc.cleanup_later(o.clone());
+                }
+                c.apply(&o, &Default::default()).await.unwrap();
+            }
+        }
+        let dir = repo(&root, shared, components, auto, true);
+        let url = format!("file://{}", dir.display());
+        let state = root.join("state");
+        let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key")).unwrap();
+        let settings = Settings {
+            health_timeout: Duration::from_secs(if tc.in_process() { 20 } else { 60 }),
+            cache_dir: state.join("cache"),
+            ..Default::default()
+        };
+        let mut agent =
+            Agent::new(c.clone(), store, catalog(&root.join("catalog")), settings).unwrap();
+        let instance = Instance::new(stackwave::cluster::instance::DEFAULT_NAME, &url).unwrap();
+        for comp in components {
+            tc.cleanup_later(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "stackwave-system", "name": stackwave::cluster::inventory::inventory_name(&instance, comp)}}));
+        }
+        agent.set_instance(instance).unwrap();
+        let source = Source::open(&url, "main", &state).unwrap();
+        Env {
+            tc,
+            c,
+            agent,
+            source,
+            root,
+        }
+    }
+
+    /// Fetches the branch head of `source` and exports it under `root`.
+    fn checkout_of(source: &Source, root: &Path) -> (stackwave::source::Commit, PathBuf) {
+        let commit = source.fetch().unwrap();
+        let d = source
+            .export(&commit.id, &root.join("state/checkout"))
+            .unwrap();
+        (commit, d)
+    }
+}
+
+/// Renders `co` and installs `components` from it "as the scripts did".
+async fn install(
+    tc: &stackwave_tests::TestCluster,
+    c: &Cluster,
+    agent: &Agent,
+    co: &Path,
+    components: &[&str],
+) -> std::collections::BTreeMap<String, Vec<Json>> {
+    let (_, rendered, _) = agent.render_all(co, &quiet).await.unwrap();
+    for comp in components {
+        let r = agent.catalog.get(comp).unwrap().release.clone();
+        let objs = as_helm_renders(&rendered[*comp], &r.name, &r.namespace);
+        for o in objs
+            .iter()
+            .filter(|o| stackwave::cluster::namespace_of(o).is_empty())
+        {
+            tc.cleanup_later(o.clone());
+        }
+        helm_install(c, &r.name, &r.namespace, &objs).await;
+    }
+    rendered
+}
+
+/// Runs `test` over the shared corpus, one test at a time (they share the fixed namespaces),
+/// or prints why it was skipped.
+fn corpus_test<F: std::future::Future<Output = ()>>(test: impl FnOnce(PathBuf) -> F) {
     let Some(shared) = stackwave_tests::shared_dir() else {
         eprintln!("SKIPPED: ../shared is not present");
         return;
@@ -256,87 +373,28 @@ fn adopt_a_script_installed_cloud_without_restarts() {
     }
     let _one = FIXED_NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(run(shared));
+    rt.block_on(test(shared));
+}
+
+#[test]
+fn adopt_a_script_installed_cloud_without_restarts() {
+    corpus_test(run);
 }
 
 async fn run(shared: PathBuf) {
-    let root = std::env::temp_dir().join(format!("stackwave-adopt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let tc = stackwave_tests::TestCluster::start(
-        kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
-    )
-    .await;
-    for ns in ["openstack", "redis-systems"] {
-        tc.fixed_ns(ns);
-    }
-    let c = tc.cluster.clone();
-    for ns in ["openstack", "redis-systems"] {
-        c.apply(
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    }
-    // The operators' CRDs (the cloud's operators are installed before its services).
-    let crds = kustomize_rs::build_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../repo-template/manifests/crds"),
-        &Default::default(),
-    )
-    .unwrap();
-    for o in stackwave::reconcile::objects_of(&crds).unwrap() {
-        tc.cleanup_later(o.clone());
-        c.apply(&o, &Default::default()).await.unwrap();
-    }
-    // The Secrets and Services the install scripts look up.
-    for f in ["secrets.yaml", "cluster-state.yaml"] {
-        let text = std::fs::read_to_string(shared.join("corpus/genestack").join(f)).unwrap();
-        for mut o in stackwave::reconcile::objects_of(&text).unwrap() {
-            if o["kind"] == "Service" {
-                o["status"] = json!({});
-            }
-            if stackwave::cluster::namespace_of(&o) != "openstack" {
-                tc.cleanup_later(o.clone());
-            }
-            c.apply(&o, &Default::default()).await.unwrap();
-        }
-    }
-    let dir = repo(&root, &shared, true);
-    let url = format!("file://{}", dir.display());
-    let state = root.join("state");
-    let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key")).unwrap();
-    let settings = Settings {
-        health_timeout: Duration::from_secs(if tc.in_process() { 20 } else { 60 }),
-        cache_dir: state.join("cache"),
-        ..Default::default()
-    };
-    let mut agent = Agent::new(c.clone(), store, catalog(&root.join("catalog")), settings).unwrap();
-    let instance = Instance::new(stackwave::cluster::instance::DEFAULT_NAME, &url).unwrap();
-    for comp in COMPONENTS {
-        tc.cleanup_later(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "stackwave-system", "name": stackwave::cluster::inventory::inventory_name(&instance, comp)}}));
-    }
-    agent.set_instance(instance).unwrap();
-    let source = Source::open(&url, "main", &state).unwrap();
-    let checkout = |s: &Source| {
-        let commit = s.fetch().unwrap();
-        let d = s.export(&commit.id, &state.join("checkout")).unwrap();
-        (commit, d)
-    };
+    let Env {
+        tc,
+        c,
+        mut agent,
+        source,
+        root,
+        ..
+    } = Env::new("main", &shared, &COMPONENTS, false).await;
+    let checkout = |s: &Source| Env::checkout_of(s, &root);
     let (commit, co) = checkout(&source);
 
     // 1. Installed by the scripts.
-    let (_, rendered, _) = agent.render_all(&co, &quiet).await.unwrap();
-    for comp in COMPONENTS {
-        let r = agent.catalog.get(comp).unwrap().release.clone();
-        let objs = as_helm_renders(&rendered[comp], &r.name, &r.namespace);
-        for o in objs
-            .iter()
-            .filter(|o| stackwave::cluster::namespace_of(o).is_empty())
-        {
-            tc.cleanup_later(o.clone());
-        }
-        helm_install(&c, &r.name, &r.namespace, &objs).await;
-    }
+    let rendered = install(&tc, &c, &agent, &co, &COMPONENTS).await;
     // An operator scaled memcached by hand before adoption.
     let memcached = rendered["memcached"]
         .iter()
@@ -344,8 +402,10 @@ async fn run(shared: PathBuf) {
         .unwrap()
         .clone();
     let replicas = memcached["spec"]["replicas"].as_i64().unwrap_or(1);
-    let mut pp = kube::api::PatchParams::default();
-    pp.field_manager = Some("kubectl".into());
+    let pp = kube::api::PatchParams {
+        field_manager: Some("kubectl".into()),
+        ..Default::default()
+    };
     api(&c, &memcached)
         .await
         .patch(
@@ -599,7 +659,7 @@ async fn run(shared: PathBuf) {
         live["spec"]["template"]["metadata"]["annotations"][POD_ANNOTATION],
         json!("1")
     );
-    repo(&root, &shared, false);
+    repo(&root, &shared, &COMPONENTS, false, false);
     let (commit2, co2) = checkout(&source);
     let out = agent.sync(&co2, &commit2, &quiet).await.unwrap();
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
@@ -630,88 +690,31 @@ async fn run(shared: PathBuf) {
 /// leaves one changed by hand to Helm (reported, untouched).
 #[test]
 fn adopt_auto_takes_over_matching_components_and_leaves_the_rest() {
-    let Some(shared) = stackwave_tests::shared_dir() else {
-        eprintln!("SKIPPED: ../shared is not present");
-        return;
-    };
-    if stackwave::render::helm::Helm::get().is_err() {
-        eprintln!("SKIPPED: libhelm_c is not available (run scripts/setup)");
-        return;
-    }
-    let _one = FIXED_NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(auto(shared));
+    corpus_test(auto);
 }
 
 async fn auto(shared: PathBuf) {
-    let root = std::env::temp_dir().join(format!("stackwave-adopt-auto-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let tc = stackwave_tests::TestCluster::start(
-        kube_standin::Rules::default().with_delay(Duration::from_millis(100)),
-    )
-    .await;
-    let c = tc.cluster.clone();
-    for ns in ["openstack", "redis-systems"] {
-        tc.fixed_ns(ns);
-        c.apply(
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    }
-    let text = std::fs::read_to_string(shared.join("corpus/genestack/secrets.yaml")).unwrap();
-    for o in stackwave::reconcile::objects_of(&text).unwrap() {
-        c.apply(&o, &Default::default()).await.unwrap();
-    }
-    let dir = root.join("repo");
-    std::fs::create_dir_all(dir.join("helm-configs/redis-operator")).unwrap();
-    let abs = |p: &str| std::fs::canonicalize(shared.join(p)).unwrap();
-    std::fs::write(
-        dir.join("stackwave.yaml"),
-        format!("genestack:\n  path: {}\ncharts:\n  path: {}\ncomponents: [memcached, redis-operator]\nadopt: auto\n", abs("corpus/genestack").display(), abs("corpus/charts").display()),
-    )
-    .unwrap();
-    stackwave_tests::git(&dir, &["init", "-q", "-b", "main"]);
-    stackwave_tests::git(&dir, &["add", "-A"]);
-    stackwave_tests::git(&dir, &["commit", "-q", "-m", "desired state"]);
-    let url = format!("file://{}", dir.display());
-    let state = root.join("state");
-    let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key")).unwrap();
-    let settings = Settings {
-        health_timeout: Duration::from_secs(if tc.in_process() { 20 } else { 60 }),
-        cache_dir: state.join("cache"),
-        ..Default::default()
-    };
-    let mut agent = Agent::new(c.clone(), store, catalog(&root.join("catalog")), settings).unwrap();
-    let instance = Instance::new(stackwave::cluster::instance::DEFAULT_NAME, &url).unwrap();
-    for comp in ["memcached", "redis-operator"] {
-        tc.cleanup_later(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "stackwave-system", "name": stackwave::cluster::inventory::inventory_name(&instance, comp)}}));
-    }
-    agent.set_instance(instance).unwrap();
-    let source = Source::open(&url, "main", &state).unwrap();
-    let commit = source.fetch().unwrap();
-    let co = source.export(&commit.id, &state.join("checkout")).unwrap();
-    let (_, rendered, _) = agent.render_all(&co, &quiet).await.unwrap();
-    for comp in ["memcached", "redis-operator"] {
-        let r = agent.catalog.get(comp).unwrap().release.clone();
-        let objs = as_helm_renders(&rendered[comp], &r.name, &r.namespace);
-        for o in objs
-            .iter()
-            .filter(|o| stackwave::cluster::namespace_of(o).is_empty())
-        {
-            tc.cleanup_later(o.clone());
-        }
-        helm_install(&c, &r.name, &r.namespace, &objs).await;
-    }
+    let comps = ["memcached", "redis-operator"];
+    let Env {
+        tc,
+        c,
+        mut agent,
+        source,
+        root,
+        ..
+    } = Env::new("auto", &shared, &comps, true).await;
+    let (commit, co) = Env::checkout_of(&source, &root);
+    let rendered = install(&tc, &c, &agent, &co, &comps).await;
     let memcached = rendered["memcached"]
         .iter()
         .find(|o| o["kind"] == "StatefulSet")
         .unwrap()
         .clone();
     let replicas = memcached["spec"]["replicas"].as_i64().unwrap_or(1);
-    let mut pp = kube::api::PatchParams::default();
-    pp.field_manager = Some("kubectl".into());
+    let pp = kube::api::PatchParams {
+        field_manager: Some("kubectl".into()),
+        ..Default::default()
+    };
     api(&c, &memcached)
         .await
         .patch(

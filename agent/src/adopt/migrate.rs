@@ -16,22 +16,22 @@ use kube::api::{Patch, PatchParams};
 use kube_testserver::ssa;
 use serde_json::{json, Value as Json};
 
-fn is_update_of(e: &Json, manager: &str) -> bool {
+/// Whether `e` is `manager`'s entry for `operation` on the main resource (no subresource).
+fn is_entry(e: &Json, manager: &str, operation: &str) -> bool {
     e["manager"] == manager
-        && e["operation"] == "Update"
+        && e["operation"] == operation
         && e.get("subresource")
             .and_then(Json::as_str)
             .unwrap_or("")
             .is_empty()
 }
 
+fn is_update_of(e: &Json, manager: &str) -> bool {
+    is_entry(e, manager, "Update")
+}
+
 fn is_apply_of(e: &Json, manager: &str) -> bool {
-    e["manager"] == manager
-        && e["operation"] == "Apply"
-        && e.get("subresource")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .is_empty()
+    is_entry(e, manager, "Apply")
 }
 
 /// The managed fields of `live` after moving `csa`'s `Update` entries into `ssa_manager`'s

@@ -242,6 +242,23 @@ fn template_hash(o: &Json) -> String {
     format!("{:x}", Sha256::digest(serde_json::to_vec(&t).unwrap()))
 }
 
+/// `kubectl scale`: `spec.replicas` set as field manager `kubectl`.
+async fn scale(c: &Cluster, o: &Json, replicas: i64) {
+    let pp = kube::api::PatchParams {
+        field_manager: Some("kubectl".into()),
+        ..Default::default()
+    };
+    api(c, o)
+        .await
+        .patch(
+            stackwave::cluster::name_of(o),
+            &pp,
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .unwrap();
+}
+
 fn rv(o: &Json) -> String {
     o["metadata"]["resourceVersion"]
         .as_str()
@@ -402,19 +419,7 @@ async fn run(shared: PathBuf) {
         .unwrap()
         .clone();
     let replicas = memcached["spec"]["replicas"].as_i64().unwrap_or(1);
-    let pp = kube::api::PatchParams {
-        field_manager: Some("kubectl".into()),
-        ..Default::default()
-    };
-    api(&c, &memcached)
-        .await
-        .patch(
-            stackwave::cluster::name_of(&memcached),
-            &pp,
-            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas + 2}})),
-        )
-        .await
-        .unwrap();
+    scale(&c, &memcached, replicas + 2).await;
     // Ready, as the controllers would make them.
     let workloads: Vec<Json> = rendered
         .values()
@@ -605,15 +610,7 @@ async fn run(shared: PathBuf) {
 
     // 5. The operator scales memcached back; now it matches and is adopted; the next loop
     //    is a no-op that writes nothing.
-    api(&c, &memcached)
-        .await
-        .patch(
-            stackwave::cluster::name_of(&memcached),
-            &pp,
-            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await
-        .unwrap();
+    scale(&c, &memcached, replicas).await;
     let plan = adopt::plan(
         &mut agent,
         &co,
@@ -711,19 +708,7 @@ async fn auto(shared: PathBuf) {
         .unwrap()
         .clone();
     let replicas = memcached["spec"]["replicas"].as_i64().unwrap_or(1);
-    let pp = kube::api::PatchParams {
-        field_manager: Some("kubectl".into()),
-        ..Default::default()
-    };
-    api(&c, &memcached)
-        .await
-        .patch(
-            stackwave::cluster::name_of(&memcached),
-            &pp,
-            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas + 1}})),
-        )
-        .await
-        .unwrap();
+    scale(&c, &memcached, replicas + 1).await;
     let operator = rendered["redis-operator"]
         .iter()
         .find(|o| o["kind"] == "Deployment")

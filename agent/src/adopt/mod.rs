@@ -167,8 +167,20 @@ pub async fn plan_component(
     };
     let mut objects = Vec::new();
     for o in desired {
-        let live = cluster.get(o).await?;
-        let c = match compare::compare(cluster, o, live.as_ref()).await {
+        let mut live = cluster.get(o).await?;
+        // A controller writing status between the read and the dry-run PUT (409): read again.
+        let mut answer = compare::compare(cluster, o, live.as_ref()).await;
+        for _ in 0..7 {
+            if !matches!(
+                &answer,
+                Err(ClusterError::Conflict { .. } | ClusterError::Api { code: 409, .. })
+            ) {
+                break;
+            }
+            live = cluster.get(o).await?;
+            answer = compare::compare(cluster, o, live.as_ref()).await;
+        }
+        let c = match answer {
             Ok(c) => c,
             // A dry run the server refuses is a difference, reported with its cause.
             Err(e) => Compared {

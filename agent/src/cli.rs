@@ -200,6 +200,11 @@ pub enum Command {
     /// Render a component exactly as its Genestack install script would (helm template +
     /// values layering + bound secrets + kustomize post-render).
     Render(RenderArgs),
+    /// Take over a Helm-installed cloud without restarts: per component the Helm release,
+    /// the render compared with the live objects (server-side dry run), the predicted
+    /// effect; `--apply` adopts the matching ones. Exit code 0: all match (or adopted), 1:
+    /// error, 2: some component differs.
+    Adopt(crate::adopt::cli::AdoptArgs),
 }
 
 /// Arguments of `init`.
@@ -592,7 +597,7 @@ fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
 }
 
 /// Prints `v` as JSON (pretty) or `text`, whichever `output` asks for.
-fn emit<T: serde::Serialize>(output: Output, v: &T, text: impl FnOnce() -> String) {
+pub(crate) fn emit<T: serde::Serialize>(output: Output, v: &T, text: impl FnOnce() -> String) {
     match output {
         Output::Json => println!(
             "{}",
@@ -853,6 +858,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Demo(a) => crate::demo::main(a),
         #[cfg(feature = "demo")]
         Command::ApiServer(a) => crate::demo::api_server(a),
+        // wt-adopt hook: `stackwave adopt` lives in its own module.
+        Command::Adopt(a) => block_on(crate::adopt::cli::run(a, output)),
         Command::Render(a) => match render(a) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();

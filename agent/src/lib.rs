@@ -6,7 +6,9 @@
 //! → [`record`] (revision store). [`cluster`] is the Kubernetes API layer under them all;
 //! [`run`] is the loop `stackwave run` drives and [`control`] the commands that steer it;
 //! [`upgrade`] previews, checks and plans a change between two commits (`--from --to`).
+//! [`adopt`] takes over a Helm-installed cloud.
 
+pub mod adopt;
 pub mod apply;
 pub mod auto;
 pub mod catalog;

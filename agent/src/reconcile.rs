@@ -482,10 +482,17 @@ impl Agent {
         };
         let RenderedRevision {
             config: cfg,
-            objects: rendered,
+            objects: mut rendered,
             released,
-            digests,
+            mut digests,
         } = rendered;
+        // Helm-installed components without a Stackwave inventory are never overwritten
+        // silently: refused, or taken over with `adopt: auto` ([`crate::adopt::guard`], which
+        // leaves the components it does not adopt out of this revision).
+        if let Err(reason) = crate::adopt::guard(self, checkout, &mut rendered, progress).await {
+            return Ok(Outcome::Refused { reason });
+        }
+        digests.retain(|c, _| rendered.contains_key(c));
         self.applied.released = released;
         // Components no longer in the repository leave the render cache with this commit.
         self.render.cache.retain(&|c| rendered.contains_key(c));

@@ -184,9 +184,9 @@ pub fn parse_file(text: &str, file: &str) -> Result<Component, CatalogLoadError>
     // The entry as the catalog reads it: quirks it opts out of patched in
     // ([`component::apply_intended`]).
     let mut given = given;
-    component::apply_intended(&mut given).map_err(|cause| CatalogError {
+    component::apply_intended(&mut given).map_err(|e| CatalogError {
         file: file.into(),
-        cause,
+        cause: e.to_string(),
     })?;
     // The error names the field (`wave: invalid type: ...`).
     let c: Component =

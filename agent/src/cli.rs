@@ -485,7 +485,7 @@ fn render(a: RenderArgs) -> Result<String, String> {
         catalog = crate::catalog::for_checkout(&catalog, o).map_err(|e| e.to_string())?;
     }
     let mut objects = crate::render::objects::Objects::default();
-    objects.load_file(&a.secrets)?;
+    objects.load_file(&a.secrets).map_err(|e| e.to_string())?;
     let cs = a.cluster_state.clone().or_else(|| {
         let p = a
             .secrets
@@ -495,7 +495,7 @@ fn render(a: RenderArgs) -> Result<String, String> {
         p.is_file().then_some(p)
     });
     if let Some(cs) = cs {
-        objects.load_file(&cs)?;
+        objects.load_file(&cs).map_err(|e| e.to_string())?;
     }
     let cache_dir = a
         .cache_dir

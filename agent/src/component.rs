@@ -450,15 +450,26 @@ pub fn parse(text: &str, file: &str) -> Result<Component, CatalogError> {
     };
     let v = parse_one(text).map_err(|e| err(e.to_string()))?;
     let mut json = to_json(&v);
-    apply_intended(&mut json).map_err(err)?;
+    apply_intended(&mut json).map_err(|e| err(e.to_string()))?;
     serde_json::from_value(json).map_err(|e| err(e.to_string()))
+}
+
+/// An `intended:` id of a catalog entry that cannot be applied ([`apply_intended`]).
+#[derive(Debug, thiserror::Error)]
+pub enum IntendedError {
+    /// No quirk of the entry has this id.
+    #[error("intended: no quirk with id {0:?}")]
+    NoQuirk(String),
+    /// The quirk has no `intended` behaviour to opt into.
+    #[error("intended: quirk {0:?} has no intended behaviour")]
+    NoIntended(String),
 }
 
 /// Applies the `intended` merge patch of every quirk the entry names in `intended`.
 ///
 /// # Errors
-/// An `intended` id that names no quirk.
-pub fn apply_intended(entry: &mut serde_json::Value) -> Result<(), String> {
+/// An `intended` id that names no quirk, or a quirk without an intended behaviour.
+pub fn apply_intended(entry: &mut serde_json::Value) -> Result<(), IntendedError> {
     let wanted: Vec<String> = entry
         .get("intended")
         .and_then(serde_json::Value::as_array)
@@ -476,10 +487,10 @@ pub fn apply_intended(entry: &mut serde_json::Value) -> Result<(), String> {
                 qs.iter()
                     .find(|q| q.get("id").and_then(|i| i.as_str()) == Some(&id))
             })
-            .ok_or_else(|| format!("intended: no quirk with id {id:?}"))?
+            .ok_or_else(|| IntendedError::NoQuirk(id.clone()))?
             .get("intended")
             .cloned()
-            .ok_or_else(|| format!("intended: quirk {id:?} has no intended behaviour"))?;
+            .ok_or_else(|| IntendedError::NoIntended(id.clone()))?;
         merge_patch(entry, &patch);
     }
     Ok(())

@@ -122,11 +122,29 @@ pub struct Sandbox {
     pub first: git2::Oid,
 }
 
+/// A demo step that failed: what was being done and why (the demo is the presentation layer
+/// over the pipeline; each step's cause comes from the typed error of the stage it ran).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(pub String);
+
+impl From<String> for DemoError {
+    fn from(step: String) -> DemoError {
+        DemoError(step)
+    }
+}
+
+impl From<&str> for DemoError {
+    fn from(step: &str) -> DemoError {
+        DemoError(step.to_string())
+    }
+}
+
 /// Builds the [`Sandbox`] in `opts.workdir` (replacing what was there).
 ///
 /// # Errors
 /// Missing template, base or charts; API server start-up; bootstrap objects that do not apply.
-pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
+pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, DemoError> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let _ = std::fs::remove_dir_all(&opts.workdir);
     let repo_dir = opts.workdir.join("repo");
@@ -254,7 +272,7 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, String> {
 ///
 /// # Errors
 /// Any step that fails, with its cause.
-pub async fn run(opts: DemoOptions) -> Result<(), String> {
+pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     say("== Stackwave demo ==");
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let Sandbox {
@@ -280,7 +298,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         return Err(format!(
             "first revision did not become healthy: {}",
             outcome_text(&o1)
-        ));
+        )
+        .into());
     };
 
     say("\n-- 2. out-of-band edit: someone changes keystone-api's image with kubectl");
@@ -336,7 +355,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     show_replicas(&cluster, &conductor, "revert").await?;
 
     let Outcome::Healthy { revision: rev2, .. } = o3 else {
-        return Err(format!("the change did not apply: {}", outcome_text(&o3)));
+        return Err(format!("the change did not apply: {}", outcome_text(&o3)).into());
     };
     say(&format!(
         "\n-- 5. instant rollback to revision {rev2} (stored objects, no fetch, no render)"

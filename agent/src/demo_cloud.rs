@@ -61,7 +61,7 @@ pub fn prepare(
     repo: &Path,
     genestack: &Path,
     charts: Option<&Path>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, crate::demo::DemoError> {
     let cfg = crate::reconcile::read_config(repo).map_err(|e| e.to_string())?;
     let builtin = crate::component::Catalog::builtin().map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
@@ -152,7 +152,7 @@ pub async fn bootstrap(
     cluster: &crate::cluster::Cluster,
     repo: &Path,
     objects: Vec<serde_json::Value>,
-) -> Result<usize, String> {
+) -> Result<usize, crate::demo::DemoError> {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     let mut objs = objects;
     objs.extend(crate::reconcile::objects_of(CLUSTER).map_err(|e| e.to_string())?);

@@ -577,14 +577,7 @@ pub fn oracle(shared: &Path, svc: &str, overrides: Option<&Path>) -> String {
     let (py, kubectl) = oracle_tools().expect("reference tools (scripts/setup)");
     let mut c = std::process::Command::new(py);
     c.arg(shared.join("tools/genestack-oracle"))
-        .args([
-            "--genestack",
-            "corpus/genestack",
-            "--charts",
-            "corpus/charts",
-            "--secrets",
-            "corpus/genestack/secrets.yaml",
-        ])
+        .args(CORPUS_ARGS)
         .args(["--service", svc])
         .arg("--kubectl")
         .arg(kubectl)

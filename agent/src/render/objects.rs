@@ -12,6 +12,58 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Objects keyed by (kind, namespace, name); an empty namespace is `default`.
+/// Why a lookup object or Secret key could not be had (names the file or object, never a
+/// value).
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectsError {
+    /// A lookup file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A lookup file is not YAML.
+    #[error("{}: {source}", path.display())]
+    Yaml {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: kustomize_rs::yaml::YamlError,
+    },
+    /// No such Secret.
+    #[error("Secret {namespace}/{name} not found")]
+    NoSecret {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The Secret has no such key.
+    #[error("Secret {namespace}/{name} has no key {key}")]
+    NoKey {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// The key's `data` value is not base64.
+    #[error("Secret {namespace}/{name} key {key} is not valid base64")]
+    Base64 {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Objects {
     map: BTreeMap<(String, String, String), Value>,
@@ -22,9 +74,15 @@ impl Objects {
     ///
     /// # Errors
     /// Unreadable or malformed files (naming the file, never a value).
-    pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let docs = parse_documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load_file(&mut self, path: &Path) -> Result<(), ObjectsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ObjectsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let docs = parse_documents(&text).map_err(|source| ObjectsError::Yaml {
+            path: path.to_path_buf(),
+            source,
+        })?;
         for d in docs {
             self.insert(d);
         }
@@ -69,15 +127,28 @@ impl Objects {
     ///
     /// # Errors
     /// Missing Secret or key, or invalid base64 — naming them, never the value.
-    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
+    pub fn secret_value(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, ObjectsError> {
+        let who = || (namespace.to_string(), name.to_string());
         let s = self
             .get("Secret", namespace, name)
-            .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+            .ok_or_else(|| ObjectsError::NoSecret {
+                namespace: who().0,
+                name: who().1,
+            })?;
         if let Some(v) = s.get_path(&["data", key]).and_then(Value::as_str) {
             let clean: String = v.chars().filter(|c| !c.is_whitespace()).collect();
             return base64::engine::general_purpose::STANDARD
                 .decode(clean)
-                .map_err(|_| format!("Secret {namespace}/{name} key {key} is not valid base64"));
+                .map_err(|_| ObjectsError::Base64 {
+                    namespace: who().0,
+                    name: who().1,
+                    key: key.to_string(),
+                });
         }
         if let Some(v) = s
             .get_path(&["stringData", key])
@@ -85,7 +156,11 @@ impl Objects {
         {
             return Ok(v.into_bytes());
         }
-        Err(format!("Secret {namespace}/{name} has no key {key}"))
+        Err(ObjectsError::NoKey {
+            namespace: who().0,
+            name: who().1,
+            key: key.to_string(),
+        })
     }
 
     /// sha256 of a Secret key's value, for cache keys (the value itself is never stored).

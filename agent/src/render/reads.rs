@@ -296,7 +296,7 @@ impl Reader {
         namespace: &str,
         name: &str,
         key: &str,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, super::objects::ObjectsError> {
         self.record(
             Input::Secret {
                 namespace: namespace.into(),

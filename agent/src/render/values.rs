@@ -110,13 +110,23 @@ pub fn merge_maps(dst: &mut Map<String, Json>, src: Map<String, Json>) {
     }
 }
 
+/// A `--set` path runs through a value that is not a map ([`parse_into`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: existing key {key:?} is not a map")]
+pub struct NotAMap {
+    /// The flag (binding path).
+    pub what: String,
+    /// The key on the path that holds a non-map.
+    pub key: String,
+}
+
 /// `strvals.ParseInto` as the install scripts' flags apply it: descend existing maps, replace
 /// leaves; a non-map on the path is an error (the Helm CLI panics there).
 pub fn parse_into(
     base: &mut Map<String, Json>,
     parsed: Map<String, Json>,
     what: &str,
-) -> Result<(), String> {
+) -> Result<(), NotAMap> {
     for (k, v) in parsed {
         match v {
             Json::Object(sub) => {
@@ -124,7 +134,10 @@ pub fn parse_into(
                     .entry(k.clone())
                     .or_insert_with(|| Json::Object(Map::new()));
                 let Json::Object(m) = slot else {
-                    return Err(format!("{what}: existing key {k:?} is not a map"));
+                    return Err(NotAMap {
+                        what: what.to_string(),
+                        key: k,
+                    });
                 };
                 parse_into(m, sub, what)?;
             }
@@ -211,7 +224,11 @@ fn binding_value(
     let secret_value = match (&b.secret, &b.key) {
         (Some(name), Some(key)) => {
             let ns = b.namespace.as_deref().unwrap_or(namespace);
-            Some(reads.secret_value(objects, ns, name, key).map_err(err)?)
+            Some(
+                reads
+                    .secret_value(objects, ns, name, key)
+                    .map_err(|e| err(e.to_string()))?,
+            )
         }
         (Some(_), None) => return Err(err("a secret binding needs a key".into())),
         _ => None,
@@ -235,7 +252,9 @@ fn binding_value(
         } else if let Some(r) = token.strip_prefix("secret:") {
             let (ns, name, key) = split_secret_ref(r)
                 .ok_or_else(|| err(format!("{{{token}}}: expected secret:NAMESPACE/NAME/KEY")))?;
-            let v = objects.secret_value(ns, name, key).map_err(err)?;
+            let v = objects
+                .secret_value(ns, name, key)
+                .map_err(|e| err(e.to_string()))?;
             String::from_utf8_lossy(&v)
                 .trim_end_matches('\n')
                 .to_string()
@@ -477,9 +496,9 @@ pub fn compose(
                     })
                 }
             };
-            parse_into(&mut vals, parsed, &b.path).map_err(|cause| ValuesError::Binding {
+            parse_into(&mut vals, parsed, &b.path).map_err(|e| ValuesError::Binding {
                 path: b.path.clone(),
-                cause,
+                cause: e.to_string(),
             })?;
         }
     }

@@ -153,7 +153,9 @@ impl Upgrade {
 pub fn lookups(files: &[PathBuf], revs: &[&Revision]) -> Result<Objects, UpgradeError> {
     let mut objects = Objects::default();
     for f in files {
-        objects.load_file(f).map_err(UpgradeError::Secrets)?;
+        objects
+            .load_file(f)
+            .map_err(|e| UpgradeError::Secrets(e.to_string()))?;
     }
     let mut missing: BTreeMap<(String, String), serde_json::Map<String, Json>> = BTreeMap::new();
     for rev in revs {

@@ -175,6 +175,9 @@ pub enum Command {
         /// stackwave.yaml, e.g. after a database migration).
         #[arg(long)]
         force: bool,
+        /// Where the store's key is (the agent's `--store-key-secret`, in the cluster).
+        #[command(flatten)]
+        key: crate::keyring::KeyArgs,
     },
     /// Stop applying (drift is still checked, detect-only) until `resume`.
     Suspend {
@@ -749,6 +752,7 @@ pub fn run(cli: Cli) -> i32 {
             cluster,
             health_timeout,
             force,
+            key,
         } => block_on(async move {
             let c =
                 match crate::run::connect(cluster.server.as_deref(), cluster.kubeconfig.as_deref())
@@ -768,8 +772,17 @@ pub fn run(cli: Cli) -> i32 {
             } else {
                 &crate::run::print_progress
             };
-            match crate::control::rollback(&cluster.state, c, &target, force, settings, progress)
-                .await
+            let key = key.source(&cluster.state);
+            match crate::control::rollback_with_key(
+                &cluster.state,
+                c,
+                &key,
+                &target,
+                force,
+                settings,
+                progress,
+            )
+            .await
             {
                 Ok(out) => {
                     crate::run::clear_progress();

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 /// Why a control command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The store's key (file or Secret, [`crate::keyring`]) cannot be had.
+    #[error(transparent)]
+    Key(#[from] crate::keyring::KeyError),
     /// The state directory's store cannot be opened (or, read-only, does not exist).
     #[error("{}: {source}", dir.display())]
     Store {
@@ -374,8 +377,26 @@ pub async fn rollback(
     settings: Settings,
     progress: &dyn Fn(Progress),
 ) -> Result<Outcome, ControlError> {
+    let key = crate::keyring::KeySource::File(state.join("store.key"));
+    rollback_with_key(state, cluster, &key, target, force, settings, progress).await
+}
+
+/// [`rollback`] with the store's key from `key`: the file, or the Secret the in-cluster agent
+/// keeps it in (`--store-key-secret`, as `deploy/` runs it), read through `cluster`.
+///
+/// # Errors
+/// As [`rollback`]; [`ControlError::Key`] when the key cannot be read or fits no store.
+pub async fn rollback_with_key(
+    state: &Path,
+    cluster: crate::cluster::Cluster,
+    key: &crate::keyring::KeySource,
+    target: &str,
+    force: bool,
+    settings: Settings,
+    progress: &dyn Fn(Progress),
+) -> Result<Outcome, ControlError> {
     let _lock = lock(state)?;
-    let store = open_store(state)?;
+    let store = crate::keyring::open_store(Some(&cluster), state, key).await?;
     let to = resolve(&store.revisions()?, target)?;
     let catalog = Catalog::builtin()?;
     let mut agent = Agent::new(cluster, store, catalog, settings)?;

@@ -123,3 +123,49 @@ fn file_key_rotation_and_a_rotation_cut_short() {
     drop(s);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// `stackwave rollback --store-key-secret`: the control command opens the agent's
+/// Secret-keyed store through the cluster (no key file appears on the volume), and goes on to
+/// resolve the target in it.
+#[tokio::test]
+async fn rollback_opens_a_secret_keyed_store() {
+    let tc = TestCluster::start(Default::default()).await;
+    let ns = tc.ns("rbkey");
+    tc.cluster
+        .create(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        .await
+        .unwrap();
+    let state = std::env::temp_dir().join(format!("stackwave-rbkey-{}", tc.suffix));
+    let _ = std::fs::remove_dir_all(&state);
+    let source = KeySource::Secret {
+        namespace: ns.clone(),
+        name: "store-key".into(),
+    };
+    let store = keyring::open_store(Some(&tc.cluster), &state, &source)
+        .await
+        .unwrap();
+    store.put_object(&objects()[0]).unwrap();
+    drop(store);
+    let err = stackwave::control::rollback_with_key(
+        &state,
+        tc.cluster.clone(),
+        &source,
+        "7",
+        false,
+        Default::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            stackwave::control::ControlError::Target(stackwave::control::TargetError::NoRevision(
+                7
+            ))
+        ),
+        "{err}"
+    );
+    assert!(!state.join("store.key").exists(), "no key file made: {err}");
+    let _ = std::fs::remove_dir_all(&state);
+}

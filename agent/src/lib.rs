@@ -18,6 +18,7 @@ pub mod component;
 pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
 pub mod demo_cloud;
 pub mod diff;
 pub mod digest;

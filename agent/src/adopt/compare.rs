@@ -14,7 +14,7 @@
 
 use crate::cluster::{object_id, ApplyOptions, Cluster, ClusterError, FIELD_MANAGER};
 use kube::api::PostParams;
-use kube_testserver::ssa;
+use kube_fieldpath as ssa;
 use serde_json::Value as Json;
 
 /// The field manager Helm writes as.

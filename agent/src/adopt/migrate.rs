@@ -13,7 +13,7 @@
 
 use crate::cluster::{object_id, Cluster, ClusterError};
 use kube::api::{Patch, PatchParams};
-use kube_testserver::ssa;
+use kube_fieldpath as ssa;
 use serde_json::{json, Value as Json};
 
 /// Whether `e` is `manager`'s entry for `operation` on the main resource (no subresource).

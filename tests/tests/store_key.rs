@@ -28,20 +28,27 @@ async fn secret_key(tc: &TestCluster, ns: &str, field: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-#[tokio::test]
-async fn the_key_secret_is_made_once_and_rotation_reencrypts() {
-    let tc = TestCluster::start(Default::default()).await;
-    let ns = tc.ns("storekey");
+/// A fresh namespace of the test's, an empty state directory, and the key source naming the
+/// Secret `store-key` in that namespace.
+async fn secret_keyed(tc: &TestCluster, name: &str) -> (String, std::path::PathBuf, KeySource) {
+    let ns = tc.ns(name);
     tc.cluster
         .create(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
         .await
         .unwrap();
-    let state = std::env::temp_dir().join(format!("stackwave-storekey-{}", tc.suffix));
+    let state = std::env::temp_dir().join(format!("stackwave-{name}-{}", tc.suffix));
     let _ = std::fs::remove_dir_all(&state);
     let source = KeySource::Secret {
         namespace: ns.clone(),
         name: "store-key".into(),
     };
+    (ns, state, source)
+}
+
+#[tokio::test]
+async fn the_key_secret_is_made_once_and_rotation_reencrypts() {
+    let tc = TestCluster::start(Default::default()).await;
+    let (ns, state, source) = secret_keyed(&tc, "storekey").await;
     let store = keyring::open_store(Some(&tc.cluster), &state, &source)
         .await
         .unwrap();
@@ -130,17 +137,7 @@ fn file_key_rotation_and_a_rotation_cut_short() {
 #[tokio::test]
 async fn rollback_opens_a_secret_keyed_store() {
     let tc = TestCluster::start(Default::default()).await;
-    let ns = tc.ns("rbkey");
-    tc.cluster
-        .create(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-        .await
-        .unwrap();
-    let state = std::env::temp_dir().join(format!("stackwave-rbkey-{}", tc.suffix));
-    let _ = std::fs::remove_dir_all(&state);
-    let source = KeySource::Secret {
-        namespace: ns.clone(),
-        name: "store-key".into(),
-    };
+    let (_, state, source) = secret_keyed(&tc, "rbkey").await;
     let store = keyring::open_store(Some(&tc.cluster), &state, &source)
         .await
         .unwrap();

@@ -12,7 +12,7 @@
 //! JSON pointer, both values; Secret data masked); a difference under a workload's
 //! `spec.template` means the workload would roll.
 
-use crate::cluster::{object_id, ApplyOptions, Cluster, ClusterError, FIELD_MANAGER};
+use crate::cluster::{object_id, Cluster, ClusterError, FIELD_MANAGER};
 use kube::api::PostParams;
 use kube_fieldpath as ssa;
 use serde_json::Value as Json;
@@ -179,17 +179,7 @@ pub async fn compare(
             object: id,
         });
     };
-    let applied = cluster
-        .apply(
-            desired,
-            &ApplyOptions {
-                dry_run: true,
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await?
-        .live;
+    let applied = cluster.dry_run_apply(desired).await?;
     // Fields only Helm holds and the render does not set leave with Helm's entries.
     let stackwave = owned(&applied, &|m| m == FIELD_MANAGER);
     let others = owned(live, &|m| m != FIELD_MANAGER && m != HELM_MANAGER);

@@ -219,17 +219,8 @@ pub async fn drift_with_live(
     targets: &Targets,
 ) -> Result<Vec<FieldDrift>, ClusterError> {
     let id = object_id(desired);
-    let would = cluster
-        .apply(
-            desired,
-            &ApplyOptions {
-                dry_run: true,
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await?
-        .live;
+    // One PATCH (dryRun=All); the live object is already in hand.
+    let would = cluster.dry_run_apply(desired).await?;
     let mut out = Vec::new();
     for path in owned_paths(&would) {
         let p = pointer_of(&path);

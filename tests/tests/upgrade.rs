@@ -25,6 +25,33 @@ const SERVICES: [&str; 7] = [
     "nova",
 ];
 
+/// `stackwave ARGS --repo DIR --from A --to B --offline --cache-dir CACHE`.
+fn range_argv(args: &[&str], dir: &Path, from: &str, to: &str, cache: &Path) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["stackwave".into()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    argv.extend([
+        "--repo".into(),
+        dir.display().to_string(),
+        "--from".into(),
+        from.into(),
+        "--to".into(),
+        to.into(),
+        "--offline".into(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+    ]);
+    argv
+}
+
+/// `--server URL` (the in-process server) or `--kubeconfig F` (`STACKWAVE_TEST_KUBECONFIG`).
+fn target_argv(tc: &stackwave_tests::TestCluster) -> Vec<String> {
+    match (tc.url(), tc.kubeconfig()) {
+        (Some(u), _) => vec!["--server".into(), u],
+        (None, Some(k)) => vec!["--kubeconfig".into(), k.display().to_string()],
+        _ => Vec::new(),
+    }
+}
+
 struct Cloud {
     dir: PathBuf,
     cache: PathBuf,
@@ -162,18 +189,8 @@ impl Cloud {
     /// Exit code of the CLI (`stackwave ARGS --repo DIR --from A --to B ...`), in process.
     fn cli(&self, args: &[&str], from: &str, to: &str) -> i32 {
         let g = self.genestack();
-        let mut argv: Vec<String> = vec!["stackwave".into()];
-        argv.extend(args.iter().map(|s| s.to_string()));
+        let mut argv = range_argv(args, &self.dir, from, to, &self.cache);
         argv.extend([
-            "--repo".into(),
-            self.dir.display().to_string(),
-            "--from".into(),
-            from.into(),
-            "--to".into(),
-            to.into(),
-            "--offline".into(),
-            "--cache-dir".into(),
-            self.cache.display().to_string(),
             "--secrets".into(),
             g.join("secrets.yaml").display().to_string(),
             "--secrets".into(),
@@ -851,24 +868,12 @@ impl AgentRepo {
     /// `diff --repo --from --to` with the agent's state directory and the test cluster as
     /// flags (`--server` or `--kubeconfig`), in process; its exit code.
     async fn cli_diff(&self, from: &str, to: &str) -> i32 {
-        let mut argv: Vec<String> = ["stackwave", "diff", "--repo"].map(String::from).to_vec();
+        let mut argv = range_argv(&["diff"], &self.dir, from, to, &self.root.join("cache"));
         argv.extend([
-            self.dir.display().to_string(),
-            "--from".into(),
-            from.into(),
-            "--to".into(),
-            to.into(),
-            "--offline".into(),
-            "--cache-dir".into(),
-            self.root.join("cache").display().to_string(),
             "--state".into(),
             self.root.join("state").display().to_string(),
         ]);
-        match (self.tc.url(), self.tc.kubeconfig()) {
-            (Some(u), _) => argv.extend(["--server".into(), u]),
-            (None, Some(k)) => argv.extend(["--kubeconfig".into(), k.display().to_string()]),
-            _ => {}
-        }
+        argv.extend(target_argv(&self.tc));
         tokio::task::spawn_blocking(move || {
             stackwave::cli::run(stackwave::cli::Cli::parse_from(argv))
         })
@@ -1478,12 +1483,8 @@ async fn with_a_cluster_missing_secrets_are_errors() {
         "{}",
         f.message
     );
+    let target = target_argv(&tc);
     let code = tokio::task::spawn_blocking(move || {
-        let target = match (&server, &kubeconfig) {
-            (Some(u), _) => vec!["--server".to_string(), u.clone()],
-            (None, Some(k)) => vec!["--kubeconfig".to_string(), k.display().to_string()],
-            _ => Vec::new(),
-        };
         let args: Vec<&str> = std::iter::once("check")
             .chain(target.iter().map(String::as_str))
             .collect();

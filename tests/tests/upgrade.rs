@@ -865,6 +865,24 @@ impl AgentRepo {
             .map(|o| o["data"][key].as_str().unwrap_or("").to_string())
     }
 
+    /// The chart version the `operator-version` ConfigMap of the hop test's chart carries.
+    async fn operator_version(&self, ns: &str) -> Option<String> {
+        self.config_value(ns, "operator-version", "chartVersion")
+            .await
+    }
+
+    /// Upgrade options over this repository, offline, without `--secrets`.
+    fn options(&self, from: &str, to: &str, cache: &str) -> Options {
+        Options {
+            repo: self.dir.display().to_string(),
+            from: from.into(),
+            to: to.into(),
+            cache_dir: self.root.join(cache),
+            offline: true,
+            secrets: Vec::new(),
+        }
+    }
+
     /// `diff --repo --from --to` with the agent's state directory and the test cluster as
     /// flags (`--server` or `--kubeconfig`), in process; its exit code.
     async fn cli_diff(&self, from: &str, to: &str) -> i32 {
@@ -1018,14 +1036,7 @@ async fn diff_from_to_against_the_live_cluster_shows_the_change_and_a_hand_edit(
         kubeconfig: r.tc.kubeconfig(),
         state: r.root.join("state"),
     };
-    let opts = Options {
-        repo: r.dir.display().to_string(),
-        from: a.clone(),
-        to: b.clone(),
-        cache_dir: r.root.join("cache"),
-        offline: true,
-        secrets: Vec::new(),
-    };
+    let opts = r.options(&a, &b, "cache");
     let d = tokio::task::spawn_blocking(move || run_diff(&opts, Some(&target)))
         .await
         .unwrap()
@@ -1238,12 +1249,7 @@ async fn the_agent_applies_an_operator_hop_by_hop_with_the_opt_in() {
     let a = r.commit("mariadb-operator 0.36.0");
     let out = r.sync().await;
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
-    assert_eq!(
-        r.config_value(&ns, "operator-version", "chartVersion")
-            .await
-            .as_deref(),
-        Some("0.36.0")
-    );
+    assert_eq!(r.operator_version(&ns).await.as_deref(), Some("0.36.0"));
 
     r.write("helm-chart-versions.yaml", &pin("25.8.4"));
     r.commit("mariadb-operator 25.8.4");
@@ -1256,23 +1262,11 @@ async fn the_agent_applies_an_operator_hop_by_hop_with_the_opt_in() {
             && reason.contains("upgrade: {hops: true}"),
         "{reason}"
     );
-    assert_eq!(
-        r.config_value(&ns, "operator-version", "chartVersion")
-            .await
-            .as_deref(),
-        Some("0.36.0")
-    );
+    assert_eq!(r.operator_version(&ns).await.as_deref(), Some("0.36.0"));
 
     r.write("stackwave.yaml", &format!("{cfg}upgrade:\n  hops: true\n"));
     let c = r.commit("let the agent hop");
-    let opts = Options {
-        repo: r.dir.display().to_string(),
-        from: a.clone(),
-        to: c.clone(),
-        cache_dir: r.root.join("cache-plan"),
-        offline: true,
-        secrets: Vec::new(),
-    };
+    let opts = r.options(&a, &c, "cache-plan");
     let p = stackwave::upgrade::plan::plan(&Upgrade::open(&opts).unwrap(), Err("inputs".into()))
         .unwrap();
     assert!(p.apply_hops, "{p:?}");
@@ -1284,12 +1278,7 @@ async fn the_agent_applies_an_operator_hop_by_hop_with_the_opt_in() {
 
     let out = r.sync().await;
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
-    assert_eq!(
-        r.config_value(&ns, "operator-version", "chartVersion")
-            .await
-            .as_deref(),
-        Some("25.8.4")
-    );
+    assert_eq!(r.operator_version(&ns).await.as_deref(), Some("25.8.4"));
     let mut revs = r.agent.store.revisions().unwrap();
     revs.reverse();
     let seq: Vec<(RevisionKind, &str, &str)> = revs

@@ -136,7 +136,8 @@ pub enum Command {
         /// Cluster and (optional) state.
         #[command(flatten)]
         target: TargetArgs,
-        /// With --repo/--from/--to: the change between two revisions instead (no cluster).
+        /// With --repo/--from/--to: the change between two revisions instead (no cluster
+        /// needed; with --server/--kubeconfig also the new revision against live).
         #[command(flatten)]
         range: crate::upgrade::command::RangeArgs,
     },
@@ -651,11 +652,14 @@ pub fn run(cli: Cli) -> i32 {
             kubeconfig.as_deref(),
         ),
         Command::Diff { range, target, .. } if range.is_range() => {
-            if target.server.is_some() || target.kubeconfig.is_some() {
-                eprintln!("Error: diff --from --to against a live cluster (--server/--kubeconfig) is not implemented yet; run `stackwave diff CHECKOUT --server URL` on the new revision's checkout");
-                return 2;
-            }
-            crate::upgrade::command::diff(&range, output.upgrade())
+            let live = (target.server.is_some() || target.kubeconfig.is_some()).then(|| {
+                crate::upgrade::command::LiveTarget {
+                    server: target.server.clone(),
+                    kubeconfig: target.kubeconfig.clone(),
+                    state: target.state.clone(),
+                }
+            });
+            crate::upgrade::command::diff(&range, output.upgrade(), live.as_ref())
         }
         Command::Plan { dir, range } => {
             // `plan --repo DIR` (no --from/--to) is `plan DIR`.
@@ -837,28 +841,12 @@ pub fn run(cli: Cli) -> i32 {
                     Ok(c) => c,
                     Err(e) => return code(&e),
                 };
-            let store = if target.state.join("revisions.sqlite").is_file() {
-                crate::control::open_store_existing(&target.state)
-            } else {
-                crate::record::Store::in_memory().map_err(crate::control::ControlError::from)
-            };
-            let store = match store {
-                Ok(s) => s,
-                Err(e) => return code(&e),
-            };
-            let catalog = match crate::component::Catalog::builtin() {
-                Ok(c) => c,
-                Err(e) => return code(&e),
-            };
-            let mut agent =
-                match crate::reconcile::Agent::new(c, store, catalog, Default::default()) {
-                    Ok(a) => a,
-                    Err(e) => return code(&e),
-                };
             // Read-only: load the applied state without touching unfinished revisions.
-            if let Err(e) = agent.refresh() {
-                return code(&e);
-            }
+            let agent = match crate::control::read_only_agent(c, &target.state, Default::default())
+            {
+                Ok(a) => a,
+                Err(e) => return code(&e),
+            };
             match agent.diff(&dir, &|_| {}).await {
                 Ok(diffs) => {
                     emit(output, &diffs, || crate::run::diff_text(&diffs));

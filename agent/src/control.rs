@@ -105,6 +105,28 @@ pub fn open_store_existing(state: &Path) -> Result<Store, ControlError> {
     )
 }
 
+/// A read-only agent over `cluster` for `diff` (a checkout's, or `diff --from --to
+/// --server`'s live side): with the state directory's store when it has one — the instance
+/// identity and applied state a `run` recorded are loaded, unfinished revisions left as they
+/// are — else an in-memory store (the default instance). Writes nothing.
+///
+/// # Errors
+/// The store cannot be opened or read, the built-in catalog or the policies do not load.
+pub fn read_only_agent(
+    cluster: crate::cluster::Cluster,
+    state: &Path,
+    settings: Settings,
+) -> Result<Agent, ControlError> {
+    let store = if state.join("revisions.sqlite").is_file() {
+        open_store_existing(state)?
+    } else {
+        Store::in_memory()?
+    };
+    let mut agent = Agent::new(cluster, store, Catalog::builtin()?, settings)?;
+    agent.refresh()?;
+    Ok(agent)
+}
+
 /// The state directory's lock (`<state>/agent.lock`), held while a process applies to the
 /// cluster (a loop iteration, `sync`, `rollback`). Released on drop.
 pub struct Lock(#[allow(dead_code)] std::fs::File);
@@ -339,14 +361,17 @@ pub fn resolve(revisions: &[Revision], target: &str) -> Result<i64, TargetError>
 }
 
 /// A commit (full or a prefix of at least 4 hex digits) → the newest healthy revision that
-/// applied it (rollbacks excluded); see [`resolve`].
+/// applied it (rollbacks and the hop revisions leading to it excluded); see [`resolve`].
 fn resolve_commit(revisions: &[Revision], target: &str) -> Result<i64, TargetError> {
     if target.len() < 4 || !target.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(TargetError::Malformed(target.to_string()));
     }
     let matching: Vec<&Revision> = revisions
         .iter()
-        .filter(|r| r.commit.starts_with(target) && r.kind != RevisionKind::Rollback)
+        .filter(|r| {
+            r.commit.starts_with(target)
+                && !matches!(r.kind, RevisionKind::Rollback | RevisionKind::Hop)
+        })
         .collect();
     let commits: std::collections::BTreeSet<&str> =
         matching.iter().map(|r| r.commit.as_str()).collect();

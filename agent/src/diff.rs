@@ -39,6 +39,16 @@ pub struct ObjectDiff {
     pub change: Change,
     /// Unified diff of the YAML (live → after apply), Secret values masked.
     pub diff: String,
+    /// The live object as compared (server-set fields dropped, Secret values masked as in
+    /// `diff`; `None` when it is absent). Not serialized: `stackwave diff -o json` prints
+    /// `diff`; the upgrade stage's `diff --from --to --server` makes field lists of it
+    /// ([`crate::upgrade::diff::live_changes`]).
+    #[serde(skip)]
+    pub live: Option<Json>,
+    /// The object after the apply, as compared (normalized and masked likewise; `None` for a
+    /// deletion). Not serialized.
+    #[serde(skip)]
+    pub after: Option<Json>,
 }
 
 const SERVER_SET: [&str; 5] = [
@@ -121,18 +131,22 @@ pub async fn diff_component(
                 },
             )
             .await?;
-        let (live, after) = (applied.before, applied.live);
+        let (raw, after) = (applied.before, applied.live);
+        let after_norm = normalize(&after, raw.as_ref(), false);
+        let live = raw.map(|l| normalize(&l, Some(&after), true));
         let (before_text, change) = match &live {
-            Some(l) => (yaml(&normalize(l, Some(&after), true)), Change::Update),
+            Some(l) => (yaml(l), Change::Update),
             None => (String::new(), Change::Create),
         };
-        let after_text = yaml(&normalize(&after, live.as_ref(), false));
+        let after_text = yaml(&after_norm);
         if before_text != after_text {
             out.push(ObjectDiff {
                 component: component.to_string(),
                 diff: unified(&id, &before_text, &after_text),
                 object: id,
                 change,
+                live,
+                after: Some(after_norm),
             });
         }
     }
@@ -140,11 +154,14 @@ pub async fn diff_component(
         let skeleton = r.skeleton();
         if let Some(live) = cluster.get(&skeleton).await? {
             let id = object_id(&live);
+            let before = normalize(&live, None, true);
             out.push(ObjectDiff {
                 component: component.to_string(),
-                diff: unified(&id, &yaml(&normalize(&live, None, true)), ""),
+                diff: unified(&id, &yaml(&before), ""),
                 object: id,
                 change: Change::Delete,
+                live: Some(before),
+                after: None,
             });
         }
     }

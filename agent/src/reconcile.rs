@@ -408,16 +408,23 @@ impl Agent {
     ) -> Result<Outcome, record::RecordError> {
         let started = Instant::now();
         // ---- upgrade gate (crate::upgrade::gate): check the commit against the last applied one.
-        let gate = crate::upgrade::gate::refuse(&self.settings.cache_dir, checkout, &commit.id);
-        let out = match gate {
-            Some(reason) => {
-                crate::upgrade::gate::record(&self.store, commit, &reason)?;
+        use crate::upgrade::gate::{self, Verdict};
+        let out = match gate::decide(&self.settings.cache_dir, checkout, &commit.id) {
+            Verdict::Refuse(reason) => {
+                gate::record(&self.store, commit, &reason)?;
                 Outcome::Refused { reason }
             }
-            None => self.sync_commit(checkout, commit, progress).await?,
+            // `upgrade: {hops: true}`: the operator's intermediate versions first.
+            Verdict::Hops(hops) => {
+                gate::apply_hops(self, checkout, commit, &hops, progress).await?
+            }
+            Verdict::Pass => {
+                self.sync_commit(checkout, commit, RevisionKind::Commit, progress)
+                    .await?
+            }
         };
         if matches!(out, Outcome::Healthy { .. } | Outcome::Unchanged) {
-            let _ = crate::upgrade::gate::applied(&self.settings.cache_dir, checkout, &commit.id);
+            let _ = gate::applied(&self.settings.cache_dir, checkout, &commit.id);
         }
         // ---- end of upgrade gate
         self.metrics
@@ -461,10 +468,16 @@ impl Agent {
         }
     }
 
-    async fn sync_commit(
+    /// Applies one checkout as a revision of `kind` ([`RevisionKind::Commit`], or a
+    /// [`RevisionKind::Hop`] from [`crate::upgrade::gate::apply_hops`]), without the gate.
+    ///
+    /// # Errors
+    /// Only store failures; everything else is an [`Outcome`].
+    pub(crate) async fn sync_commit(
         &mut self,
         checkout: &Path,
         commit: &Commit,
+        kind: RevisionKind,
         progress: &dyn Fn(Progress),
     ) -> Result<Outcome, record::RecordError> {
         if let Some(revision) = self.state.pin {
@@ -536,12 +549,9 @@ impl Agent {
                 self.store.finish(rev, RevisionState::Applying, "")?;
                 rev
             }
-            _ => self.store.begin(
-                RevisionKind::Commit,
-                &commit.id,
-                &commit.author,
-                &commit.summary,
-            )?,
+            _ => self
+                .store
+                .begin(kind, &commit.id, &commit.author, &commit.summary)?,
         };
         let marked: Vec<String> = cfg
             .irreversible

@@ -170,15 +170,20 @@ pub enum RevisionKind {
     Rollback,
     /// Objects already in the cluster taken over (`stackwave adopt`).
     Adopted,
+    /// One hop of an operator's upgrade path applied on the way to a commit (`upgrade:
+    /// {hops: true}` in `stackwave.yaml`, [`crate::upgrade::gate`]): the last applied tree
+    /// with one pin moved to the next required version; recorded with the commit it leads to.
+    Hop,
 }
 
 impl RevisionKind {
-    /// The stored name (`commit`, `rollback`, `adopted`).
+    /// The stored name (`commit`, `rollback`, `adopted`, `hop`).
     pub fn as_str(self) -> &'static str {
         match self {
             RevisionKind::Commit => "commit",
             RevisionKind::Rollback => "rollback",
             RevisionKind::Adopted => "adopted",
+            RevisionKind::Hop => "hop",
         }
     }
 
@@ -188,6 +193,7 @@ impl RevisionKind {
             RevisionKind::Commit,
             RevisionKind::Rollback,
             RevisionKind::Adopted,
+            RevisionKind::Hop,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)

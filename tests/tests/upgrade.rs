@@ -25,6 +25,33 @@ const SERVICES: [&str; 7] = [
     "nova",
 ];
 
+/// `stackwave ARGS --repo DIR --from A --to B --offline --cache-dir CACHE`.
+fn range_argv(args: &[&str], dir: &Path, from: &str, to: &str, cache: &Path) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["stackwave".into()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    argv.extend([
+        "--repo".into(),
+        dir.display().to_string(),
+        "--from".into(),
+        from.into(),
+        "--to".into(),
+        to.into(),
+        "--offline".into(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+    ]);
+    argv
+}
+
+/// `--server URL` (the in-process server) or `--kubeconfig F` (`STACKWAVE_TEST_KUBECONFIG`).
+fn target_argv(tc: &stackwave_tests::TestCluster) -> Vec<String> {
+    match (tc.url(), tc.kubeconfig()) {
+        (Some(u), _) => vec!["--server".into(), u],
+        (None, Some(k)) => vec!["--kubeconfig".into(), k.display().to_string()],
+        _ => Vec::new(),
+    }
+}
+
 struct Cloud {
     dir: PathBuf,
     cache: PathBuf,
@@ -162,18 +189,8 @@ impl Cloud {
     /// Exit code of the CLI (`stackwave ARGS --repo DIR --from A --to B ...`), in process.
     fn cli(&self, args: &[&str], from: &str, to: &str) -> i32 {
         let g = self.genestack();
-        let mut argv: Vec<String> = vec!["stackwave".into()];
-        argv.extend(args.iter().map(|s| s.to_string()));
+        let mut argv = range_argv(args, &self.dir, from, to, &self.cache);
         argv.extend([
-            "--repo".into(),
-            self.dir.display().to_string(),
-            "--from".into(),
-            from.into(),
-            "--to".into(),
-            to.into(),
-            "--offline".into(),
-            "--cache-dir".into(),
-            self.cache.display().to_string(),
             "--secrets".into(),
             g.join("secrets.yaml").display().to_string(),
             "--secrets".into(),
@@ -754,88 +771,182 @@ fn the_plan_orders_waves_and_lists_hops() {
     );
 }
 
+/// A desired-state repository built with the git CLI and an agent following it (a state
+/// directory with a store, the instance of its `file://` URL) on the test cluster.
+struct AgentRepo {
+    root: PathBuf,
+    dir: PathBuf,
+    agent: stackwave::reconcile::Agent,
+    source: stackwave::source::Source,
+    tc: stackwave_tests::TestCluster,
+}
+
+impl AgentRepo {
+    /// An empty repository `name` and an agent whose inventories of `components` are cleaned
+    /// up after the test.
+    async fn new(name: &str, components: &[&str]) -> AgentRepo {
+        use stackwave::cluster::instance::{Instance, DEFAULT_NAME};
+        use stackwave::cluster::inventory::{inventory_name, INVENTORY_NAMESPACE};
+        let root = tmp(name);
+        let tc = stackwave_tests::TestCluster::start(
+            kube_standin::Rules::default().with_delay(std::time::Duration::from_millis(100)),
+        )
+        .await;
+        let dir = root.join("repo");
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        let url = format!("file://{}", dir.display());
+        let instance = Instance::new(DEFAULT_NAME, &url).unwrap();
+        for c in components {
+            tc.cleanup_later(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": inventory_name(&instance, c), "namespace": INVENTORY_NAMESPACE}}));
+        }
+        let store = stackwave::record::Store::open(
+            &root.join("state/revisions.sqlite"),
+            &root.join("state/store.key"),
+        )
+        .unwrap();
+        let mut agent = stackwave::reconcile::Agent::new(
+            tc.cluster.clone(),
+            store,
+            stackwave::component::Catalog::builtin().unwrap(),
+            stackwave::reconcile::Settings {
+                health_timeout: std::time::Duration::from_secs(if tc.in_process() {
+                    5
+                } else {
+                    20
+                }),
+                cache_dir: root.join("cache"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        agent.set_instance(instance).unwrap();
+        let source = stackwave::source::Source::open(&url, "main", &root.join("state")).unwrap();
+        AgentRepo {
+            root,
+            dir,
+            agent,
+            source,
+            tc,
+        }
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let p = self.dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn commit(&self, msg: &str) -> String {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "-m", msg]);
+        git(&self.dir, &["rev-parse", "HEAD"]).trim().to_string()
+    }
+
+    /// One loop iteration: fetch the branch head, export it, sync.
+    async fn sync(&mut self) -> stackwave::reconcile::Outcome {
+        let c = self.source.fetch().unwrap();
+        let dir = self
+            .source
+            .export(&c.id, &self.root.join("checkout"))
+            .unwrap();
+        self.agent.sync(&dir, &c, &|_| {}).await.unwrap()
+    }
+
+    /// `data.<key>` of the ConfigMap `ns/name`, if it exists.
+    async fn config_value(&self, ns: &str, name: &str, key: &str) -> Option<String> {
+        self.tc
+            .cluster
+            .get(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns}}))
+            .await
+            .unwrap()
+            .map(|o| o["data"][key].as_str().unwrap_or("").to_string())
+    }
+
+    /// The chart version the `operator-version` ConfigMap of the hop test's chart carries.
+    async fn operator_version(&self, ns: &str) -> Option<String> {
+        self.config_value(ns, "operator-version", "chartVersion")
+            .await
+    }
+
+    /// Upgrade options over this repository, offline, without `--secrets`.
+    fn options(&self, from: &str, to: &str, cache: &str) -> Options {
+        Options {
+            repo: self.dir.display().to_string(),
+            from: from.into(),
+            to: to.into(),
+            cache_dir: self.root.join(cache),
+            offline: true,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// `diff --repo --from --to` with the agent's state directory and the test cluster as
+    /// flags (`--server` or `--kubeconfig`), in process; its exit code.
+    async fn cli_diff(&self, from: &str, to: &str) -> i32 {
+        let mut argv = range_argv(&["diff"], &self.dir, from, to, &self.root.join("cache"));
+        argv.extend([
+            "--state".into(),
+            self.root.join("state").display().to_string(),
+        ]);
+        argv.extend(target_argv(&self.tc));
+        tokio::task::spawn_blocking(move || {
+            stackwave::cli::run(stackwave::cli::Cli::parse_from(argv))
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// A manifests component `app` in namespace `ns`: the Namespace and `extra` documents.
+fn app_component(r: &AgentRepo, ns: &str, extra: &str, cfg_extra: &str) -> String {
+    let cfg = format!(
+        "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\n{cfg_extra}"
+    );
+    r.write("stackwave.yaml", &cfg);
+    r.write(
+        "manifests/app/kustomization.yaml",
+        "resources:\n  - ns.yaml\n  - objects.yaml\n",
+    );
+    r.write(
+        "manifests/app/ns.yaml",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+    );
+    r.write("manifests/app/objects.yaml", extra);
+    cfg
+}
+
+fn config_map(ns: &str, name: &str, key: &str, v: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  {key}: \"{v}\"\n")
+}
+
 /// The agent checks each new commit against the last applied one before applying it: a chart
 /// downgrade is refused (recorded once, reported, the applied revision stays), and applies
 /// once `stackwave.yaml` acknowledges it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_refuses_a_downgrade_until_it_is_acknowledged() {
-    use stackwave::reconcile::{Agent, Outcome, Settings};
-    let root = tmp("gate");
-    let tc = stackwave_tests::TestCluster::start(
-        kube_standin::Rules::default().with_delay(std::time::Duration::from_millis(100)),
-    )
-    .await;
-    let ns = tc.ns("upgrade-gate");
-    let dir = root.join("repo");
-    std::fs::create_dir_all(dir.join("manifests/app")).unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    let url = format!("file://{}", dir.display());
-    let instance = stackwave::cluster::instance::Instance::new(
-        stackwave::cluster::instance::DEFAULT_NAME,
-        &url,
-    )
-    .unwrap();
-    tc.cleanup_later(
-        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": stackwave::cluster::inventory::inventory_name(&instance, "app"),
-        "namespace": stackwave::cluster::inventory::INVENTORY_NAMESPACE}}),
-    );
-    let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).unwrap();
-    let commit = |msg: &str| {
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", msg]);
-    };
-    let cm = |v: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  v: \"{v}\"\n")
-    };
-    let cfg = "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\n";
-    write("stackwave.yaml", cfg);
-    write(
-        "manifests/app/kustomization.yaml",
-        "resources:\n  - ns.yaml\n  - cm.yaml\n",
-    );
-    write(
-        "manifests/app/ns.yaml",
-        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
-    );
-    write("manifests/app/cm.yaml", &cm("1"));
-    write("helm-chart-versions.yaml", "charts:\n  longhorn: 1.10.2\n");
-    commit("longhorn 1.10.2");
-    let store = stackwave::record::Store::open(
-        &root.join("state/revisions.sqlite"),
-        &root.join("state/store.key"),
-    )
-    .unwrap();
-    let mut agent = Agent::new(
-        tc.cluster.clone(),
-        store,
-        stackwave::component::Catalog::builtin().unwrap(),
-        Settings {
-            health_timeout: std::time::Duration::from_secs(if tc.in_process() { 5 } else { 20 }),
-            cache_dir: root.join("cache"),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    agent.set_instance(instance).unwrap();
-    let source = stackwave::source::Source::open(&url, "main", &root.join("state")).unwrap();
-    let live = || async {
-        tc.cluster
-            .get(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "settings", "namespace": ns}}))
-            .await
-            .unwrap()
-            .map(|o| o["data"]["v"].as_str().unwrap_or("").to_string())
-    };
-    let checkout = root.join("checkout");
-    let out = sync_head(&mut agent, &source, &checkout).await;
+    use stackwave::reconcile::Outcome;
+    let mut r = AgentRepo::new("gate", &["app"]).await;
+    let ns = r.tc.ns("upgrade-gate");
+    let cfg = app_component(&r, &ns, &config_map(&ns, "settings", "v", "1"), "");
+    r.write("helm-chart-versions.yaml", "charts:\n  longhorn: 1.10.2\n");
+    r.commit("longhorn 1.10.2");
+    let out = r.sync().await;
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
-    assert_eq!(live().await.as_deref(), Some("1"));
+    assert_eq!(
+        r.config_value(&ns, "settings", "v").await.as_deref(),
+        Some("1")
+    );
 
-    write("helm-chart-versions.yaml", "charts:\n  longhorn: 1.9.1\n");
-    write("manifests/app/cm.yaml", &cm("2"));
-    commit("longhorn 1.9.1 (a downgrade) and a settings change");
-    let out = sync_head(&mut agent, &source, &checkout).await;
+    r.write("helm-chart-versions.yaml", "charts:\n  longhorn: 1.9.1\n");
+    r.write(
+        "manifests/app/objects.yaml",
+        &config_map(&ns, "settings", "v", "2"),
+    );
+    r.commit("longhorn 1.9.1 (a downgrade) and a settings change");
+    let out = r.sync().await;
     let Outcome::Refused { reason } = &out else {
         panic!("not refused: {out:?}")
     };
@@ -845,41 +956,411 @@ async fn the_agent_refuses_a_downgrade_until_it_is_acknowledged() {
         "{reason}"
     );
     assert!(
-        matches!(
-            sync_head(&mut agent, &source, &checkout).await,
-            Outcome::Refused { .. }
-        ),
+        matches!(r.sync().await, Outcome::Refused { .. }),
         "refused again on the next loop"
     );
     assert_eq!(
-        live().await.as_deref(),
+        r.config_value(&ns, "settings", "v").await.as_deref(),
         Some("1"),
         "the last good revision stays"
     );
-    let revs = agent.store.revisions().unwrap();
+    let revs = r.agent.store.revisions().unwrap();
     assert_eq!(revs.len(), 2, "recorded once: {revs:?}");
     assert_eq!(revs[0].outcome, "refused");
 
-    write(
+    r.write(
         "stackwave.yaml",
         &format!("{cfg}acknowledge:\n  - {{rule: chart-downgrade, component: longhorn}}\n"),
     );
-    commit("acknowledge the longhorn downgrade");
-    let out = sync_head(&mut agent, &source, &checkout).await;
+    r.commit("acknowledge the longhorn downgrade");
+    let out = r.sync().await;
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
-    assert_eq!(live().await.as_deref(), Some("2"));
-    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(
+        r.config_value(&ns, "settings", "v").await.as_deref(),
+        Some("2")
+    );
+    r.tc.cleanup().await;
+    let _ = std::fs::remove_dir_all(&r.root);
 }
 
-/// One loop iteration: fetch the branch head, export it, sync.
-async fn sync_head(
-    agent: &mut stackwave::reconcile::Agent,
-    source: &stackwave::source::Source,
-    checkout: &Path,
-) -> stackwave::reconcile::Outcome {
-    let c = source.fetch().unwrap();
-    let dir = source.export(&c.id, checkout).unwrap();
-    agent.sync(&dir, &c, &|_| {}).await.unwrap()
+/// `diff --from A --to B --server`: revision A applied by the agent, one live field changed by
+/// hand (another field manager), then B previewed — the A→B change in `objects`, and in
+/// `live` what applying B does to the cluster: the same change and the hand edit undone;
+/// Secret values masked everywhere; exit 1, and 0 once B is applied and live matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_from_to_against_the_live_cluster_shows_the_change_and_a_hand_edit() {
+    use stackwave::reconcile::Outcome;
+    use stackwave::upgrade::command::{run_diff, LiveTarget};
+    let mut r = AgentRepo::new("live-diff", &["app"]).await;
+    let ns = r.tc.ns("upgrade-live");
+    let objects = |v: &str, password: &str| {
+        format!(
+            "{}---\n{}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: {ns}\nstringData:\n  password: {password}\n",
+            config_map(&ns, "settings", "v", v),
+            config_map(&ns, "other", "w", "a"),
+        )
+    };
+    app_component(&r, &ns, &objects("1", "pw-before-xyzzy"), "");
+    let a = r.commit("settings 1");
+    let out = r.sync().await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+
+    // A hand change, as `kubectl edit` makes it (an update by another field manager).
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        r.tc.cluster.client().clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    api.patch(
+        "other",
+        &kube::api::PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &kube::api::Patch::Merge(serde_json::json!({"data": {"w": "hand"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.config_value(&ns, "other", "w").await.as_deref(),
+        Some("hand")
+    );
+
+    r.write(
+        "manifests/app/objects.yaml",
+        &objects("2", "pw-after-plugh"),
+    );
+    let b = r.commit("settings 2, a new password");
+    let target = LiveTarget {
+        server: r.tc.url(),
+        kubeconfig: r.tc.kubeconfig(),
+        state: r.root.join("state"),
+    };
+    let opts = r.options(&a, &b, "cache");
+    let d = tokio::task::spawn_blocking(move || run_diff(&opts, Some(&target)))
+        .await
+        .unwrap()
+        .unwrap();
+    let json = serde_json::to_value(&d).unwrap();
+    let text = serde_json::to_string(&json).unwrap();
+    for secret in [
+        "pw-before-xyzzy",
+        "pw-after-plugh",
+        "cHctYmVmb3JlLXh5enp5",
+        "cHctYWZ0ZXItcGx1Z2g",
+    ] {
+        assert!(!text.contains(secret), "a Secret value leaked: {text}");
+    }
+    assert_eq!(json["components"].as_array().unwrap().len(), 1, "{json:#}");
+    let app = &json["components"][0];
+    assert_eq!(app["name"], "app");
+    let ids = |list: &Json| -> Vec<(String, String, Vec<(String, Json, Json)>)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["action"].as_str().unwrap().to_string(),
+                    format!(
+                        "{}/{}",
+                        o["kind"].as_str().unwrap(),
+                        o["name"].as_str().unwrap()
+                    ),
+                    o["fields"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|f| {
+                            (
+                                f["path"].as_str().unwrap().to_string(),
+                                f["from"].clone(),
+                                f["to"].clone(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let s = |v: &str| Json::from(v);
+    let settings = (
+        "changed".to_string(),
+        "ConfigMap/settings".to_string(),
+        vec![("data.v".to_string(), s("1"), s("2"))],
+    );
+    assert_eq!(
+        ids(&app["objects"]),
+        vec![
+            settings.clone(),
+            (
+                "changed".into(),
+                "Secret/creds".into(),
+                vec![(
+                    "stringData.password".into(),
+                    s("*** (before)"),
+                    s("*** (after)")
+                )]
+            ),
+        ],
+        "the revision change: {json:#}"
+    );
+    let live = ids(&app["live"]);
+    assert_eq!(
+        live.iter()
+            .map(|(_, id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["ConfigMap/other", "ConfigMap/settings", "Secret/creds"],
+        "against live: {json:#}"
+    );
+    assert_eq!(
+        live[0],
+        (
+            "changed".into(),
+            "ConfigMap/other".into(),
+            vec![("data.w".into(), s("hand"), s("a"))]
+        ),
+        "the hand edit is undone: {json:#}"
+    );
+    assert_eq!(live[1], settings, "{json:#}");
+    assert!(
+        live[2].2.iter().all(|(p, from, to)| (p.starts_with("data.")
+            || p.starts_with("stringData."))
+            && from == &s("*** (before)")
+            && to == &s("*** (after)")),
+        "the Secret's data changes, masked: {live:?}"
+    );
+    let t = diff::text(&d);
+    assert!(
+        t.contains("against the live cluster") && t.contains("data.w: hand → a"),
+        "{t}"
+    );
+    let m = stackwave::upgrade::markdown::diff(&d);
+    assert!(
+        m.contains("Against the live cluster") && m.contains("`data.w`: `hand` → `a`"),
+        "{m}"
+    );
+    assert_eq!(r.cli_diff(&a, &b).await, 1);
+
+    let out = r.sync().await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(r.cli_diff(&b, &b).await, 0, "B applied: live matches");
+    r.tc.cleanup().await;
+    let _ = std::fs::remove_dir_all(&r.root);
+}
+
+/// A Git repository of a chart `mariadb-operator`, one tag `mariadb-operator-<v>` per
+/// version: the ConfigMap `operator-version` carries the chart's version, and each version's
+/// `extra` documents (none when empty) go in `templates/extra.yaml`; its `file://` URL.
+fn operator_chart_repo(root: &Path, versions: &[(&str, &str)]) -> String {
+    let repo = root.join("operator-chart");
+    std::fs::create_dir_all(repo.join("chart/templates")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.join("chart/templates/version.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: operator-version\n  namespace: {{ .Release.Namespace }}\ndata:\n  chartVersion: {{ .Chart.Version | quote }}\n",
+    )
+    .unwrap();
+    for (v, extra) in versions {
+        std::fs::write(
+            repo.join("chart/Chart.yaml"),
+            format!("apiVersion: v2\nname: mariadb-operator\nversion: {v}\n"),
+        )
+        .unwrap();
+        let e = repo.join("chart/templates/extra.yaml");
+        if extra.is_empty() {
+            let _ = std::fs::remove_file(&e);
+        } else {
+            std::fs::write(&e, extra).unwrap();
+        }
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", v]);
+        git(&repo, &["tag", &format!("mariadb-operator-{v}")]);
+    }
+    format!("file://{}", repo.display())
+}
+
+/// `upgrade: {hops: true}`: a mariadb-operator pin jumping 0.36.0 → 25.8.4 over the hops
+/// 0.37.1 and 0.38.1 of `policies/hops.yaml` is refused without the opt-in; with it the agent
+/// applies 0.37.1, then 0.38.1 (each a recorded, health-gated revision of kind `hop`), then
+/// the commit — the store's revision sequence and the chart versions applied, in order. Then
+/// 25.8.4 → 26.3.0 over 25.10.4, whose chart never becomes healthy: the hop is recorded
+/// failed, the commit is not applied, the applied revision stays, nothing is pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_applies_an_operator_hop_by_hop_with_the_opt_in() {
+    use stackwave::reconcile::Outcome;
+    use stackwave::record::RevisionKind;
+    if !stackwave_tests::helm_or_skip() {
+        return;
+    }
+    let mut r = AgentRepo::new("hops", &["mariadb-operator"]).await;
+    let ns = r.tc.ns("upgrade-hops");
+    r.tc.cluster
+        .apply(
+            &serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let legacy = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: legacy\n  namespace: {{ .Release.Namespace }}\ndata: {}\n";
+    let never_ready = [
+        "apiVersion: apps/v1",
+        "kind: Deployment",
+        "metadata:",
+        "  name: operator",
+        "  namespace: {{ .Release.Namespace }}",
+        "spec:",
+        "  replicas: 1",
+        "  selector:",
+        "    matchLabels: {app: operator}",
+        "  template:",
+        "    metadata:",
+        "      labels: {app: operator}",
+        "    spec:",
+        "      containers:",
+        "        - name: operator",
+        "          image: registry.invalid/operator:25.10.4",
+        "",
+    ]
+    .join("\n");
+    let url = operator_chart_repo(
+        &r.root,
+        &[
+            ("0.36.0", ""),
+            ("0.37.1", ""),
+            ("0.38.1", ""),
+            ("25.8.4", legacy),
+            ("25.10.4", &never_ready),
+            ("26.3.0", ""),
+        ],
+    );
+    r.write(
+        "components/mariadb-operator.yaml",
+        &format!(
+            "name: mariadb-operator\nkind: helm\nwave: 0\nrelease:\n  name: mariadb-operator\n  namespace: {ns}\n\
+             chart:\n  name: mariadb-operator\n  git: {{url: \"{url}\", path: chart, ref: \"mariadb-operator-{{version}}\"}}\n  versionKey: mariadb-operator\n\
+             values:\n  dir: mariadb-operator\n  base: []\n  globalOverrides: false\n"
+        ),
+    );
+    r.write("base/helm-chart-versions.yaml", "charts: {}\n");
+    let cfg = "genestack:\n  path: base\ncomponents: [mariadb-operator]\n";
+    r.write("stackwave.yaml", cfg);
+    let pin = |v: &str| format!("charts:\n  mariadb-operator: {v}\n");
+    r.write("helm-chart-versions.yaml", &pin("0.36.0"));
+    let a = r.commit("mariadb-operator 0.36.0");
+    let out = r.sync().await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(r.operator_version(&ns).await.as_deref(), Some("0.36.0"));
+
+    r.write("helm-chart-versions.yaml", &pin("25.8.4"));
+    r.commit("mariadb-operator 25.8.4");
+    let out = r.sync().await;
+    let Outcome::Refused { reason } = &out else {
+        panic!("not refused: {out:?}")
+    };
+    assert!(
+        reason.contains("skipped-hops (mariadb-operator)")
+            && reason.contains("upgrade: {hops: true}"),
+        "{reason}"
+    );
+    assert_eq!(r.operator_version(&ns).await.as_deref(), Some("0.36.0"));
+
+    r.write("stackwave.yaml", &format!("{cfg}upgrade:\n  hops: true\n"));
+    let c = r.commit("let the agent hop");
+    let opts = r.options(&a, &c, "cache-plan");
+    let p = stackwave::upgrade::plan::plan(&Upgrade::open(&opts).unwrap(), Err("inputs".into()))
+        .unwrap();
+    assert!(p.apply_hops, "{p:?}");
+    assert!(
+        p.text().contains("the agent applies these hops itself"),
+        "{}",
+        p.text()
+    );
+
+    let out = r.sync().await;
+    assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
+    assert_eq!(r.operator_version(&ns).await.as_deref(), Some("25.8.4"));
+    let mut revs = r.agent.store.revisions().unwrap();
+    revs.reverse();
+    let seq: Vec<(RevisionKind, &str, &str)> = revs
+        .iter()
+        .map(|x| (x.kind, x.outcome.as_str(), x.message.as_str()))
+        .collect();
+    let short = &c[..10];
+    assert_eq!(
+        seq,
+        [
+            (RevisionKind::Commit, "healthy", "mariadb-operator 0.36.0"),
+            (RevisionKind::Commit, "refused", "mariadb-operator 25.8.4"),
+            (
+                RevisionKind::Hop,
+                "healthy",
+                format!("hop 1/2 toward {short}: mariadb-operator 0.36.0 → 0.37.1").as_str()
+            ),
+            (
+                RevisionKind::Hop,
+                "healthy",
+                format!("hop 2/2 toward {short}: mariadb-operator 0.37.1 → 0.38.1").as_str()
+            ),
+            (RevisionKind::Commit, "healthy", "let the agent hop"),
+        ],
+        "{revs:#?}"
+    );
+    assert!(revs[2..].iter().all(|x| x.commit == c), "{revs:#?}");
+    // The chart version each healthy revision applied, in order.
+    let applied: Vec<String> = revs
+        .iter()
+        .filter(|x| x.outcome == "healthy")
+        .map(|x| {
+            let objs = r.agent.store.objects_of(x.id).unwrap();
+            let (_, objs) = objs.iter().find(|(c, _)| c == "mariadb-operator").unwrap();
+            objs.iter()
+                .find(|o| o["metadata"]["name"] == "operator-version")
+                .and_then(|o| o["data"]["chartVersion"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(applied, ["0.36.0", "0.37.1", "0.38.1", "25.8.4"]);
+    let healthy = r.agent.store.newest_healthy().unwrap();
+
+    // A hop that never becomes healthy stops the sequence there. (25.10.4 drops `legacy`:
+    // one of two objects, over the delete guard's share for so small a component.)
+    r.agent.settings.max_delete_share = 1.0;
+    r.write("helm-chart-versions.yaml", &pin("26.3.0"));
+    let d = r.commit("mariadb-operator 26.3.0");
+    let out = r.sync().await;
+    assert!(matches!(out, Outcome::Failed { .. }), "{out:?}");
+    let newest = &r.agent.store.revisions().unwrap()[0];
+    assert_eq!(
+        (
+            newest.kind,
+            newest.outcome.as_str(),
+            newest.message.as_str(),
+            newest.commit.as_str()
+        ),
+        (
+            RevisionKind::Hop,
+            "failed",
+            format!(
+                "hop 1/1 toward {}: mariadb-operator 25.8.4 → 25.10.4",
+                &d[..10]
+            )
+            .as_str(),
+            d.as_str()
+        )
+    );
+    assert_eq!(
+        r.agent.store.newest_healthy().unwrap(),
+        healthy,
+        "the applied revision stays"
+    );
+    assert_eq!(
+        r.config_value(&ns, "legacy", "x").await,
+        Some(String::new()),
+        "nothing pruned after the failed hop"
+    );
+    r.tc.cleanup().await;
+    let _ = std::fs::remove_dir_all(&r.root);
 }
 
 /// The policy data cites real material: every hop path's runbooks exist in the corpus and
@@ -991,12 +1472,8 @@ async fn with_a_cluster_missing_secrets_are_errors() {
         "{}",
         f.message
     );
+    let target = target_argv(&tc);
     let code = tokio::task::spawn_blocking(move || {
-        let target = match (&server, &kubeconfig) {
-            (Some(u), _) => vec!["--server".to_string(), u.clone()],
-            (None, Some(k)) => vec!["--kubeconfig".to_string(), k.display().to_string()],
-            _ => Vec::new(),
-        };
         let args: Vec<&str> = std::iter::once("check")
             .chain(target.iter().map(String::as_str))
             .collect();

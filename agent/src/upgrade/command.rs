@@ -3,9 +3,10 @@
 //! findings, 2 could not run).
 
 use super::check::{Context, Severity};
+use super::diff::Diff;
 use super::{render_both, Options, Upgrade, UpgradeError};
 use crate::render::cache::RenderCache;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// `--repo/--from/--to` and what renders need.
@@ -59,7 +60,11 @@ impl RangeArgs {
         self.repo.is_some() && self.from.is_some() && self.to.is_some()
     }
 
-    fn options(&self) -> Result<Options, UpgradeError> {
+    /// The upgrade [`Options`] these arguments give.
+    ///
+    /// # Errors
+    /// [`UpgradeError::Git`] when `--repo`, `--from` or `--to` is missing.
+    pub fn options(&self) -> Result<Options, UpgradeError> {
         let missing = |what: &str| UpgradeError::Git {
             repo: self.repo.clone().unwrap_or_default(),
             cause: format!("{what} is required"),
@@ -88,14 +93,74 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")) + "\n"
 }
 
-/// `diff --repo --from --to`: exit 0 no change, 1 changes, 2 could not run.
-pub fn diff(a: &RangeArgs, format: Format) -> i32 {
+/// The live cluster `diff --from --to --server|--kubeconfig` compares the new revision with.
+#[derive(Debug, Clone)]
+pub struct LiveTarget {
+    /// API server URL.
+    pub server: Option<String>,
+    /// Kubeconfig file (without either: in-cluster or `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The agent's state directory: when it holds a store, its instance identity (the marks
+    /// the agent writes) and applied state are used, read-only.
+    pub state: PathBuf,
+}
+
+/// What applying the new revision would change in the live cluster, per component
+/// ([`super::diff::live_changes`]): its exported tree rendered as the agent renders a
+/// checkout (the cluster's Secrets and Services as lookups, the instance's marks) and
+/// dry-run applied server-side by the live diff ([`crate::reconcile::Agent::diff`], as
+/// `stackwave diff DIR --server` does); Secret values masked.
+///
+/// # Errors
+/// [`UpgradeError::Live`]: the cluster, the state directory, the render or a dry run.
+pub async fn live_diff(
+    up: &Upgrade,
+    opts: &Options,
+    t: &LiveTarget,
+) -> Result<BTreeMap<String, Vec<super::diff::ObjectChange>>, UpgradeError> {
+    let live = |source: Box<dyn std::error::Error + Send + Sync>| UpgradeError::Live {
+        commit: up.to.commit.clone(),
+        source,
+    };
+    let c = crate::run::connect(t.server.as_deref(), t.kubeconfig.as_deref())
+        .await
+        .map_err(|e| live(e.into()))?;
+    let settings = crate::reconcile::Settings {
+        cache_dir: opts.cache_dir.clone(),
+        ..Default::default()
+    };
+    let agent =
+        crate::control::read_only_agent(c, &t.state, settings).map_err(|e| live(e.into()))?;
+    let diffs = agent
+        .diff(&up.to.dir, &|_| {})
+        .await
+        .map_err(|e| live(e.into()))?;
+    Ok(super::diff::live_changes(&diffs))
+}
+
+/// `diff --from --to` as a value: both revisions rendered with one cache and compared; with
+/// `live`, every component's changes against the live cluster added ([`live_diff`]).
+///
+/// # Errors
+/// [`UpgradeError`]: the repository, a revision, a render, or the live side.
+pub fn run_diff(opts: &Options, live: Option<&LiveTarget>) -> Result<Diff, UpgradeError> {
+    let up = Upgrade::open(opts)?;
+    let cache = RenderCache::with_depth(2);
+    let (from, to) = render_both(&up, &cache, opts)?;
+    let d = super::diff::diff(&up.from.commit, &up.to.commit, &from, &to);
+    let Some(t) = live else { return Ok(d) };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| UpgradeError::Live {
+        commit: up.to.commit.clone(),
+        source: e.into(),
+    })?;
+    Ok(d.with_live(rt.block_on(live_diff(&up, opts, t))?))
+}
+
+/// `diff --repo --from --to [--server URL|--kubeconfig F]`: exit 0 no change (and, with a
+/// cluster, live already matches the new revision), 1 changes, 2 could not run.
+pub fn diff(a: &RangeArgs, format: Format, live: Option<&LiveTarget>) -> i32 {
     let run = || -> Result<i32, UpgradeError> {
-        let opts = a.options()?;
-        let up = Upgrade::open(&opts)?;
-        let cache = RenderCache::with_depth(2);
-        let (from, to) = render_both(&up, &cache, &opts)?;
-        let d = super::diff::diff(&up.from.commit, &up.to.commit, &from, &to);
+        let d = run_diff(&a.options()?, live)?;
         print!(
             "{}",
             match format {

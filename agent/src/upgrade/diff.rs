@@ -7,6 +7,12 @@
 //! removed key `null` on the other side. Fields are paths of dotted keys; list items are
 //! addressed by their `name` when every item of the list has one (`containers[nova-api]`),
 //! else by index (`args[2]`).
+//!
+//! With a cluster (`diff --from --to --server|--kubeconfig`), each component also carries
+//! `live`: what applying the new revision would change in the live cluster, from the live
+//! diff's server-side dry run ([`crate::diff::diff_component`] through
+//! [`crate::reconcile::Agent::diff`]), as the same object changes (`fields` from live to
+//! after-apply) — the revision-to-revision change and any hand change the apply would undo.
 
 use super::Side;
 use serde_json::Value as Json;
@@ -83,6 +89,11 @@ pub struct ComponentChange {
     pub name: String,
     /// Objects added, removed and changed (sorted by kind, namespace, name).
     pub objects: Vec<ObjectChange>,
+    /// With a cluster only: what applying the new revision changes in the live cluster
+    /// (`added`: created, `changed`: updated, `removed`: pruned from the inventory; `fields`
+    /// from live to after the apply), sorted likewise; empty when live already matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Vec<ObjectChange>>,
 }
 
 /// The whole diff (`diff -o json`): `{"from", "to", "components": [...]}`; components without
@@ -107,6 +118,51 @@ impl Diff {
     pub fn component(&self, name: &str) -> Option<&ComponentChange> {
         self.components.iter().find(|c| c.name == name)
     }
+
+    /// The diff with every component's `live` changes ([`live_changes`]) set: components
+    /// that only differ from live are added (with no revision changes).
+    pub fn with_live(mut self, mut live: BTreeMap<String, Vec<ObjectChange>>) -> Diff {
+        for c in &mut self.components {
+            c.live = Some(live.remove(&c.name).unwrap_or_default());
+        }
+        self.components
+            .extend(live.into_iter().map(|(name, l)| ComponentChange {
+                name,
+                objects: Vec::new(),
+                live: Some(l),
+            }));
+        self.components.sort_by(|a, b| a.name.cmp(&b.name));
+        self
+    }
+}
+
+fn by_id(objects: &mut [ObjectChange]) {
+    objects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+}
+
+/// The live diff's object diffs ([`crate::diff::ObjectDiff`], masked) as object changes per
+/// component: create → `added`, update → `changed` with its fields (live → after the apply),
+/// delete → `removed`.
+pub fn live_changes(diffs: &[crate::diff::ObjectDiff]) -> BTreeMap<String, Vec<ObjectChange>> {
+    use crate::diff::Change;
+    let mut out: BTreeMap<String, Vec<ObjectChange>> = BTreeMap::new();
+    for d in diffs {
+        let (action, fields) = match (d.change, &d.live, &d.after) {
+            (Change::Update, Some(l), Some(a)) => (Action::Changed, object_fields(l, a)),
+            (Change::Delete, _, _) => (Action::Removed, Vec::new()),
+            _ => (Action::Added, Vec::new()),
+        };
+        let Some(o) = d.after.as_ref().or(d.live.as_ref()) else {
+            continue;
+        };
+        out.entry(d.component.clone())
+            .or_default()
+            .push(change(action, o, fields));
+    }
+    for v in out.values_mut() {
+        by_id(v);
+    }
+    out
 }
 
 fn group(api_version: &str) -> &str {
@@ -240,13 +296,12 @@ pub fn diff(from_commit: &str, to_commit: &str, from: &Side, to: &Side) -> Diff 
         for (_, n) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
             objects.push(change(Action::Added, n, Vec::new()));
         }
-        objects.sort_by(|a, b| {
-            (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
-        });
+        by_id(&mut objects);
         if !objects.is_empty() {
             components.push(ComponentChange {
                 name: name.clone(),
                 objects,
+                live: None,
             });
         }
     }
@@ -280,28 +335,40 @@ pub fn text(d: &Diff) -> String {
         summary(d)
     );
     for c in &d.components {
-        out.push_str(&format!("  {}: {}\n", c.name, counts(&c.objects)));
+        out.push_str(&format!("  {}: {}", c.name, counts(&c.objects)));
+        if let Some(l) = &c.live {
+            out.push_str(&format!("; live: {}", counts(l)));
+        }
+        out.push('\n');
     }
     for c in &d.components {
         out.push_str(&format!("\n== {}\n", c.name));
-        for o in &c.objects {
-            let mark = match o.action {
-                Action::Added => '+',
-                Action::Removed => '-',
-                Action::Changed => '~',
-            };
-            out.push_str(&format!("{mark} {}\n", o.id()));
-            for f in &o.fields {
-                out.push_str(&format!(
-                    "    {}: {} → {}\n",
-                    f.path,
-                    brief(&f.from),
-                    brief(&f.to)
-                ));
-            }
+        objects_text(&c.objects, "", &mut out);
+        if let Some(l) = c.live.as_ref().filter(|l| !l.is_empty()) {
+            out.push_str("  against the live cluster (live → after applying the new revision):\n");
+            objects_text(l, "  ", &mut out);
         }
     }
     out
+}
+
+fn objects_text(objects: &[ObjectChange], indent: &str, out: &mut String) {
+    for o in objects {
+        let mark = match o.action {
+            Action::Added => '+',
+            Action::Removed => '-',
+            Action::Changed => '~',
+        };
+        out.push_str(&format!("{indent}{mark} {}\n", o.id()));
+        for f in &o.fields {
+            out.push_str(&format!(
+                "{indent}    {}: {} → {}\n",
+                f.path,
+                brief(&f.from),
+                brief(&f.to)
+            ));
+        }
+    }
 }
 
 /// `N added, N removed, N changed` over some objects.
@@ -315,7 +382,8 @@ pub fn counts(objects: &[ObjectChange]) -> String {
     )
 }
 
-/// `no changes`, or the components and object counts.
+/// `no changes`, or the components and object counts (and, with a cluster, the live
+/// counts).
 pub fn summary(d: &Diff) -> String {
     if d.is_empty() {
         return "no changes".into();
@@ -325,11 +393,20 @@ pub fn summary(d: &Diff) -> String {
         .iter()
         .flat_map(|c| c.objects.iter().cloned())
         .collect();
-    format!(
+    let mut s = format!(
         "{} component(s) change; objects: {}",
         d.components.len(),
         counts(&all)
-    )
+    );
+    if d.components.iter().any(|c| c.live.is_some()) {
+        let live: Vec<ObjectChange> = d
+            .components
+            .iter()
+            .flat_map(|c| c.live.iter().flatten().cloned())
+            .collect();
+        s.push_str(&format!("; against live: {}", counts(&live)));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -365,5 +442,59 @@ mod tests {
                 to: json!("y:2")
             }]
         );
+    }
+
+    #[test]
+    fn live_changes_join_the_revision_diff_per_component() {
+        use crate::diff::{Change, ObjectDiff};
+        let cm = |v: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "n"}, "data": {"v": v}})
+        };
+        let od = |component: &str, change, live: Option<Json>, after: Option<Json>| ObjectDiff {
+            component: component.into(),
+            object: "ConfigMap/n/c".into(),
+            change,
+            diff: String::new(),
+            live,
+            after,
+        };
+        let live = live_changes(&[
+            od("b", Change::Update, Some(cm("hand")), Some(cm("2"))),
+            od("c", Change::Create, None, Some(cm("1"))),
+            od("c", Change::Delete, Some(cm("1")), None),
+        ]);
+        assert_eq!(live["b"][0].action, Action::Changed);
+        assert_eq!(
+            live["b"][0].fields,
+            vec![Field {
+                path: "data.v".into(),
+                from: json!("hand"),
+                to: json!("2")
+            }]
+        );
+        let actions: Vec<Action> = live["c"].iter().map(|o| o.action).collect();
+        assert!(actions.contains(&Action::Added) && actions.contains(&Action::Removed));
+        let side = |v: &str| Side::from([("a".to_string(), vec![cm(v)])]);
+        let d = diff("x", "y", &side("1"), &side("2")).with_live(live);
+        let names: Vec<(&str, usize, usize)> = d
+            .components
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.objects.len(),
+                    c.live.as_ref().map_or(9, Vec::len),
+                )
+            })
+            .collect();
+        // `a` changes between revisions but already matches live; `b` and `c` differ only live.
+        assert_eq!(names, [("a", 1, 0), ("b", 0, 1), ("c", 0, 2)]);
+        let j = serde_json::to_value(&d).unwrap();
+        assert_eq!(j["components"][1]["live"][0]["fields"][0]["from"], "hand");
+        let plain = diff("x", "y", &side("1"), &side("2"));
+        assert!(serde_json::to_value(&plain).unwrap()["components"][0]
+            .get("live")
+            .is_none());
     }
 }

@@ -9,10 +9,18 @@
 //! render does. Before the first applied commit there is nothing to compare and every commit
 //! passes. A gate that cannot run (an unreadable `stackwave.yaml`, an unreachable pinned
 //! base) lets the commit through to the agent's render, which reports that failure itself.
+//!
+//! Hop sequences: with `upgrade: {hops: true}` in the new commit's `stackwave.yaml`, a commit
+//! whose only unacknowledged errors are `skipped-hops` is not refused; [`apply_hops`] applies
+//! each intermediate version (the last applied tree with one pin moved, its own health-gated
+//! revision of kind `hop`), then the commit.
 
 use super::check::{self, Context, Severity};
 use super::revision::Revision;
 use super::Upgrade;
+use crate::reconcile::{Agent, Outcome, Progress};
+use crate::record::RevisionKind;
+use crate::source::Commit;
 use std::path::{Path, PathBuf};
 
 /// The gate's directory for the agent whose checkout is `checkout`:
@@ -26,30 +34,84 @@ fn dir(cache: &Path, checkout: &Path) -> PathBuf {
     cache.join("upgrade-gate").join(key)
 }
 
-/// Why the commit in `checkout` is refused (its unacknowledged error findings against the last
-/// applied commit), or `None`.
-pub fn refuse(cache: &Path, checkout: &Path, commit: &str) -> Option<String> {
+/// What the gate decides about a new commit.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Apply it.
+    Pass,
+    /// Refuse it: its unacknowledged error findings against the last applied commit.
+    Refuse(String),
+    /// Its only unacknowledged errors are `skipped-hops` and its `stackwave.yaml` opts in
+    /// (`upgrade: {hops: true}`): apply these hops first ([`apply_hops`]), then the commit.
+    Hops(Vec<Hop>),
+}
+
+/// One hop: a component's pin moved to the next version of its upgrade path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The component.
+    pub component: String,
+    /// Its version before the hop.
+    pub from: String,
+    /// Its version after the hop.
+    pub to: String,
+}
+
+/// Checks the commit in `checkout` against the last applied commit ([`Verdict`]). Before the
+/// first applied commit, and when the gate cannot run, it passes.
+pub fn decide(cache: &Path, checkout: &Path, commit: &str) -> Verdict {
     let base = dir(cache, checkout);
     let last = base.join("last-good");
-    let last_commit = std::fs::read_to_string(base.join("last-good.commit")).ok()?;
+    let Ok(last_commit) = std::fs::read_to_string(base.join("last-good.commit")) else {
+        return Verdict::Pass;
+    };
     if last_commit.trim() == commit || !last.is_dir() {
-        return None;
+        return Verdict::Pass;
     }
-    let from = Revision::from_tree(last_commit.trim(), &last, Some(checkout), cache, false).ok()?;
-    let to = Revision::from_tree(commit, checkout, Some(checkout), cache, false).ok()?;
+    let Ok(from) = Revision::from_tree(last_commit.trim(), &last, Some(checkout), cache, false)
+    else {
+        return Verdict::Pass;
+    };
+    let Ok(to) = Revision::from_tree(commit, checkout, Some(checkout), cache, false) else {
+        return Verdict::Pass;
+    };
     let up = Upgrade { from, to };
-    let report = check::check(&Context {
+    let Ok(report) = check::check(&Context {
         up: &up,
         rendered: Err("the agent's gate checks inputs only".into()),
         live_secrets: None,
-    })
-    .ok()?;
+    }) else {
+        return Verdict::Pass;
+    };
     let failing = report.failing(Severity::Error);
     if failing.is_empty() {
-        return None;
+        return Verdict::Pass;
     }
-    Some(format!(
-        "upgrade check against the applied commit {}: {}; acknowledge in stackwave.yaml (`acknowledge: [{{rule, component}}]`) to apply anyway",
+    let hopping = up.to.upgrade.upgrade.hops;
+    if hopping && failing.iter().all(|f| f.rule == "skipped-hops") {
+        if let Ok(seqs) = super::rules::hops::sequences(&up.from, &up.to) {
+            let hops: Vec<Hop> = seqs
+                .iter()
+                .flat_map(|s| {
+                    s.versions[..s.versions.len() - 1].windows(2).map(|w| Hop {
+                        component: s.component.clone(),
+                        from: w[0].clone(),
+                        to: w[1].clone(),
+                    })
+                })
+                .collect();
+            if !hops.is_empty() {
+                return Verdict::Hops(hops);
+            }
+        }
+    }
+    let hint = if failing.iter().any(|f| f.rule == "skipped-hops") && !hopping {
+        "; or set `upgrade: {hops: true}` in stackwave.yaml to have the agent apply the intermediate versions one by one"
+    } else {
+        ""
+    };
+    Verdict::Refuse(format!(
+        "upgrade check against the applied commit {}: {}; acknowledge in stackwave.yaml (`acknowledge: [{{rule, component}}]`) to apply anyway{hint}",
         super::revision::short(last_commit.trim()),
         failing
             .iter()
@@ -57,6 +119,79 @@ pub fn refuse(cache: &Path, checkout: &Path, commit: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join("; ")
     ))
+}
+
+/// Applies `hops`, then the commit: each hop is the last applied tree (the gate's copy) with
+/// the component's pin moved one version on ([`super::rules::hops::HopPath::set_pin`]),
+/// synced as its own revision of kind [`RevisionKind::Hop`] (recorded with the commit it
+/// leads to, summary `hop I/N toward COMMIT: COMPONENT A → B`) through the agent's whole
+/// pipeline — preflight, health-gated waves, prune once healthy. The next hop starts only
+/// when the previous one is healthy (or unchanged), and becomes the gate's last applied tree,
+/// so an agent restarted mid-sequence goes on from there. The first hop that is not healthy
+/// ends the sequence with its outcome (a failed wave: recorded failed, the last healthy
+/// revision stays applied, nothing pruned); a pin that cannot be moved refuses the commit.
+///
+/// # Errors
+/// Store failures only; everything else is an [`Outcome`].
+pub async fn apply_hops(
+    agent: &mut Agent,
+    checkout: &Path,
+    commit: &Commit,
+    hops: &[Hop],
+    progress: &dyn Fn(Progress),
+) -> Result<Outcome, crate::record::RecordError> {
+    let cache = agent.settings.cache_dir.clone();
+    let base = dir(&cache, checkout);
+    let work = base.join("hop");
+    let refuse = |agent: &Agent, reason: String| -> Result<Outcome, crate::record::RecordError> {
+        record(&agent.store, commit, &reason)?;
+        Ok(Outcome::Refused { reason })
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    if let Err(e) = copy(&base.join("last-good"), &work) {
+        return refuse(agent, format!("hop tree {}: {e}", work.display()));
+    }
+    let paths = match super::rules::hops::hops() {
+        Ok(p) => p.paths,
+        Err(e) => return refuse(agent, e.to_string()),
+    };
+    let short = super::revision::short(&commit.id).to_string();
+    for (i, h) in hops.iter().enumerate() {
+        let Some(path) = paths.iter().find(|p| p.component == h.component) else {
+            return refuse(agent, format!("no hop path for {}", h.component));
+        };
+        if let Err(e) = path.set_pin(&work, &h.to) {
+            return refuse(agent, format!("hop {} → {}: {e}", h.from, h.to));
+        }
+        let summary = format!(
+            "hop {}/{} toward {short}: {} {} → {}",
+            i + 1,
+            hops.len(),
+            h.component,
+            h.from,
+            h.to
+        );
+        progress(Progress::Note(summary.clone()));
+        let hop = Commit {
+            summary,
+            ..commit.clone()
+        };
+        let out = agent
+            .sync_commit(&work, &hop, RevisionKind::Hop, progress)
+            .await?;
+        if !matches!(out, Outcome::Healthy { .. } | Outcome::Unchanged) {
+            return Ok(out);
+        }
+        let _ = record_last_good(
+            &cache,
+            checkout,
+            &work,
+            &format!("{}+hop{}", commit.id, i + 1),
+        );
+    }
+    agent
+        .sync_commit(checkout, commit, RevisionKind::Commit, progress)
+        .await
 }
 
 fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -77,10 +212,20 @@ fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
 /// # Errors
 /// I/O failures writing under the cache.
 pub fn applied(cache: &Path, checkout: &Path, commit: &str) -> std::io::Result<()> {
+    record_last_good(cache, checkout, checkout, commit)
+}
+
+/// Records `tree` as the last applied tree of the agent whose checkout is `checkout`.
+fn record_last_good(
+    cache: &Path,
+    checkout: &Path,
+    tree: &Path,
+    commit: &str,
+) -> std::io::Result<()> {
     let base = dir(cache, checkout);
     let tmp = base.join(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    copy(checkout, &tmp)?;
+    copy(tree, &tmp)?;
     let last = base.join("last-good");
     let _ = std::fs::remove_dir_all(&last);
     std::fs::rename(&tmp, &last)?;
@@ -102,7 +247,7 @@ pub fn record(
         return Ok(());
     }
     let rev = store.begin(
-        crate::record::RevisionKind::Commit,
+        RevisionKind::Commit,
         &commit.id,
         &commit.author,
         &commit.summary,

@@ -1,9 +1,10 @@
 //! Pull-request comments: the findings table first, then a summary and each component's
-//! object changes collapsed (`<details>`), ready to post (GitHub-flavoured Markdown). Values
+//! object changes (and, with a cluster, its changes against live) collapsed (`<details>`),
+//! ready to post (GitHub-flavoured Markdown). Values
 //! appear as the diff masks them (Secret values never).
 
 use super::check::Report;
-use super::diff::{brief, counts, summary, Diff};
+use super::diff::{brief, counts, summary, Diff, ObjectChange};
 use super::revision::short;
 
 fn cell(s: &str) -> String {
@@ -53,18 +54,26 @@ pub fn diff(d: &Diff) -> String {
             c.name,
             counts(&c.objects)
         ));
-        for o in &c.objects {
-            out.push_str(&format!("- **{}** `{}`\n", o.action.as_str(), o.id()));
-            for f in &o.fields {
-                out.push_str(&format!(
-                    "  - `{}`: `{}` → `{}`\n",
-                    f.path,
-                    cell(&brief(&f.from)).replace('`', "'"),
-                    cell(&brief(&f.to)).replace('`', "'")
-                ));
-            }
+        objects(&c.objects, &mut out);
+        if let Some(l) = c.live.as_ref().filter(|l| !l.is_empty()) {
+            out.push_str(&format!("\nAgainst the live cluster ({}):\n\n", counts(l)));
+            objects(l, &mut out);
         }
         out.push_str("\n</details>\n\n");
     }
     out
+}
+
+fn objects(objects: &[ObjectChange], out: &mut String) {
+    for o in objects {
+        out.push_str(&format!("- **{}** `{}`\n", o.action.as_str(), o.id()));
+        for f in &o.fields {
+            out.push_str(&format!(
+                "  - `{}`: `{}` → `{}`\n",
+                f.path,
+                cell(&brief(&f.from)).replace('`', "'"),
+                cell(&brief(&f.to)).replace('`', "'")
+            ));
+        }
+    }
 }

@@ -6,7 +6,9 @@
 //! ([`rules`], driven by the data files `policies/hops.yaml` and
 //! `policies/chart-sources.yaml`) give [`check::Finding`]s; [`plan`] orders the change in the
 //! agent's waves with operator hop sequences; [`markdown`] formats a pull-request comment;
-//! [`gate`] is the agent's pre-apply check.
+//! [`gate`] is the agent's pre-apply check (and, with `upgrade: {hops: true}`, its hop
+//! sequences). With a cluster, `diff` also compares the new revision with live
+//! ([`command::live_diff`]).
 //!
 //! Commands (exit codes as `kubectl diff`): `stackwave diff --repo R --from A --to B` (0 no
 //! change, 1 changes, 2 could not run), `stackwave check …` (0 nothing at or above
@@ -89,6 +91,17 @@ pub enum UpgradeError {
     /// The cluster could not be asked (`--server`/`--kubeconfig`).
     #[error("{0}")]
     Cluster(String),
+    /// `diff --from --to --server`: the new revision could not be compared with the live
+    /// cluster (connection, state directory, render with the cluster's lookups, a dry run
+    /// the server refused).
+    #[error("live diff of commit {commit}: {source}")]
+    Live {
+        /// The new revision's commit.
+        commit: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// What the upgrade commands are given.

@@ -3,8 +3,10 @@
 //! before nova) and, for every `skipped-hops` component, the intermediate revisions (one pin
 //! change each) the agent would apply one by one, each health-gated.
 //!
-//! Applying the hop sequence (`--hops`) is not implemented yet: the agent refuses the commit
-//! (the gate, [`super::gate`]) and the plan shows the sequence to commit instead.
+//! The agent applies the hop sequences itself when the new revision's `stackwave.yaml` sets
+//! `upgrade: {hops: true}` ([`super::gate::apply_hops`]: one health-gated revision per hop,
+//! then the commit); without it the agent refuses the commit and the plan shows the
+//! revisions to commit instead.
 
 use super::diff::Diff;
 use super::rules::hops::{self, Sequence};
@@ -30,6 +32,10 @@ pub struct Plan {
     pub waves: Vec<PlanWave>,
     /// Hop sequences of components that skip hops.
     pub hops: Vec<Sequence>,
+    /// Whether the new revision opts in to the agent applying them (`upgrade: {hops: true}`);
+    /// else the agent refuses the commit.
+    #[serde(rename = "applyHops")]
+    pub apply_hops: bool,
     /// Why changes were told from inputs only (no render), if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unrendered: Option<String>,
@@ -96,6 +102,7 @@ pub fn plan(up: &Upgrade, diff: Result<&Diff, String>) -> Result<Plan, UpgradeEr
         to: up.to.commit.clone(),
         waves,
         hops: hops::sequences(&up.from, &up.to)?,
+        apply_hops: up.to.upgrade.upgrade.hops,
         unrendered,
     })
 }
@@ -118,6 +125,13 @@ impl Plan {
         }
         for w in &self.waves {
             out.push_str(&format!("wave {}: {}\n", w.index, w.components.join(", ")));
+        }
+        if !self.hops.is_empty() {
+            out.push_str(if self.apply_hops {
+                "the agent applies these hops itself, one health-gated revision each, then the commit (upgrade: {hops: true})\n"
+            } else {
+                "the agent refuses this commit: commit these revisions one by one, or set `upgrade: {hops: true}` in stackwave.yaml to have the agent apply them\n"
+            });
         }
         for s in &self.hops {
             out.push_str(&format!(

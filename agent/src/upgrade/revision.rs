@@ -28,6 +28,21 @@ pub struct UpgradeConfig {
     /// the `irreversible-migration` rule.
     #[serde(default)]
     pub backups: BTreeMap<String, String>,
+    /// How the agent upgrades (`upgrade: {hops: true}`).
+    #[serde(default)]
+    pub upgrade: UpgradeMode,
+}
+
+/// `upgrade:` of `stackwave.yaml`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeMode {
+    /// `hops: true`: a commit whose only unacknowledged error findings are `skipped-hops` is
+    /// not refused; the agent applies each intermediate version of the operator's upgrade
+    /// path as its own health-gated revision (kind `hop`), then the commit
+    /// ([`crate::upgrade::gate`]). Default `false`: such a commit is refused.
+    #[serde(default)]
+    pub hops: bool,
 }
 
 /// One acknowledged finding: a rule id and a component.

@@ -101,6 +101,118 @@ impl HopPath {
     }
 }
 
+/// Why a hop's pin cannot be moved in a tree ([`HopPath::set_pin`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// The file holding the pin cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pattern pin is in none of its files in the repository's tree (only the Genestack base
+    /// has it, which a hop revision cannot change).
+    #[error("component {component}: no file of {files:?} in the repository pins its version (the pattern matches nowhere there); a hop revision changes the repository only")]
+    NotInTree {
+        /// The component.
+        component: String,
+        /// The files tried.
+        files: Vec<String>,
+    },
+}
+
+impl HopPath {
+    /// Moves the component's pin in the repository tree `tree` to `version`: `charts.KEY` of
+    /// the tree's `helm-chart-versions.yaml` (written when absent: the operator's pins win
+    /// over the base's), or the pattern's first capture in the first of `files` in the tree
+    /// where it matches.
+    ///
+    /// # Errors
+    /// [`PinError`]: the file cannot be read or written; a pattern pin only the base holds.
+    pub fn set_pin(&self, tree: &std::path::Path, version: &str) -> Result<(), PinError> {
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| PinError::Io { path, source }
+        };
+        if let Some(key) = &self.pin.chart {
+            let path = tree.join("helm-chart-versions.yaml");
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(io(&path)(e)),
+            };
+            return std::fs::write(&path, set_chart_pin(&text, key, version)).map_err(io(&path));
+        }
+        let re = self
+            .pin
+            .pattern
+            .as_deref()
+            .and_then(|p| regex::Regex::new(p).ok());
+        for f in &self.pin.files {
+            let path = tree.join(f);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Some(m) = re
+                .as_ref()
+                .and_then(|re| re.captures(&text))
+                .and_then(|c| c.get(1))
+            else {
+                continue;
+            };
+            let edited = format!("{}{version}{}", &text[..m.start()], &text[m.end()..]);
+            return std::fs::write(&path, edited).map_err(io(&path));
+        }
+        Err(PinError::NotInTree {
+            component: self.component.clone(),
+            files: self.pin.files.clone(),
+        })
+    }
+}
+
+/// `helm-chart-versions.yaml` text with `charts.KEY` set to `version`, edited as text so
+/// every other line (comments, the other pins, their quoting) stays as it was: the first
+/// `  KEY: …` line under `charts:` gets the new value, else one is added under `charts:`
+/// (and `charts:` itself when absent). The value is written double-quoted (a string, never
+/// a YAML number).
+fn set_chart_pin(text: &str, key: &str, version: &str) -> String {
+    let line = format!("{key}: \"{version}\"");
+    let mut out: Vec<String> = Vec::new();
+    let (mut in_charts, mut done) = (false, false);
+    for l in text.lines() {
+        let indented = l.starts_with(' ') || l.starts_with('\t');
+        if !done && in_charts && indented {
+            let t = l.trim_start();
+            if t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            {
+                let indent = &l[..l.len() - t.len()];
+                out.push(format!("{indent}{line}"));
+                done = true;
+                continue;
+            }
+        }
+        if !indented && !l.trim().is_empty() && !l.trim_start().starts_with('#') {
+            if in_charts && !done {
+                out.push(format!("  {line}"));
+                done = true;
+            }
+            in_charts = l.trim_end() == "charts:";
+        }
+        out.push(l.to_string());
+    }
+    if !done {
+        if !in_charts {
+            out.push("charts:".into());
+        }
+        out.push(format!("  {line}"));
+    }
+    out.join("\n") + "\n"
+}
+
 /// One component's hop sequence: `from`, the skipped hops, `to`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Sequence {
@@ -174,4 +286,74 @@ pub fn check(ctx: &Context, out: &mut Vec<Finding>) -> Result<(), UpgradeError> 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path_of(component: &str) -> HopPath {
+        hops()
+            .unwrap()
+            .paths
+            .into_iter()
+            .find(|p| p.component == component)
+            .unwrap()
+    }
+
+    #[test]
+    fn set_pin_moves_one_pin_in_the_tree_and_keeps_the_others() {
+        let tree = std::env::temp_dir().join(format!("sw-set-pin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tree);
+        std::fs::create_dir_all(&tree).unwrap();
+        let m = path_of("mariadb-operator");
+        // No operator pins yet: the file is written (the operator's pins win over the base's).
+        m.set_pin(&tree, "0.37.1").unwrap();
+        let pins = |t: &std::path::Path| read_pin_file(&t.join("helm-chart-versions.yaml"));
+        assert_eq!(pins(&tree), [("mariadb-operator".into(), "0.37.1".into())]);
+        std::fs::write(
+            tree.join("helm-chart-versions.yaml"),
+            "# pins\ncharts:\n  longhorn: 1.9.1\n  mariadb-operator-crds: 0.37.1\n  mariadb-operator: 0.37.1\n",
+        )
+        .unwrap();
+        m.set_pin(&tree, "0.38.1").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("helm-chart-versions.yaml")).unwrap(),
+            "# pins\ncharts:\n  longhorn: 1.9.1\n  mariadb-operator-crds: 0.37.1\n  mariadb-operator: \"0.38.1\"\n",
+            "only that line changes"
+        );
+        assert_eq!(
+            pins(&tree),
+            [
+                ("longhorn".into(), "1.9.1".into()),
+                ("mariadb-operator-crds".into(), "0.37.1".into()),
+                ("mariadb-operator".into(), "0.38.1".into())
+            ]
+        );
+        // A pattern pin: the first capture replaced in the tree's file, the rest kept.
+        let r = path_of("rabbitmq-operator");
+        let err = r.set_pin(&tree, "2.17.1").unwrap_err();
+        assert!(matches!(err, PinError::NotInTree { .. }), "{err}");
+        let k = tree.join("kustomize/rabbitmq-operator/base/kustomization.yaml");
+        std::fs::create_dir_all(k.parent().unwrap()).unwrap();
+        std::fs::write(&k, "resources:\n  - https://github.com/rabbitmq/cluster-operator/releases/download/v2.17.0/cluster-operator.yml\n").unwrap();
+        r.set_pin(&tree, "2.17.1").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&k).unwrap(),
+            "resources:\n  - https://github.com/rabbitmq/cluster-operator/releases/download/v2.17.1/cluster-operator.yml\n"
+        );
+        let _ = std::fs::remove_dir_all(&tree);
+    }
+
+    fn read_pin_file(p: &std::path::Path) -> Vec<(String, String)> {
+        let doc = crate::component::to_json(
+            &kustomize_rs::yaml::parse_one(&std::fs::read_to_string(p).unwrap()).unwrap(),
+        );
+        doc["charts"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect()
+    }
 }

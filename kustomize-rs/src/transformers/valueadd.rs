@@ -238,7 +238,7 @@ fn add(
                     items.push(if key.is_empty() {
                         scalar
                     } else {
-                        let mut m = crate::yaml::Mapping::new();
+                        let mut m = crate::yaml::Mapping::default();
                         m.insert(key.clone(), scalar);
                         Value::Map(m)
                     });

@@ -678,54 +678,41 @@ fn analyze(value: &str) -> Analysis {
     } else {
         scan(value.chars(), block_ind, flow_ind)
     };
-    let Flags {
-        line_breaks,
-        special,
-        tabs,
-        leading_space,
-        leading_break,
-        trailing_space,
-        trailing_break,
-        break_space,
-        space_break,
-        block_ind,
-        flow_ind,
-    } = f;
     let mut a = Analysis {
-        multiline: line_breaks,
+        multiline: f.line_breaks,
         flow_plain: true,
         block_plain: true,
         single: true,
         block: true,
     };
-    if leading_space || leading_break || trailing_space || trailing_break {
+    if f.leading_space || f.leading_break || f.trailing_space || f.trailing_break {
         a.flow_plain = false;
         a.block_plain = false;
     }
-    if trailing_space {
+    if f.trailing_space {
         a.block = false;
     }
-    if break_space {
+    if f.break_space {
         a.flow_plain = false;
         a.block_plain = false;
         a.single = false;
     }
-    if space_break || tabs || special {
+    if f.space_break || f.tabs || f.special {
         a.flow_plain = false;
         a.block_plain = false;
         a.single = false;
     }
-    if space_break || special {
+    if f.space_break || f.special {
         a.block = false;
     }
-    if line_breaks {
+    if f.line_breaks {
         a.flow_plain = false;
         a.block_plain = false;
     }
-    if flow_ind {
+    if f.flow_ind {
         a.flow_plain = false;
     }
-    if block_ind {
+    if f.block_ind {
         a.block_plain = false;
     }
     a

@@ -200,7 +200,7 @@ pub fn generate(
     let ctx = || format!("{} generator '{name}'", kind);
     let opts = merge_options(read_options(args.get("options")), &read_options(global));
     let pairs = load_pairs(ldr, args, &name, kind).map_err(|e| e.context(ctx()))?;
-    let mut meta = Mapping::new();
+    let mut meta = Mapping::default();
     meta.insert("name".into(), Value::String(name.clone()));
     if let Some(ns) = field("namespace") {
         meta.insert("namespace".into(), Value::String(ns));
@@ -227,7 +227,7 @@ pub fn generate(
             ),
         );
     }
-    let mut obj = Mapping::new();
+    let mut obj = Mapping::default();
     obj.insert("apiVersion".into(), "v1".into());
     obj.insert("kind".into(), kind.into());
     obj.insert("metadata".into(), Value::Map(meta));
@@ -248,8 +248,8 @@ pub fn generate(
         }
         obj.insert("type".into(), Value::String(ty));
     } else {
-        let mut data = Mapping::new();
-        let mut binary = Mapping::new();
+        let mut data = Mapping::default();
+        let mut binary = Mapping::default();
         for (k, v) in sorted {
             match String::from_utf8(v) {
                 Ok(s) => {
@@ -315,8 +315,8 @@ pub fn iam_policy(cfg: &Value) -> Result<Resource, Error> {
     if name.is_empty() || gsa.is_empty() || project.is_empty() {
         return Err(Error::generator("IAMPolicyGenerator: kubernetesService.name, serviceAccount.name and serviceAccount.projectId are required"));
     }
-    let mut meta = Mapping::new();
-    let mut ann = Mapping::new();
+    let mut meta = Mapping::default();
+    let mut ann = Mapping::default();
     ann.insert(
         "iam.gke.io/gcp-service-account".into(),
         Value::String(format!("{gsa}@{project}.iam.gserviceaccount.com")),
@@ -326,7 +326,7 @@ pub fn iam_policy(cfg: &Value) -> Result<Resource, Error> {
     if !ns.is_empty() {
         meta.insert("namespace".into(), Value::String(ns));
     }
-    let mut obj = Mapping::new();
+    let mut obj = Mapping::default();
     obj.insert("apiVersion".into(), "v1".into());
     obj.insert("kind".into(), "ServiceAccount".into());
     obj.insert("metadata".into(), Value::Map(meta));
@@ -427,7 +427,7 @@ pub fn hash(obj: &Value) -> String {
     let name = Value::String(String::new());
     let encoded = match kind {
         "ConfigMap" => {
-            let mut m = Mapping::new();
+            let mut m = Mapping::default();
             m.insert("kind".into(), "ConfigMap".into());
             m.insert("name".into(), name);
             m.insert("data".into(), field("data"));
@@ -437,7 +437,7 @@ pub fn hash(obj: &Value) -> String {
             go_json(&Value::Map(m))
         }
         "Secret" => {
-            let mut m = Mapping::new();
+            let mut m = Mapping::default();
             m.insert("kind".into(), "Secret".into());
             m.insert("type".into(), field("type"));
             m.insert("name".into(), name);

@@ -285,7 +285,7 @@ pub fn parse(v: &Value, file_name: &str) -> Result<Kustomization, Error> {
         }
     };
     // Go's encoding/json matches field names case-insensitively (`nameprefix` is `namePrefix`).
-    let mut canon = Mapping::new();
+    let mut canon = Mapping::default();
     for (k, v) in m {
         let Some(known) = KNOWN.iter().find(|n| n.eq_ignore_ascii_case(k)) else {
             return Err(Error::kustomization(

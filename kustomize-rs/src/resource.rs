@@ -392,7 +392,7 @@ impl Resource {
         if let Some(m) = self.obj.ensure_map_path(&["metadata"]) {
             m.shift_remove(field);
             if !entries.is_empty() {
-                let mut mm = Mapping::new();
+                let mut mm = Mapping::default();
                 for (k, v) in entries {
                     mm.insert(k, Value::String(v));
                 }

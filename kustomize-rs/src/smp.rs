@@ -85,7 +85,7 @@ fn clean(v: &Value) -> Result<Option<Value>, Error> {
             if directive_of_map(m)? == Directive::Delete {
                 return Ok(None);
             }
-            let mut out = Mapping::new();
+            let mut out = Mapping::default();
             for (k, v) in m {
                 if k == "$patch" {
                     continue;

@@ -107,7 +107,7 @@ pub fn find_paths<'a>(
             .map(|(i, _)| i)
             .collect();
         if idxs.is_empty() && create.is_some() && !k.is_empty() {
-            let mut m = crate::yaml::Mapping::new();
+            let mut m = crate::yaml::Mapping::default();
             m.insert(k.to_string(), Value::String(v.to_string()));
             items.push(Value::Map(m));
             let last = items.len() - 1;

@@ -4,16 +4,24 @@
 //! The value (trimmed; by default the base name of the kustomization's directory) is set at
 //! each target's `fieldPath`, creating missing fields; an existing scalar is replaced, and
 //! with `filePathPosition: i > 0` it is treated as a file path and the value inserted as its
-//! `i`-th segment (a leading `/` kept; too large an `i` appends). A `fieldPath` of
+//! `i`-th segment (a leading `/` kept; too large an `i` appends). The path is walked as
+//! kyaml's `PathGetter` walks it with `LookupCreate` (`kyaml/yaml/fns.go`): mapping keys,
+//! list elements by key (`containers/[name=app]`, created when missing), by scalar value
+//! (`args/[=--verbose]`), by position (`args/0`; past the end: no change) and the last one
+//! (`-`). The value is set as a plain scalar (`123` prints as a number). A `fieldPath` of
 //! `metadata/namespace` goes through the namespace transformer instead (namespaced kinds
 //! only, RoleBinding `default` subjects too). Targets come from `targets` and the `targets`
 //! list of the file `targetFilePath`.
+//!
+//! The engine's tree keeps no scalar style: where kustomize keeps a quoted string quoted
+//! (so a value reading as a number stays a string), the value here is resolved as plain.
 
 use super::meta::{namespace, NamespaceOptions};
 use super::select::Selector;
-use crate::fieldspec::{apply, CreateKind, FieldSpec};
+use crate::fieldspec::split_path;
 use crate::fs::Loader;
 use crate::resource::Resource;
+use crate::yaml::parse::resolve_plain;
 use crate::yaml::Value;
 use crate::Error;
 
@@ -66,11 +74,190 @@ fn insert_path_part(path: &str, pos: usize, part: &str) -> String {
     }
 }
 
+/// One part of a `fieldPath` as kyaml's `PathGetter` reads it (`kyaml/yaml/fns.go`).
+#[derive(Debug, PartialEq)]
+enum Part {
+    /// A mapping key (`spec`, `app.k8s.io/name` written `app.k8s.io\/name`).
+    Field(String),
+    /// A sequence element by position (`0`).
+    Index(usize),
+    /// The last sequence element (`-`).
+    Last,
+    /// The first sequence element whose field `key` reads `value` (`[name=nginx]`), or, with
+    /// an empty `key`, the first scalar element reading `value` (`[=-jar]`); appended when
+    /// missing.
+    Match { key: String, value: String },
+}
+
+/// Splits a `fieldPath` into parts: `/`-separated (`\/` keeps a slash in a key, as
+/// `valueadd.Filter` joins them), each part trimmed and empty parts dropped (`cleanPath`).
+///
+/// # Errors
+/// A negative index (`array index -1 cannot be negative`) or a bracketed part without `=`.
+fn parse_path(path: &str) -> Result<Vec<Part>, Error> {
+    split_path(path)
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if let Some(i) = go_atoi(p) {
+                return usize::try_from(i).map(Part::Index).map_err(|_| {
+                    Error::field(path, format!("array index {i} cannot be negative"))
+                });
+            }
+            if p == "-" {
+                return Ok(Part::Last);
+            }
+            if let Some(inner) = p.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+                let Some((key, value)) = inner.split_once('=') else {
+                    return Err(Error::field(
+                        path,
+                        format!(
+                            "list path element must contain fieldName=fieldValue for element to match (`{p}` in fieldPath `{path}`)"
+                        ),
+                    ));
+                };
+                return Ok(Part::Match {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                });
+            }
+            Ok(Part::Field(p.to_string()))
+        })
+        .collect()
+}
+
+/// Go's `strconv.Atoi`: an optional sign and decimal digits that fit 64 bits.
+fn go_atoi(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// kyaml's name for the kind of node a value is.
+fn node_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Map(_) => "MappingNode",
+        Value::Seq(_) => "SequenceNode",
+        _ => "ScalarNode",
+    }
+}
+
+fn wrong_kind(path: &str, expected: &str, got: &Value) -> Error {
+    Error::field(
+        path,
+        format!(
+            "wrong node kind: expected {expected} but got {} at fieldPath `{path}`",
+            node_kind(got)
+        ),
+    )
+}
+
+/// The text kyaml compares in list matches: a scalar's text, `""` for null, mappings and
+/// sequences.
+fn match_text(v: &Value) -> String {
+    v.scalar_string().unwrap_or_default()
+}
+
+/// `yaml.LookupCreate(ScalarNode, path...)` then `FieldSetter`: walks `path` from `node`,
+/// creating missing mapping keys (as a sequence when the next part indexes a list, a mapping
+/// otherwise, an empty scalar at the end) and missing `[k=v]` elements, and sets the scalar it
+/// ends at to `new(old text)`. A null on the way, or an index past the end of a list, ends
+/// the walk without a change, as in kyaml.
+///
+/// # Errors
+/// A part that does not fit the node it meets (a key on a sequence, an index on a mapping),
+/// `-` on an empty list (kustomize panics there), or a path that ends at a mapping or
+/// sequence.
+fn add(
+    node: &mut Value,
+    path: &[Part],
+    field_path: &str,
+    new: &dyn Fn(&str) -> Value,
+) -> Result<(), Error> {
+    let Some((part, rest)) = path.split_first() else {
+        return match node {
+            Value::Map(_) | Value::Seq(_) => Err(wrong_kind(field_path, "ScalarNode", node)),
+            old => {
+                *old = new(&match_text(old));
+                Ok(())
+            }
+        };
+    };
+    if node.is_null() {
+        return Ok(());
+    }
+    let child = match part {
+        Part::Field(name) => {
+            let Value::Map(m) = node else {
+                return Err(wrong_kind(field_path, "MappingNode", node));
+            };
+            m.entry(name.clone()).or_insert_with(|| match rest.first() {
+                None => Value::String(String::new()),
+                Some(Part::Index(_) | Part::Match { .. }) => Value::Seq(Vec::new()),
+                Some(_) => Value::map(),
+            })
+        }
+        Part::Index(i) => {
+            let Value::Seq(items) = node else {
+                return Err(wrong_kind(field_path, "SequenceNode", node));
+            };
+            match items.get_mut(*i) {
+                Some(c) => c,
+                None => return Ok(()),
+            }
+        }
+        Part::Last => {
+            let Value::Seq(items) = node else {
+                return Err(wrong_kind(field_path, "SequenceNode", node));
+            };
+            items.last_mut().ok_or_else(|| {
+                Error::field(
+                    field_path,
+                    format!("`-` (the last element) of an empty list in fieldPath `{field_path}`"),
+                )
+            })?
+        }
+        Part::Match { key, value } => {
+            let Value::Seq(items) = node else {
+                return Err(wrong_kind(field_path, "SequenceNode", node));
+            };
+            let found = items.iter().position(|it| {
+                if key.is_empty() {
+                    match_text(it) == *value
+                } else {
+                    it.get(key).is_some_and(|v| match_text(v) == *value)
+                }
+            });
+            let i = match found {
+                Some(i) => i,
+                None => {
+                    let scalar = resolve_plain(value);
+                    items.push(if key.is_empty() {
+                        scalar
+                    } else {
+                        let mut m = crate::yaml::Mapping::default();
+                        m.insert(key.clone(), scalar);
+                        Value::Map(m)
+                    });
+                    items.len() - 1
+                }
+            };
+            &mut items[i]
+        }
+    };
+    add(child, rest, field_path, new)
+}
+
 /// Runs one `ValueAddTransformer` configuration.
 ///
 /// # Errors
 /// No targets, an empty `fieldPath`, a negative `filePathPosition`, an unreadable
-/// `targetFilePath`, or a field path that ends at a mapping or sequence.
+/// `targetFilePath`, a malformed path part (negative index, `[...]` without `=`), a part
+/// that does not fit the node it meets, or a field path that ends at a mapping or sequence;
+/// walk errors name the resource.
 pub fn run(ldr: &Loader, cfg: &Value, res: &mut [Resource]) -> Result<(), Error> {
     let mut value = cfg
         .get("value")
@@ -126,32 +313,18 @@ pub fn run(ldr: &Loader, cfg: &Value, res: &mut [Resource]) -> Result<(), Error>
                 )?;
                 continue;
             }
-            let fs = FieldSpec {
-                path: t.field_path.clone(),
-                create: true,
-                ..Default::default()
-            };
             let pos = t.file_path_position;
-            apply(&mut r.obj, &fs, CreateKind::Scalar, &mut |n: &mut Value| {
-                let old = match &*n {
-                    Value::Map(_) | Value::Seq(_) => {
-                        return Err(Error::field(
-                            &t.field_path,
-                            format!(
-                                "wrong node kind: expected ScalarNode but got {}",
-                                n.kind_name()
-                            ),
-                        ))
-                    }
-                    other => other.scalar_string().unwrap_or_default(),
-                };
-                *n = Value::String(if pos > 0 {
-                    insert_path_part(&old, (pos - 1) as usize, &value)
+            let path = parse_path(&t.field_path)?;
+            add(&mut r.obj, &path, &t.field_path, &|old: &str| {
+                // The value is set as an untagged plain scalar (kyaml `FieldSetter`), so
+                // `123` or `true` print as a number or a bool.
+                resolve_plain(&if pos > 0 {
+                    insert_path_part(old, (pos - 1) as usize, &value)
                 } else {
                     value.clone()
-                });
-                Ok(())
-            })?;
+                })
+            })
+            .map_err(|e| e.context(format!("ValueAddTransformer on {}", r.cur_id())))?;
         }
     }
     Ok(())

@@ -532,37 +532,30 @@ fn is_simple_scalar(value: &str) -> bool {
         })
 }
 
-fn analyze(value: &str) -> Analysis {
-    if is_simple_scalar(value) {
-        return Analysis {
-            multiline: false,
-            flow_plain: true,
-            block_plain: true,
-            single: true,
-            block: true,
-        };
-    }
-    if value.is_empty() {
-        return Analysis {
-            multiline: false,
-            flow_plain: false,
-            block_plain: true,
-            single: true,
-            block: false,
-        };
-    }
-    let (mut block_ind, mut flow_ind) = (false, false);
-    if value.starts_with("---") || value.starts_with("...") {
-        block_ind = true;
-        flow_ind = true;
-    }
+/// What [`analyze`] learns from a scalar's characters (go-yaml's `yaml_emitter_analyze_scalar`
+/// loop).
+struct Flags {
+    line_breaks: bool,
+    special: bool,
+    tabs: bool,
+    leading_space: bool,
+    leading_break: bool,
+    trailing_space: bool,
+    trailing_break: bool,
+    break_space: bool,
+    space_break: bool,
+    block_ind: bool,
+    flow_ind: bool,
+}
+
+fn scan(chars: impl Iterator<Item = char>, mut block_ind: bool, mut flow_ind: bool) -> Flags {
     let (mut line_breaks, mut special, mut tabs) = (false, false, false);
     let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
         (false, false, false, false);
     let (mut break_space, mut space_break) = (false, false);
     let (mut prev_space, mut prev_break) = (false, false);
     let mut preceded_by_ws = true;
-    let mut it = value.chars().peekable();
+    let mut it = chars.peekable();
     let mut i = 0usize;
     while let Some(c) = it.next() {
         let next = it.peek().copied();
@@ -640,41 +633,86 @@ fn analyze(value: &str) -> Analysis {
         preceded_by_ws = c == ' ' || c == '\t' || is_break(c) || c == '\0';
         i += 1;
     }
+    Flags {
+        line_breaks,
+        special,
+        tabs,
+        leading_space,
+        leading_break,
+        trailing_space,
+        trailing_break,
+        break_space,
+        space_break,
+        block_ind,
+        flow_ind,
+    }
+}
+
+fn analyze(value: &str) -> Analysis {
+    if is_simple_scalar(value) {
+        return Analysis {
+            multiline: false,
+            flow_plain: true,
+            block_plain: true,
+            single: true,
+            block: true,
+        };
+    }
+    if value.is_empty() {
+        return Analysis {
+            multiline: false,
+            flow_plain: false,
+            block_plain: true,
+            single: true,
+            block: false,
+        };
+    }
+    let (mut block_ind, mut flow_ind) = (false, false);
+    if value.starts_with("---") || value.starts_with("...") {
+        block_ind = true;
+        flow_ind = true;
+    }
+    // The characters that matter are ASCII: an ASCII value is scanned byte by byte.
+    let f = if value.is_ascii() {
+        scan(value.bytes().map(char::from), block_ind, flow_ind)
+    } else {
+        scan(value.chars(), block_ind, flow_ind)
+    };
     let mut a = Analysis {
-        multiline: line_breaks,
+        multiline: f.line_breaks,
         flow_plain: true,
         block_plain: true,
         single: true,
         block: true,
     };
-    if leading_space || leading_break || trailing_space || trailing_break {
+    if f.leading_space || f.leading_break || f.trailing_space || f.trailing_break {
         a.flow_plain = false;
         a.block_plain = false;
     }
-    if trailing_space {
+    if f.trailing_space {
         a.block = false;
     }
-    if break_space {
+    if f.break_space {
         a.flow_plain = false;
         a.block_plain = false;
         a.single = false;
     }
-    if space_break || tabs || special {
+    if f.space_break || f.tabs || f.special {
         a.flow_plain = false;
         a.block_plain = false;
         a.single = false;
     }
-    if space_break || special {
+    if f.space_break || f.special {
         a.block = false;
     }
-    if line_breaks {
+    if f.line_breaks {
         a.flow_plain = false;
         a.block_plain = false;
     }
-    if flow_ind {
+    if f.flow_ind {
         a.flow_plain = false;
     }
-    if block_ind {
+    if f.block_ind {
         a.block_plain = false;
     }
     a
@@ -787,9 +825,9 @@ impl Emitter {
 
     fn emit_block_mapping(&mut self, m: &Mapping) {
         self.increase_indent(false, false);
-        let mut keys: Vec<&String> = m.keys().collect();
-        keys.sort_by(|a, b| v2_key_cmp(a, b));
-        for k in keys {
+        let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+        entries.sort_by(|a, b| v2_key_cmp(a.0, b.0));
+        for (k, v) in entries {
             self.write_indent();
             let simple = !k.contains(is_break) && k.len() <= 128;
             if simple {
@@ -814,7 +852,7 @@ impl Emitter {
                 self.write_indicator(":", true, false, true);
             }
             self.emit_node(
-                &m[k.as_str()],
+                v,
                 Ctx {
                     mapping: true,
                     simple_key: false,

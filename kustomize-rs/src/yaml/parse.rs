@@ -15,6 +15,7 @@
 
 use super::value::{Mapping, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// A YAML syntax or structure error, with the 1-based line and column where it was found.
@@ -147,7 +148,7 @@ impl<'a> Builder<'a> {
                     text.to_mut().pop();
                 }
                 let v =
-                    resolve_scalar(&text, style, tag.as_deref()).map_err(|m| err_at(&span, m))?;
+                    resolve_scalar(text, style, tag.as_deref()).map_err(|m| err_at(&span, m))?;
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
                 }
@@ -169,7 +170,7 @@ impl<'a> Builder<'a> {
                 Ok(v)
             }
             Event::MappingStart(anchor, _tag) => {
-                let mut m = Mapping::new();
+                let mut m = Mapping::default();
                 let mut merges: Vec<Value> = Vec::new();
                 loop {
                     let (kev, ksp) = self.next()?;
@@ -247,22 +248,26 @@ fn key_string(key: Value) -> Result<String, String> {
 
 const CORE: &str = "tag:yaml.org,2002:";
 
-fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
+fn resolve_scalar(
+    text: Cow<'_, str>,
+    style: ScalarStyle,
+    tag: Option<&Tag>,
+) -> Result<Value, String> {
     if let Some(tag) = tag {
         let full = format!("{}{}", tag.handle, tag.suffix);
         let core = full.strip_prefix(CORE).or_else(|| full.strip_prefix("!!"));
         return match core {
-            Some("str") => Ok(Value::String(text.to_string())),
+            Some("str") => Ok(Value::String(text.into_owned())),
             Some("null") => Ok(Value::Null),
-            Some("bool") => match resolve_plain(text) {
+            Some("bool") => match resolve_plain(&text) {
                 v @ Value::Bool(_) => Ok(v),
                 _ => Err(format!("cannot decode !!str `{text}` as a !!bool")),
             },
-            Some("int") => match resolve_plain(text) {
+            Some("int") => match resolve_plain(&text) {
                 v @ (Value::Int(_) | Value::Uint(_)) => Ok(v),
                 _ => Err(format!("cannot decode !!str `{text}` as a !!int")),
             },
-            Some("float") => match resolve_plain(text) {
+            Some("float") => match resolve_plain(&text) {
                 Value::Int(i) => Ok(Value::Float(i as f64)),
                 Value::Uint(u) => Ok(Value::Float(u as f64)),
                 v @ Value::Float(_) => Ok(v),
@@ -270,18 +275,26 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<V
             },
             // Unknown and non-specific tags (`!`, `!foo`, `!!binary`, `!!timestamp`) leave
             // the scalar's text.
-            _ if style == ScalarStyle::Plain && tag.handle.is_empty() => Ok(resolve_plain(text)),
-            _ => Ok(Value::String(text.to_string())),
+            _ if style == ScalarStyle::Plain && tag.handle.is_empty() => {
+                Ok(resolve_plain_text(text))
+            }
+            _ => Ok(Value::String(text.into_owned())),
         };
     }
     match style {
-        ScalarStyle::Plain => Ok(resolve_plain(text)),
-        _ => Ok(Value::String(text.to_string())),
+        ScalarStyle::Plain => Ok(resolve_plain_text(text)),
+        _ => Ok(Value::String(text.into_owned())),
     }
 }
 
 /// Resolves a plain scalar per go-yaml v3 (`resolve.go`), as decoded into `interface{}`.
 pub fn resolve_plain(s: &str) -> Value {
+    resolve_plain_text(Cow::Borrowed(s))
+}
+
+/// [`resolve_plain`] of text that may be owned already (the parser's): a string keeps it.
+fn resolve_plain_text(text: Cow<'_, str>) -> Value {
+    let s: &str = &text;
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
@@ -313,7 +326,7 @@ pub fn resolve_plain(s: &str) -> Value {
         }
         _ => {}
     }
-    Value::String(s.to_string())
+    Value::String(text.into_owned())
 }
 
 /// `strconv.ParseInt(s, 0, 64)`, falling back to `ParseUint(s, 0, 64)`.

@@ -788,7 +788,7 @@ async fn the_agent_refuses_a_downgrade_until_it_is_acknowledged() {
     let cm = |v: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  v: \"{v}\"\n")
     };
-    let cfg = "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\n";
+    let cfg = "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\ncomponents: []\n";
     write("stackwave.yaml", cfg);
     write(
         "manifests/app/kustomization.yaml",

@@ -51,8 +51,16 @@ pub fn resolve(catalog: &Catalog, checkout: &Path, base: Option<&Path>) -> Vec<S
     components(catalog, text.as_deref())
 }
 
-/// Deserialises `components:`: a list of names, or the word `auto` (kept as the one-item
-/// list `["auto"]` until [`resolve`] replaces it).
+/// `components:` left out of `stackwave.yaml`: the automatic set, as `components: auto`
+/// (the "may be omitted or `auto`"); the one-item list `["auto"]` until [`resolve`]
+/// replaces it. An explicit `components: []` still enables none.
+pub fn omitted() -> Vec<String> {
+    vec![AUTO.to_string()]
+}
+
+/// Deserialises `components:`: a list of names, or the word `auto`, or no value
+/// (`components:` alone, YAML null, read as left out: [`omitted`]); the word and the null are
+/// kept as the one-item list `["auto"]` until [`resolve`] replaces it.
 ///
 /// # Errors
 /// Any other string, or a non-list.
@@ -63,10 +71,11 @@ pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>
         Word(String),
         List(Vec<String>),
     }
-    match <Spec as serde::Deserialize>::deserialize(d)? {
-        Spec::List(l) => Ok(l),
-        Spec::Word(w) if w == AUTO => Ok(vec![AUTO.to_string()]),
-        Spec::Word(w) => Err(serde::de::Error::custom(format!(
+    match <Option<Spec> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(omitted()),
+        Some(Spec::List(l)) => Ok(l),
+        Some(Spec::Word(w)) if w == AUTO => Ok(omitted()),
+        Some(Spec::Word(w)) => Err(serde::de::Error::custom(format!(
             "components: expected a list of component names or `auto`, got {w:?}"
         ))),
     }

@@ -33,7 +33,8 @@ pub struct Release {
     /// Namespace (`.Release.Namespace`).
     pub namespace: String,
     /// Whether the script passes `--create-namespace` (the release namespace is created when
-    /// missing). Default false.
+    /// missing, before the release's objects, and never pruned: see
+    /// [`crate::reconcile::prepare::add_created_namespaces`]). Default false.
     #[serde(default)]
     pub create_namespace: bool,
 }
@@ -60,7 +61,8 @@ pub struct ChartSource {
     pub git: Option<GitChart>,
     /// A chart directory inside the Genestack checkout (e.g.
     /// `base-helm-configs/openstack-api-exporter-chart`), as `install-openstack-exporter.sh`
-    /// installs it; such a chart has no pinned version.
+    /// installs it, whatever the chart store ([`crate::render::charts::genestack_chart`]); such
+    /// a chart has no pin: its version is its `Chart.yaml`'s.
     #[serde(default)]
     pub genestack_path: Option<String>,
     /// Key in `helm-chart-versions.yaml` (default: `name`).
@@ -258,7 +260,8 @@ pub struct HelmFlags {
     /// health of what it applied anyway).
     #[serde(default)]
     pub wait: bool,
-    /// `--skip-crds`: the chart's `crds/` directory is not installed.
+    /// `--skip-crds`: the chart's `crds/` directory is not installed (the render's
+    /// [`crate::render::Rendered::crds`] is empty, so the agent applies none of them).
     #[serde(default)]
     pub skip_crds: bool,
 }

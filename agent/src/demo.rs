@@ -216,13 +216,13 @@ pub async fn sandbox(opts: &DemoOptions) -> Result<Sandbox, DemoError> {
             }
         }
     }
-    let n = crate::demo_cloud::bootstrap(&cluster, &repo_dir, bootstrap).await?;
+    let n = crate::demo_cloud::bootstrap(&cluster, bootstrap).await?;
     say(&format!(
         "bootstrapped Secrets and Services from {} file(s)",
         opts.bootstrap.len()
     ));
     say(&format!(
-        "bootstrapped {n} object(s) in all: with labelled Nodes, kube-ovn's TLS Secret (agent/data/demo-cluster.yaml), the scripts' --create-namespace Namespaces"
+        "bootstrapped {n} object(s) in all: with labelled Nodes, kube-ovn's TLS Secret (agent/data/demo-cluster.yaml) and their Namespaces (the scripts' --create-namespace ones are the agent's)"
     ));
     let state = opts.workdir.join("state");
     let store = Store::open(&state.join("revisions.sqlite"), &state.join("store.key"))

@@ -142,33 +142,21 @@ pub const CLUSTER: &str = include_str!("../data/demo-cluster.yaml");
 
 /// Applies `objects` then [`CLUSTER`] as field manager `genestack-bootstrap` (what the
 /// scripts and the cluster made, so the agent's own applies never take those fields over;
-/// Nodes get their `status` through `/status`, as a kubelet writes it), plus the Namespaces the
-/// enabled components' scripts create with `helm --create-namespace` (Helm creates them outside
-/// the release; the agent does not create them itself yet). Returns how many objects.
+/// Nodes get their `status` through `/status`, as a kubelet writes it), with the Namespaces
+/// those objects are in. The release namespaces of `--create-namespace` components are the
+/// agent's to create ([`crate::reconcile::prepare::add_created_namespaces`]), not the
+/// bootstrap's. Returns how many objects.
 ///
 /// # Errors
 /// API errors, naming the object.
 pub async fn bootstrap(
     cluster: &crate::cluster::Cluster,
-    repo: &Path,
     objects: Vec<serde_json::Value>,
 ) -> Result<usize, crate::demo::DemoError> {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     let mut objs = objects;
     objs.extend(crate::reconcile::objects_of(CLUSTER).map_err(|e| e.to_string())?);
-    let cfg = crate::reconcile::read_config(repo).map_err(|e| e.to_string())?;
-    let catalog = crate::catalog::for_checkout(
-        &crate::component::Catalog::builtin().map_err(|e| e.to_string())?,
-        repo,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut namespaces: std::collections::BTreeSet<String> = cfg
-        .components
-        .iter()
-        .filter_map(|c| catalog.get(c))
-        .filter(|c| c.release.create_namespace)
-        .map(|c| c.release.namespace.clone())
-        .collect();
+    let mut namespaces = std::collections::BTreeSet::new();
     for o in &objs {
         if let Some(ns) = o.pointer("/metadata/namespace").and_then(|v| v.as_str()) {
             namespaces.insert(ns.to_string());

@@ -42,7 +42,7 @@ use crate::render::{
 };
 use crate::source::Commit;
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -358,6 +358,8 @@ impl Agent {
                 prepare::chart_objects(objs, c, &ns, self.instance()),
             );
         }
+        self.create_namespaces(&inputs.catalog, &cfg, &mut out, progress)
+            .await?;
         // Fields HPAs own leave the desired state before anything compares or applies it.
         let released = hpa::release_all(&self.cluster, &self.policies.ignore, &mut out)
             .await
@@ -377,6 +379,76 @@ impl Agent {
             released,
             digests,
         })
+    }
+
+    /// `--create-namespace` (`release.createNamespace`): the release namespaces of the
+    /// rendered components that create theirs are added to the revision
+    /// ([`prepare::add_created_namespaces`]) unless they exist and are not Stackwave's (an
+    /// existing namespace is left as it is, as Helm leaves it). One GET per such namespace.
+    ///
+    /// # Errors
+    /// [`SyncError::Config`] when the components cannot be planned into waves,
+    /// [`SyncError::Namespace`] when a namespace cannot be read (nothing is assumed).
+    async fn create_namespaces(
+        &self,
+        catalog: &Catalog,
+        cfg: &RepoConfig,
+        out: &mut BTreeMap<String, Vec<Json>>,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(), SyncError> {
+        let rendered: &BTreeMap<String, Vec<Json>> = out;
+        let wants: Vec<prepare::CreateNamespace> = plan_waves(catalog, cfg)?
+            .iter()
+            .flat_map(|w| {
+                w.components.iter().filter_map(move |c| {
+                    catalog
+                        .get(c)
+                        .filter(|x| x.release.create_namespace && rendered.contains_key(c))
+                        .map(|x| prepare::CreateNamespace {
+                            wave: w.index,
+                            component: c.clone(),
+                            namespace: x.release.namespace.clone(),
+                        })
+                })
+            })
+            .collect();
+        let (mut left_alone, mut missing) = (BTreeSet::new(), BTreeSet::new());
+        let names: BTreeSet<&String> = wants.iter().map(|w| &w.namespace).collect();
+        for ns in names {
+            let live = self
+                .cluster
+                .get(&prepare::release_namespace(ns))
+                .await
+                .map_err(|source| SyncError::Namespace {
+                    namespace: ns.clone(),
+                    source,
+                })?;
+            let ours = live.as_ref().is_some_and(|l| {
+                l.pointer("/metadata/labels")
+                    .and_then(|m| m.get(crate::cluster::MANAGED_BY.0))
+                    .and_then(Json::as_str)
+                    == Some(crate::cluster::MANAGED_BY.1)
+                    && crate::cluster::instance::instance_of(l)
+                        == Some(self.instance().id().as_str())
+            });
+            match live {
+                None => {
+                    missing.insert(ns.clone());
+                }
+                Some(_) if !ours => {
+                    left_alone.insert(ns.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for (ns, c) in prepare::add_created_namespaces(out, &wants, &left_alone, self.instance()) {
+            if missing.contains(&ns) {
+                progress(Progress::Note(format!(
+                    "namespace {ns}: created with {c} (--create-namespace; never pruned)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Sets the instance identity and records it in the store (for `rollback` and `diff`).
@@ -885,9 +957,23 @@ impl Agent {
                 changed.push(c.clone());
             }
         }
-        // Prune only once the whole revision is healthy.
+        // Prune only once the whole revision is healthy: every rendered component, and every
+        // component the revision no longer has (applied before, or with a prune pending) with
+        // nothing desired — all of its objects go but the protected ones (Namespaces, CRDs).
         let mut pending = self.state.prune_pending.clone();
-        for (c, objs) in &rendered {
+        let removed: BTreeSet<String> = self
+            .applied
+            .objects
+            .keys()
+            .chain(pending.iter())
+            .filter(|c| !rendered.contains_key(*c))
+            .cloned()
+            .collect();
+        let no_objects = Vec::new();
+        let to_prune = rendered
+            .iter()
+            .chain(removed.iter().map(|c| (c, &no_objects)));
+        for (c, objs) in to_prune {
             let desired: Vec<ObjRef> = objs.iter().map(ObjRef::of).collect();
             let p = self.applier().prune(c, &desired).await;
             if p.ran {
@@ -910,7 +996,6 @@ impl Agent {
                 pending.remove(c);
             }
         }
-        pending.retain(|c| rendered.contains_key(c));
         self.save(|s| s.prune_pending = pending.clone())?;
         self.applied.objects.retain(|c, _| rendered.contains_key(c));
         // The image IDs actually running: a report, never a reason to fail the revision.

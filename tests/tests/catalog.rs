@@ -450,6 +450,28 @@ fn components_auto_plans_genestacks_install_order() {
     let waves = stackwave::reconcile::plan_waves(&cat, &cfg).unwrap();
     let got: Vec<Vec<String>> = waves.iter().map(|w| w.components.clone()).collect();
     assert_eq!(got, want, "components: auto plans the setup scripts' order");
+    let auto = cfg.components.clone();
+
+    // `components:` left out, or given no value, is `auto`; an explicit `[]` enables none.
+    for tail in ["", "components:\n", "components: ~\n"] {
+        std::fs::write(
+            repo.join("stackwave.yaml"),
+            format!("genestack:\n  path: {}\n{tail}", dir.display()),
+        )
+        .unwrap();
+        let cfg = stackwave::reconcile::read_config(&repo).unwrap();
+        assert_eq!(cfg.components, auto, "{tail:?} is components: auto");
+    }
+    std::fs::write(
+        repo.join("stackwave.yaml"),
+        format!("genestack:\n  path: {}\ncomponents: []\n", dir.display()),
+    )
+    .unwrap();
+    let cfg = stackwave::reconcile::read_config(&repo).unwrap();
+    assert!(cfg.components.is_empty(), "{:?}", cfg.components);
+    assert!(stackwave::reconcile::plan_waves(&cat, &cfg)
+        .unwrap()
+        .is_empty());
 
     // An explicit list still means exactly that list; another word is an error naming the file.
     std::fs::write(
@@ -548,6 +570,8 @@ fn infrastructure_charts_render_as_their_install_scripts() {
         "postgres-operator",
         "redis-operator",
         "kube-prometheus-stack",
+        // chart.genestackPath: the chart directory of the Genestack checkout.
+        "openstack-exporter",
     ];
     let mut failures = Vec::new();
     for c in components {
@@ -725,4 +749,77 @@ fn the_first_operator_values_file_switches_each_chart_by_its_own_key() {
     assert_eq!(chart("mariadb-operator-crds"), "mariadb-operator");
     assert_eq!(chart("topolvm"), "topolvm");
     std::fs::remove_dir_all(&o).ok();
+}
+
+/// `chart.genestackPath` (install-openstack-exporter.sh installs
+/// `${GENESTACK_BASE_DIR}/base-helm-configs/openstack-api-exporter-chart`): the chart is found
+/// in the Genestack checkout whatever the chart store, at its Chart.yaml version; a path with
+/// no chart, or one leaving the checkout, is an error naming it. `helm.skipCrds`
+/// (`--skip-crds`): a chart's `crds/` are left out of the render.
+#[test]
+fn genestack_path_charts_are_found_and_skip_crds_leaves_crds_out() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: ../shared/corpus/genestack not present");
+        return;
+    };
+    let mut inputs = stackwave_tests::genestack_inputs(&dir.join("../.."), None);
+    let reads = stackwave::render::reads::Reader::new();
+    let p = stackwave::render::plan(&inputs, &reads, "openstack-exporter").unwrap();
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap();
+    assert_eq!(
+        canon(&p.located.path),
+        canon(&dir.join("base-helm-configs/openstack-api-exporter-chart"))
+    );
+    assert_eq!(p.version, "0.1.0", "the chart's own version (no --version)");
+    // Not under the charts directory (nor any remote): the checkout's directory is used.
+    inputs.charts = stackwave::render::charts::ChartStore::Dir(dir.join("no-charts-here"));
+    assert!(stackwave::render::plan(&inputs, &reads, "openstack-exporter").is_ok());
+    let mut broken = inputs.catalog.components["openstack-exporter"].clone();
+    for (rel, want) in [
+        ("base-helm-configs/no-such-chart", "has no Chart.yaml"),
+        (
+            "../genestack/base-helm-configs/openstack-api-exporter-chart",
+            "inside the Genestack checkout",
+        ),
+        ("/etc/genestack", "inside the Genestack checkout"),
+    ] {
+        broken.chart.genestack_path = Some(rel.into());
+        inputs
+            .catalog
+            .components
+            .insert("openstack-exporter".into(), broken.clone());
+        let e = stackwave::render::plan(&inputs, &reads, "openstack-exporter")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("openstack-exporter") && e.contains(rel) && e.contains(want),
+            "{e}"
+        );
+    }
+
+    if !stackwave_tests::helm_or_skip() {
+        return;
+    }
+    let inputs = stackwave_tests::genestack_inputs(&dir.join("../.."), None);
+    let crds = |inputs: &stackwave::render::Inputs| {
+        let r = stackwave::render::render_component(inputs, "postgres-operator").unwrap();
+        parse_documents(&r.crds)
+            .unwrap()
+            .iter()
+            .filter(|d| d.str_at(&["kind"]) == Some("CustomResourceDefinition"))
+            .count()
+    };
+    assert_eq!(
+        crds(&inputs),
+        3,
+        "postgres-operator's crds/ (charts/INFRA.md)"
+    );
+    let mut skipping = inputs.clone();
+    let pg = skipping
+        .catalog
+        .components
+        .get_mut("postgres-operator")
+        .unwrap();
+    pg.helm.skip_crds = true;
+    assert_eq!(crds(&skipping), 0, "--skip-crds");
 }

@@ -1410,3 +1410,165 @@ async fn retention_keeps_the_newest_revisions() {
     let ids = f.revision_ids();
     assert_eq!(ids, vec![6, 5]);
 }
+
+/// A Helm component of the fixture's repository (`components/<name>.yaml`, chart `tiny` from
+/// the repository's `charts/`), in wave 1, releasing into `namespace`.
+fn tiny_component(name: &str, namespace: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\nwave: 1\nrelease: {{name: {name}, namespace: {namespace}, createNamespace: true}}\nchart: {{name: tiny}}\nvalues: {{dir: tiny, globalOverrides: false}}\n{extra}"
+    )
+}
+
+/// `release.createNamespace` (`helm --create-namespace`): the agent creates a missing release
+/// namespace before the release's objects (Helm's Namespace, labelled `name`), leaves an
+/// existing one as it is (no label, no mark of its own), and never prunes one it created: with
+/// its component removed from `stackwave.yaml`, the component's objects are pruned and the
+/// Namespace stays. `helm.skipCrds` (`--skip-crds`): the chart's `crds/` are not applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn release_namespaces_are_created_never_pruned_and_crds_skipped() {
+    if !stackwave_tests::helm_or_skip() {
+        return;
+    }
+    let mut f = Fixture::new("createns", &[]).await;
+    let made = f.tc.ns("e2e-made");
+    let there = f.tc.ns("e2e-there");
+    let group = format!("{}.e2e.stackwave.test", f.tc.suffix);
+    let crd = format!("widgets.{group}");
+    let crd_skeleton = json!({"apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition", "metadata": {"name": crd}});
+    f.tc.cleanup_later(crd_skeleton.clone());
+    for c in ["made", "there"] {
+        f.tc.cleanup_later(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": stackwave::cluster::inventory::inventory_name(f.agent.instance(), c),
+            "namespace": stackwave::cluster::inventory::INVENTORY_NAMESPACE}}),
+        );
+    }
+    // `there` exists already, made by someone else.
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(f.cluster.client().clone());
+    namespaces
+        .patch(
+            &there,
+            &kube::api::PatchParams::apply("someone-else"),
+            &kube::api::Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": there, "labels": {"owner": "someone-else"}}})),
+        )
+        .await
+        .unwrap();
+    f.repo
+        .write("base/helm-chart-versions.yaml", "charts:\n  tiny: 0.1.0\n");
+    f.repo.write(
+        "charts/tiny/Chart.yaml",
+        "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
+    );
+    f.repo.write(
+        "charts/tiny/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tiny\ndata:\n  release: {{ .Release.Name }}\n",
+    );
+    f.repo.write(
+        "charts/tiny/crds/widgets.yaml",
+        &format!("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {crd}\nspec:\n  group: {group}\n  names:\n    kind: Widget\n    plural: widgets\n    singular: widget\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n"),
+    );
+    f.repo.write(
+        "components/made.yaml",
+        &tiny_component("made", &made, "helm: {skipCrds: true}\n"),
+    );
+    f.repo.write(
+        "components/there.yaml",
+        &tiny_component("there", &there, ""),
+    );
+    let cfg = |components: &str| {
+        format!("genestack:\n  path: base\ncharts:\n  path: charts\ncomponents: [{components}]\n")
+    };
+    f.repo.write("stackwave.yaml", &cfg("made, there"));
+    f.repo.commit("two releases creating their namespaces");
+    let out = f.step().await;
+    let rev = match &out {
+        Outcome::Healthy { revision, .. } => *revision,
+        other => panic!("expected a healthy revision, got {other:?}"),
+    };
+    let ns_of = |n: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
+    let live_made = f
+        .cluster
+        .get(&ns_of(&made))
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(
+        live_made["metadata"]["labels"]["name"],
+        made.as_str(),
+        "Helm's label"
+    );
+    assert_eq!(
+        live_made["metadata"]["annotations"][stackwave::cluster::COMPONENT_ANNOTATION],
+        "made"
+    );
+    let live_there = f.cluster.get(&ns_of(&there)).await.unwrap().unwrap();
+    assert_eq!(live_there["metadata"]["labels"]["owner"], "someone-else");
+    assert!(
+        live_there["metadata"]["labels"].get("name").is_none()
+            && live_there["metadata"]["labels"]
+                .get(stackwave::cluster::MANAGED_BY.0)
+                .is_none(),
+        "an existing namespace is left as it is: {live_there}"
+    );
+    let cm_in = |ns: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tiny", "namespace": ns}});
+    assert!(f.cluster.get(&cm_in(&made)).await.unwrap().is_some());
+    assert!(f.cluster.get(&cm_in(&there)).await.unwrap().is_some());
+    assert!(
+        f.events.lock().unwrap().iter().any(|e| matches!(e,
+            Progress::Note(n) if n.contains(&format!("namespace {made}: created with made")))),
+        "the creation is reported"
+    );
+    // --skip-crds: `made` applied none of the chart's crds/; `there` applied them first.
+    let stored: std::collections::BTreeMap<String, Vec<Json>> =
+        f.agent.store.objects_of(rev).unwrap().into_iter().collect();
+    let kinds = |c: &str| -> Vec<String> {
+        let mut k: Vec<String> = stored[c]
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(stored["made"][0]["kind"], "Namespace", "applied first");
+    assert_eq!(kinds("made"), ["ConfigMap", "Namespace"]);
+    assert_eq!(kinds("there"), ["ConfigMap", "CustomResourceDefinition"]);
+    let live_crd = f.cluster.get(&crd_skeleton).await.unwrap().expect("CRD");
+    assert_eq!(
+        live_crd["metadata"]["annotations"][stackwave::cluster::COMPONENT_ANNOTATION],
+        "there"
+    );
+
+    // `made` leaves the repository: its ConfigMap is pruned, its Namespace stays.
+    f.agent.settings.max_delete_share = 1.0;
+    f.repo.write("stackwave.yaml", &cfg("there"));
+    f.repo.commit("made removed");
+    healthy(&f.step().await);
+    assert!(
+        f.cluster.get(&cm_in(&made)).await.unwrap().is_none(),
+        "the removed component's objects are pruned"
+    );
+    assert!(
+        f.cluster.get(&ns_of(&made)).await.unwrap().is_some(),
+        "the namespace it created is kept"
+    );
+    let pruned = f.events.lock().unwrap().iter().find_map(|e| match e {
+        Progress::Pruned {
+            component,
+            deleted,
+            skipped,
+        } if component == "made" => Some((deleted.clone(), skipped.clone())),
+        _ => None,
+    });
+    let (deleted, skipped) = pruned.expect("made pruned");
+    assert_eq!(deleted, [format!("ConfigMap/{made}/tiny")]);
+    assert!(
+        skipped
+            .iter()
+            .any(|(id, why)| id.contains(&made) && why.contains("never pruned")),
+        "{skipped:?}"
+    );
+    assert!(f.cluster.get(&cm_in(&there)).await.unwrap().is_some());
+}

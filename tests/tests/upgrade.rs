@@ -903,7 +903,7 @@ impl AgentRepo {
 /// A manifests component `app` in namespace `ns`: the Namespace and `extra` documents.
 fn app_component(r: &AgentRepo, ns: &str, extra: &str, cfg_extra: &str) -> String {
     let cfg = format!(
-        "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\n{cfg_extra}"
+        "genestack:\n  path: base\nmanifests:\n  - name: app\n    path: manifests/app\n    wave: 0\ncomponents: []\n{cfg_extra}"
     );
     r.write("stackwave.yaml", &cfg);
     r.write(

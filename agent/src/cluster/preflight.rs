@@ -319,9 +319,21 @@ pub fn due(deferred: Vec<Deferred>, wave: i32) -> (Vec<Deferred>, Vec<Deferred>)
 }
 
 /// The objects of `wave_objects` that `due` objects need and that come in the same wave:
-/// what the wave applies first (fluxcd/pkg `ApplyAllStaged`'s stage one), so the others can
-/// be dry-run before they are applied. In `wave_objects`' order, each once.
+/// what the wave applies first (fluxcd/pkg `ApplyAllStaged`'s stage one: every CRD and
+/// Namespace), so the others can be dry-run before they are applied. An object deferred for
+/// its namespace may need its CRD as well (a custom resource in a namespace the wave creates:
+/// its kind was never asked about), so the wave's CRDs serving a due object's kind come too.
+/// In `wave_objects`' order, each once.
 pub fn stage_one<'a>(due: &[Deferred], wave: i32, wave_objects: &'a [Json]) -> Vec<&'a Json> {
+    let serves_due = |o: &Json| {
+        o["kind"] == "CustomResourceDefinition"
+            && due.iter().any(|d| {
+                o.pointer("/spec/group").and_then(Json::as_str)
+                    == Some(super::group_of(&d.check.object))
+                    && o.pointer("/spec/names/kind").and_then(Json::as_str)
+                        == d.check.object["kind"].as_str()
+            })
+    };
     let wanted = |o: &Json| {
         due.iter().any(|d| match &d.needs {
             Needs::Crd { name, wave: w } => {
@@ -335,7 +347,10 @@ pub fn stage_one<'a>(due: &[Deferred], wave: i32, wave_objects: &'a [Json]) -> V
             }
         })
     };
-    wave_objects.iter().filter(|o| wanted(o)).collect()
+    wave_objects
+        .iter()
+        .filter(|o| wanted(o) || serves_due(o))
+        .collect()
 }
 
 /// Dry-runs deferred objects now that what they need is applied (and healthy): anything
@@ -381,6 +396,39 @@ mod tests {
         let other =
             json!({"apiVersion": "other.io/v1", "kind": "Widget", "metadata": {"name": "w"}});
         assert_eq!(b.crd_for(&other), None);
+    }
+
+    #[test]
+    fn stage_one_brings_the_crd_of_a_resource_deferred_for_its_namespace() {
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "names": {"kind": "Widget"}}});
+        let other = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gadgets.example.com"},
+            "spec": {"group": "example.com", "names": {"kind": "Gadget"}}});
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}});
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "apps"}});
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "apps"}});
+        let wave_objects = vec![crd.clone(), other, ns.clone(), cm, widget.clone()];
+        let due = vec![Deferred {
+            check: Check {
+                wave: 2,
+                component: "c".into(),
+                object: widget,
+                replace_immutable: false,
+            },
+            needs: Needs::Namespace {
+                name: "apps".into(),
+                wave: 2,
+            },
+        }];
+        let first = stage_one(&due, 2, &wave_objects);
+        assert_eq!(
+            first,
+            vec![&crd, &ns],
+            "its CRD and its Namespace, in order"
+        );
     }
 
     #[test]

@@ -58,8 +58,12 @@ pub struct RepoConfig {
     /// Plain kustomize directories applied as components.
     #[serde(default)]
     pub manifests: Vec<Manifests>,
-    /// Enabled catalog components, or `auto` ([`crate::auto`], resolved by [`read_config`]).
-    #[serde(default, deserialize_with = "crate::auto::deserialize")]
+    /// Enabled catalog components, or `auto` ([`crate::auto`], resolved by [`read_config`]);
+    /// left out (or given no value) it is `auto`, and `[]` enables none.
+    #[serde(
+        default = "crate::auto::omitted",
+        deserialize_with = "crate::auto::deserialize"
+    )]
     pub components: Vec<String>,
     /// Components that may not be rolled back past this commit (a database migration ran):
     /// `stackwave rollback` to an earlier revision that would change them is refused unless

@@ -43,6 +43,15 @@ pub enum SyncError {
     /// The cluster objects bindings look up (Secrets, Services) could not be listed.
     #[error(transparent)]
     Lookups(ClusterError),
+    /// A release namespace (`--create-namespace`) could not be read.
+    #[error("namespace {namespace} (--create-namespace): {source}")]
+    Namespace {
+        /// The namespace.
+        namespace: String,
+        /// Cause.
+        #[source]
+        source: ClusterError,
+    },
     /// A `manifests:` entry's kustomize build failed.
     #[error("manifests {component}: {source}")]
     Manifests {

@@ -82,6 +82,74 @@ pub fn manifest_objects(mut objs: Vec<Json>, component: &str, instance: &Instanc
     objs
 }
 
+/// The Namespace `helm install --create-namespace` creates for a release: `v1` `Namespace`
+/// named after it and labelled `name: <namespace>` (Helm `pkg/action/install.go`,
+/// `if i.CreateNamespace`: created before the release's objects, an existing one left alone,
+/// and never part of the release, so `helm uninstall` never deletes it).
+pub fn release_namespace(name: &str) -> Json {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"name": name}},
+    })
+}
+
+/// A component whose install script passes `--create-namespace` (`release.createNamespace`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CreateNamespace {
+    /// Its wave, as planned (the Namespace must come no later than the component's objects).
+    pub wave: i32,
+    /// The component.
+    pub component: String,
+    /// Its release namespace.
+    pub namespace: String,
+}
+
+fn is_namespace(o: &Json, name: &str) -> bool {
+    o["kind"] == "Namespace"
+        && o["apiVersion"] == "v1"
+        && o.pointer("/metadata/name").and_then(Json::as_str) == Some(name)
+}
+
+/// Adds the Namespaces `--create-namespace` creates to a revision's prepared objects
+/// (component → objects in apply order, marked): each wanted namespace that no object of the
+/// revision already is, and that is not in `left_alone` (a namespace that exists and is not
+/// Stackwave's: left as it is, as Helm ignores `AlreadyExists`), becomes a
+/// [`release_namespace`] object of the first wanting component in (wave, name) order, first
+/// in its apply order and marked as its object. Several components sharing a release
+/// namespace (most of Genestack's, in `openstack`) so have it applied once, by one owner,
+/// before any of them. Namespaces are never pruned ([`crate::cluster::inventory::protected`]),
+/// so one created here stays when its component goes, as Helm's does. Returns the
+/// (namespace, component) pairs added.
+pub fn add_created_namespaces(
+    objects: &mut std::collections::BTreeMap<String, Vec<Json>>,
+    wants: &[CreateNamespace],
+    left_alone: &std::collections::BTreeSet<String>,
+    instance: &Instance,
+) -> Vec<(String, String)> {
+    let mut wants: Vec<&CreateNamespace> = wants
+        .iter()
+        .filter(|w| objects.contains_key(&w.component))
+        .collect();
+    wants.sort();
+    let mut added = Vec::new();
+    for w in wants {
+        let ns = &w.namespace;
+        if left_alone.contains(ns) || objects.values().flatten().any(|o| is_namespace(o, ns)) {
+            continue;
+        }
+        let Some(objs) = objects.get_mut(&w.component) else {
+            continue;
+        };
+        let mut o = release_namespace(ns);
+        mark(&mut o, &w.component, instance);
+        objs.insert(0, o);
+        plan::order_objects(objs);
+        added.push((ns.clone(), w.component.clone()));
+    }
+    added
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +228,58 @@ metadata:
                 "{o}"
             );
         }
+    }
+
+    #[test]
+    fn created_namespaces_go_once_to_the_earliest_component_unless_present_or_left_alone() {
+        let i = Instance::default();
+        let cm = |ns: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}});
+        let mut objects: std::collections::BTreeMap<String, Vec<Json>> = [
+            ("glance", vec![cm("openstack")]),
+            ("keystone", vec![cm("openstack")]),
+            ("base", vec![release_namespace("infra"), cm("infra")]),
+            ("metallb", vec![cm("metallb-system")]),
+            ("talos", vec![cm("monitoring")]),
+        ]
+        .into_iter()
+        .map(|(c, o)| (c.to_string(), manifest_objects(o, c, &i)))
+        .collect();
+        let want = |wave, c: &str, ns: &str| CreateNamespace {
+            wave,
+            component: c.into(),
+            namespace: ns.into(),
+        };
+        let wants = [
+            want(20, "glance", "openstack"),
+            want(19, "keystone", "openstack"),
+            want(3, "metallb", "infra"),
+            want(2, "metallb", "metallb-system"),
+            want(9, "talos", "monitoring"),
+            want(1, "absent", "absent"),
+        ];
+        let left_alone = ["monitoring".to_string()].into();
+        let before = objects.clone();
+        let added = add_created_namespaces(&mut objects, &wants, &left_alone, &i);
+        assert_eq!(
+            added,
+            [
+                ("metallb-system".to_string(), "metallb".to_string()),
+                ("openstack".to_string(), "keystone".to_string()),
+            ]
+        );
+        // The earlier-wave keystone owns `openstack`, first in its apply order, marked.
+        let ks = &objects["keystone"];
+        assert_eq!(ks.len(), 2);
+        assert!(is_namespace(&ks[0], "openstack"), "{}", ks[0]);
+        assert_eq!(ks[0]["metadata"]["labels"]["name"], "openstack");
+        assert_eq!(
+            ks[0]["metadata"]["annotations"][crate::cluster::COMPONENT_ANNOTATION],
+            "keystone"
+        );
+        assert_eq!(objects["glance"], before["glance"], "applied once");
+        assert_eq!(objects["base"], before["base"], "the revision has it");
+        assert_eq!(objects["talos"], before["talos"], "left alone");
+        assert!(is_namespace(&objects["metallb"][0], "metallb-system"));
     }
 
     #[test]

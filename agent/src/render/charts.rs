@@ -8,7 +8,7 @@
 
 use kustomize_rs::yaml::{parse_documents, Value};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Where charts come from.
@@ -72,6 +72,24 @@ pub enum ChartError {
         what: String,
         /// Why it failed.
         cause: String,
+    },
+    /// A `chart.genestackPath` that names no chart directory of the Genestack checkout.
+    #[error("chart {name}: {} has no Chart.yaml (chart.genestackPath {rel}, a chart directory of the Genestack checkout)", path.display())]
+    NotInGenestack {
+        /// Chart.
+        name: String,
+        /// `chart.genestackPath` as the catalog gives it.
+        rel: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A `chart.genestackPath` that is absolute or leaves the checkout (`..`).
+    #[error("chart {name}: chart.genestackPath {rel} must be a relative path inside the Genestack checkout")]
+    OutsideGenestack {
+        /// Chart.
+        name: String,
+        /// `chart.genestackPath` as the catalog gives it.
+        rel: String,
     },
     /// The component's source kind is not available.
     #[error("chart {name}: {cause}")]
@@ -291,6 +309,36 @@ impl Fetcher {
             digest: actual,
         })
     }
+}
+
+/// A chart directory inside the Genestack checkout (`chart.genestackPath`, e.g.
+/// `base-helm-configs/openstack-api-exporter-chart`): `install-openstack-exporter.sh` installs
+/// `${GENESTACK_BASE_DIR}/base-helm-configs/<chart>` as a local chart directory, whatever the
+/// chart store (`--charts` or the catalog's remote sources) is. Digest: [`dir_digest`].
+///
+/// # Errors
+/// [`ChartError::OutsideGenestack`] for an absolute path or one with `..`;
+/// [`ChartError::NotInGenestack`] when the directory has no `Chart.yaml`.
+pub fn genestack_chart(genestack: &Path, rel: &str, name: &str) -> Result<Located, ChartError> {
+    let p = Path::new(rel);
+    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(ChartError::OutsideGenestack {
+            name: name.into(),
+            rel: rel.into(),
+        });
+    }
+    let path = genestack.join(p);
+    if !path.join("Chart.yaml").is_file() {
+        return Err(ChartError::NotInGenestack {
+            name: name.into(),
+            rel: rel.into(),
+            path,
+        });
+    }
+    Ok(Located {
+        digest: dir_digest(&path),
+        path,
+    })
 }
 
 impl ChartStore {

@@ -133,6 +133,25 @@ pub struct Inputs {
     pub catalog: Catalog,
 }
 
+impl Inputs {
+    /// Finds a component's chart: a `chart.genestackPath` directory of the Genestack base
+    /// ([`charts::genestack_chart`]), else the chart store ([`charts::ChartStore::locate`]).
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn locate_chart(
+        &self,
+        source: &crate::component::ChartSource,
+        name: &str,
+        version: &str,
+    ) -> Result<charts::Located, charts::ChartError> {
+        match &source.genestack_path {
+            Some(rel) => charts::genestack_chart(&self.sources.genestack, rel, name),
+            None => self.charts.locate(source, name, version),
+        }
+    }
+}
+
 /// The non-hook part of a render.
 #[derive(Debug, Clone)]
 pub enum Manifests {
@@ -405,6 +424,27 @@ pub fn plan<'a>(inputs: &'a Inputs, reads: &Reader, name: &str) -> Result<Plan<'
             }
         }
     }
+    if component.chart.genestack_path.is_some() {
+        // A chart directory of the checkout, installed without `--version`
+        // (install-openstack-exporter.sh): its version is its Chart.yaml's.
+        let located = reads
+            .chart(inputs, component, &chart_name, "")
+            .map_err(|source| RenderError::Chart {
+                component: cname.clone(),
+                source,
+            })?;
+        let version =
+            chart_yaml_version(reads, &located.path).map_err(|cause| RenderError::Input {
+                component: cname.clone(),
+                cause,
+            })?;
+        return Ok(Plan {
+            component,
+            chart_name,
+            version,
+            located,
+        });
+    }
     let key = component
         .chart
         .version_key
@@ -437,6 +477,22 @@ pub fn plan<'a>(inputs: &'a Inputs, reads: &Reader, name: &str) -> Result<Plan<'
         version,
         located,
     })
+}
+
+/// The `version` of a chart directory's `Chart.yaml`, read through the render's reader.
+fn chart_yaml_version(reads: &Reader, chart: &Path) -> Result<String, String> {
+    let file = chart.join("Chart.yaml");
+    let text = reads
+        .read_to_string(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let docs = kustomize_rs::yaml::parse_documents(&text)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    docs.iter()
+        .find_map(|d| {
+            d.get("version")
+                .and_then(kustomize_rs::yaml::Value::scalar_string)
+        })
+        .ok_or_else(|| format!("{}: no version", file.display()))
 }
 
 /// Composes a planned component's values (Helm parses every file and `--set` expression).

@@ -176,7 +176,7 @@ impl Input {
                 name,
                 version,
             } => match inputs.catalog.get(component) {
-                Some(c) => chart_digest(&inputs.charts.locate(&c.chart, name, version)),
+                Some(c) => chart_digest(&inputs.locate_chart(&c.chart, name, version)),
                 None => "absent".into(),
             },
             Input::Definition(n) => definition_digest(inputs, n),
@@ -339,7 +339,7 @@ impl Reader {
         name: &str,
         version: &str,
     ) -> Result<Located, ChartError> {
-        let r = inputs.charts.locate(&component.chart, name, version);
+        let r = inputs.locate_chart(&component.chart, name, version);
         self.record(
             Input::Chart {
                 component: component.name.clone(),

@@ -831,9 +831,21 @@ async fn auto(shared: PathBuf) {
         live["spec"]["template"],
         before[1]["spec"]["template"]
     );
+    // With `adopt: auto` the take-over (which changes no annotation) is followed in the same
+    // sync by the revision's own apply of the component, which drops Helm's
+    // `meta.helm.sh/*` annotations (Stackwave's fields since the migration, no longer
+    // applied): a Deployment's generation moves by exactly one then, its pod template
+    // unchanged (`adopt --apply` keeps it, the other test). Known left: skipping that apply.
     assert_eq!(
-        live["metadata"]["generation"], before[1]["metadata"]["generation"],
-        "the Deployment's generation moved"
+        live["metadata"]["generation"].as_i64(),
+        before[1]["metadata"]["generation"].as_i64().map(|g| g + 1),
+        "the Deployment's generation"
+    );
+    assert!(
+        live.pointer("/metadata/annotations/meta.helm.sh~1release-name")
+            .is_none(),
+        "Helm's annotation left: {}",
+        live["metadata"]
     );
     let mf = live["metadata"]["managedFields"].as_array().unwrap();
     assert!(!mf.iter().any(|e| e["manager"] == "helm"), "{mf:?}");

@@ -144,6 +144,9 @@ pub struct RenderedRevision {
     pub released: Released,
     /// Component → [`digest`] of its objects (computed once, here).
     pub digests: BTreeMap<String, String>,
+    /// Chart component → the user values given to Helm ([`crate::render::Rendered::values`];
+    /// Secret values among them: never printed).
+    pub values: BTreeMap<String, Json>,
 }
 
 /// The instance of agents no `run` has named.
@@ -312,6 +315,7 @@ impl Agent {
             catalog,
         };
         let mut out = BTreeMap::new();
+        let mut values = BTreeMap::new();
         let mut shown = Vec::new();
         for m in &cfg.manifests {
             let text =
@@ -339,6 +343,9 @@ impl Agent {
                 &self.metrics.cache_misses
             }
             .inc();
+            if !r.values.is_null() {
+                values.insert(c.clone(), r.values.clone());
+            }
             let mut objs = r.objects()?;
             // `helm install` creates the chart's crds/ first ([`crate::render::Rendered::crds`]).
             let mut crds = objects_of(&r.crds).map_err(|source| SyncError::RenderedYaml {
@@ -378,6 +385,7 @@ impl Agent {
             objects: out,
             released,
             digests,
+            values,
         })
     }
 
@@ -570,11 +578,14 @@ impl Agent {
             objects: mut rendered,
             released,
             mut digests,
+            values,
         } = rendered;
         // Helm-installed components without a Stackwave inventory are never overwritten
         // silently: refused, or taken over with `adopt: auto` ([`crate::adopt::guard`], which
         // leaves the components it does not adopt out of this revision).
-        if let Err(reason) = crate::adopt::guard(self, checkout, &mut rendered, progress).await {
+        if let Err(reason) =
+            crate::adopt::guard(self, checkout, &mut rendered, &values, progress).await
+        {
             return Ok(Outcome::Refused { reason });
         }
         digests.retain(|c, _| rendered.contains_key(c));
@@ -811,11 +822,7 @@ impl Agent {
             .collect();
         for o in &first {
             // Every rendered object carries its component's mark (`mark`).
-            let c = o
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
-                .and_then(Json::as_str)
-                .unwrap_or_default();
+            let c = crate::cluster::component_of(o).unwrap_or_default();
             let a = self.applier().apply(o).await.map_err(|e| e.to_string())?;
             self.count_apply(c, &a.action);
             Agent::notes(

@@ -111,14 +111,14 @@ fn as_helm_renders(objs: &[Json], release: &str, ns: &str) -> Vec<Json> {
             let mut o = o.clone();
             let m = &mut o["metadata"];
             if let Some(l) = m["labels"].as_object_mut() {
-                l.remove("stackwave.io/instance");
+                l.retain(|k, _| !k.starts_with("stackwave.io/"));
                 l.insert("app.kubernetes.io/managed-by".into(), json!("Helm"));
             }
             if let Some(a) = m["annotations"].as_object_mut() {
                 a.retain(|k, _| !k.starts_with("stackwave.io/"));
-                a.insert("meta.helm.sh/release-name".into(), json!(release));
-                a.insert("meta.helm.sh/release-namespace".into(), json!(ns));
             }
+            m["annotations"]["meta.helm.sh/release-name"] = json!(release);
+            m["annotations"]["meta.helm.sh/release-namespace"] = json!(ns);
             o
         })
         .collect()
@@ -136,8 +136,9 @@ async fn api(c: &Cluster, o: &Json) -> kube::Api<kube::api::DynamicObject> {
 
 /// Installs a release as Helm 3 does: revision 1 created (POST, field manager `helm`) with an
 /// extra annotation, revision 2 a three-way-merge patch (strategic merge patch, field manager
-/// `helm`, operation Update) removing it; the release records of both revisions.
-async fn helm_install(c: &Cluster, release: &str, ns: &str, objs: &[Json]) {
+/// `helm`, operation Update) removing it; the release records of both revisions, with
+/// `config` (the user values Helm was given) = `values`.
+async fn helm_install(c: &Cluster, release: &str, ns: &str, objs: &[Json], values: &Json) {
     for o in objs {
         let mut v1 = o.clone();
         v1["metadata"]["annotations"]["example.com/helm-revision"] = json!("1");
@@ -177,7 +178,7 @@ async fn helm_install(c: &Cluster, release: &str, ns: &str, objs: &[Json]) {
         let doc = json!({"name": release, "namespace": ns, "version": rev,
             "info": {"status": status, "description": if rev == 1 { "Install complete" } else { "Upgrade complete" }},
             "chart": {"metadata": {"name": release, "version": chart_version(objs)}},
-            "config": {"endpoints": {"identity": {"auth": {"admin": {"password": "s3cret"}}}}},
+            "config": values,
             "manifest": manifest});
         c.create(&release::record_secret(ns, release, rev, status, &doc))
             .await
@@ -257,6 +258,33 @@ async fn scale(c: &Cluster, o: &Json, replicas: i64) {
         )
         .await
         .unwrap();
+}
+
+/// The string values under keys naming a password, anywhere in `v`.
+fn passwords(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Object(m) => {
+            for (k, x) in m {
+                match x {
+                    Json::String(s) if k.contains("password") && s.len() >= 8 => {
+                        out.push(s.clone())
+                    }
+                    _ => passwords(x, out),
+                }
+            }
+        }
+        Json::Array(a) => a.iter().for_each(|x| passwords(x, out)),
+        _ => {}
+    }
+}
+
+/// The component whose render holds `o`.
+fn comp_of<'a>(rendered: &'a std::collections::BTreeMap<String, Vec<Json>>, o: &Json) -> &'a str {
+    rendered
+        .iter()
+        .find(|(_, objs)| objs.contains(o))
+        .map(|(c, _)| c.as_str())
+        .unwrap_or("")
 }
 
 fn rv(o: &Json) -> String {
@@ -354,7 +382,13 @@ impl Env {
     }
 }
 
-/// Renders `co` and installs `components` from it "as the scripts did".
+/// The value a hand `helm upgrade --reuse-values --set` gave keystone before adoption: the
+/// chart's default (`pod.replicas.api: 1` in its values.yaml, which Genestack's overrides do
+/// not set), so no object changed, but the release's values are no longer the repository's.
+const HAND_SET: (&str, i64) = ("/pod/replicas/api", 1);
+
+/// Renders `co` and installs `components` from it "as the scripts did", each release recorded
+/// with the user values the render gave Helm (keystone's with [`HAND_SET`] on top).
 async fn install(
     tc: &stackwave_tests::TestCluster,
     c: &Cluster,
@@ -362,8 +396,13 @@ async fn install(
     co: &Path,
     components: &[&str],
 ) -> std::collections::BTreeMap<String, Vec<Json>> {
-    let rendered = agent.render_all(co, &quiet).await.unwrap().objects;
+    let out = agent.render_all(co, &quiet).await.unwrap();
+    let rendered = out.objects;
     for comp in components {
+        let mut values = out.values[*comp].clone();
+        if *comp == "keystone" {
+            values["pod"]["replicas"]["api"] = json!(HAND_SET.1);
+        }
         let r = agent.render.catalog.get(comp).unwrap().release.clone();
         let objs = as_helm_renders(&rendered[*comp], &r.name, &r.namespace);
         for o in objs
@@ -372,7 +411,7 @@ async fn install(
         {
             tc.cleanup_later(o.clone());
         }
-        helm_install(c, &r.name, &r.namespace, &objs).await;
+        helm_install(c, &r.name, &r.namespace, &objs, &values).await;
     }
     rendered
 }
@@ -460,7 +499,18 @@ async fn run(shared: PathBuf) {
         .unwrap();
     let text = adopt::cli::plan_text(&plan);
     eprintln!("{text}");
-    assert!(!text.contains("s3cret"), "values printed in clear:\n{text}");
+    // The release's values hold the cloud's passwords: never printed (text or JSON).
+    let values = agent.render_all(&co, &quiet).await.unwrap().values;
+    let json_plan = serde_json::to_string(&plan).unwrap();
+    let mut secrets = Vec::new();
+    passwords(&values["keystone"], &mut secrets);
+    assert!(!secrets.is_empty(), "keystone's values hold no password");
+    for p in &secrets {
+        assert!(
+            !text.contains(p.as_str()) && !json_plan.contains(p.as_str()),
+            "values printed in clear:\n{text}"
+        );
+    }
     for p in &plan.components {
         let f = p
             .release
@@ -476,6 +526,17 @@ async fn run(shared: PathBuf) {
             .differences()
             .map(|d| format!("{} {} {} -> {}", d.object, d.path, d.live, d.adopted))
             .collect();
+        // keystone's hand `helm upgrade --set` is called out by its path (no value); the
+        // others' releases hold exactly the repository's values and chart.
+        if p.component == "keystone" {
+            assert_eq!(p.callouts.len(), 1, "{text}");
+            assert!(
+                p.callouts[0].contains(HAND_SET.0) && p.callouts[0].contains("values not shown"),
+                "{text}"
+            );
+        } else {
+            assert!(p.callouts.is_empty(), "{}: {:?}", p.component, p.callouts);
+        }
         if p.component == "memcached" {
             assert!(!p.matches);
             assert_eq!(
@@ -503,12 +564,7 @@ async fn run(shared: PathBuf) {
     assert_eq!(report.skipped[0].0, "memcached");
     for (w, b) in workloads.iter().zip(&before) {
         let live = c.get(w).await.unwrap().unwrap();
-        let comp = if rendered["memcached"].contains(w) {
-            "memcached"
-        } else {
-            ""
-        };
-        if comp == "memcached" {
+        if comp_of(&rendered, w) == "memcached" {
             assert_eq!(rv(&live), rv(b), "memcached touched");
             continue;
         }
@@ -518,8 +574,9 @@ async fn run(shared: PathBuf) {
             "{} template changed",
             object_id(w)
         );
-        // A Deployment's generation counts its annotations (copied to its ReplicaSets), so
-        // the ownership marks bump it once, as the plan predicted; the others keep theirs.
+        // No rollout, not even a Deployment's generation: the ownership marks are labels and
+        // adoption changes no annotation (a Deployment's annotations move its generation,
+        // kube-apiserver pkg/registry/apps/deployment/strategy.go PrepareForUpdate).
         let predicted = plan
             .components
             .iter()
@@ -527,25 +584,33 @@ async fn run(shared: PathBuf) {
             .find(|x| x.object == object_id(w))
             .unwrap();
         assert!(predicted.rolls.is_empty());
-        if w["kind"] == "Deployment" {
-            assert_eq!(
-                live["metadata"]["generation"].as_i64(),
-                predicted
-                    .generation
-                    .map(|g| g[1])
-                    .or(b["metadata"]["generation"].as_i64()),
-                "{}",
-                object_id(w)
-            );
-        } else {
-            assert_eq!(
-                live["metadata"]["generation"],
-                b["metadata"]["generation"],
-                "{} rolled",
-                object_id(w)
-            );
-            assert!(predicted.generation.is_none());
-        }
+        assert_eq!(predicted.generation, None, "{}", object_id(w));
+        assert_eq!(
+            live["metadata"]["generation"],
+            b["metadata"]["generation"],
+            "{} generation moved",
+            object_id(w)
+        );
+        assert_eq!(
+            live["metadata"]["annotations"],
+            b["metadata"]["annotations"],
+            "{} annotations changed",
+            object_id(w)
+        );
+        assert_eq!(
+            live.pointer("/metadata/labels/stackwave.io~1component"),
+            Some(&json!(comp_of(&rendered, w))),
+            "{} not marked",
+            object_id(w)
+        );
+    }
+    for a in &report.adopted {
+        assert!(
+            a.generation_changed.is_empty(),
+            "{}: generation moved: {:?}",
+            a.component,
+            a.generation_changed
+        );
     }
     for comp in ["keystone", "nova", "redis-operator"] {
         for o in &rendered[comp] {
@@ -765,6 +830,22 @@ async fn auto(shared: PathBuf) {
         "{}\n{}",
         live["spec"]["template"],
         before[1]["spec"]["template"]
+    );
+    // With `adopt: auto` the take-over (which changes no annotation) is followed in the same
+    // sync by the revision's own apply of the component, which drops Helm's
+    // `meta.helm.sh/*` annotations (Stackwave's fields since the migration, no longer
+    // applied): a Deployment's generation moves by exactly one then, its pod template
+    // unchanged (`adopt --apply` keeps it, the other test). Known left: skipping that apply.
+    assert_eq!(
+        live["metadata"]["generation"].as_i64(),
+        before[1]["metadata"]["generation"].as_i64().map(|g| g + 1),
+        "the Deployment's generation"
+    );
+    assert!(
+        live.pointer("/metadata/annotations/meta.helm.sh~1release-name")
+            .is_none(),
+        "Helm's annotation left: {}",
+        live["metadata"]
     );
     let mf = live["metadata"]["managedFields"].as_array().unwrap();
     assert!(!mf.iter().any(|e| e["manager"] == "helm"), "{mf:?}");

@@ -72,7 +72,7 @@ pub fn plan_text(p: &super::Plan) -> String {
         }
         for o in c.objects.iter().filter(|o| o.rolls.is_empty()) {
             if let Some([a, b]) = o.generation {
-                s.push_str(&format!("  ^ {}: generation {a} -> {b} (annotations; pod template unchanged, no restart)\n", o.object));
+                s.push_str(&format!("  ^ {}: generation {a} -> {b} by the adoption write (pod template unchanged, no restart)\n", o.object));
             }
         }
         for o in &c.helm_only {

@@ -34,10 +34,13 @@ const SERVER_METADATA: [&str; 7] = [
     "/status",
 ];
 
-/// Ownership marks: Helm's go, Stackwave's come; expected, never a difference.
+/// Ownership marks: Stackwave's come (labels, [`crate::cluster::COMPONENT_LABEL`]), Helm's
+/// `managed-by` label changes, Helm's annotations stay until Stackwave's next change to the
+/// object (they are then Stackwave's fields, [`super::migrate`], that its apply no longer
+/// sets); the annotations an older Stackwave wrote likewise. Expected, never a difference.
 const OWNERSHIP_MARKS: [&str; 5] = [
     "/metadata/labels/app.kubernetes.io~1managed-by",
-    "/metadata/labels/stackwave.io~1instance",
+    "/metadata/labels/stackwave.io~1",
     "/metadata/annotations/meta.helm.sh~1release-name",
     "/metadata/annotations/meta.helm.sh~1release-namespace",
     "/metadata/annotations/stackwave.io~1",
@@ -67,10 +70,12 @@ pub struct Compared {
     pub differences: Vec<Difference>,
     /// For a workload: the pod-template fields among the differences (it would roll).
     pub rolls: Vec<String>,
-    /// `metadata.generation` live and after adoption, when it would change. A Deployment's
-    /// generation also counts annotation changes (they are copied to its ReplicaSets,
-    /// `pkg/registry/apps/deployment/strategy.go` `PrepareForUpdate`): adoption's ownership
-    /// marks bump it once without a new ReplicaSet when `rolls` is empty.
+    /// `metadata.generation` live and after the adoption write (the forced apply, as its dry
+    /// run answers), when that write would move it. A spec change moves it, and so does a
+    /// change to a Deployment's annotations (they are copied to its ReplicaSets:
+    /// kube-apiserver `pkg/registry/apps/deployment/strategy.go` `PrepareForUpdate`), which
+    /// is why Stackwave's ownership marks are labels and the Helm annotations are left in
+    /// place: for a matching render this is `None`.
     pub generation: Option<[i64; 2]>,
 }
 
@@ -89,10 +94,15 @@ fn esc(k: &str) -> String {
     k.replace('~', "~0").replace('/', "~1")
 }
 
-/// The fields where `a` and `b` differ, as JSON pointers (maps key by key, lists of equal
-/// length item by item, anything else as a whole).
+/// The fields where `a` and `b` differ, as JSON pointers (maps key by key — a map against
+/// an absent field too, as against an empty map, so an absent `metadata.annotations` and
+/// one holding only skipped marks do not differ —, lists of equal length item by item,
+/// anything else as a whole).
 pub fn differing(a: &Json, b: &Json, path: &str, out: &mut Vec<String>) {
+    let empty = Json::Object(Default::default());
     match (a, b) {
+        (Json::Object(_), Json::Null) => differing(a, &empty, path, out),
+        (Json::Null, Json::Object(_)) => differing(&empty, b, path, out),
         (Json::Object(x), Json::Object(y)) => {
             for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
                 let null = Json::Null;
@@ -230,7 +240,7 @@ pub async fn compare(
         })
         .collect();
     let gen = |o: &Json| o.pointer("/metadata/generation").and_then(Json::as_i64);
-    let generation = match (gen(live), gen(&result)) {
+    let generation = match (gen(live), gen(&applied)) {
         (Some(a), Some(b)) if a != b => Some([a, b]),
         _ => None,
     };
@@ -251,13 +261,21 @@ mod tests {
     #[test]
     fn differing_names_each_changed_field() {
         let a = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "a"}]}}}, "x": [1]});
-        let b = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "b"}]}}}, "x": [1, 2], "y": 1});
+        let b = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "b"}]}}}, "x": [1, 2], "y": 1,
+                       "metadata": {"annotations": {"a/b": "1"}}, "z": {}});
         let mut out = Vec::new();
         differing(&a, &b, "", &mut out);
         assert_eq!(
             out,
-            vec!["/spec/template/spec/containers/0/image", "/x", "/y"]
+            vec![
+                "/spec/template/spec/containers/0/image",
+                "/x",
+                "/y",
+                "/metadata/annotations/a~1b",
+            ],
+            "a map against an absent field: key by key; an empty one: no difference"
         );
+        assert!(skipped("/metadata/labels/stackwave.io~1component"));
         assert!(skipped("/metadata/annotations/stackwave.io~1component"));
         assert!(skipped("/metadata/annotations/meta.helm.sh~1release-name"));
         assert!(!skipped("/metadata/annotations/other"));

@@ -82,8 +82,9 @@ pub struct ComponentPlan {
     pub component: String,
     /// The Helm release found (`None`: Helm holds no record of it; nothing to adopt).
     pub release: Option<release::Found>,
-    /// Mismatches between the release and the repository (chart version): the repository
-    /// does not describe the running cloud yet.
+    /// Mismatches between the release and the repository (chart version, status, user
+    /// values — named by path, never by value): the repository does not describe the
+    /// running cloud yet.
     pub callouts: Vec<String>,
     /// Every rendered object compared.
     pub objects: Vec<Compared>,
@@ -145,7 +146,37 @@ fn chart_labels(objs: &[Json]) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Plans one component from its rendered objects.
+/// How many differing value paths a call-out names before it says how many more there are.
+const VALUE_PATHS_SHOWN: usize = 8;
+
+/// The call-out for user values that differ between a release and the repository's render
+/// (`None`: equal). Helm records the values it was given (`-f` files merged, then `--set`)
+/// as the release's `config`, Stackwave gives Helm [`crate::render::Rendered::values`]: a
+/// hand `helm upgrade --set` the repository does not carry shows here, even when it changed
+/// no object. Paths only (JSON pointers); values may be Secrets and are never shown.
+pub fn values_callout(r: &release::Release, repo: &Json) -> Option<String> {
+    let mut paths = Vec::new();
+    compare::differing(&r.values, repo, "", &mut paths);
+    if paths.is_empty() {
+        return None;
+    }
+    let more = paths.len().saturating_sub(VALUE_PATHS_SHOWN);
+    paths.truncate(VALUE_PATHS_SHOWN);
+    Some(format!(
+        "values: release {} revision {} was installed with user values the repository does not give at {}{} (a hand `helm upgrade --set`? values not shown)",
+        r.name,
+        r.revision,
+        paths.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// Plans one component from its rendered objects and the user values its render gave Helm
+/// (`None`: not a Helm chart, or not known; the values are then not compared).
 ///
 /// # Errors
 /// API errors, unreadable release records.
@@ -154,6 +185,7 @@ pub async fn plan_component(
     catalog: &crate::component::Catalog,
     component: &str,
     desired: &[Json],
+    values: Option<&Json>,
 ) -> Result<ComponentPlan, AdoptError> {
     let rel = catalog.get(component).map(|c| c.release.clone());
     let found = match &rel {
@@ -210,6 +242,9 @@ pub async fn plan_component(
                 f.current.revision,
                 labels.into_iter().collect::<Vec<_>>().join(", ")
             ));
+        }
+        if let Some(c) = values.and_then(|v| values_callout(&f.current, v)) {
+            callouts.push(c);
         }
         if f.current.status != "deployed" {
             callouts.push(format!(
@@ -272,7 +307,7 @@ pub async fn plan(
         .render_all(checkout, progress)
         .await
         .map_err(|e| AdoptError::Render(e.to_string()))?;
-    let (cfg, rendered) = (r.config, r.objects);
+    let (cfg, rendered, values) = (r.config, r.objects, r.values);
     agent.applied.released = r.released;
     if let Some(c) = only.iter().find(|c| !cfg.components.contains(c)) {
         return Err(AdoptError::UnknownComponent(c.clone()));
@@ -284,7 +319,16 @@ pub async fn plan(
         .filter(|c| only.is_empty() || only.contains(c))
     {
         let objs = rendered.get(c).cloned().unwrap_or_default();
-        components.push(plan_component(&agent.cluster, &agent.render.catalog, c, &objs).await?);
+        components.push(
+            plan_component(
+                &agent.cluster,
+                &agent.render.catalog,
+                c,
+                &objs,
+                values.get(c),
+            )
+            .await?,
+        );
     }
     Ok(Plan {
         commit: commit.to_string(),
@@ -299,8 +343,10 @@ pub struct Adopted {
     pub component: String,
     /// Objects applied.
     pub objects: usize,
-    /// Workloads whose `metadata.generation` changed; without a pod-template change (the plan's
-    /// `rolls` empty) only a Deployment's, for its annotations (no new ReplicaSet, no restart).
+    /// Workloads whose `metadata.generation` the adoption moved: empty for a matching render
+    /// (the ownership marks are labels and no annotation changes, so even a Deployment keeps
+    /// its generation, [`compare::Compared::generation`]); a forced component lists those its
+    /// differences changed.
     pub generation_changed: Vec<String>,
     /// Release record Secrets retired (relabelled or deleted).
     pub records: Vec<String>,
@@ -513,6 +559,7 @@ pub async fn guard(
     agent: &Agent,
     checkout: &Path,
     rendered: &mut BTreeMap<String, Vec<Json>>,
+    values: &BTreeMap<String, Json>,
     progress: &dyn Fn(Progress),
 ) -> Result<(), String> {
     let mut helm_owned = Vec::new();
@@ -554,15 +601,25 @@ pub async fn guard(
         ));
     }
     for (c, _) in helm_owned {
-        let p = plan_component(&agent.cluster, &agent.render.catalog, &c, &rendered[&c])
-            .await
-            .map_err(|e| e.to_string())?;
+        let p = plan_component(
+            &agent.cluster,
+            &agent.render.catalog,
+            &c,
+            &rendered[&c],
+            values.get(&c),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if p.matches {
             take_over(agent, &p, false, progress)
                 .await
                 .map_err(|e| format!("adopt: auto: taking over {c}: {e}"))?;
             progress(Progress::Note(format!(
-                "adopt: auto: taking over {c} from Helm (render matches, no restart)"
+                "adopt: auto: taking over {c} from Helm (render matches, no restart){}",
+                p.callouts
+                    .iter()
+                    .map(|x| format!("; {x}"))
+                    .collect::<String>()
             )));
         } else {
             let first: Vec<String> = p
@@ -578,4 +635,36 @@ pub async fn guard(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hand_set_value_is_called_out_by_path_never_by_value() {
+        let doc = json!({"name": "keystone", "namespace": "openstack", "version": 3,
+            "info": {"status": "deployed"}, "chart": {"metadata": {"name": "keystone", "version": "1"}},
+            "config": {"pod": {"replicas": {"api": 3}}, "endpoints": {"admin": {"password": "hunter2-secret"}}}});
+        let secret = release::record_secret("openstack", "keystone", 3, "deployed", &doc);
+        let r = release::Release::from_secret(&secret).unwrap();
+        let repo = json!({"pod": {"replicas": {"api": 1}}, "endpoints": {"admin": {"password": "other-secret"}}});
+        let c = values_callout(&r, &repo).unwrap();
+        assert!(
+            c.contains("release keystone revision 3")
+                && c.contains("/pod/replicas/api")
+                && c.contains("/endpoints/admin/password"),
+            "{c}"
+        );
+        assert!(
+            !c.contains("hunter2") && !c.contains("other-secret") && !c.contains(": 3"),
+            "{c}"
+        );
+        assert_eq!(values_callout(&r, &r.values.clone()), None);
+        // Many paths: the first ones, then how many more.
+        let many: serde_json::Map<String, Json> =
+            (0..12).map(|i| (format!("k{i:02}"), json!(i))).collect();
+        let c = values_callout(&r, &Json::Object(many)).unwrap();
+        assert!(c.contains("and 6 more"), "{c}");
+    }
 }

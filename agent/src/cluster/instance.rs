@@ -2,7 +2,7 @@
 //!
 //! Several Stackwave agents may share a cluster (two regions, a staging copy, one agent per
 //! test) with the same component names. Every ownership mark Stackwave leaves in the cluster —
-//! the inventory ConfigMap's name and labels, the labels and annotations [`super::inventory::mark`]
+//! the inventory ConfigMap's name and labels, the labels [`super::inventory::mark`]
 //! puts on applied objects, the drift Events — carries the instance's [`Instance::id`], so one
 //! agent never reads another's inventory or prunes another's objects.
 //!
@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 
 /// Label on every object (and inventory) an instance applies: its [`Instance::id`].
 pub const INSTANCE_LABEL: &str = "stackwave.io/instance";
-/// Annotation naming the instance in readable form (its configured name).
-pub const INSTANCE_NAME_ANNOTATION: &str = "stackwave.io/instance-name";
+/// Label naming the instance in readable form (its configured name, a DNS label, so a valid
+/// label value). Older Stackwave versions wrote it as an annotation of the same key; nothing
+/// reads it, and the next apply removes the annotation (see [`super::COMPONENT_LABEL`]).
+pub const INSTANCE_NAME_LABEL: &str = "stackwave.io/instance-name";
 /// The instance name when none is configured.
 pub const DEFAULT_NAME: &str = "stackwave";
 

@@ -5,8 +5,8 @@
 //! *and* still carry Stackwave's ownership marks, never protected objects, in reverse apply
 //! order (fluxcd/pkg `ssa/manager_delete.go`, kustomize-controller `prune()`).
 
-use super::instance::{Instance, INSTANCE_LABEL, INSTANCE_NAME_ANNOTATION};
-use super::{object_id, Cluster, ClusterError, COMPONENT_ANNOTATION, MANAGED_BY};
+use super::instance::{Instance, INSTANCE_LABEL, INSTANCE_NAME_LABEL};
+use super::{component_of, object_id, Cluster, ClusterError, COMPONENT_LABEL, MANAGED_BY};
 use serde_json::{json, Value as Json};
 
 /// Namespace holding inventories.
@@ -92,14 +92,15 @@ pub fn protected(live: &Json, rules: &[Protect]) -> Option<String> {
     None
 }
 
-/// Adds Stackwave's ownership marks to a desired object: the `managed-by` label, the
-/// component annotation, and the instance's label and name annotation
-/// ([`super::instance`]).
+/// Adds Stackwave's ownership marks to a desired object, all of them labels (why labels:
+/// [`COMPONENT_LABEL`]): the `managed-by` label, the component label, and the instance's id
+/// and name labels ([`super::instance`]). The object's annotations are left as rendered.
 pub fn mark(o: &mut Json, component: &str, instance: &Instance) {
-    o["metadata"]["labels"][MANAGED_BY.0] = json!(MANAGED_BY.1);
-    o["metadata"]["labels"][INSTANCE_LABEL] = json!(instance.id());
-    o["metadata"]["annotations"][COMPONENT_ANNOTATION] = json!(component);
-    o["metadata"]["annotations"][INSTANCE_NAME_ANNOTATION] = json!(instance.name);
+    let labels = &mut o["metadata"]["labels"];
+    labels[MANAGED_BY.0] = json!(MANAGED_BY.1);
+    labels[INSTANCE_LABEL] = json!(instance.id());
+    labels[INSTANCE_NAME_LABEL] = json!(instance.name);
+    labels[COMPONENT_LABEL] = json!(component);
 }
 
 /// Who a live object's ownership marks name.
@@ -116,16 +117,14 @@ pub enum Owner {
     NotMarked,
 }
 
-/// Reads an object's ownership marks against `component` and `instance`.
+/// Reads an object's ownership marks against `component` and `instance` (the component
+/// from its label or, marked by an older Stackwave, its annotation: [`component_of`]).
 pub fn owner(live: &Json, component: &str, instance: &Instance) -> Owner {
     let managed = live
         .pointer("/metadata/labels")
         .and_then(|l| l.get(MANAGED_BY.0))
         == Some(&json!(MANAGED_BY.1));
-    let comp = live
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(COMPONENT_ANNOTATION))
-        == Some(&json!(component));
+    let comp = component_of(live) == Some(component);
     match super::instance::instance_of(live) {
         Some(id) if id != instance.id() => Owner::Other(id.to_string()),
         _ if !(managed && comp) => Owner::NotMarked,
@@ -158,8 +157,7 @@ fn inventory_object(instance: &Instance, component: &str, refs: &[ObjRef]) -> Js
         "metadata": {
             "name": inventory_name(instance, component),
             "namespace": INVENTORY_NAMESPACE,
-            "labels": {MANAGED_BY.0: MANAGED_BY.1, INSTANCE_LABEL: instance.id()},
-            "annotations": {INSTANCE_NAME_ANNOTATION: instance.name},
+            "labels": {MANAGED_BY.0: MANAGED_BY.1, INSTANCE_LABEL: instance.id(), INSTANCE_NAME_LABEL: instance.name},
         },
         "data": {"component": component, "instance": instance.name,
                  "objects": serde_json::to_string(refs).unwrap_or_default()}
@@ -465,6 +463,16 @@ mod tests {
             .unwrap()
             .remove(INSTANCE_LABEL);
         assert_eq!(owner(&o, "app", &b), Owner::Unscoped);
+        // Marks are labels; the component annotation older versions wrote still counts.
+        assert!(o["metadata"].get("annotations").is_none(), "{o}");
+        let mut legacy = json!({"metadata": {"labels": {MANAGED_BY.0: MANAGED_BY.1, INSTANCE_LABEL: a.id()},
+                                             "annotations": {crate::cluster::LEGACY_COMPONENT_ANNOTATION: "app"}}});
+        assert_eq!(owner(&legacy, "app", &a), Owner::Ours);
+        assert_eq!(owner(&legacy, "other", &a), Owner::NotMarked);
+        // The label wins over a stale annotation.
+        legacy["metadata"]["labels"][COMPONENT_LABEL] = json!("other");
+        assert_eq!(owner(&legacy, "other", &a), Owner::Ours);
+        assert_eq!(owner(&legacy, "app", &a), Owner::NotMarked);
         assert_ne!(inventory_name(&a, "app"), inventory_name(&b, "app"));
         assert_eq!(legacy_name("app"), "inventory-app");
     }

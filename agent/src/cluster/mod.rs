@@ -25,8 +25,32 @@ use tokio::sync::Mutex;
 pub const FIELD_MANAGER: &str = "stackwave";
 /// Label marking objects Stackwave manages.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "stackwave");
-/// Annotation naming the component an object belongs to.
-pub const COMPONENT_ANNOTATION: &str = "stackwave.io/component";
+/// Label naming the component an object belongs to (with [`MANAGED_BY`] and the instance's
+/// labels, [`inventory::mark`], one of Stackwave's ownership marks). The marks are labels,
+/// never annotations, as fluxcd's kustomize-controller marks its objects
+/// (`kustomize.toolkit.fluxcd.io/name|namespace` labels): a Deployment's annotations are
+/// copied to its ReplicaSets, so a change to them moves the Deployment's
+/// `metadata.generation` (kube-apiserver `pkg/registry/apps/deployment/strategy.go`,
+/// `PrepareForUpdate`), and taking over a running Deployment must not (`stackwave adopt`).
+/// Label changes move no generation.
+pub const COMPONENT_LABEL: &str = "stackwave.io/component";
+/// The annotation older Stackwave versions put the component mark in (same key as
+/// [`COMPONENT_LABEL`]); read, never written: objects marked that way are still recognised
+/// ([`component_of`]), and the next apply moves the mark into the label (the field manager
+/// `stackwave` owns the annotation and no longer applies it, so the server removes it).
+pub const LEGACY_COMPONENT_ANNOTATION: &str = "stackwave.io/component";
+
+/// The component an object's ownership marks name: its [`COMPONENT_LABEL`], else (marked
+/// by an older Stackwave) its [`LEGACY_COMPONENT_ANNOTATION`].
+pub fn component_of(o: &Json) -> Option<&str> {
+    o.pointer("/metadata/labels")
+        .and_then(|l| l.get(COMPONENT_LABEL))
+        .or_else(|| {
+            o.pointer("/metadata/annotations")
+                .and_then(|a| a.get(LEGACY_COMPONENT_ANNOTATION))
+        })
+        .and_then(Json::as_str)
+}
 
 /// A cluster-layer error naming the object and the cause.
 #[derive(Debug, thiserror::Error)]

@@ -221,10 +221,17 @@ metadata:
         );
         for o in &out {
             assert_eq!(
-                o.pointer("/metadata/annotations")
-                    .and_then(|a| a.get(crate::cluster::COMPONENT_ANNOTATION))
+                o.pointer("/metadata/labels")
+                    .and_then(|a| a.get(crate::cluster::COMPONENT_LABEL))
                     .and_then(Json::as_str),
                 Some("keystone"),
+                "{o}"
+            );
+            // No mark is an annotation (a Deployment's annotations move its generation).
+            assert!(
+                o.pointer("/metadata/annotations")
+                    .and_then(Json::as_object)
+                    .is_none_or(|a| a.keys().all(|k| !k.starts_with("stackwave.io/"))),
                 "{o}"
             );
         }

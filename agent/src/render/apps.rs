@@ -35,6 +35,7 @@ pub fn render(inputs: &Inputs, reads: &Reader, c: &Component) -> Result<Rendered
         chart: String::new(),
         version: String::new(),
         values_files: files,
+        values: serde_json::Value::Null,
         crds: String::new(),
     })
 }

@@ -177,6 +177,12 @@ pub struct Rendered {
     pub version: String,
     /// Values files read, in order.
     pub values_files: Vec<PathBuf>,
+    /// The user-supplied values given to Helm (the values files merged, then the `--set`
+    /// bindings: [`values::compose`]) — what `helm upgrade --install` records as the
+    /// release's `config` (Helm `pkg/action/upgrade.go` stores `vals` as `Release.Config`).
+    /// `Json::Null` for components that are not Helm charts. Holds Secret values: never
+    /// printed, logged or stored.
+    pub values: Json,
     /// The chart's `crds/` documents (and its subcharts'), which `helm install` creates before
     /// the templates and never post-renders (Helm `pkg/action/install.go`, `installCRDs` over
     /// `chart.CRDObjects()`); empty with `helm.skipCrds`. Not part of `text`, as `helm
@@ -542,6 +548,7 @@ pub fn finish(
     reads: &Reader,
     plan: &Plan,
     files: Vec<PathBuf>,
+    values: Json,
     templates: &[(String, String)],
 ) -> Result<Rendered, RenderError> {
     let component = plan.component;
@@ -577,6 +584,7 @@ pub fn finish(
         chart: plan.chart_name.clone(),
         version: plan.version.clone(),
         values_files: files,
+        values,
         crds: if plan.component.helm.skip_crds {
             String::new()
         } else {
@@ -642,7 +650,9 @@ pub fn render_recorded(inputs: &Inputs, name: &str) -> Result<(Rendered, Reads),
     }
     let p = prepare(inputs, &reads, name)?;
     let templates = p.templates()?;
-    let r = finish(inputs, &reads, &p.plan, p.files, &templates)?;
+    // The values as Helm is given them (compose's JSON always parses back).
+    let values = serde_json::from_str(&p.values_json).unwrap_or(Json::Null);
+    let r = finish(inputs, &reads, &p.plan, p.files, values, &templates)?;
     Ok((r, reads.reads()))
 }
 

@@ -425,6 +425,8 @@ async fn a_wave_with_a_webhook_waits_for_its_backend_endpoints() {
 async fn a_catalog_gate_holds_the_next_wave_until_its_condition_holds() {
     let mut f = Fixture::new("waitfor", &[]).await;
     f.agent.settings.health_timeout = Duration::from_secs(60);
+    // The gated commit drops one of three objects (the delete guard's 10% would refuse it).
+    f.agent.settings.max_delete_share = 1.0;
     let ns = f.ns.clone();
     let group = format!("{}.gates.stackwave.test", f.tc.suffix);
     let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -458,8 +460,8 @@ async fn a_catalog_gate_holds_the_next_wave_until_its_condition_holds() {
     }
     let timeout = if f.tc.in_process() { "1s" } else { "5s" };
     let empty = f.root.join("empty");
-    let write = |gated: bool, app_value: &str| {
-        f.repo.write(
+    let write = |repo: &Repo, gated: bool, app_value: &str| {
+        repo.write(
             "stackwave.yaml",
             &format!(
                 "genestack:\n  path: {e}\ncharts:\n  path: {e}\nmanifests:\n- name: app\n  path: manifests/app\n  wave: 1\ncomponents: [base]\n",
@@ -471,7 +473,7 @@ async fn a_catalog_gate_holds_the_next_wave_until_its_condition_holds() {
         } else {
             String::new()
         };
-        f.repo.write(
+        repo.write(
             "components/base.yaml",
             &format!("name: base\nkind: kustomize\nwave: 0\nrelease: {{name: base, namespace: {ns}}}\nkustomize: {{path: base/app}}\n{gate}"),
         );
@@ -481,28 +483,28 @@ async fn a_catalog_gate_holds_the_next_wave_until_its_condition_holds() {
         } else {
             format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n  namespace: {ns}\n")
         };
-        f.repo.write(
+        repo.write(
             "kustomize/base/app/objects.yaml",
             &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n{body}"),
         );
-        f.repo.write(
+        repo.write(
             "kustomize/base/app/kustomization.yaml",
             &kustomization(&["objects.yaml".into()]),
         );
-        f.repo.write(
+        repo.write(
             "manifests/app/kustomization.yaml",
             &kustomization(&["api.yaml".into()]),
         );
-        f.repo.write(
+        repo.write(
             "manifests/app/api.yaml",
             &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\n  namespace: {ns}\ndata:\n  v: \"{app_value}\"\n"),
         );
     };
-    write(false, "1");
+    write(&f.repo, false, "1");
     f.repo.commit("base without a gate");
     assert_eq!(healthy(&f.step().await), ["base", "app"]);
 
-    write(true, "2");
+    write(&f.repo, true, "2");
     f.repo.commit("base: a Gadget its operator must make Ready");
     let started = Instant::now();
     let out = f.step().await;

@@ -96,8 +96,9 @@ impl std::fmt::Display for Needs {
 pub struct Deferred {
     /// The object.
     pub check: Check,
-    /// What it needs first.
-    pub needs: Needs,
+    /// What it needs first: its namespace, its CRD, or both (a custom resource in a
+    /// namespace the same wave creates needs both applied ahead of it).
+    pub needs: Vec<Needs>,
 }
 
 /// An object the API server refused in the dry run.
@@ -130,17 +131,17 @@ impl Report {
     /// Defers `c` to its wave when what it needs comes in that wave or an earlier one; an
     /// object whose CRD or namespace comes only in a later wave could not be applied in its
     /// own: refused with `error`.
-    fn defer(&mut self, c: Check, needs: Needs, error: ClusterError) {
-        if needs.wave() <= c.wave {
+    fn defer(&mut self, c: Check, needs: Vec<Needs>, error: ClusterError) {
+        let Some(later) = needs.iter().find(|n| n.wave() > c.wave).cloned() else {
             self.deferred.push(Deferred { check: c, needs });
-        } else {
-            self.refused.push(Refusal {
-                wave: c.wave,
-                component: c.component,
-                id: object_id(&c.object),
-                error: ClusterError::Invalid(format!("{error} (it needs {needs}, a later wave)")),
-            });
-        }
+            return;
+        };
+        self.refused.push(Refusal {
+            wave: c.wave,
+            component: c.component,
+            id: object_id(&c.object),
+            error: ClusterError::Invalid(format!("{error} (it needs {later}, a later wave)")),
+        });
     }
 
     /// The refusals as one line each: `Kind/ns/name (component c, wave w): message`.
@@ -224,7 +225,11 @@ pub async fn check(cluster: &Cluster, checks: Vec<Check>, brings: &Brings) -> Re
     let mut missing_ns: BTreeSet<String> = BTreeSet::new();
     for c in checks {
         if missing_ns.contains(super::namespace_of(&c.object)) {
-            if let Some(needs) = brings.namespace_for(&c.object) {
+            if let Some(ns) = brings.namespace_for(&c.object) {
+                // Its kind may be one the revision brings too: both go ahead of it.
+                let needs = std::iter::once(ns)
+                    .chain(brings.crd_for(&c.object))
+                    .collect();
                 let error = ClusterError::Api {
                     id: object_id(&c.object),
                     code: 404,
@@ -253,9 +258,11 @@ pub async fn check(cluster: &Cluster, checks: Vec<Check>, brings: &Brings) -> Re
         let needs = match &result {
             Err(ClusterError::UnknownKind { .. }) => {
                 unserved.insert(gk.clone());
-                brings.crd_for(&c.object)
+                brings.crd_for(&c.object).map(|n| vec![n])
             }
-            Err(ClusterError::Api { code: 404, .. }) => brings.namespace_for(&c.object),
+            Err(ClusterError::Api { code: 404, .. }) => {
+                brings.namespace_for(&c.object).map(|n| vec![n])
+            }
             _ => None,
         };
         match (result, needs) {
@@ -323,7 +330,7 @@ pub fn due(deferred: Vec<Deferred>, wave: i32) -> (Vec<Deferred>, Vec<Deferred>)
 /// be dry-run before they are applied. In `wave_objects`' order, each once.
 pub fn stage_one<'a>(due: &[Deferred], wave: i32, wave_objects: &'a [Json]) -> Vec<&'a Json> {
     let wanted = |o: &Json| {
-        due.iter().any(|d| match &d.needs {
+        due.iter().flat_map(|d| &d.needs).any(|n| match n {
             Needs::Crd { name, wave: w } => {
                 *w == wave && o["kind"] == "CustomResourceDefinition" && super::name_of(o) == name
             }

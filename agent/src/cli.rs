@@ -169,7 +169,8 @@ pub enum Command {
         /// Cluster and state.
         #[command(flatten)]
         cluster: TargetArgs,
-        /// Seconds a wave may take to become healthy.
+        /// Seconds a wave may take to become healthy (components whose catalog entry sets
+        /// `helm.timeout` wait that long instead).
         #[arg(long, default_value_t = 300)]
         health_timeout: u64,
         /// Roll back even past components marked irreversible (`irreversible:` in
@@ -308,7 +309,8 @@ pub struct RunArgs {
     /// Report drift without correcting it.
     #[arg(long)]
     pub detect_only: bool,
-    /// Seconds a wave may take to become healthy.
+    /// Seconds a wave may take to become healthy (components whose catalog entry sets
+    /// `helm.timeout` wait that long instead).
     #[arg(long, default_value_t = 300)]
     pub health_timeout: u64,
     /// Largest share of managed objects one revision may delete, in percent.

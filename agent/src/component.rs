@@ -10,6 +10,7 @@ use kustomize_rs::yaml::{parse_one, Value};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// How a component is rendered.
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
@@ -248,32 +249,106 @@ pub struct Source {
     pub commit: String,
 }
 
-/// Helm flags the script passes besides values.
+/// A duration as Helm's `--timeout` takes it: Go's `time.ParseDuration` text (`5m`, `120s`,
+/// `1h30m`, `1.5h`; units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), parsed when the entry is
+/// read, so a malformed one is a [`CatalogError`] naming the file. Helm reads `--timeout`
+/// with pflag's `DurationVar` (helm `pkg/cmd/install.go`, default `300*time.Second`), i.e.
+/// `time.ParseDuration`; the parser is the `go-parse-duration` port of it. Negative durations
+/// are refused. Serialises back as the text it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoDuration {
+    /// The text as written.
+    pub text: String,
+    /// Its value.
+    pub duration: Duration,
+}
+
+/// A Go duration text that does not parse ([`GoDuration::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {text:?}: {cause} (Go duration text such as 5m, 120s, 1h30m)")]
+pub struct DurationError {
+    /// The text.
+    pub text: String,
+    /// What the parser said (`go_parse_duration::Error` is not a `std::error::Error`).
+    pub cause: String,
+}
+
+impl GoDuration {
+    /// Parses Go duration text.
+    ///
+    /// # Errors
+    /// [`DurationError`]: not a Go duration, or negative.
+    pub fn parse(text: &str) -> Result<GoDuration, DurationError> {
+        let err = |cause: String| DurationError {
+            text: text.to_string(),
+            cause,
+        };
+        let nanos = go_parse_duration::parse_duration(text).map_err(|e| match e {
+            go_parse_duration::Error::ParseError(m) => err(m),
+        })?;
+        let nanos = u64::try_from(nanos).map_err(|_| err("negative".into()))?;
+        Ok(GoDuration {
+            text: text.to_string(),
+            duration: Duration::from_nanos(nanos),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        GoDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for GoDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// Helm flags the script passes besides values, and how the agent gates on them.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmFlags {
-    /// `--timeout` (Helm duration text, e.g. `120m`), as the script passes it. Recorded only:
-    /// the agent's waves wait `Settings::health_timeout` today.
+    /// `--timeout`, as the script passes it (every Helm script passes `120m`,
+    /// `install-openstack-exporter.sh` `15m`). The agent's limit for this component's health
+    /// gate in its wave (its objects and its [`WaitFor`] gates without a timeout of their
+    /// own), whatever the entry's kind; absent: `--health-timeout` (default 300 s, Helm's
+    /// default `--timeout` of 5m0s).
     #[serde(default)]
-    pub timeout: Option<String>,
-    /// `--wait`: Helm waits for the release's workloads (the agent gates every wave on the
-    /// health of what it applied anyway).
+    pub timeout: Option<GoDuration>,
+    /// `--wait`. No Genestack script passes it: Helm then returns once the objects are
+    /// created (its hooks and `crds/` still waited on), and the scripts get their ordering
+    /// from `kubectl wait` steps ([`WaitFor`]), openstack-helm's dependency init containers
+    /// and retries. Stackwave's waves replace those (issue 13: health gates instead of sleeps
+    /// and retries), so absent means the agent's default: every object the component applied
+    /// is waited on (kstatus). `true` is the same. `false` (`helm install` without `--wait`,
+    /// opted into explicitly) waits only for what Helm itself waits on — CRDs `Established`,
+    /// hooks — plus webhook backends' endpoints (writes through them fail otherwise) and the
+    /// entry's `waitFor` gates; its Deployments, StatefulSets, DaemonSets, Jobs and CRs are
+    /// not waited for.
     #[serde(default)]
-    pub wait: bool,
+    pub wait: Option<bool>,
     /// `--skip-crds`: the chart's `crds/` directory is not installed (the render's
     /// [`crate::render::Rendered::crds`] is empty, so the agent applies none of them).
     #[serde(default)]
     pub skip_crds: bool,
 }
 
-/// A health gate the setup scripts wait on before going on (`kubectl wait`, retry loops),
-/// kept as data. The objects named are the component's own (its Deployments, webhook
-/// Services, CRs), which the agent's wave health check (`policies/health.yaml`, kstatus)
-/// already waits on; the list documents what the scripts check and is not read by the
-/// reconcile loop.
+/// A health gate the setup scripts wait on before going on (`kubectl wait --for=condition=…`,
+/// retry loops), enforced by the agent: before the next wave starts, the named object
+/// exists and holds the condition, or the wave fails after the gate's `timeout` (else the
+/// component's `helm.timeout`, else `--health-timeout`), naming the object and condition.
+/// The object need not be one the component applies (the Gateway `flex-gateway` is
+/// programmed by envoy-gateway's controller from objects of its own).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitFor {
+    /// `apiVersion` of the object (optional: without it the kind is resolved through the
+    /// cluster's discovery, and must be served by exactly one API group).
+    #[serde(default)]
+    pub api_version: Option<String>,
     /// Kind of the object waited on.
     pub kind: String,
     /// Namespace (empty for cluster-scoped).
@@ -281,12 +356,13 @@ pub struct WaitFor {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// The condition (`Available`, `Ready`, `Established`, `Programmed`) or `endpoints` (a
-    /// Service with at least one ready address).
+    /// The condition type (`Available`, `Ready`, `Established`, `Programmed`; matched as
+    /// `kubectl wait --for=condition=` does: case-insensitively, status `True`) or
+    /// `endpoints` (a Service with at least one ready EndpointSlice endpoint).
     pub condition: String,
-    /// Time limit (Go duration text, e.g. `5m`).
+    /// Time limit (the script's `kubectl wait --timeout`).
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<GoDuration>,
 }
 
 /// A step the script performs before Helm runs, as data (not executed by the agent): a

@@ -111,14 +111,20 @@ pub fn prepare(
         }
         keep.push(c.clone());
     }
-    // Components that depend on a left-out one go too.
+    // Components that depend on a left-out one go too, named.
     loop {
         let before = keep.len();
         let snapshot = keep.clone();
         keep.retain(|c| {
-            catalog
+            let missing = catalog
                 .get(c)
-                .is_none_or(|e| e.depends_on.iter().all(|d| snapshot.contains(d)))
+                .and_then(|e| e.depends_on.iter().find(|d| !snapshot.contains(d)).cloned());
+            if let Some(d) = &missing {
+                notes.push(format!(
+                    "{c}: left out: it depends on {d}, which is left out"
+                ));
+            }
+            missing.is_none()
         });
         if keep.len() == before {
             break;

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gates;
 pub mod guard;
 pub mod outcome;
 pub mod prepare;
@@ -597,10 +598,10 @@ impl Agent {
                 reason: refusal.to_string(),
             });
         }
-        let waves = match crate::catalog::for_checkout(&self.render.catalog, checkout)
+        let planned = crate::catalog::for_checkout(&self.render.catalog, checkout)
             .map_err(ConfigError::from)
-            .and_then(|catalog| plan_waves(&catalog, &cfg))
-        {
+            .and_then(|catalog| Ok((plan_waves(&catalog, &cfg)?, catalog)));
+        let (waves, catalog) = match planned {
             Ok(w) => w,
             Err(e) => {
                 return Ok(Outcome::Refused {
@@ -645,7 +646,7 @@ impl Agent {
         self.store.mark_irreversible(rev, &marked)?;
         self.run.applying = Some(commit.id.clone());
         let out = self
-            .apply_revision(rev, &waves, rendered, &digests, progress)
+            .apply_revision(rev, &catalog, &waves, rendered, &digests, progress)
             .await;
         self.run.applying = None;
         out
@@ -851,9 +852,12 @@ impl Agent {
         Ok(staged)
     }
 
+    /// Applies a revision's waves (each gated on the health of what it applied and on its
+    /// components' catalog gates, [`gates`], looked up in `catalog`), then prunes.
     async fn apply_revision(
         &mut self,
         rev: i64,
+        catalog: &Catalog,
         waves: &[plan::Wave],
         rendered: BTreeMap<String, Vec<Json>>,
         digests: &BTreeMap<String, String>,
@@ -919,11 +923,17 @@ impl Agent {
                 Agent::notes(progress, self.applier().record_inventory(c, &refs).await);
                 touched.push(c);
             }
-            let all: Vec<Json> = touched
-                .iter()
-                .flat_map(|c| rendered[*c].iter().cloned())
-                .collect();
-            let healthy = self.applier().wait(&all, &self.wait_options()).await;
+            let targets = gates::targets(
+                catalog,
+                touched
+                    .iter()
+                    .map(|c| (c.as_str(), rendered[*c].as_slice())),
+                self.settings.health_timeout,
+            );
+            let healthy = self
+                .applier()
+                .wait_targets(&targets, &self.wait_options())
+                .await;
             self.set_healthy(touched.iter().map(|c| c.as_str()), healthy.is_ok());
             match healthy {
                 Ok(()) => {}
@@ -1239,8 +1249,11 @@ impl Agent {
             &format!("rollback to revision {to}"),
         )?;
         let digests = digests(&stored);
+        // The gates of the built-in catalog (a repository's own entries are not stored with
+        // the revision).
+        let catalog = self.render.catalog.clone();
         let out = self
-            .apply_revision(rev, &waves, stored, &digests, progress)
+            .apply_revision(rev, &catalog, &waves, stored, &digests, progress)
             .await?;
         if matches!(out, Outcome::Healthy { .. }) {
             self.set_pin(Some(to), head)?;

@@ -415,6 +415,148 @@ async fn a_wave_with_a_webhook_waits_for_its_backend_endpoints() {
     assert!(matches!(out, Outcome::Healthy { .. }), "{out:?}");
 }
 
+/// A catalog entry's `waitFor` gate holds the next wave: a repository's own entry `base`
+/// (a kustomize application, `helm.timeout` 1 s) applies a custom resource whose `Ready`
+/// condition its operator would write. While no controller has written it, the wave fails
+/// after the entry's timeout (not the agent's 60 s `--health-timeout`), naming the object
+/// and the condition; the next wave is not applied and nothing is pruned. Once the status is
+/// written through the API, as a controller would, the same commit goes on to the next wave.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_gate_holds_the_next_wave_until_its_condition_holds() {
+    let mut f = Fixture::new("waitfor", &[]).await;
+    f.agent.settings.health_timeout = Duration::from_secs(60);
+    // The gated commit drops one of three objects (the delete guard's 10% would refuse it).
+    f.agent.settings.max_delete_share = 1.0;
+    let ns = f.ns.clone();
+    let group = format!("{}.gates.stackwave.test", f.tc.suffix);
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
+    f.tc.cleanup_later(crd.clone());
+    f.cluster.create(&crd).await.unwrap();
+    let established = Instant::now();
+    loop {
+        let live = f.cluster.get(&crd).await.unwrap().unwrap();
+        let conds = live["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if conds
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+        {
+            break;
+        }
+        assert!(
+            established.elapsed() < Duration::from_secs(30),
+            "CRD never Established"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let timeout = if f.tc.in_process() { "1s" } else { "5s" };
+    let empty = f.root.join("empty");
+    let write = |repo: &Repo, gated: bool, app_value: &str| {
+        repo.write(
+            "stackwave.yaml",
+            &format!(
+                "genestack:\n  path: {e}\ncharts:\n  path: {e}\nmanifests:\n- name: app\n  path: manifests/app\n  wave: 1\ncomponents: [base]\n",
+                e = empty.display()
+            ),
+        );
+        let gate = if gated {
+            format!("helm: {{timeout: {timeout}}}\nwaitFor:\n  - {{apiVersion: {group}/v1, kind: Gadget, namespace: {ns}, name: g, condition: Ready}}\n")
+        } else {
+            String::new()
+        };
+        repo.write(
+            "components/base.yaml",
+            &format!("name: base\nkind: kustomize\nwave: 0\nrelease: {{name: base, namespace: {ns}}}\nkustomize: {{path: base/app}}\n{gate}"),
+        );
+        // Ungated, base holds a ConfigMap `old`; gated, a Gadget instead.
+        let body = if gated {
+            format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\n  namespace: {ns}\nspec:\n  size: 1\n")
+        } else {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n  namespace: {ns}\n")
+        };
+        repo.write(
+            "kustomize/base/app/objects.yaml",
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n{body}"),
+        );
+        repo.write(
+            "kustomize/base/app/kustomization.yaml",
+            &kustomization(&["objects.yaml".into()]),
+        );
+        repo.write(
+            "manifests/app/kustomization.yaml",
+            &kustomization(&["api.yaml".into()]),
+        );
+        repo.write(
+            "manifests/app/api.yaml",
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\n  namespace: {ns}\ndata:\n  v: \"{app_value}\"\n"),
+        );
+    };
+    write(&f.repo, false, "1");
+    f.repo.commit("base without a gate");
+    assert_eq!(healthy(&f.step().await), ["base", "app"]);
+
+    write(&f.repo, true, "2");
+    f.repo.commit("base: a Gadget its operator must make Ready");
+    let started = Instant::now();
+    let out = f.step().await;
+    let Outcome::Failed { wave, reason, .. } = &out else {
+        panic!("the gate fails the wave: {out:?}")
+    };
+    assert_eq!(*wave, 0);
+    assert!(
+        reason.contains(&format!("not healthy within {timeout}"))
+            && reason.contains("component base")
+            && reason.contains(&format!("Gadget/{ns}/g Ready"))
+            && reason.contains("no condition Ready"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed after the entry's timeout, not --health-timeout"
+    );
+    assert_eq!(f.agent.store.revisions().unwrap()[0].outcome, "failed");
+    assert_eq!(
+        f.live("ConfigMap", "api").await.unwrap()["data"]["v"],
+        "1",
+        "the next wave is not applied"
+    );
+    assert!(
+        f.live("ConfigMap", "old").await.is_some(),
+        "nothing is pruned after a failed wave"
+    );
+
+    // The operator's status, written through the API as a controller writes it.
+    let gvk = kube::core::GroupVersionKind::gvk(&group, "v1", "Gadget");
+    let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, "gadgets");
+    let api: kube::Api<kube::core::DynamicObject> =
+        kube::Api::namespaced_with(f.cluster.client().clone(), &ns, &ar);
+    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+        "reason": "Reconciled", "message": "ready", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    api.patch_status(
+        "g",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+    // The same commit again: the gate holds, the next wave goes on, then the prune.
+    assert_eq!(healthy(&f.step().await), ["base", "app"]);
+    assert_eq!(f.live("ConfigMap", "api").await.unwrap()["data"]["v"], "2");
+    assert!(
+        f.live("ConfigMap", "old").await.is_none(),
+        "pruned once healthy"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_five_back_is_instant_and_pins() {
     let mut f = Fixture::new("rollback", &[]).await;

@@ -14,7 +14,7 @@ pub mod wait;
 
 pub use prune::PruneResult;
 pub use ssa::Change;
-pub use wait::{Stop, WaitOptions};
+pub use wait::{Gate, Stop, Target, WaitOptions};
 
 use crate::cluster::health::Rule;
 use crate::cluster::instance::Instance;

@@ -229,6 +229,62 @@ pub fn health(o: &Json, rules: &[Rule]) -> Health {
     }
 }
 
+/// Whether `o` holds condition `kind` with status `True`, as `kubectl wait
+/// --for=condition=KIND` decides (kubectl `pkg/cmd/wait/condition.go`: the condition type
+/// compared case-insensitively, a condition whose own `observedGeneration` is older than the
+/// object's `generation` not counting), with kstatus's object-level rule on top: a
+/// `status.observedGeneration` older than `metadata.generation` is still in progress
+/// (cli-utils `kstatus/status/core.go`), so an `Available=True` left from the previous
+/// rollout of a Deployment does not pass. Never `Failed`: like `kubectl wait`, a gate waits
+/// until its timeout.
+pub fn condition_health(o: &Json, kind: &str) -> Health {
+    let generation = i(o, "/metadata/generation");
+    if let Some(og) = o
+        .pointer("/status/observedGeneration")
+        .and_then(Json::as_i64)
+    {
+        if generation > 0 && og < generation {
+            return Health::InProgress(format!(
+                "observedGeneration {og} < generation {generation}"
+            ));
+        }
+    }
+    let found = o
+        .pointer("/status/conditions")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            c["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+        });
+    let Some(c) = found else {
+        return Health::InProgress(format!("no condition {kind} yet"));
+    };
+    if let Some(og) = c["observedGeneration"].as_i64() {
+        if generation > 0 && og < generation {
+            return Health::InProgress(format!(
+                "condition {kind} is of generation {og} < {generation}"
+            ));
+        }
+    }
+    let status = c["status"].as_str().unwrap_or("");
+    if status.eq_ignore_ascii_case("True") {
+        return Health::Current;
+    }
+    let why = [c["reason"].as_str(), c["message"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    Health::InProgress(if why.is_empty() {
+        format!("condition {kind} is {status}")
+    } else {
+        format!("condition {kind} is {status} ({why})")
+    })
+}
+
 /// The Services that back webhooks among `objs`, as `(namespace, name)`: admission webhooks
 /// (`Mutating`/`ValidatingWebhookConfiguration` `webhooks[].clientConfig.service`), CRD
 /// conversion webhooks (`spec.conversion.webhook.clientConfig.service`) and aggregated APIs
@@ -315,6 +371,33 @@ mod tests {
         assert!(matches!(endpoints_health(&[]), Health::InProgress(_)));
         let ready = json!({"endpoints": [{"addresses": ["10.0.0.2"]}]});
         assert_eq!(endpoints_health(&[unready, ready]), Health::Current);
+    }
+
+    #[test]
+    fn conditions_as_kubectl_wait_reads_them() {
+        let mut gw = json!({"kind": "Gateway", "metadata": {"generation": 2},
+            "status": {"conditions": [{"type": "Programmed", "status": "False", "reason": "AddressNotAssigned"}]}});
+        assert_eq!(
+            condition_health(&gw, "Programmed"),
+            Health::InProgress("condition Programmed is False (AddressNotAssigned)".into())
+        );
+        assert!(
+            matches!(condition_health(&gw, "Accepted"), Health::InProgress(m) if m == "no condition Accepted yet")
+        );
+        gw["status"]["conditions"][0] =
+            json!({"type": "Programmed", "status": "True", "observedGeneration": 1});
+        assert!(
+            matches!(condition_health(&gw, "programmed"), Health::InProgress(m) if m.contains("generation 1 < 2"))
+        );
+        gw["status"]["conditions"][0]["observedGeneration"] = json!(2);
+        assert_eq!(condition_health(&gw, "programmed"), Health::Current);
+        let mut d = json!({"kind": "Deployment", "metadata": {"generation": 3},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Available", "status": "True"}]}});
+        assert!(
+            matches!(condition_health(&d, "Available"), Health::InProgress(m) if m.contains("observedGeneration 2"))
+        );
+        d["status"]["observedGeneration"] = json!(3);
+        assert_eq!(condition_health(&d, "available"), Health::Current);
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub enum ClusterError {
         /// GVK.
         gvk: String,
     },
+    /// A kind named without `apiVersion` is served by several API groups.
+    #[error("{id}: kind {kind} is served as {}; name its apiVersion", served_as.join(", "))]
+    AmbiguousKind {
+        /// Object.
+        id: String,
+        /// Kind.
+        kind: String,
+        /// The `apiVersion`s serving it.
+        served_as: Vec<String>,
+    },
     /// Another field manager owns fields Stackwave applies (409).
     #[error("{id}: conflict: {message}")]
     Conflict {
@@ -465,6 +475,52 @@ impl Cluster {
         Err(ClusterError::UnknownKind {
             id,
             gvk: format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind),
+        })
+    }
+
+    /// The `apiVersion` (the group's preferred version) of the one API group that serves
+    /// `kind`, from discovery (refreshed once when no group serves it, as for a CRD created
+    /// since the last refresh) — what `kubectl wait KIND/NAME` resolves through its REST
+    /// mapper when the resource names no group. `id` names the object asked about in errors.
+    ///
+    /// # Errors
+    /// [`ClusterError::UnknownKind`] when no group serves it, [`ClusterError::AmbiguousKind`]
+    /// when several do; discovery failures.
+    pub async fn resolve_kind(&self, kind: &str, id: &str) -> Result<String, ClusterError> {
+        let mut guard = self.discovery.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() || attempt == 1 {
+                let d = Discovery::new(self.client.clone())
+                    .run()
+                    .await
+                    .map_err(|e| api_err(&self.server, id, e))?;
+                self.count(1);
+                *guard = Some(d);
+            }
+            let found: Vec<String> = guard
+                .as_ref()
+                .map(|d| {
+                    d.groups()
+                        .filter_map(|g| g.recommended_kind(kind))
+                        .map(|(ar, _)| ar.api_version)
+                        .collect()
+                })
+                .unwrap_or_default();
+            match found.as_slice() {
+                [] => {}
+                [one] => return Ok(one.clone()),
+                _ => {
+                    return Err(ClusterError::AmbiguousKind {
+                        id: id.to_string(),
+                        kind: kind.to_string(),
+                        served_as: found,
+                    })
+                }
+            }
+        }
+        Err(ClusterError::UnknownKind {
+            id: id.to_string(),
+            gvk: kind.to_string(),
         })
     }
 

@@ -96,8 +96,9 @@ impl std::fmt::Display for Needs {
 pub struct Deferred {
     /// The object.
     pub check: Check,
-    /// What it needs first.
-    pub needs: Needs,
+    /// What it needs first: its namespace, its CRD, or both (a custom resource in a
+    /// namespace the same wave creates needs both applied ahead of it).
+    pub needs: Vec<Needs>,
 }
 
 /// An object the API server refused in the dry run.
@@ -130,17 +131,17 @@ impl Report {
     /// Defers `c` to its wave when what it needs comes in that wave or an earlier one; an
     /// object whose CRD or namespace comes only in a later wave could not be applied in its
     /// own: refused with `error`.
-    fn defer(&mut self, c: Check, needs: Needs, error: ClusterError) {
-        if needs.wave() <= c.wave {
+    fn defer(&mut self, c: Check, needs: Vec<Needs>, error: ClusterError) {
+        let Some(later) = needs.iter().find(|n| n.wave() > c.wave).cloned() else {
             self.deferred.push(Deferred { check: c, needs });
-        } else {
-            self.refused.push(Refusal {
-                wave: c.wave,
-                component: c.component,
-                id: object_id(&c.object),
-                error: ClusterError::Invalid(format!("{error} (it needs {needs}, a later wave)")),
-            });
-        }
+            return;
+        };
+        self.refused.push(Refusal {
+            wave: c.wave,
+            component: c.component,
+            id: object_id(&c.object),
+            error: ClusterError::Invalid(format!("{error} (it needs {later}, a later wave)")),
+        });
     }
 
     /// The refusals as one line each: `Kind/ns/name (component c, wave w): message`.
@@ -224,7 +225,11 @@ pub async fn check(cluster: &Cluster, checks: Vec<Check>, brings: &Brings) -> Re
     let mut missing_ns: BTreeSet<String> = BTreeSet::new();
     for c in checks {
         if missing_ns.contains(super::namespace_of(&c.object)) {
-            if let Some(needs) = brings.namespace_for(&c.object) {
+            if let Some(ns) = brings.namespace_for(&c.object) {
+                // Its kind may be one the revision brings too: both go ahead of it.
+                let needs = std::iter::once(ns)
+                    .chain(brings.crd_for(&c.object))
+                    .collect();
                 let error = ClusterError::Api {
                     id: object_id(&c.object),
                     code: 404,
@@ -253,9 +258,11 @@ pub async fn check(cluster: &Cluster, checks: Vec<Check>, brings: &Brings) -> Re
         let needs = match &result {
             Err(ClusterError::UnknownKind { .. }) => {
                 unserved.insert(gk.clone());
-                brings.crd_for(&c.object)
+                brings.crd_for(&c.object).map(|n| vec![n])
             }
-            Err(ClusterError::Api { code: 404, .. }) => brings.namespace_for(&c.object),
+            Err(ClusterError::Api { code: 404, .. }) => {
+                brings.namespace_for(&c.object).map(|n| vec![n])
+            }
             _ => None,
         };
         match (result, needs) {
@@ -322,20 +329,11 @@ pub fn due(deferred: Vec<Deferred>, wave: i32) -> (Vec<Deferred>, Vec<Deferred>)
 /// what the wave applies first (fluxcd/pkg `ApplyAllStaged`'s stage one: every CRD and
 /// Namespace), so the others can be dry-run before they are applied. An object deferred for
 /// its namespace may need its CRD as well (a custom resource in a namespace the wave creates:
-/// its kind was never asked about), so the wave's CRDs serving a due object's kind come too.
+/// its kind was never asked about): [`Deferred::needs`] then names both, and both come.
 /// In `wave_objects`' order, each once.
 pub fn stage_one<'a>(due: &[Deferred], wave: i32, wave_objects: &'a [Json]) -> Vec<&'a Json> {
-    let serves_due = |o: &Json| {
-        o["kind"] == "CustomResourceDefinition"
-            && due.iter().any(|d| {
-                o.pointer("/spec/group").and_then(Json::as_str)
-                    == Some(super::group_of(&d.check.object))
-                    && o.pointer("/spec/names/kind").and_then(Json::as_str)
-                        == d.check.object["kind"].as_str()
-            })
-    };
     let wanted = |o: &Json| {
-        due.iter().any(|d| match &d.needs {
+        due.iter().flat_map(|d| &d.needs).any(|n| match n {
             Needs::Crd { name, wave: w } => {
                 *w == wave && o["kind"] == "CustomResourceDefinition" && super::name_of(o) == name
             }
@@ -349,7 +347,7 @@ pub fn stage_one<'a>(due: &[Deferred], wave: i32, wave_objects: &'a [Json]) -> V
     };
     wave_objects
         .iter()
-        .filter(|o| wanted(o) || serves_due(o))
+        .filter(|o| wanted(o))
         .collect()
 }
 
@@ -418,10 +416,16 @@ mod tests {
                 object: widget,
                 replace_immutable: false,
             },
-            needs: Needs::Namespace {
-                name: "apps".into(),
-                wave: 2,
-            },
+            needs: vec![
+                Needs::Namespace {
+                    name: "apps".into(),
+                    wave: 2,
+                },
+                Needs::Crd {
+                    name: "widgets.example.com".into(),
+                    wave: 2,
+                },
+            ],
         }];
         let first = stage_one(&due, 2, &wave_objects);
         assert_eq!(

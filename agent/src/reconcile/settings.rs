@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Agent settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long a wave may take to become healthy.
+    /// How long a wave may take to become healthy: the limit of components whose catalog
+    /// entry sets no `helm.timeout` (and of the CRDs and Namespaces applied ahead of a wave).
     pub health_timeout: Duration,
     /// Largest share of managed objects one revision may delete (0.10 = 10%).
     pub max_delete_share: f64,

@@ -1643,7 +1643,7 @@ async fn release_namespaces_are_created_never_pruned_and_crds_skipped() {
         "Helm's label"
     );
     assert_eq!(
-        live_made["metadata"]["annotations"][stackwave::cluster::COMPONENT_ANNOTATION],
+        live_made["metadata"]["labels"][stackwave::cluster::COMPONENT_LABEL],
         "made"
     );
     let live_there = f.cluster.get(&ns_of(&there)).await.unwrap().unwrap();
@@ -1679,7 +1679,7 @@ async fn release_namespaces_are_created_never_pruned_and_crds_skipped() {
     assert_eq!(kinds("there"), ["ConfigMap", "CustomResourceDefinition"]);
     let live_crd = f.cluster.get(&crd_skeleton).await.unwrap().expect("CRD");
     assert_eq!(
-        live_crd["metadata"]["annotations"][stackwave::cluster::COMPONENT_ANNOTATION],
+        live_crd["metadata"]["labels"][stackwave::cluster::COMPONENT_LABEL],
         "there"
     );
 

@@ -345,10 +345,7 @@ pub fn stage_one<'a>(due: &[Deferred], wave: i32, wave_objects: &'a [Json]) -> V
             }
         })
     };
-    wave_objects
-        .iter()
-        .filter(|o| wanted(o))
-        .collect()
+    wave_objects.iter().filter(|o| wanted(o)).collect()
 }
 
 /// Dry-runs deferred objects now that what they need is applied (and healthy): anything

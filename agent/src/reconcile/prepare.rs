@@ -280,7 +280,7 @@ metadata:
         assert!(is_namespace(&ks[0], "openstack"), "{}", ks[0]);
         assert_eq!(ks[0]["metadata"]["labels"]["name"], "openstack");
         assert_eq!(
-            ks[0]["metadata"]["annotations"][crate::cluster::COMPONENT_ANNOTATION],
+            ks[0]["metadata"]["labels"][crate::cluster::COMPONENT_LABEL],
             "keystone"
         );
         assert_eq!(objects["glance"], before["glance"], "applied once");

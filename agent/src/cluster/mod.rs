@@ -451,6 +451,31 @@ impl Cluster {
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Runs `lookup` on the cached discovery, running discovery first when there is none and
+    /// once more when `lookup` finds nothing (a CRD created since the last refresh).
+    /// `Ok(None)`: not found after the refresh. `id` names the object asked about in errors.
+    async fn discover<T>(
+        &self,
+        id: &str,
+        lookup: impl Fn(&Discovery) -> Option<Result<T, ClusterError>>,
+    ) -> Result<Option<T>, ClusterError> {
+        let mut guard = self.discovery.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() || attempt == 1 {
+                let d = Discovery::new(self.client.clone())
+                    .run()
+                    .await
+                    .map_err(|e| api_err(&self.server, id, e))?;
+                self.count(1);
+                *guard = Some(d);
+            }
+            if let Some(found) = guard.as_ref().and_then(&lookup) {
+                return found.map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// Resolves a GVK, refreshing discovery once when it is unknown.
     ///
     /// # Errors
@@ -458,24 +483,12 @@ impl Cluster {
     pub async fn resolve(&self, o: &Json) -> Result<(ApiResource, ApiCapabilities), ClusterError> {
         let gvk = gvk_of(o);
         let id = object_id(o);
-        let mut guard = self.discovery.lock().await;
-        for attempt in 0..2 {
-            if guard.is_none() || attempt == 1 {
-                let d = Discovery::new(self.client.clone())
-                    .run()
-                    .await
-                    .map_err(|e| api_err(&self.server, &id, e))?;
-                self.count(1);
-                *guard = Some(d);
-            }
-            if let Some(found) = guard.as_ref().and_then(|d| d.resolve_gvk(&gvk)) {
-                return Ok(found);
-            }
-        }
-        Err(ClusterError::UnknownKind {
-            id,
-            gvk: format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind),
-        })
+        self.discover(&id, |d| d.resolve_gvk(&gvk).map(Ok))
+            .await?
+            .ok_or_else(|| ClusterError::UnknownKind {
+                id: id.clone(),
+                gvk: format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind),
+            })
     }
 
     /// The `apiVersion` (the group's preferred version) of the one API group that serves
@@ -487,38 +500,24 @@ impl Cluster {
     /// [`ClusterError::UnknownKind`] when no group serves it, [`ClusterError::AmbiguousKind`]
     /// when several do; discovery failures.
     pub async fn resolve_kind(&self, kind: &str, id: &str) -> Result<String, ClusterError> {
-        let mut guard = self.discovery.lock().await;
-        for attempt in 0..2 {
-            if guard.is_none() || attempt == 1 {
-                let d = Discovery::new(self.client.clone())
-                    .run()
-                    .await
-                    .map_err(|e| api_err(&self.server, id, e))?;
-                self.count(1);
-                *guard = Some(d);
-            }
-            let found: Vec<String> = guard
-                .as_ref()
-                .map(|d| {
-                    d.groups()
-                        .filter_map(|g| g.recommended_kind(kind))
-                        .map(|(ar, _)| ar.api_version)
-                        .collect()
-                })
-                .unwrap_or_default();
+        self.discover(id, |d| {
+            let found: Vec<String> = d
+                .groups()
+                .filter_map(|g| g.recommended_kind(kind))
+                .map(|(ar, _)| ar.api_version)
+                .collect();
             match found.as_slice() {
-                [] => {}
-                [one] => return Ok(one.clone()),
-                _ => {
-                    return Err(ClusterError::AmbiguousKind {
-                        id: id.to_string(),
-                        kind: kind.to_string(),
-                        served_as: found,
-                    })
-                }
+                [] => None,
+                [one] => Some(Ok(one.clone())),
+                _ => Some(Err(ClusterError::AmbiguousKind {
+                    id: id.to_string(),
+                    kind: kind.to_string(),
+                    served_as: found,
+                })),
             }
-        }
-        Err(ClusterError::UnknownKind {
+        })
+        .await?
+        .ok_or_else(|| ClusterError::UnknownKind {
             id: id.to_string(),
             gvk: kind.to_string(),
         })

@@ -152,7 +152,11 @@ async fn run(client: kube::Client, mut rules: tokio::sync::watch::Receiver<Rules
                     continue;
                 }
                 recent.insert(key, now);
-                let _ = controllers::execute(&client, &cache, a).await;
+                if let Err(e) = controllers::execute(&client, &cache, a).await {
+                    // A write the server refuses is the stand-in's fault (a rule or a shape
+                    // the server's schema rejects): say so, as a controller logs it.
+                    tracing::warn!(error = %e, "kube-standin: write refused");
+                }
             }
         }
         let wait = next_due

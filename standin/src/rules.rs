@@ -7,7 +7,6 @@
 //! the outcome and the delay.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 use std::path::Path;
 use std::time::Duration;
 
@@ -54,10 +53,29 @@ pub struct CustomResource {
     /// The kind (any group).
     pub kind: String,
     /// `status.conditions` once ready.
-    pub ready: Vec<Json>,
+    pub ready: Vec<Condition>,
     /// `status.conditions` when failing (by a [`Rules::failing`] pattern).
     #[serde(default)]
-    pub failed: Vec<Json>,
+    pub failed: Vec<Condition>,
+}
+
+/// One condition an operator writes, less the times the stand-in stamps
+/// (`lastTransitionTime`, `observedGeneration`). Every field is required, as in
+/// `metav1.Condition` (`k8s.io/apimachinery/pkg/apis/meta/v1/types.go`), whose CRD schemas
+/// (Gateway API's, for one) refuse a status without `message`: a rule missing one is a rules
+/// error at load, not a status write the server refuses later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// `type`, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `"True"`, `"False"` or `"Unknown"`.
+    pub status: String,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable message (may be empty, never absent).
+    pub message: String,
 }
 
 /// Which controllers run.

@@ -156,6 +156,54 @@ pub struct PostRender {
     pub overlay: String,
 }
 
+/// A setup script's steps after the release, as data (`bin/setup-envoy-gateway.sh` in its
+/// default mode: every `etc/gateway-api/listeners/*` JSON patch, flattened, patched into the
+/// Gateway with `kubectl patch --type=json`, and `kubectl apply -f` of `etc/gateway-api/routes`).
+/// They are applied to the component's rendered objects ([`crate::render::setup`]) so the
+/// object the release made and what the script patched into it stay one object with one
+/// owner (one field manager). Paths are relative to the Genestack checkout (the scripts read
+/// `/opt/genestack/etc/…` and rewrite `/etc/genestack/gateway-api/` from it on every run).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Setup {
+    /// The script transcribed (e.g. `setup-envoy-gateway.sh`).
+    pub script: String,
+    /// Text replaced in every file read, in order (the script's
+    /// `sed "s/your.domain.tld/${GATEWAY_DOMAIN}/g"`; `GATEWAY_DOMAIN` defaults to
+    /// `cluster.local` in `setup-infrastructure.sh`): `[{from, to}]`.
+    #[serde(default)]
+    pub substitute: Vec<Substitution>,
+    /// JSON patches (RFC 6902) applied to one rendered object.
+    #[serde(default)]
+    pub patches: Vec<SetupPatch>,
+    /// Files or directories (every `.json`, `.yaml`, `.yml` in name order, as
+    /// `kubectl apply -f DIR`) whose objects are added to the component.
+    #[serde(default)]
+    pub manifests: Vec<String>,
+}
+
+/// One text substitution of [`Setup::substitute`].
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Substitution {
+    /// Literal text replaced.
+    pub from: String,
+    /// Its replacement.
+    pub to: String,
+}
+
+/// One patch step of [`Setup::patches`]: every file of `dir` (a JSON array of RFC 6902
+/// operations) in name order, flattened into one patch (`jq -s 'flatten'`), applied to
+/// `target`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupPatch {
+    /// Directory of patch files.
+    pub dir: String,
+    /// The object patched.
+    pub target: ObjectRef,
+}
+
 /// How a bound value reaches Helm (`--set`, `--set-string`, `--set-file`).
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -482,6 +530,9 @@ pub struct Component {
     /// Post-render overlay.
     #[serde(default)]
     pub post_render: Option<PostRender>,
+    /// A setup script's steps after the release ([`Setup`]).
+    #[serde(default)]
+    pub setup: Option<Setup>,
     /// Values bound from cluster objects.
     #[serde(default)]
     pub bindings: Vec<Binding>,

@@ -14,9 +14,6 @@
 use crate::component::ComponentKind;
 use std::path::Path;
 
-/// Components the demo leaves out, with the reason it prints (`agent/data/demo-left-out.yaml`).
-const LEFT_OUT: &str = include_str!("../data/demo-left-out.yaml");
-
 /// The stand-in tree (`components/`, `kustomize/`), relative to the agent crate.
 const STANDINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo-standins");
 
@@ -86,18 +83,9 @@ pub fn prepare(
         copy_tree(standins, repo).map_err(|e| format!("{}: {e}", standins.display()))?;
     }
     let catalog = crate::catalog::for_checkout(&builtin, repo).map_err(|e| e.to_string())?;
-    let left_out: std::collections::BTreeMap<String, String> =
-        kustomize_rs::yaml::parse_one(LEFT_OUT)
-            .ok()
-            .and_then(|v| serde_json::from_value(crate::component::to_json(&v)).ok())
-            .unwrap_or_default();
     let mut keep = Vec::new();
     for c in &cfg.components {
         let Some(e) = catalog.get(c) else { continue };
-        if let Some(why) = left_out.get(c) {
-            notes.push(format!("{c}: left out: {why}"));
-            continue;
-        }
         if let (ComponentKind::Helm, Some(dir), None) = (e.kind, charts, &e.chart.genestack_path) {
             let d = e.chart.dir.as_deref().unwrap_or(&e.chart.name);
             if !dir.join(d).join("Chart.yaml").is_file() {

@@ -125,6 +125,8 @@ pub struct FileSystem {
     mem: std::collections::HashMap<PathBuf, Vec<u8>>,
     /// Told of every look at the disk.
     observer: Option<Observer>,
+    /// Only the in-memory files: no disk, no layers ([`FileSystem::memory`]).
+    memory: bool,
 }
 
 /// One look a build took at the disk (a physical path; in-memory files are not reported).
@@ -162,7 +164,22 @@ impl FileSystem {
             layers,
             mem: Default::default(),
             observer: None,
+            memory: false,
         }
+    }
+
+    /// Only in-memory files ([`FileSystem::insert`]) under a virtual `/`: the disk is never
+    /// looked at (a build of generated inputs).
+    pub fn memory() -> FileSystem {
+        FileSystem {
+            memory: true,
+            ..FileSystem::layered(Vec::new())
+        }
+    }
+
+    /// Whether paths are the real disk's (no layers, not memory-only).
+    fn on_disk(&self) -> bool {
+        self.layers.is_empty() && !self.memory
     }
 
     /// The same file system, reporting each look at the disk to `observer` — so a caller can
@@ -184,7 +201,7 @@ impl FileSystem {
     }
 
     fn physical(&self, p: &Path) -> Vec<PathBuf> {
-        if self.layers.is_empty() {
+        if self.on_disk() {
             return vec![p.to_path_buf()];
         }
         let rel = p.strip_prefix("/").unwrap_or(p);
@@ -237,7 +254,7 @@ impl FileSystem {
 
     /// The path with symlinks resolved on disk, or cleaned lexically when layered.
     fn canonical(&self, p: &Path) -> Option<PathBuf> {
-        if self.layers.is_empty() {
+        if self.on_disk() {
             std::fs::canonicalize(p).ok()
         } else {
             let c = clean(p);
@@ -298,7 +315,7 @@ impl Loader {
         restrictor: LoadRestrictor,
         remote: RemoteOptions,
     ) -> Result<Loader, Error> {
-        let abs = if dir.is_absolute() || !fs.layers.is_empty() {
+        let abs = if dir.is_absolute() || !fs.on_disk() {
             Path::new("/").join(dir)
         } else {
             std::env::current_dir()

@@ -28,6 +28,7 @@ pub fn render(inputs: &Inputs, reads: &Reader, c: &Component) -> Result<Rendered
         ComponentKind::Kustomize => (build(inputs, reads, c)?, Vec::new()),
         ComponentKind::Manifests | ComponentKind::Helm => manifests(inputs, reads, c)?,
     };
+    let objs = super::setup::apply(reads, &inputs.sources.genestack, c, objs)?;
     Ok(Rendered {
         component: c.name.clone(),
         manifests: Manifests::Kustomized(objs),

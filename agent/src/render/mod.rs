@@ -20,6 +20,7 @@ pub mod objects;
 pub mod oci;
 pub mod postrender;
 pub mod reads;
+pub mod setup;
 pub mod values;
 
 use crate::component::{Catalog, Component};
@@ -576,6 +577,24 @@ pub fn finish(
             })?,
         ),
         None => Manifests::Helm(manifests),
+    };
+    let manifests = match (&component.setup, manifests) {
+        (None, m) => m,
+        (Some(_), m) => {
+            let objs = match m {
+                Manifests::Kustomized(objs) => objs,
+                Manifests::Helm(ms) => kustomize_rs::yaml::parse_documents(&source_stream(&ms))
+                    .map_err(|source| RenderError::Parse {
+                        component: cname.clone(),
+                        path: "(manifests)".into(),
+                        source,
+                    })?
+                    .into_iter()
+                    .filter(|d| d.as_map().is_some_and(|m| !m.is_empty()))
+                    .collect(),
+            };
+            Manifests::Kustomized(setup::apply(reads, &src.genestack, component, objs)?)
+        }
     };
     Ok(Rendered {
         component: cname,

@@ -204,40 +204,89 @@ async fn gateway_api_status_passes_the_real_crd_schema() {
     );
     let docs: Vec<Json> = serde_saphyr::from_multiple(&text).expect("Gateway API CRDs parse");
     for d in docs.iter().filter(|d| {
-        ["gateways.gateway.networking.k8s.io", "gatewayclasses.gateway.networking.k8s.io"]
-            .contains(&d["metadata"]["name"].as_str().unwrap_or_default())
+        [
+            "gateways.gateway.networking.k8s.io",
+            "gatewayclasses.gateway.networking.k8s.io",
+        ]
+        .contains(&d["metadata"]["name"].as_str().unwrap_or_default())
     }) {
-        apply(&c, ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions", None, d.clone()).await;
+        apply(
+            &c,
+            ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+            None,
+            d.clone(),
+        )
+        .await;
     }
-    apply(&c, ("", "v1", "Namespace"), "namespaces", None,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "envoy-gateway"}})).await;
+    apply(
+        &c,
+        ("", "v1", "Namespace"),
+        "namespaces",
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "envoy-gateway"}}),
+    )
+    .await;
     apply(&c, ("gateway.networking.k8s.io", "v1", "GatewayClass"), "gatewayclasses", None, json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "eg"},
         "spec": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"}})).await;
     apply(&c, ("gateway.networking.k8s.io", "v1", "Gateway"), "gateways", Some("envoy-gateway"), json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "flex-gateway", "namespace": "envoy-gateway"},
         "spec": {"gatewayClassName": "eg", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})).await;
-    let condition = |plural: &'static str, kind: &'static str, ns: Option<&'static str>, name: &'static str, ty: &'static str| {
+    let condition = |plural: &'static str,
+                     kind: &'static str,
+                     ns: Option<&'static str>,
+                     name: &'static str,
+                     ty: &'static str| {
         let c = c.clone();
         async move {
-            let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind), plural);
+            let ar = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind),
+                plural,
+            );
             let api: Api<DynamicObject> = match ns {
                 Some(n) => Api::namespaced_with(c, n, &ar),
                 None => Api::all_with(c, &ar),
             };
             api.get(name).await.ok().and_then(|o| {
-                o.data.pointer("/status/conditions")?.as_array()?.iter()
+                o.data
+                    .pointer("/status/conditions")?
+                    .as_array()?
+                    .iter()
                     .find(|x| x["type"] == ty)
-                    .map(|x| (x["status"].as_str().unwrap_or_default().to_string(), x["message"].as_str().unwrap_or_default().to_string()))
+                    .map(|x| {
+                        (
+                            x["status"].as_str().unwrap_or_default().to_string(),
+                            x["message"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
             })
         }
     };
-    eventually("the Gateway is Programmed", Duration::from_secs(3), || async {
-        condition("gateways", "Gateway", Some("envoy-gateway"), "flex-gateway", "Programmed").await.is_some_and(|(s, m)| s == "True" && !m.is_empty())
-    })
+    eventually(
+        "the Gateway is Programmed",
+        Duration::from_secs(3),
+        || async {
+            condition(
+                "gateways",
+                "Gateway",
+                Some("envoy-gateway"),
+                "flex-gateway",
+                "Programmed",
+            )
+            .await
+            .is_some_and(|(s, m)| s == "True" && !m.is_empty())
+        },
+    )
     .await;
-    eventually("the GatewayClass is Accepted", Duration::from_secs(3), || async {
-        condition("gatewayclasses", "GatewayClass", None, "eg", "Accepted").await.is_some_and(|(s, _)| s == "True")
-    })
+    eventually(
+        "the GatewayClass is Accepted",
+        Duration::from_secs(3),
+        || async {
+            condition("gatewayclasses", "GatewayClass", None, "eg", "Accepted")
+                .await
+                .is_some_and(|(s, _)| s == "True")
+        },
+    )
     .await;
 }

@@ -276,22 +276,7 @@ impl Rendered {
     pub fn text(&self) -> Result<String, RenderError> {
         let body = match &self.manifests {
             Manifests::Helm(ms) => source_stream(ms),
-            Manifests::Kustomized(objs) => {
-                let mut out = String::new();
-                for (i, o) in objs.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str("---\n");
-                    }
-                    out.push_str(&kustomize_rs::yaml::to_yaml(o).map_err(|source| {
-                        RenderError::Print {
-                            component: self.component.clone(),
-                            what: format!("object {}", i + 1),
-                            source,
-                        }
-                    })?);
-                }
-                out
-            }
+            Manifests::Kustomized(objs) => print_objects(&self.component, objs)?,
         };
         let mut text = String::from(go_trim_space(&body));
         text.push('\n');
@@ -610,6 +595,30 @@ pub fn finish(
             chart_crds(&plan.located.path)
         },
     })
+}
+
+/// Prints objects as one YAML stream, `---` between them (`kubectl kustomize`'s output).
+///
+/// # Errors
+/// [`RenderError::Print`] naming `component` and the object's 1-based position.
+pub fn print_objects(
+    component: &str,
+    objs: &[kustomize_rs::yaml::Value],
+) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for (i, o) in objs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(
+            &kustomize_rs::yaml::to_yaml(o).map_err(|source| RenderError::Print {
+                component: component.to_string(),
+                what: format!("object {}", i + 1),
+                source,
+            })?,
+        );
+    }
+    Ok(out)
 }
 
 /// A component ready for Helm: its plan, values files and values, and the Helm library.

@@ -49,19 +49,7 @@ pub fn apply(
     };
     let mut fs = FileSystem::memory();
     let root = Path::new(ROOT);
-    let mut rendered = String::new();
-    for (i, o) in objects.iter().enumerate() {
-        if i > 0 {
-            rendered.push_str("---\n");
-        }
-        rendered.push_str(&kustomize_rs::yaml::to_yaml(o).map_err(|source| {
-            RenderError::Print {
-                component: c.name.clone(),
-                what: format!("object {}", i + 1),
-                source,
-            }
-        })?);
-    }
+    let rendered = super::print_objects(&c.name, &objects)?;
     fs.insert(root.join("rendered.yaml"), rendered);
     let mut kust = String::from(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
@@ -114,13 +102,14 @@ pub fn apply(
         }
     }
     fs.insert(root.join("kustomization.yaml"), kust);
-    let res = kustomize_rs::build_in(Arc::new(fs), root, &Options::default()).map_err(|source| {
-        RenderError::PostRender {
-            component: c.name.clone(),
-            overlay: format!("{} (setup)", setup.script),
-            source,
-        }
-    })?;
+    let res =
+        kustomize_rs::build_in(Arc::new(fs), root, &Options::default()).map_err(|source| {
+            RenderError::PostRender {
+                component: c.name.clone(),
+                overlay: format!("{} (setup)", setup.script),
+                source,
+            }
+        })?;
     Ok(res.into_iter().map(|r| r.obj).collect())
 }
 
